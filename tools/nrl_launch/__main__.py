@@ -1,6 +1,6 @@
-"""Allow ``python -m nrl_launch``."""
+"""Allow ``python -m nrl_launch`` (the ``tools/launch`` shim uses it)."""
 
 from nrl_launch.cli import main
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="nrl-launch")

@@ -1,0 +1,68 @@
+"""Rendering ``continue.sh``: one more run of an experiment, in plain bash.
+
+The script must work without Python (a login node may not have our
+environment), from any directory, and read like something a person would
+write. Every value is ``shlex.quote``d.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from nrl_launch.plan import Submission
+
+MANIFEST_NAME = ".nrl_launch.yaml"
+
+
+def _continued(lines: list[str], indent: str = "    ") -> str:
+    """Join shell words one per line with backslash continuations."""
+    return " \\\n".join(indent + line for line in lines)
+
+
+def render_continue_script(sub: Submission, *, script: str, version: str) -> str:
+    """The text of ``continue.sh`` for the experiment of ``sub``.
+
+    ``sub`` is the launcher's last run of the experiment; the script submits
+    exactly that again, so Slurm's singleton dependency chains it behind any
+    run of the same job name that is still queued or running.
+    """
+    q = shlex.quote
+    exports = "\n".join(f"export {name}={q(value)}" for name, value in sub.env)
+    sbatch_words = _continued(["sbatch", *(q(word) for word in sub.argv)], indent="")
+    return f"""#!/usr/bin/env bash
+# continue.sh: submit ONE more run of experiment {sub.experiment}.
+#
+# It repeats the launcher's run {sub.run_label} of {script} (nrl_launch {version})
+# with the same sbatch options and job environment. The run is chained behind
+# any run of this experiment still queued or running: same job name and
+# --dependency=singleton. The recipe resumes from its last checkpoint and
+# exits early once MAX_STEPS is reached.
+#
+# Needs only bash and the Slurm client; run it from any directory.
+set -euo pipefail
+
+SNAPSHOT_DIR={q(sub.cwd)}
+cd "$SNAPSHOT_DIR"
+
+# Added to your environment for the job, as the launcher did.
+{exports}
+
+answer=$({sbatch_words})
+printf '%s\\n' "$answer"
+
+job_id=$(printf '%s\\n' "$answer" | sed -n 's/^Submitted batch job \\([0-9][0-9]*\\).*/\\1/p' | head -n 1)
+if [ -z "$job_id" ]; then
+    echo "[ERROR]: sbatch answered without a job id: $answer" >&2
+    exit 1
+fi
+
+# Record the run in the snapshot's manifest, as the launcher does.
+manifest="$SNAPSHOT_DIR/{MANIFEST_NAME}"
+if [ -w "$manifest" ]; then
+    run=$(( $(grep -c '^- job_id:' "$manifest" || true) + 1 ))
+    printf '%s\\n' "- job_id: '$job_id'" \\
+        "  submitted_at: '$(date -u +%Y-%m-%dT%H:%M:%SZ)'" \\
+        "  run: $run/{sub.total}" \\
+        "  via: continue.sh" >>"$manifest"
+fi
+"""

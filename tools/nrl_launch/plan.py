@@ -1,0 +1,179 @@
+"""Pure planning: what each script costs and exactly what would be submitted.
+
+Nothing here touches git, the snapshot folder or Slurm. The functions take
+values and return frozen dataclasses or strings, so the whole plan can be
+checked before the first ``sbatch`` and compared byte for byte in tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from nrl_launch.config import RecipeConfig, read_recipe
+from nrl_launch.errors import LauncherError, SlurmError
+from nrl_launch.settings import LaunchSettings
+
+RELEASE_ARG = "logger.wandb.project=nemo-rl-release"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One script of the launch, with its evaluated CONFIG block."""
+
+    script: str  # as the user typed it
+    path: Path  # absolute
+    name: str  # basename without .sh
+    config: RecipeConfig
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One ``sbatch`` call: options, batch script, working dir, extra environment."""
+
+    experiment: str
+    index: int  # 1-based run number
+    total: int  # NUM_RUNS
+    num_nodes: int
+    options: tuple[str, ...]
+    batch_script: str
+    cwd: str
+    env: tuple[tuple[str, str], ...]  # added on top of the launcher's environment
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """The sbatch argument list (without the program name)."""
+        return (*self.options, self.batch_script)
+
+    @property
+    def run_label(self) -> str:
+        """``i/NUM_RUNS`` as printed and recorded in the manifest."""
+        return f"{self.index}/{self.total}"
+
+
+def experiment_name(script: str) -> str:
+    """The experiment name: the script's basename without ``.sh``."""
+    base = os.path.basename(script)
+    return base[: -len(".sh")] if base.endswith(".sh") else base
+
+
+def plan_experiments(scripts: Sequence[str], environ: Mapping[str, str]) -> tuple[Experiment, ...]:
+    """Read and validate every script's CONFIG block (each on its own)."""
+    if not scripts:
+        raise LauncherError("no SCRIPT given: pass one or more recipe scripts")
+    experiments: list[Experiment] = []
+    seen: dict[str, str] = {}
+    for script in scripts:
+        name = experiment_name(script)
+        if name in seen:
+            # Both would share one snapshot and one singleton chain: the runs
+            # would interleave and the GPU-hours be counted twice.
+            raise LauncherError(f"{script}: experiment {name!r} is also given as {seen[name]}; give each experiment once")
+        seen[name] = script
+        config = read_recipe(script, environ)
+        experiments.append(Experiment(script, Path(os.path.abspath(script)), name, config))
+    return tuple(experiments)
+
+
+def total_gpu_hours(experiments: Sequence[Experiment]) -> int:
+    """Sum of every experiment's GPU-hours."""
+    return sum(exp.config.gpu_hours for exp in experiments)
+
+
+def build_command(rel_path: str, experiment: str, git_meta: str, settings: LaunchSettings) -> str:
+    """The COMMAND the batch script runs (spec section 5), as one shell string."""
+    words = [
+        "uv run",
+        shlex.quote(rel_path),
+        shlex.quote(f"logger.wandb.name={experiment}"),
+        shlex.quote(f"++git_meta={git_meta}"),
+        shlex.quote(f"++container={settings.container}"),
+    ]
+    if settings.extra_script_args:
+        words.append(settings.extra_script_args)  # already shell words, by contract
+    if settings.is_release:
+        words.append(RELEASE_ARG)
+    return " ".join(words)
+
+
+def _option_values(config: RecipeConfig, settings: LaunchSettings, experiment: str, index: int) -> list[tuple[str, str]]:
+    values = [
+        ("account", settings.account),
+        ("job_name", f"{settings.account}:{experiment}{settings.job_suffix}"),
+        ("partition", settings.partition),
+        ("time", f"0:{config.num_minutes}:0"),
+    ]
+    if not settings.exclude_gres:
+        values.append(("gres", f"gpu:{config.gpus_per_node}"))
+    if config.job_reaper_comment:
+        values.append(("comment", config.job_reaper_comment))
+    output = f"slurm-{settings.launch_stamp}-%j-{experiment}-{index}.{config.num_runs}.out"
+    values += [("output", output), ("dependency", "singleton")]
+    return values
+
+
+def sbatch_options(config: RecipeConfig, settings: LaunchSettings, experiment: str, index: int) -> tuple[str, ...]:
+    """Render the sbatch options of run ``index`` in the contract's order.
+
+    simple-slurm knows sbatch's option names and validates each one; its
+    argparse list lacks ``--segment`` (Slurm 23.02+), which we add ourselves.
+    """
+    from simple_slurm import Slurm  # imported here: the DRYRUN=1 path never needs it
+
+    slurm = Slurm()
+    rendered = [f"--nodes={config.num_nodes}"]
+    if config.segment_size is not None:
+        rendered.append(f"--segment={config.segment_size}")
+    for key, value in _option_values(config, settings, experiment, index):
+        try:
+            # One "--key=value" token so values starting with "-" stay values.
+            slurm.parser.parse_args([f"--{key}={value}"], namespace=slurm.namespace)
+        except SystemExit as e:  # argparse's way of saying "unknown option/bad value"
+            raise SlurmError(f"simple-slurm rejected sbatch option --{key}={value!r}") from e
+        rendered.append(f"--{Slurm._valid_key(key)}={getattr(slurm.namespace, key)}")
+    return tuple(rendered)
+
+
+def job_environment(config: RecipeConfig, settings: LaunchSettings, snapshot_dir: str, command: str) -> tuple[tuple[str, str], ...]:
+    """Variables added to the job's environment, in a stable order.
+
+    EXTRA_ENV comes first so that the contract's own variables (which the
+    batch script relies on) cannot be shadowed by it by accident.
+    """
+    mounts = f"{snapshot_dir}:{snapshot_dir}" + (f",{settings.mounts}" if settings.mounts else "")
+    return (
+        *settings.extra_env,
+        ("HF_HOME", settings.hf_home),
+        ("HF_DATASETS_CACHE", settings.hf_datasets_cache),
+        ("CONTAINER", settings.container),
+        ("GPUS_PER_NODE", str(config.gpus_per_node)),
+        ("SANDBOX_CONTAINER", settings.sandbox_container),
+        ("SANDBOX_COMMAND", settings.sandbox_command),
+        ("SANDBOX_ENV_VARS", settings.sandbox_env_vars),
+        ("MOUNTS", mounts),
+        ("COMMAND", command),
+    )
+
+
+def build_submissions(
+    exp: Experiment, settings: LaunchSettings, snapshot_dir: str, rel_path: str, git_meta: str
+) -> tuple[Submission, ...]:
+    """Every run of one experiment, in submission order."""
+    command = build_command(rel_path, exp.name, git_meta, settings)
+    env = job_environment(exp.config, settings, snapshot_dir, command)
+    return tuple(
+        Submission(
+            experiment=exp.name,
+            index=i,
+            total=exp.config.num_runs,
+            num_nodes=exp.config.num_nodes,
+            options=sbatch_options(exp.config, settings, exp.name, i),
+            batch_script=settings.batch_script,
+            cwd=snapshot_dir,
+            env=env,
+        )
+        for i in range(1, exp.config.num_runs + 1)
+    )

@@ -1,0 +1,137 @@
+"""The launch settings: every environment variable of spec section 1, validated.
+
+The click layer collects raw strings (option or environment variable) and
+calls :func:`make_settings`; everything below works on the frozen result.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from nrl_launch.errors import UsageProblem
+
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+SNAPSHOT_MODES = ("auto", "copy", "link")
+DEFAULT_WATCH_INTERVAL = 300.0
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    """What one launch was asked to do (independent of the scripts)."""
+
+    container: str
+    account: str
+    partition: str
+    hf_home: str
+    hf_datasets_cache: str
+    dryrun: int = 0  # 0: full launch, 1: GPU-hours only, 2: snapshot but no submission
+    extra_env: tuple[tuple[str, str], ...] = ()
+    mounts: str = ""
+    is_release: bool = False
+    exclude_gres: bool = False
+    job_suffix: str = ""
+    extra_script_args: str = ""
+    sandbox_container: str = ""
+    sandbox_command: str = ""
+    sandbox_env_vars: str = ""
+    watch: bool = False
+    watch_interval: float = DEFAULT_WATCH_INTERVAL
+    snapshot_dirname: str = "code_snapshots"
+    snapshot_mode: str = "auto"
+    batch_script: str = "ray.sub"
+    launch_stamp: str = field(default="")  # YYMMDD-HHMMSS of the launch
+
+
+def parse_dryrun(raw: str | None) -> int:
+    """DRYRUN: unset/empty → 0, "1" → 1, "2" → 2, anything else is an error."""
+    value = (raw or "").strip()
+    if not value:
+        return 0
+    if value in ("1", "2"):
+        return int(value)
+    raise UsageProblem(f"DRYRUN must be empty, 1 or 2 (got {raw!r})")
+
+
+def parse_extra_env(raw: str | None) -> tuple[tuple[str, str], ...]:
+    """EXTRA_ENV: space-separated shell words, each ``KEY=VALUE``."""
+    try:
+        words = shlex.split(raw or "")
+    except ValueError as e:
+        raise UsageProblem(f"EXTRA_ENV is not valid shell words: {e} (got {raw!r})") from e
+    pairs = []
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or not _NAME_RE.match(key):
+            raise UsageProblem(f"EXTRA_ENV entries must be KEY=VALUE with a valid name (got {word!r})")
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+def check_shell_words(name: str, raw: str | None) -> str:
+    """Return ``raw`` stripped, after checking it splits into shell words."""
+    text = (raw or "").strip()
+    try:
+        shlex.split(text)
+    except ValueError as e:
+        raise UsageProblem(f"{name} is not valid shell words: {e} (got {raw!r})") from e
+    return text
+
+
+def parse_interval(raw: str | None) -> float:
+    """WATCH_INTERVAL: a positive number of seconds, default 300."""
+    if raw is None or not raw.strip():
+        return DEFAULT_WATCH_INTERVAL
+    try:
+        value = float(raw)
+    except ValueError as e:
+        raise UsageProblem(f"WATCH_INTERVAL must be a number of seconds (got {raw!r})") from e
+    if not value > 0:
+        raise UsageProblem(f"WATCH_INTERVAL must be positive (got {raw!r})")
+    return value
+
+
+def _required_set(name: str, value: str | None) -> str:
+    if value is None:
+        raise UsageProblem(f"{name} must be set (an empty value is allowed): export {name}=…")
+    return value
+
+
+def _required_nonempty(name: str, value: str | None) -> str:
+    if not value:
+        raise UsageProblem(f"{name} must be set and non-empty: it is passed into the job")
+    return value
+
+
+def make_settings(raw: dict[str, str | None], launch_stamp: str) -> LaunchSettings:
+    """Validate raw option/environment strings (keyed by variable name)."""
+    snapshot_dirname = (raw.get("CODE_SNAPSHOT_DIRNAME") or "code_snapshots").strip()
+    if "/" in snapshot_dirname or snapshot_dirname in (".", ".."):
+        raise UsageProblem(f"CODE_SNAPSHOT_DIRNAME must be a plain folder name (got {snapshot_dirname!r})")
+    mode = (raw.get("SNAPSHOT_MODE") or "auto").strip()
+    if mode not in SNAPSHOT_MODES:
+        raise UsageProblem(f"SNAPSHOT_MODE must be one of {', '.join(SNAPSHOT_MODES)} (got {mode!r})")
+    return LaunchSettings(
+        container=_required_set("CONTAINER", raw.get("CONTAINER")),
+        account=_required_set("ACCOUNT", raw.get("ACCOUNT")),
+        partition=_required_set("PARTITION", raw.get("PARTITION")),
+        hf_home=_required_nonempty("HF_HOME", raw.get("HF_HOME")),
+        hf_datasets_cache=_required_nonempty("HF_DATASETS_CACHE", raw.get("HF_DATASETS_CACHE")),
+        dryrun=parse_dryrun(raw.get("DRYRUN")),
+        extra_env=parse_extra_env(raw.get("EXTRA_ENV")),
+        mounts=raw.get("MOUNTS") or "",
+        is_release=bool(raw.get("IS_RELEASE")),
+        exclude_gres=bool(raw.get("EXCLUDE_GRES")),
+        job_suffix=raw.get("SLURM_JOB_SUFFIX") or "",
+        extra_script_args=check_shell_words("EXTRA_SCRIPT_ARGS", raw.get("EXTRA_SCRIPT_ARGS")),
+        sandbox_container=raw.get("SANDBOX_CONTAINER") or "",
+        sandbox_command=raw.get("SANDBOX_COMMAND") or "",
+        sandbox_env_vars=raw.get("SANDBOX_ENV_VARS") or "",
+        watch=bool(raw.get("WATCH")),
+        watch_interval=parse_interval(raw.get("WATCH_INTERVAL")),
+        snapshot_dirname=snapshot_dirname,
+        snapshot_mode=mode,
+        batch_script=(raw.get("BATCH_SCRIPT") or "ray.sub").strip(),
+        launch_stamp=launch_stamp,
+    )
