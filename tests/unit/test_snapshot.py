@@ -1,0 +1,173 @@
+"""Tests of nrl_launch.snapshot with real git trees (see test_gitrepo helpers)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from nrl_launch import snapshot as snapshot_mod
+from nrl_launch.errors import SnapshotError
+from nrl_launch.manifest import MANIFEST_NAME, read_manifest
+from nrl_launch.snapshot import SnapshotBatch, ensure_snapshot
+from test_gitrepo import EXPECTED_FILES, make_tree, write
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A repository with a submodule (with a nested submodule), an uncommitted
+    edit, an untracked and an ignored file."""
+    top = make_tree(tmp_path)
+    write(top / "README.md", "readme edited, not committed\n")
+    write(top / "third_party/sub/deps/nested/nested.txt", "nested edited\n")
+    write(top / "untracked.txt", "untracked\n")
+    write(top / "debug.log", "ignored\n")
+    return top
+
+
+def tracked(root: Path) -> list[str]:
+    from nrl_launch.gitrepo import list_tracked_files
+
+    return list_tracked_files(root)
+
+
+def snapshot_files(path: Path) -> list[str]:
+    """Every non-directory below ``path``, relative, sorted (manifest excluded)."""
+    found = []
+    for folder, dirs, files in os.walk(path):
+        for name in files:
+            rel = os.path.relpath(os.path.join(folder, name), path)
+            if rel != MANIFEST_NAME:
+                found.append(rel)
+    return sorted(found)
+
+
+def test_snapshot_contents(tree: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "snaps" / "exp1"
+    result = ensure_snapshot(tree, tracked(tree), dest)
+    assert result.path == dest and result.created
+    assert result.mode_used in ("copy", "reflink")
+    assert result.files == len(EXPECTED_FILES)
+    assert snapshot_files(dest) == EXPECTED_FILES
+    assert (dest / "README.md").read_text() == "readme edited, not committed\n"
+    assert (dest / "third_party/sub/deps/nested/nested.txt").read_text() == "nested edited\n"
+    assert not (dest / "untracked.txt").exists() and not (dest / "debug.log").exists()
+    assert result.bytes == sum((tree / f).lstat().st_size for f in EXPECTED_FILES if f != "run-link.sh")
+
+
+def test_exec_bits_and_symlinks_kept(tree: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "exp1"
+    ensure_snapshot(tree, tracked(tree), dest)
+    script = dest / "tests/test_suites/llm/exp1.sh"
+    assert stat.S_IMODE(script.stat().st_mode) == 0o555
+    assert stat.S_IMODE((dest / "README.md").stat().st_mode) == 0o444
+    link = dest / "run-link.sh"
+    assert link.is_symlink()
+    assert os.readlink(link) == "tests/test_suites/llm/exp1.sh"
+    assert link.read_text() == "#!/bin/bash\necho exp1\n"
+
+
+def test_existing_snapshot_is_reused(tree: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "exp1"
+    first = ensure_snapshot(tree, tracked(tree), dest, manifest={"experiment": "exp1", "runs": []})
+    write(tree / "README.md", "edited again\n")
+    again = ensure_snapshot(tree, tracked(tree), dest)
+    assert again.created is False and again.path == dest
+    assert (again.mode_used, again.files, again.bytes) == (first.mode_used, first.files, first.bytes)
+    assert (dest / "README.md").read_text() == "readme edited, not committed\n"
+
+
+def test_interrupted_creation_leaves_nothing(tree: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    real_copy = snapshot_mod._copy_regular
+    calls = {"n": 0}
+    lock = threading.Lock()
+
+    def failing_copy(*args, **kwargs):
+        with lock:
+            calls["n"] += 1
+            if calls["n"] > 3:
+                raise OSError(5, "simulated I/O error")
+        return real_copy(*args, **kwargs)
+
+    monkeypatch.setattr(snapshot_mod, "_copy_regular", failing_copy)
+    dest = tmp_path / "snaps" / "exp1"
+    with pytest.raises(SnapshotError, match="simulated I/O error"):
+        ensure_snapshot(tree, tracked(tree), dest)
+    assert not dest.exists()
+    assert list((tmp_path / "snaps").iterdir()) == []  # the tmp folder is gone too
+
+    monkeypatch.setattr(snapshot_mod, "_copy_regular", real_copy)
+    result = ensure_snapshot(tree, tracked(tree), dest)
+    assert result.created and snapshot_files(dest) == EXPECTED_FILES
+
+
+def test_leftover_tmp_of_a_dead_launch_is_cleaned(tree: Path, tmp_path: Path) -> None:
+    import socket
+
+    snaps = tmp_path / "snaps"
+    dead = snaps / f".exp1.tmp-{socket.gethostname()}-999999999-abcdef12"
+    alive = snaps / f".exp1.tmp-{socket.gethostname()}-{os.getpid()}-abcdef12"
+    other = snaps / ".exp1.tmp-some-other-host-12-abcdef12"
+    for folder in (dead, alive, other):
+        write(folder / "README.md", "partial")
+    ensure_snapshot(tree, tracked(tree), snaps / "exp1")
+    assert not dead.exists()
+    assert alive.exists() and other.exists()  # possibly still in progress
+    assert (snaps / "exp1/README.md").exists()
+
+
+def test_losing_a_race_reuses_the_winner(tree: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    dest = tmp_path / "exp1"
+    winner = ensure_snapshot(tree, tracked(tree), tmp_path / "winner", manifest={"runs": []})
+    real_publish = snapshot_mod._publish
+
+    def publish_after_winner(tmp: Path, target: Path) -> bool:
+        os.rename(winner.path, target)  # the other launch finishes first
+        return real_publish(tmp, target)
+
+    monkeypatch.setattr(snapshot_mod, "_publish", publish_after_winner)
+    result = ensure_snapshot(tree, tracked(tree), dest)
+    assert result.created is False
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".exp1")] == []
+    assert snapshot_files(dest) == EXPECTED_FILES
+
+
+def test_invalid_mode(tree: Path, tmp_path: Path) -> None:
+    with pytest.raises(SnapshotError, match="invalid snapshot mode 'fast'"):
+        ensure_snapshot(tree, tracked(tree), tmp_path / "x", mode="fast")
+    assert not (tmp_path / "x").exists()
+
+
+def test_destination_is_a_file(tree: Path, tmp_path: Path) -> None:
+    write(tmp_path / "x", "file")
+    with pytest.raises(SnapshotError, match="not a snapshot folder"):
+        ensure_snapshot(tree, tracked(tree), tmp_path / "x")
+
+
+def test_progress_reports_all_files(tree: Path, tmp_path: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    ensure_snapshot(tree, tracked(tree), tmp_path / "x", progress=lambda d, t: seen.append((d, t)))
+    assert seen[0] == (0, len(EXPECTED_FILES))
+    assert seen[-1] == (len(EXPECTED_FILES), len(EXPECTED_FILES))
+
+
+def test_manifest_written_before_publish(tree: Path, tmp_path: Path) -> None:
+    seen_paths: list[Path] = []
+
+    def make_manifest(result):
+        seen_paths.append(result.path)
+        return {"experiment": "exp1", "snapshot": {"mode": result.mode_used, "files": result.files,
+                                                   "bytes": result.bytes}, "runs": []}
+
+    dest = tmp_path / "exp1"
+    result = ensure_snapshot(tree, tracked(tree), dest, manifest=make_manifest)
+    data = read_manifest(dest)
+    assert seen_paths == [dest]
+    assert data["snapshot"] == {"mode": result.mode_used, "files": result.files, "bytes": result.bytes}
+    assert os.access(dest / MANIFEST_NAME, os.W_OK)
+    assert stat.S_IMODE((dest / MANIFEST_NAME).stat().st_mode) & stat.S_IWUSR

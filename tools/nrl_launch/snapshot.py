@@ -1,0 +1,460 @@
+"""Code snapshots: the filesystem side (spec section 4, docs/snapshots.md).
+
+A snapshot is a folder holding the tracked files of a working tree, with their
+working-tree content, made under a temporary sibling name and renamed into
+place once complete: a folder at the destination is always a complete
+snapshot. Snapshot files are made read-only (write bits cleared, other bits
+kept); the manifest ``.nrl_launch.yaml`` stays writable.
+
+``SnapshotBatch`` makes several snapshots of one tree in one launch: the first
+one is a real copy (a reflink where the filesystem can), later ones hard-link
+to the first one's files (modes ``link``/``auto``) or copy it again (``copy``).
+
+This module does not import GitPython: the file list comes from the caller.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import stat
+import time
+import uuid
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence, Union
+
+from nrl_launch import manifest as manifest_mod
+from nrl_launch.errors import SnapshotError
+
+try:  # Linux only; without it reflinks are simply never attempted
+    import fcntl
+except ImportError:  # pragma: no cover - non-Linux
+    fcntl = None  # type: ignore[assignment]
+
+MODES = ("auto", "copy", "link")
+FICLONE = 0x40049409  # _IOW(0x94, 9, int): clone a whole file (btrfs, XFS, ...)
+CHUNK = 128  # files per unit of work handed to a worker thread
+STALE_FOREIGN_TMP_SECONDS = 24 * 3600  # age after which another host's tmp is removed
+_WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+_NO_REFLINK_ERRNOS = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EBADF}
+
+Progress = Callable[[int, int], None]
+ManifestSource = Union[Mapping[str, object], Callable[["SnapshotResult"], Mapping[str, object]], None]
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    """What ``ensure`` did for one destination."""
+
+    path: Path  # the snapshot folder
+    created: bool  # False when an existing complete snapshot was reused
+    mode_used: str  # "reflink", "copy" or "link"; the recorded mode when reused
+    files: int  # files (regular + symlinks) in the snapshot
+    bytes: int  # total size of its regular files
+
+
+class _Entry(NamedTuple):
+    """One file of a snapshot, as found when the first copy was made."""
+
+    rel: str
+    is_link: bool
+    target: str  # symlink target ("" for a regular file)
+    size: int
+    mode: int  # permission bits of the snapshot file (write bits cleared)
+
+
+class _CrossDevice(Exception):
+    """Internal: hard links are impossible between the base and the destination."""
+
+
+def validate_mode(mode: str) -> str:
+    """Return ``mode`` if it is a valid SNAPSHOT_MODE, else raise SnapshotError."""
+    if mode not in MODES:
+        raise SnapshotError(f"invalid snapshot mode {mode!r}: expected one of {', '.join(MODES)}")
+    return mode
+
+
+def read_only_mode(st_mode: int) -> int:
+    """Permission bits for a snapshot file copied from a file of mode ``st_mode``."""
+    return stat.S_IMODE(st_mode) & ~_WRITE_BITS & 0o777
+
+
+# --------------------------------------------------------------------------- low level
+
+
+def _clone_fd(src_fd: int, dst_fd: int) -> bool:
+    """Try a reflink of src into dst; False when the filesystem can't."""
+    if fcntl is None:
+        return False
+    try:
+        fcntl.ioctl(dst_fd, FICLONE, src_fd)
+    except OSError as e:
+        if e.errno in _NO_REFLINK_ERRNOS:
+            return False
+        raise
+    return True
+
+
+def _copy_fd(src_fd: int, dst_fd: int) -> None:
+    """Copy the whole content of src into dst, in the kernel when possible."""
+    try:
+        while os.copy_file_range(src_fd, dst_fd, 1 << 30) > 0:
+            pass
+        return
+    except (AttributeError, OSError) as e:
+        if isinstance(e, OSError) and e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    os.lseek(src_fd, 0, os.SEEK_SET)
+    os.lseek(dst_fd, 0, os.SEEK_SET)
+    os.ftruncate(dst_fd, 0)
+    while True:
+        block = os.read(src_fd, 1 << 20)
+        if not block:
+            return
+        view = memoryview(block)
+        while view:
+            view = view[os.write(dst_fd, view):]
+
+
+def _copy_regular(src: str, dst: str, mode: int, try_reflink: bool) -> bool:
+    """Copy one regular file (content + ``mode``); True if it was reflinked."""
+    src_fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        dst_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            cloned = try_reflink and _clone_fd(src_fd, dst_fd)
+            if not cloned:
+                _copy_fd(src_fd, dst_fd)
+            os.fchmod(dst_fd, mode)
+        finally:
+            os.close(dst_fd)
+    finally:
+        os.close(src_fd)
+    return cloned
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a (possibly partial) snapshot tree, best effort."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _make_dirs(root: Path, rels: Iterable[str]) -> None:
+    """Create every parent folder of ``rels`` under ``root``."""
+    parents = sorted({os.path.dirname(rel) for rel in rels} - {""})
+    for parent in parents:
+        os.makedirs(root / parent, exist_ok=True)
+
+
+def _chunks(items: Sequence, size: int) -> list[Sequence]:
+    """Split ``items`` into consecutive slices of at most ``size``."""
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _run_parallel(work: Callable[[Sequence], object], items: Sequence, workers: int,
+                  progress: Progress | None) -> list:
+    """Run ``work`` on chunks of ``items`` in a thread pool; return the results
+    in order. The first exception cancels what has not started and is raised
+    once the running chunks have finished."""
+    chunks = _chunks(items, CHUNK)
+    total = len(items)
+    if progress is not None:
+        progress(0, total)
+    if workers <= 1 or len(chunks) <= 1:
+        results = []
+        for chunk in chunks:
+            results.append(work(chunk))
+            if progress is not None:
+                progress(sum(len(c) for c in chunks[:len(results)]), total)
+        return results
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures: dict[Future, int] = {pool.submit(work, chunk): len(chunk) for chunk in chunks}
+        pending = set(futures)
+        done_count = 0
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                if future.exception() is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise future.exception()
+                done_count += futures[future]
+            if progress is not None:
+                progress(done_count, total)
+        return [future.result() for future in futures]
+
+
+def _default_workers() -> int:
+    """Threads for copying: I/O bound, so a few per CPU."""
+    return min(16, 4 * (os.cpu_count() or 2))
+
+
+# --------------------------------------------------------------------------- destinations
+
+
+def _tmp_prefix(dest: Path) -> str:
+    """Name prefix of the temporary folders made for ``dest``."""
+    return f".{dest.name}.tmp-"
+
+
+def _make_tmp(dest: Path) -> Path:
+    """Create a fresh temporary sibling folder for ``dest``."""
+    name = f"{_tmp_prefix(dest)}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = dest.parent / name
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as e:
+        raise SnapshotError(f"cannot create the snapshot folder {tmp}: {e}") from e
+    return tmp
+
+
+def _pid_alive(pid: int) -> bool:
+    """True if a process ``pid`` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tmp_is_stale(path: Path, prefix: str, host: str, now: float) -> bool:
+    """True for a leftover tmp folder whose launch is certainly gone."""
+    parts = path.name[len(prefix):].rsplit("-", 2)  # host, pid, random token
+    if len(parts) == 3 and parts[0] == host and parts[1].isdigit():
+        return not _pid_alive(int(parts[1]))
+    try:
+        return now - path.lstat().st_mtime > STALE_FOREIGN_TMP_SECONDS
+    except OSError:
+        return False
+
+
+def clean_stale_tmps(dest: Path) -> list[Path]:
+    """Remove the temporary folders of interrupted launches for ``dest``.
+
+    A tmp folder made on this host is removed when its process is gone; one
+    made on another host when it is older than a day. Returns what was removed.
+    """
+    dest = Path(dest)
+    prefix = _tmp_prefix(dest)
+    host, now, removed = socket.gethostname(), time.time(), []
+    try:
+        candidates = [p for p in dest.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for path in candidates:
+        if _tmp_is_stale(path, prefix, host, now):
+            _remove_tree(path)
+            removed.append(path)
+    return removed
+
+
+def _existing(dest: Path) -> SnapshotResult | None:
+    """The reuse result for a complete snapshot at ``dest``, or None."""
+    try:
+        st = dest.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise SnapshotError(f"cannot inspect {dest}: {e}") from e
+    if not stat.S_ISDIR(st.st_mode):
+        raise SnapshotError(f"{dest} exists and is not a snapshot folder")
+    if not any(os.scandir(dest)):
+        return None  # an empty folder: the rename will replace it
+    mode, files, size = manifest_mod.snapshot_stats(dest)
+    return SnapshotResult(dest, False, mode, files, size)
+
+
+def _publish(tmp: Path, dest: Path) -> bool:
+    """Rename ``tmp`` to ``dest``; False if a concurrent launch got there first."""
+    try:
+        os.rename(tmp, dest)
+    except OSError as e:
+        if e.errno in (errno.ENOTEMPTY, errno.EEXIST) or (e.errno == errno.ENOTDIR and dest.exists()):
+            return False
+        raise SnapshotError(f"cannot move the snapshot into place at {dest}: {e}") from e
+    return True
+
+
+# --------------------------------------------------------------------------- batch
+
+
+class SnapshotBatch:
+    """Snapshots of one working tree for the experiments of one launch.
+
+    The file list is scanned once; the first snapshot this batch creates is a
+    copy of the working tree; later ones are hard links to it (``link``, and
+    ``auto`` when on the same filesystem) or copies of it (``copy``), so every
+    snapshot of a batch has the same content.
+    """
+
+    def __init__(self, src_root: Path, files: Sequence[str], *, mode: str = "auto",
+                 progress: Progress | None = None, workers: int | None = None) -> None:
+        self.src_root = Path(src_root)
+        self.files = list(files)
+        self.mode = validate_mode(mode)
+        self.progress = progress
+        self.workers = workers if workers is not None else _default_workers()
+        self._base: Path | None = None  # first snapshot created by this batch
+        self._entries: list[_Entry] | None = None
+        self._try_reflink = True
+
+    def ensure(self, dest: Path, *, manifest: ManifestSource = None,
+               progress: Progress | None = None) -> SnapshotResult:
+        """Make sure a complete snapshot exists at ``dest`` and describe it.
+
+        An existing snapshot is reused as is (``created=False``). Otherwise it
+        is built in a temporary sibling folder, ``manifest`` (a dict, or a
+        callable given the result) is written into it, and it is renamed into
+        place. Raises SnapshotError on any failure, leaving nothing at ``dest``.
+        """
+        dest = Path(dest)
+        progress = progress if progress is not None else self.progress
+        found = _existing(dest)
+        if found is not None:
+            return found
+        clean_stale_tmps(dest)
+        tmp = _make_tmp(dest)
+        published = False
+        try:
+            result = replace(self._fill(tmp, progress), path=dest)
+            self._write_manifest(tmp, manifest, result)
+            published = _publish(tmp, dest)
+        except OSError as e:
+            raise SnapshotError(f"cannot create the snapshot {dest}: {e}") from e
+        finally:
+            if not published:
+                _remove_tree(tmp)
+        if not published:
+            return self._reuse_after_race(dest)
+        if self._base is None:
+            self._base = dest
+        return result
+
+    def _reuse_after_race(self, dest: Path) -> SnapshotResult:
+        """Describe the snapshot a concurrent launch put at ``dest``."""
+        found = _existing(dest)
+        if found is None:
+            raise SnapshotError(f"{dest} vanished while it was being created")
+        return found
+
+    def _write_manifest(self, tmp: Path, manifest: ManifestSource, result: SnapshotResult) -> None:
+        """Write the manifest (if any) into the not yet published folder."""
+        if manifest is None:
+            return
+        data = manifest(result) if callable(manifest) else manifest_mod.with_snapshot_stats(
+            manifest, result.mode_used, result.files, result.bytes)
+        manifest_mod.write_manifest(tmp, data)
+
+    def _fill(self, tmp: Path, progress: Progress | None) -> SnapshotResult:
+        """Populate ``tmp``; the result's path is a placeholder."""
+        if self._base is None:
+            return self._copy_from(self.src_root, tmp, progress, first=True)
+        if self.mode != "copy":
+            try:
+                return self._link_from_base(tmp, progress)
+            except _CrossDevice as e:
+                if self.mode == "link":
+                    raise SnapshotError(
+                        f"SNAPSHOT_MODE=link: cannot hard-link {tmp.parent} to {self._base} "
+                        f"(different filesystems); use SNAPSHOT_MODE=auto or copy") from e
+                _remove_tree(tmp)
+                tmp.mkdir()
+        return self._copy_from(self._base, tmp, progress, first=False)
+
+    # -- copying
+
+    def _scan(self) -> list[_Entry]:
+        """lstat the listed files of the source tree (skipping vanished ones)."""
+        entries = []
+        for rel in self.files:
+            src = os.path.join(self.src_root, rel)
+            try:
+                st = os.lstat(src)
+                if stat.S_ISLNK(st.st_mode):
+                    entries.append(_Entry(rel, True, os.readlink(src), 0, 0))
+                elif stat.S_ISREG(st.st_mode):
+                    entries.append(_Entry(rel, False, "", st.st_size, read_only_mode(st.st_mode)))
+            except FileNotFoundError:
+                continue  # deleted from the working tree
+            except OSError as e:
+                raise SnapshotError(f"cannot read {src}: {e}") from e
+        return entries
+
+    def _copy_from(self, src_root: Path, tmp: Path, progress: Progress | None,
+                   first: bool) -> SnapshotResult:
+        """Copy the batch's files from ``src_root`` into ``tmp``."""
+        entries = self._scan() if first else self._entries
+        _make_dirs(tmp, (e.rel for e in entries))
+        src_text, tmp_text = str(src_root), str(tmp)
+
+        def work(chunk: Sequence[_Entry]) -> tuple[int, int]:
+            regular = cloned = 0
+            for entry in chunk:
+                dst = os.path.join(tmp_text, entry.rel)
+                if entry.is_link:
+                    os.symlink(entry.target, dst)
+                    continue
+                regular += 1
+                if _copy_regular(os.path.join(src_text, entry.rel), dst, entry.mode, self._try_reflink):
+                    cloned += 1
+                else:
+                    self._try_reflink = False  # don't retry a failing ioctl per file
+            return regular, cloned
+
+        try:
+            counts = _run_parallel(work, entries, self.workers, progress)
+        except OSError as e:
+            raise SnapshotError(f"cannot copy {src_root} into {tmp}: {e}") from e
+        if first:
+            self._entries = entries
+        regular = sum(c[0] for c in counts)
+        cloned = sum(c[1] for c in counts)
+        mode_used = "reflink" if regular and cloned == regular else "copy"
+        return SnapshotResult(tmp, True, mode_used, len(entries), sum(e.size for e in entries))
+
+    # -- linking
+
+    def _link_from_base(self, tmp: Path, progress: Progress | None) -> SnapshotResult:
+        """Hard-link the base snapshot's files into ``tmp`` (_CrossDevice if impossible)."""
+        base, entries = self._base, self._entries
+        try:
+            same_device = os.stat(base).st_dev == os.stat(tmp).st_dev
+        except OSError as e:
+            raise SnapshotError(f"cannot inspect {base} or {tmp}: {e}") from e
+        if not same_device:
+            raise _CrossDevice(str(tmp))
+        _make_dirs(tmp, (e.rel for e in entries))
+        base_text, tmp_text = str(base), str(tmp)
+
+        def work(chunk: Sequence[_Entry]) -> None:
+            for entry in chunk:
+                dst = os.path.join(tmp_text, entry.rel)
+                if entry.is_link:
+                    os.symlink(entry.target, dst)
+                else:
+                    os.link(os.path.join(base_text, entry.rel), dst, follow_symlinks=False)
+
+        try:
+            _run_parallel(work, entries, self.workers, progress)
+        except OSError as e:
+            if e.errno == errno.EXDEV:
+                raise _CrossDevice(str(tmp)) from e
+            raise SnapshotError(f"cannot hard-link {base} into {tmp}: {e}") from e
+        return SnapshotResult(tmp, True, "link", len(entries), sum(e.size for e in entries))
+
+
+def ensure_snapshot(src_root: Path, files: Sequence[str], dest: Path, *, mode: str = "auto",
+                    progress: Progress | None = None,
+                    manifest: ManifestSource = None) -> SnapshotResult:
+    """Make sure a complete snapshot of ``files`` (paths relative to
+    ``src_root``) exists at ``dest``; a one-snapshot ``SnapshotBatch``.
+
+    See ``SnapshotBatch.ensure``. Raises SnapshotError.
+    """
+    return SnapshotBatch(src_root, files, mode=mode, progress=progress).ensure(dest, manifest=manifest)
