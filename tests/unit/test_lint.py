@@ -533,3 +533,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_repository_is_lint_clean() -> None:
     report = lint.run_lint(REPO_ROOT, {})
     assert lint.render(report, "text") == ""
+
+
+def test_defaults_cycle_through_a_symlink(repo: Path) -> None:
+    os.symlink(Path(SFT_YAML).name, repo / "examples/configs/recipes/llm/link.yaml")
+    write(repo, SFT_YAML, "defaults: link.yaml\n")
+    report = lint.run_lint(repo, {})
+    assert {f.rule for f in report.findings} == {"yaml-defaults"}
+    assert all("cycle" in f.message for f in report.findings)

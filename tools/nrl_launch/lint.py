@@ -192,7 +192,7 @@ class _Script:
 @dataclass
 class _Yaml:
     rel: str
-    key: str  # realpath, identity for cycles
+    key: str  # normalised absolute path, identity for cycles
     cluster: dict[str, tuple[object, int]] = field(default_factory=dict)
     parents: list[tuple[str, int]] = field(default_factory=list)  # (abs path, line)
 
@@ -218,6 +218,9 @@ class _Linter:
         self.findings.add(Finding(path, line, rule, message))
 
     def rel(self, abs_path: str) -> str:
+        prefix = self.root_str.rstrip(os.sep) + os.sep
+        if abs_path.startswith(prefix):
+            return abs_path[len(prefix):].replace(os.sep, "/")
         return Path(os.path.relpath(abs_path, self.root_str)).as_posix()
 
     def read_text(self, abs_path: str, rel: str) -> str | None:
@@ -487,7 +490,7 @@ class _Linter:
         except Exception as exc:  # YAMLError without a mark, RecursionError…
             self.add(rel, None, "yaml-invalid", f"invalid YAML: {type(exc).__name__}: {exc}")
             return None
-        doc = _Yaml(rel=rel, key=os.path.realpath(abs_path))
+        doc = _Yaml(rel=rel, key=abs_path)
         if node is None:
             return doc  # empty document
         if not isinstance(node, yaml.MappingNode):
