@@ -541,3 +541,21 @@ def test_defaults_cycle_through_a_symlink(repo: Path) -> None:
     report = lint.run_lint(repo, {})
     assert {f.rule for f in report.findings} == {"yaml-defaults"}
     assert all("cycle" in f.message for f in report.findings)
+
+
+def test_undecodable_file_name(repo: Path) -> None:
+    os.close(os.open(os.path.join(os.fsencode(repo / "tests/test_suites/llm"), b"sft-\xff-1n8g-x.sh"),
+                     os.O_CREAT | os.O_WRONLY))
+    report = lint.run_lint(repo, {})
+    assert {f.rule for f in report.findings} == {"config", "suite-missing", "yaml-missing"}
+    lint.render(report, "text").encode("utf-8")
+    json.loads(lint.render(report, "json"))
+
+
+def test_fifo_is_never_opened(repo: Path) -> None:
+    os.mkfifo(repo / "tests/test_suites/llm/fifo.sh")
+    os.mkfifo(repo / "tests/test_suites/weekly.txt")
+    assert triples(lint.run_lint(repo, {})) == [
+        ("tests/test_suites/llm/fifo.sh", None, "file"),
+        ("tests/test_suites/weekly.txt", None, "file"),
+    ]

@@ -215,7 +215,7 @@ class _Linter:
     # ---- helpers
 
     def add(self, path: str, line: int | None, rule: str, message: str) -> None:
-        self.findings.add(Finding(path, line, rule, message))
+        self.findings.add(Finding(_printable(path), line, rule, _printable(message)))
 
     def rel(self, abs_path: str) -> str:
         prefix = self.root_str.rstrip(os.sep) + os.sep
@@ -535,6 +535,8 @@ class _Linter:
                     problem = "is a directory"
                 elif os.path.islink(target):
                     problem = "is a broken symlink or symlink loop"
+                elif os.path.lexists(target):
+                    problem = "is not a regular file"
                 else:
                     problem = "not found"
                 self.add(rel, line, "yaml-defaults", f"parent {item.value!r} {problem}")
@@ -629,6 +631,15 @@ class _Linter:
                 note = f" ({uncounted} entries without a valid CONFIG not counted)" if uncounted else ""
                 self.add(suite.rel, None, "budget",
                          f"suite {stem!r} needs {total} GPU-hours, over its budget of {hours}{note}")
+
+
+def _printable(text: str) -> str:
+    """``text`` with undecodable file-name bytes (surrogate escapes) replaced."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text
 
 
 def _scalar_int(node: yaml.Node) -> object:
