@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from nrl_launch import __version__
-from nrl_launch.errors import LauncherError, SlurmError
+from nrl_launch.errors import LauncherError, SlurmError, SnapshotError
 from nrl_launch.plan import Experiment, Submission, build_submissions, plan_experiments, total_gpu_hours
 from nrl_launch.settings import LaunchSettings
 
@@ -110,14 +110,14 @@ def make_snapshots(prepared: Sequence[Prepared], settings: LaunchSettings, err: 
     for p in prepared:
         if p.snapshot_dir.is_dir():
             err(f"Using existing code snapshot in {p.snapshot_dir}")
-            for reason in manifest.stale_reasons(manifest.read_manifest(p.snapshot_dir), p.repo):
+            for reason in _stale_reasons(p):
                 err(f"[WARNING]: reusing {p.snapshot_dir}: {reason}")
         else:
             err(f"Creating new code snapshot in {p.snapshot_dir}")
             root = p.repo.root
             if root not in batches:  # one listing of tracked files per repository
                 batches[root] = SnapshotBatch(root, gitrepo.list_tracked_files(root), mode=settings.snapshot_mode)
-            batches[root].ensure(p.snapshot_dir, manifest=_manifest_source(p))
+            batches[root].ensure(p.snapshot_dir, manifest=_manifest(p))
         script = render_continue_script(p.submissions[-1], script=p.rel_path, version=__version__)
         try:
             _write_executable(p.snapshot_dir / "continue.sh", script)
@@ -125,18 +125,24 @@ def make_snapshots(prepared: Sequence[Prepared], settings: LaunchSettings, err: 
             raise LauncherError(f"cannot write {p.snapshot_dir / 'continue.sh'}: {e}") from e
 
 
-def _manifest_source(p: Prepared) -> Callable[[object], Mapping[str, object]]:
+def _stale_reasons(p: Prepared) -> list[str]:
+    """Why a reused snapshot may not hold the code the user has now."""
     from nrl_launch import manifest
 
-    def build(result: object) -> Mapping[str, object]:
-        return manifest.build_manifest(
-            repo=p.repo,
-            result=result,
-            config_values=dict(p.experiment.config.values),
-            gpu_hours=p.experiment.config.gpu_hours,
-        )
+    try:
+        recorded = manifest.read_manifest(p.snapshot_dir)
+    except SnapshotError as e:
+        # e.g. a snapshot made by the bash launcher, which wrote no manifest
+        return [f"its commit is unknown ({e})"]
+    return manifest.stale_reasons(recorded, p.repo)
 
-    return build
+
+def _manifest(p: Prepared) -> dict:
+    from nrl_launch import manifest
+
+    config = p.experiment.config
+    return manifest.build_manifest(p.repo, config_values=config.values, gpu_hours=config.gpu_hours,
+                                   experiment=p.experiment.name, script=p.rel_path)
 
 
 def preflight(prepared: Sequence[Prepared], environ: Mapping[str, str], runner: Callable) -> None:
@@ -160,7 +166,7 @@ def _submitted_summary(jobs: Mapping[str, list[str]]) -> str:
 
 
 def submit_all(prepared: Sequence[Prepared], settings: LaunchSettings, environ: Mapping[str, str],
-               out: Emit, runner: Callable) -> dict[str, list[str]]:
+               out: Emit, err: Emit, runner: Callable) -> dict[str, list[str]]:
     """Print each experiment's lines and submit its runs (or skip, DRYRUN=2)."""
     from nrl_launch import manifest, slurm
 
@@ -180,7 +186,12 @@ def submit_all(prepared: Sequence[Prepared], settings: LaunchSettings, environ: 
                 raise LauncherError(f"{exp.script}: run {sub.run_label} of {exp.name}: {e}. {_submitted_summary(jobs)}") from e
             out(answer.stdout)
             jobs[exp.name].append(answer.job_id)
-            manifest.append_run(p.snapshot_dir, answer.job_id, sub.run_label, via="launcher")
+            try:
+                manifest.append_run(p.snapshot_dir, answer.job_id, sub.run_label, via="launcher")
+            except (SnapshotError, OSError) as e:
+                # The job is queued already: losing its manifest entry is not
+                # worth stopping the launch half-way.
+                err(f"[WARNING]: could not record job {answer.job_id} in the manifest: {e}")
     return jobs
 
 
@@ -215,7 +226,7 @@ def launch(scripts: Sequence[str], settings: LaunchSettings, environ: Mapping[st
     make_snapshots(prepared, settings, err)
     if settings.dryrun == 0 or slurm.sbatch_available(environ):
         preflight(prepared, environ, runner)
-    jobs = submit_all(prepared, settings, environ, out, runner)
+    jobs = submit_all(prepared, settings, environ, out, err, runner)
     result = LaunchResult(total_gpu_hours(experiments), jobs)
     if settings.watch and settings.dryrun == 0:
         result.verdicts = watch_jobs(prepared, jobs, settings, err, runner, wait or watch.wait_or_enter)

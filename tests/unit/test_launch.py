@@ -1,0 +1,464 @@
+"""The launch command end to end: real git projects, a recording fake sbatch."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import BASE_ENV, CONFIG_1N, FakeSlurm, Project, run_git
+from nrl_launch.cli import LAUNCH_OPTIONS, main
+
+STAMP_RE = r"\d{6}-\d{6}"
+
+
+def invoke(args: list[str], env: dict[str, str | None]):
+    """Run ``nrl-launch launch`` with exactly ``env`` for the launcher's variables."""
+    full: dict[str, str | None] = {envvar: None for _, envvar, _ in LAUNCH_OPTIONS}
+    full.update(env)
+    return CliRunner().invoke(main, ["launch", *args], env=full)
+
+
+def stdout_lines(result) -> list[str]:
+    return result.stdout.splitlines()
+
+
+# ---------------------------------------------------------------- DRYRUN=1
+
+
+def test_dryrun1_prints_gpu_hours_per_script_and_total(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No git repository at all: DRYRUN=1 must not need one.
+    suite = tmp_path / "llm"
+    suite.mkdir()
+    (suite / "a.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=2\nNUM_RUNS=3\nNUM_MINUTES=30\n# ===== END CONFIG =====\n")
+    (suite / "b.sh").write_text("# === BEGIN CONFIG ===\nNUM_NODES=1\nGPUS_PER_NODE=4\nNUM_RUNS=1\nNUM_MINUTES=50\n# === END CONFIG ===\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["./llm/a.sh", "llm/b.sh"], {**BASE_ENV, "DRYRUN": "1", "CONTAINER": "", "ACCOUNT": "", "PARTITION": ""})
+    assert result.exit_code == 0, result.output
+    assert stdout_lines(result) == [
+        "[INFO]: 24 GPUhrs to run ./llm/a.sh",  # 3*2*8*30/60
+        "[DRY_RUN]: Skipping creation of snapshot and submission of ./llm/a.sh.",
+        "[INFO]: 3 GPUhrs to run llm/b.sh",  # 1*1*4*50/60 = 200/60 truncated
+        "[DRY_RUN]: Skipping creation of snapshot and submission of llm/b.sh.",
+        "[INFO]: Total GPU hours: 27",
+    ]
+    assert not (tmp_path / "code_snapshots").exists()
+
+
+def test_dryrun1_does_not_leak_defaults_between_scripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bash original kept GPUS_PER_NODE=4 and NUM_NODES's default from the
+    # first script when evaluating the second one.
+    (tmp_path / "first.sh").write_text(
+        '# ===== BEGIN CONFIG =====\nNUM_NODES="${NUM_NODES:-4}"\nGPUS_PER_NODE=4\nNUM_RUNS=1\nNUM_MINUTES=60\n# ===== END CONFIG =====\n')
+    (tmp_path / "second.sh").write_text(
+        '# ===== BEGIN CONFIG =====\nNUM_NODES="${NUM_NODES:-2}"\nNUM_RUNS=1\nNUM_MINUTES=60\n# ===== END CONFIG =====\n')
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["first.sh", "second.sh"], {**BASE_ENV, "DRYRUN": "1"})
+    assert result.exit_code == 0, result.output
+    assert stdout_lines(result)[2] == "[INFO]: 16 GPUhrs to run second.sh"  # 2 nodes * 8 GPUs
+    assert stdout_lines(result)[-1] == "[INFO]: Total GPU hours: 32"
+
+
+def test_num_runs_default_warns_on_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "x.sh").write_text(
+        "# ===== BEGIN CONFIG =====\nNUM_NODES=1\nSTEPS_PER_RUN=40\nMAX_STEPS=100\nNUM_MINUTES=60\n# ===== END CONFIG =====\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["x.sh"], {**BASE_ENV, "DRYRUN": "1"})
+    assert result.exit_code == 0, result.output
+    assert "[INFO]: 24 GPUhrs to run x.sh" in stdout_lines(result)  # 3 runs * 8 GPU-hours
+    assert "x.sh" in result.stderr and "NUM_RUNS" in result.stderr
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment", "code"),
+    [
+        ({"CONTAINER": None}, "CONTAINER must be set", 2),
+        ({"ACCOUNT": None}, "ACCOUNT must be set", 2),
+        ({"PARTITION": None}, "PARTITION must be set", 2),
+        ({"HF_HOME": ""}, "HF_HOME must be set and non-empty", 2),
+        ({"HF_DATASETS_CACHE": None}, "HF_DATASETS_CACHE must be set and non-empty", 2),
+        ({"DRYRUN": "yes"}, "DRYRUN must be empty, 1 or 2", 2),
+        ({"EXTRA_ENV": "NOT-A-NAME=1"}, "EXTRA_ENV entries must be KEY=VALUE", 2),
+        ({"EXTRA_SCRIPT_ARGS": "'unterminated"}, "EXTRA_SCRIPT_ARGS is not valid shell words", 2),
+        ({"WATCH_INTERVAL": "soon"}, "WATCH_INTERVAL must be a number", 2),
+        ({"SNAPSHOT_MODE": "rsync"}, "SNAPSHOT_MODE must be one of", 2),
+    ],
+)
+def test_bad_environment_is_an_error(project: Project, fake_slurm: FakeSlurm, env: dict, fragment: str, code: int) -> None:
+    script = project.add_recipe("sft-a")
+    result = invoke([str(script)], {**BASE_ENV, **env})
+    assert result.exit_code == code
+    assert f"[ERROR]: {fragment}" in result.stderr
+    assert fake_slurm.calls() == []
+    assert not (project.root / "code_snapshots").exists()
+
+
+def test_empty_container_account_partition_are_allowed(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a")
+    result = invoke([str(script)], {**BASE_ENV, "CONTAINER": "", "ACCOUNT": "", "PARTITION": "", "DRYRUN": "1"})
+    assert result.exit_code == 0, result.output
+
+
+def test_option_wins_over_environment(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a")
+    result = invoke(["--account", "fromcli", str(script)], {**BASE_ENV, "ACCOUNT": "fromenv"})
+    assert result.exit_code == 0, result.output
+    assert "--account=fromcli" in fake_slurm.submissions()[0]["argv"]
+
+
+def test_help_documents_every_variable() -> None:
+    result = CliRunner().invoke(main, ["launch", "--help"])
+    assert result.exit_code == 0
+    for name in ["CONTAINER", "ACCOUNT", "PARTITION", "HF_HOME", "HF_DATASETS_CACHE", "DRYRUN", "EXTRA_ENV",
+                 "MOUNTS", "IS_RELEASE", "EXCLUDE_GRES", "SLURM_JOB_SUFFIX", "EXTRA_SCRIPT_ARGS",
+                 "SANDBOX_CONTAINER", "SANDBOX_COMMAND", "SANDBOX_ENV_VARS", "WATCH", "WATCH_INTERVAL",
+                 "CODE_SNAPSHOT_DIRNAME"]:
+        assert f"env var: {name}" in " ".join(result.output.split()), name
+
+
+def test_untracked_script_is_an_error_and_nothing_happens(project: Project, fake_slurm: FakeSlurm) -> None:
+    good = project.add_recipe("sft-good")
+    untracked = project.add_recipe("sft-new", commit=False)
+    result = invoke([str(good), str(untracked)], BASE_ENV)
+    assert result.exit_code == 1
+    assert "[ERROR]:" in result.stderr and "sft-new.sh" in result.stderr and "not tracked" in result.stderr
+    assert result.stdout == ""
+    assert fake_slurm.calls() == []
+    assert not (project.root / "code_snapshots").exists()
+
+
+def test_config_error_in_a_later_script_stops_everything(project: Project, fake_slurm: FakeSlurm) -> None:
+    good = project.add_recipe("sft-good")
+    bad = project.add_recipe("sft-bad", config="NUM_NODES=3\nSEGMENT_SIZE=2\nNUM_MINUTES=10\n")
+    result = invoke([str(good), str(bad)], BASE_ENV)
+    assert result.exit_code == 1
+    # line 5 of the file: shebang, comment, BEGIN marker, NUM_NODES, SEGMENT_SIZE
+    assert re.search(r"\[ERROR\]: .*sft-bad\.sh:5: .*SEGMENT_SIZE", result.stderr), result.stderr
+    assert fake_slurm.calls() == []
+    assert not (project.root / "code_snapshots").exists()
+
+
+def test_missing_config_block_prints_a_template(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.root / "tests" / "test_suites" / "llm" / "no-block.sh"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text("#!/bin/bash\necho hi\n")
+    result = invoke([str(script)], {**BASE_ENV, "DRYRUN": "1"})
+    assert result.exit_code == 1
+    assert "no-block.sh" in result.stderr
+    assert "# ===== BEGIN CONFIG =====" in result.stderr and "NUM_MINUTES=" in result.stderr
+
+
+def test_same_experiment_twice_is_an_error(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a")
+    result = invoke([str(script), str(script)], BASE_ENV)
+    assert result.exit_code == 1
+    assert "experiment 'sft-a'" in result.stderr
+    assert fake_slurm.calls() == []
+
+
+# ---------------------------------------------------------------- full launch
+
+
+def expected_options(exp: str, i: int, n: int, *, account: str = "acct", nodes: int = 1, minutes: int = 240,
+                     gres: str | None = "gpu:8", suffix: str = "", extra: tuple[str, ...] = ()) -> list[str]:
+    opts = [f"--nodes={nodes}", *extra, f"--account={account}", f"--job-name={account}:{exp}{suffix}",
+            "--partition=batch", f"--time=0:{minutes}:0"]
+    if gres:
+        opts.append(f"--gres={gres}")
+    return opts
+
+
+def split_output(argv: list[str]) -> tuple[list[str], str, list[str]]:
+    """(options before --output, the --output value, the rest)."""
+    idx = next(i for i, a in enumerate(argv) if a.startswith("--output="))
+    return argv[:idx], argv[idx].split("=", 1)[1], argv[idx + 1:]
+
+
+def test_full_launch_submits_every_run_byte_for_byte(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-llama-1n8g-fsdp2tp1")
+    snapshot = project.root / "code_snapshots" / "sft-llama-1n8g-fsdp2tp1"
+    result = invoke([str(script)], BASE_ENV)
+    assert result.exit_code == 0, result.output
+    assert stdout_lines(result) == [
+        f"[INFO]: 64 GPUhrs to run {script}",
+        "Submitting 1/2 job with 1 nodes for sft-llama-1n8g-fsdp2tp1.sh",
+        "Submitted batch job 1001",
+        "Submitting 2/2 job with 1 nodes for sft-llama-1n8g-fsdp2tp1.sh",
+        "Submitted batch job 1002",
+        "[INFO]: Total GPU hours: 64",
+    ]
+    assert f"Creating new code snapshot in {snapshot}" in result.stderr
+    subs = fake_slurm.submissions()
+    assert len(subs) == 2
+    stamps = set()
+    for i, sub in enumerate(subs, start=1):
+        before, output, after = split_output(sub["argv"])
+        assert before == expected_options("sft-llama-1n8g-fsdp2tp1", i, 2)
+        match = re.fullmatch(rf"slurm-({STAMP_RE})-%j-sft-llama-1n8g-fsdp2tp1-{i}\.2\.out", output)
+        assert match, output
+        stamps.add(match.group(1))
+        assert after == ["--dependency=singleton", "ray.sub"]
+        assert sub["cwd"] == str(snapshot)
+        assert sub["script"] == (project.root / "ray.sub").read_text()
+        env = sub["env"]
+        assert env["COMMAND"] == (
+            "uv run tests/test_suites/llm/sft-llama-1n8g-fsdp2tp1.sh logger.wandb.name=sft-llama-1n8g-fsdp2tp1 "
+            f"++git_meta={project.meta()} ++container=nvcr.io/nvidia/nemo-rl:test")
+        assert env["MOUNTS"] == f"{snapshot}:{snapshot}"
+        assert (env["HF_HOME"], env["HF_DATASETS_CACHE"], env["CONTAINER"], env["GPUS_PER_NODE"]) == (
+            "/hf", "/hf/datasets", "nvcr.io/nvidia/nemo-rl:test", "8")
+        assert (env["SANDBOX_CONTAINER"], env["SANDBOX_COMMAND"], env["SANDBOX_ENV_VARS"]) == ("", "", "")
+    assert len(stamps) == 1  # one launch, one timestamp
+    # the pre-flight checked the same request before anything was queued
+    test_only = [c for c in fake_slurm.calls("sbatch") if "--test-only" in c["argv"]]
+    assert test_only and test_only[0]["argv"][1:] == subs[0]["argv"]
+    assert fake_slurm.calls().index(test_only[0]) == 0
+
+
+def test_segment_gpus_and_comment_options(project: Project, fake_slurm: FakeSlurm) -> None:
+    config = ("NUM_NODES=4\nGPUS_PER_NODE=4\nSEGMENT_SIZE=2\nNUM_RUNS=1\nNUM_MINUTES=30\n"
+              "JOB_REAPER_COMMENT='{\"Reaper\":{\"exemptIdleTimeMins\":\"120\",\"reason\":\"long init\"}}'\n")
+    script = project.add_recipe("grpo-x-4n4g-megatron", config=config)
+    result = invoke([str(script)], BASE_ENV)
+    assert result.exit_code == 0, result.output
+    before, _, after = split_output(fake_slurm.submissions()[0]["argv"])
+    assert before == [*expected_options("grpo-x-4n4g-megatron", 1, 1, nodes=4, minutes=30, gres="gpu:4", extra=("--segment=2",)),
+                      '--comment={"Reaper":{"exemptIdleTimeMins":"120","reason":"long init"}}']
+    assert fake_slurm.submissions()[0]["env"]["GPUS_PER_NODE"] == "4"
+    assert "Submitting 1/1 job with 4 nodes for grpo-x-4n4g-megatron.sh" in stdout_lines(result)
+
+
+@pytest.mark.parametrize(
+    ("env", "check"),
+    [
+        ({"EXCLUDE_GRES": "1"}, lambda s: not any(a.startswith("--gres") for a in s["argv"])),
+        ({"SLURM_JOB_SUFFIX": "-nightly"}, lambda s: "--job-name=acct:sft-a-nightly" in s["argv"]),
+        ({"IS_RELEASE": "1"}, lambda s: s["env"]["COMMAND"].endswith(" logger.wandb.project=nemo-rl-release")),
+        ({"EXTRA_SCRIPT_ARGS": "policy.lr=1e-6 'a b=c'", "IS_RELEASE": "1"},
+         lambda s: s["env"]["COMMAND"].endswith(" ++container=nvcr.io/nvidia/nemo-rl:test policy.lr=1e-6 'a b=c' logger.wandb.project=nemo-rl-release")),
+        ({"EXTRA_ENV": "FOO=1 'BAR=two words'"}, lambda s: (s["env"]["FOO"], s["env"]["BAR"]) == ("1", "two words")),
+        ({"MOUNTS": "/data:/data,/ckpt:/ckpt"}, lambda s: s["env"]["MOUNTS"].endswith(":" + s["cwd"] + ",/data:/data,/ckpt:/ckpt")),
+        ({"SANDBOX_CONTAINER": "sb.sqsh", "SANDBOX_COMMAND": "run-sb", "SANDBOX_ENV_VARS": "A=1"},
+         lambda s: (s["env"]["SANDBOX_CONTAINER"], s["env"]["SANDBOX_COMMAND"], s["env"]["SANDBOX_ENV_VARS"]) == ("sb.sqsh", "run-sb", "A=1")),
+        ({"CODE_SNAPSHOT_DIRNAME": "snaps"}, lambda s: s["cwd"].endswith("/snaps/sft-a")),
+        ({"CONTAINER": ""}, lambda s: " ++container=" in s["env"]["COMMAND"] + " " and s["env"]["CONTAINER"] == ""),
+    ],
+)
+def test_environment_variables_reach_the_submission(project: Project, fake_slurm: FakeSlurm, env: dict, check) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    result = invoke([str(script)], {**BASE_ENV, **env})
+    assert result.exit_code == 0, result.output
+    assert check(fake_slurm.submissions()[0])
+
+
+def test_launcher_environment_is_passed_to_the_job(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOME_USER_VAR", "kept")
+    script = project.add_recipe("sft-a")
+    assert invoke([str(script)], BASE_ENV).exit_code == 0
+    assert fake_slurm.submissions()[0]["env"]["SOME_USER_VAR"] == "kept"
+
+
+def test_relative_script_from_another_directory(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+    project.add_recipe("sft-a")
+    monkeypatch.chdir(project.root / "tests" / "test_suites")
+    result = invoke(["./llm/sft-a.sh"], BASE_ENV)
+    assert result.exit_code == 0, result.output
+    assert stdout_lines(result)[0] == "[INFO]: 64 GPUhrs to run ./llm/sft-a.sh"
+    assert fake_slurm.submissions()[0]["env"]["COMMAND"].startswith("uv run tests/test_suites/llm/sft-a.sh ")
+
+
+def test_uncommitted_edit_is_in_the_snapshot_and_untracked_files_are_not(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a")
+    (project.root / "README.md").write_text("edited, not committed\n")
+    (project.root / "scratch.txt").write_text("untracked\n")
+    assert invoke([str(script)], BASE_ENV).exit_code == 0
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    assert (snapshot / "README.md").read_text() == "edited, not committed\n"
+    assert not (snapshot / "scratch.txt").exists()
+    assert os.access(snapshot / "tests/test_suites/llm/sft-a.sh", os.X_OK)
+
+
+def test_submodule_files_are_in_the_snapshot(project: Project, fake_slurm: FakeSlurm, tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    run_git(lib, "init", "-q", "-b", "main")
+    (lib / "helper.py").write_text("X = 1\n")
+    run_git(lib, "add", "-A")
+    run_git(lib, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "lib")
+    run_git(project.root, "submodule", "add", "-q", str(lib), "3rdparty/lib")
+    script = project.add_recipe("sft-a")
+    assert invoke([str(script)], BASE_ENV).exit_code == 0
+    assert (project.root / "code_snapshots/sft-a/3rdparty/lib/helper.py").read_text() == "X = 1\n"
+
+
+def test_existing_snapshot_is_reused(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a")
+    assert invoke([str(script)], BASE_ENV).exit_code == 0
+    result = invoke([str(script)], BASE_ENV)
+    assert result.exit_code == 0
+    assert f"Using existing code snapshot in {project.root / 'code_snapshots' / 'sft-a'}" in result.stderr
+
+
+def test_sbatch_failing_half_way_says_what_was_submitted(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = project.add_recipe("sft-a")
+    second = project.add_recipe("sft-b")
+    monkeypatch.setenv("FAKE_SBATCH_FAIL_AT", "3")  # run 1/2 of sft-b
+    result = invoke([str(first), str(second)], BASE_ENV)
+    assert result.exit_code == 1
+    assert "Submitted batch job 1002" in result.stdout
+    assert "Total GPU hours" not in result.stdout
+    assert "[ERROR]:" in result.stderr and "run 1/2 of sft-b" in result.stderr
+    assert "Invalid account" in result.stderr  # sbatch's own reason
+    assert "sft-a: 1001, 1002" in result.stderr and "scancel 1001 1002" in result.stderr
+    assert len(fake_slurm.submissions()) == 3  # stopped at once: 2/2 of sft-b never tried
+
+
+def test_sbatch_answer_without_job_id_is_an_error(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = project.add_recipe("sft-a")
+    monkeypatch.setenv("FAKE_SBATCH_GARBAGE_AT", "1")
+    result = invoke([str(script)], BASE_ENV)
+    assert result.exit_code == 1
+    assert "without a job id" in result.stderr and "Nothing was submitted" in result.stderr
+
+
+def test_preflight_rejection_submits_nothing(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = project.add_recipe("sft-a")
+    second = project.add_recipe("sft-b")
+    monkeypatch.setenv("FAKE_SBATCH_REJECT", "Invalid partition name specified")
+    result = invoke([str(first), str(second)], BASE_ENV)
+    assert result.exit_code == 1
+    assert "sft-a" in result.stderr and "Invalid partition name specified" in result.stderr
+    assert fake_slurm.submissions() == []
+    assert result.stdout == ""
+
+
+# ---------------------------------------------------------------- DRYRUN=2 and continue.sh
+
+
+def test_dryrun2_makes_snapshot_and_continue_sh_but_submits_nothing(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a")
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    result = invoke([str(script)], {**BASE_ENV, "DRYRUN": "2"})
+    assert result.exit_code == 0, result.output
+    skip = f"[DRY_RUN]: Skipping submission of {script}. Find the snapshot at {snapshot} and manually launch with 'bash continue.sh'"
+    assert stdout_lines(result) == [
+        f"[INFO]: 64 GPUhrs to run {script}",
+        "Submitting 1/2 job with 1 nodes for sft-a.sh", skip,
+        "Submitting 2/2 job with 1 nodes for sft-a.sh", skip,
+        "[INFO]: Total GPU hours: 64",
+    ]
+    assert fake_slurm.submissions() == []
+    assert os.access(snapshot / "continue.sh", os.X_OK)
+
+
+def run_continue(snapshot: Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    # Only bash and the Slurm client: a PATH without our Python package.
+    return subprocess.run(["bash", str(snapshot / "continue.sh")], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_continue_sh_reproduces_the_last_submission(project: Project, fake_slurm: FakeSlurm, tmp_path: Path) -> None:
+    config = CONFIG_1N + "JOB_REAPER_COMMENT='{\"a\": \"b c\"}'\n"
+    script = project.add_recipe("sft-a", config=config)
+    env = {**BASE_ENV, "EXTRA_ENV": "FOO='x y'", "MOUNTS": "/d:/d", "EXTRA_SCRIPT_ARGS": "a=1 'b=2 3'",
+           "SLURM_JOB_SUFFIX": "-s", "IS_RELEASE": "1"}
+    assert invoke([str(script)], env).exit_code == 0
+    last = fake_slurm.submissions()[-1]
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    job_env = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"], "HOME": str(tmp_path)}
+    proc = run_continue(snapshot, elsewhere, job_env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "Submitted batch job 1003\n"
+    again = fake_slurm.submissions()[-1]
+    assert again["argv"] == last["argv"]
+    assert again["cwd"] == last["cwd"]
+    for key in ("COMMAND", "MOUNTS", "HF_HOME", "HF_DATASETS_CACHE", "CONTAINER", "GPUS_PER_NODE", "FOO",
+                "SANDBOX_CONTAINER", "SANDBOX_COMMAND", "SANDBOX_ENV_VARS"):
+        assert again["env"][key] == last["env"][key], key
+    manifest = (snapshot / ".nrl_launch.yaml").read_text()
+    assert "job_id: '1003'" in manifest and "via: continue.sh" in manifest and "run: 3/2" in manifest
+
+
+def test_continue_sh_reports_sbatch_failure(project: Project, fake_slurm: FakeSlurm, tmp_path: Path) -> None:
+    script = project.add_recipe("sft-a")
+    assert invoke([str(script)], {**BASE_ENV, "DRYRUN": "2"}).exit_code == 0
+    env = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"], "FAKE_SBATCH_FAIL_AT": "1"}
+    proc = run_continue(project.root / "code_snapshots" / "sft-a", tmp_path, env)
+    assert proc.returncode != 0
+    assert "Invalid account" in proc.stderr
+
+
+# ---------------------------------------------------------------- WATCH
+
+
+def test_watch_prints_verdicts_and_fails_on_metric_fail(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    b = project.add_recipe("sft-b", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    c = project.add_recipe("sft-c", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    # The driver logs the jobs write (the fake sbatch writes them at submission).
+    monkeypatch.setenv("FAKE_DRIVER_LOG_1001", "step 1\nMetric Checks\n  [PASS] train/loss@4 = 0.1 < 0.5\n")
+    monkeypatch.setenv("FAKE_DRIVER_LOG_1002", "Metric Checks\n  [FAIL] train/loss@4 = 0.9 < 0.5\n")
+    monkeypatch.setenv("FAKE_DRIVER_LOG_1003", "Traceback: out of memory\n")
+    monkeypatch.setenv("FAKE_SQUEUE_POLLS", "2")
+    monkeypatch.setenv("FAKE_SQUEUE_DOWN", "1")
+    result = invoke([str(a), str(b), str(c)], {**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01"})
+    assert result.exit_code == 1
+    assert stdout_lines(result)[-6:] == [
+        "[METRIC PASS]    sft-a", "    [PASS] train/loss@4 = 0.1 < 0.5",
+        "[METRIC FAIL]    sft-b", "    [FAIL] train/loss@4 = 0.9 < 0.5",
+        "[GENERAL FAIL]   sft-c",
+        "[INFO]: Total GPU hours: 3",
+    ]
+    assert "cannot reach Slurm" in result.stderr  # one failed poll, retried
+    assert "Finished jobs: 1001 1002 1003" in result.stderr and "Remaining: 0" in result.stderr
+
+
+def test_watch_all_pass_exits_zero(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
+    monkeypatch.setenv("FAKE_DRIVER_LOG_1001", "Metric Checks\n  [FAIL] not yet\n")
+    monkeypatch.setenv("FAKE_DRIVER_LOG_1002", "Metric Checks\n  [PASS] ok\n")  # the last run decides
+    result = invoke([str(a)], {**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01"})
+    assert result.exit_code == 0, result.output
+    assert stdout_lines(result)[-3:] == ["[METRIC PASS]    sft-a", "    [PASS] ok", "[INFO]: Total GPU hours: 2"]
+
+
+# ---------------------------------------------------------------- the shim
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_shim_runs_from_any_directory_and_through_a_symlink(tmp_path: Path) -> None:
+    (tmp_path / "x.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=60\n# ===== END CONFIG =====\n")
+    link = tmp_path / "launch-link"
+    link.symlink_to(REPO / "tools" / "launch")
+    env = {**os.environ, **BASE_ENV, "DRYRUN": "1"}
+    for shim in (REPO / "tools" / "launch", link):
+        proc = subprocess.run([str(shim), "x.sh"], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines() == ["[INFO]: 8 GPUhrs to run x.sh",
+                                            "[DRY_RUN]: Skipping creation of snapshot and submission of x.sh.",
+                                            "[INFO]: Total GPU hours: 8"]
+
+
+def test_shim_without_dependencies_prints_one_install_line(tmp_path: Path) -> None:
+    nosite = tmp_path / "python-without-packages"
+    nosite.write_text("#!/bin/sh\nexec python3 -S -I \"$@\"\n")  # no site-packages: no click
+    nosite.chmod(0o755)
+    env = {**os.environ, "NRL_LAUNCH_PYTHON": str(nosite)}
+    proc = subprocess.run([str(REPO / "tools" / "launch"), "--help"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "pip install" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_python_dash_m_and_help() -> None:
+    proc = subprocess.run([os.sys.executable, "-m", "nrl_launch", "launch", "--help"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "tools")})
+    assert proc.returncode == 0 and "CONTAINER" in proc.stdout
