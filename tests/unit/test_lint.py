@@ -559,3 +559,75 @@ def test_fifo_is_never_opened(repo: Path) -> None:
         ("tests/test_suites/llm/fifo.sh", None, "file"),
         ("tests/test_suites/weekly.txt", None, "file"),
     ]
+
+
+# ---------------------------------------------------------------- the `nrl-launch lint` command
+
+
+def _lint_command_exists() -> bool:
+    try:
+        from nrl_launch.cli import main
+    except Exception:
+        return False
+    return "lint" in getattr(main, "commands", {})
+
+
+needs_cli = pytest.mark.skipif(not _lint_command_exists(), reason="`nrl-launch lint` not in cli.py yet")
+
+
+def invoke(*args: str):  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from nrl_launch.cli import main
+
+    return CliRunner().invoke(main, ["lint", *args])
+
+
+@needs_cli
+def test_cli_clean(repo: Path) -> None:
+    result = invoke("--root", str(repo))
+    assert result.exit_code == 0, result.output
+    assert "rule" not in result.output
+
+
+@needs_cli
+def test_cli_findings_exit_1(repo: Path) -> None:
+    (repo / SFT_YAML).unlink()
+    result = invoke("--root", str(repo))
+    assert result.exit_code == 1
+    assert f"{SFT}: yaml-missing: no YAML mirror {SFT_YAML}" in result.output
+
+
+@needs_cli
+def test_cli_json(repo: Path) -> None:
+    (repo / SFT_YAML).unlink()
+    result = invoke("--root", str(repo), "--format", "json")
+    assert result.exit_code == 1
+    payload = json.loads(result.stdout)
+    assert [(f["path"], f["line"], f["rule"]) for f in payload["findings"]] == [(SFT, None, "yaml-missing")]
+
+
+@needs_cli
+def test_cli_budget(repo: Path) -> None:
+    assert invoke("--root", str(repo), "--budget", "nightly=73").exit_code == 0
+    result = invoke("--root", str(repo), "--budget", "nightly=72")
+    assert result.exit_code == 1
+    assert f"{NIGHTLY}: budget: suite 'nightly' needs 73 GPU-hours, over its budget of 72" in result.output
+    result = invoke("--root", str(repo), "--budget", "nightly=10", "--budget", "weekly=5")
+    assert result.exit_code == 1
+    assert "tests/test_suites/weekly.txt: budget:" in result.output
+
+
+@needs_cli
+def test_cli_bad_budget_is_a_usage_error(repo: Path) -> None:
+    result = invoke("--root", str(repo), "--budget", "nightly")
+    assert result.exit_code == 2
+    assert "SUITE=HOURS" in result.output
+
+
+@needs_cli
+def test_cli_empty_root(tmp_path: Path) -> None:
+    result = invoke("--root", str(tmp_path))
+    assert result.exit_code == 1
+    assert "tests/test_suites: layout:" in result.output
+    assert "Traceback" not in result.output

@@ -35,7 +35,8 @@ Rule ids (also in :data:`RULES`):
                       ``GPUS_PER_NODE`` (default 8)
 ``cluster-yaml``      the YAML's ``cluster.num_nodes`` / ``cluster.gpus_per_node`` (own
                       or inherited through ``defaults:``) disagree with the name's
-                      cluster token — or, for context-length names, with CONFIG
+                      cluster token — or, for names without one (context-length or
+                      unparsable names), with the CONFIG block
 ``context-hardware``  a context-length name (``…-8K.sh``) whose CONFIG block does not
                       assign both ``NUM_NODES`` and ``GPUS_PER_NODE``
 ``budget``            a suite's GPU-hours exceed its ``--budget``, or the budget names
