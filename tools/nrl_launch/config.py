@@ -57,6 +57,8 @@ _Lookup = Callable[[str], Optional[str]]
 _BEGIN_RE = re.compile(r"^# =+ BEGIN CONFIG =+", re.M)
 _END_RE = re.compile(r"^# =+ END CONFIG =+", re.M)
 
+# Shown when a recipe has no block. It must itself pass validation, so unlike
+# the spec's illustration its SEGMENT_SIZE divides its NUM_NODES.
 _TEMPLATE_BLOCK = """\
 # ===== BEGIN CONFIG =====
 NUM_NODES=1
@@ -65,7 +67,7 @@ STEPS_PER_RUN=60
 MAX_STEPS=120
 NUM_RUNS=$(( (MAX_STEPS + STEPS_PER_RUN - 1) / STEPS_PER_RUN ))  # Round up
 NUM_MINUTES=240
-SEGMENT_SIZE=2           # optional; must divide NUM_NODES
+SEGMENT_SIZE=1           # optional; must divide NUM_NODES
 JOB_REAPER_COMMENT='{"k":"v"}'   # optional; becomes --comment
 # ===== END CONFIG =====
 """
@@ -152,7 +154,9 @@ def _parse_number(token: str) -> int:
             if not 2 <= value <= 64:
                 raise _ArithProblem(f'invalid arithmetic base "{token}"')
             base, value, found_base = value, 0, True
-            if index >= len(token) or _digit_value(token[index], base) >= base:
+            # Bash only checks that a digit character follows; its value is
+            # checked below ("2#2" is "value too great for base").
+            if index >= len(token) or _digit_value(token[index], 64) >= 64:
                 raise _ArithProblem(f'invalid integer constant "{token}"')
             continue
         digit = _digit_value(char, base)
@@ -632,7 +636,9 @@ class _Expander:
         try:
             value = _evaluate_arithmetic(text, self.lookup)
         except _ArithProblem as problem:
-            self.fail(f'arithmetic expansion "$(({text}))": {problem}')
+            raise ConfigError(
+                self.path, self.lineno, f'arithmetic expansion "$(({text}))": {problem}'
+            ) from None
         return str(value), close + 2
 
     def _arithmetic_end(self, pos: int) -> int:
@@ -647,9 +653,11 @@ class _Expander:
                     depth -= 1
                 elif line.startswith("))", pos):
                     return pos
-                else:
+                elif ")" in line[pos + 1:]:
                     # "$((a) b)" is bash's $( (a) b ): a command substitution.
                     self.fail(_not_allowed('command substitution "$(…)"'))
+                else:
+                    break
             elif char == "\\":
                 pos += 1
             elif char in "\"'":

@@ -1,0 +1,626 @@
+"""Tests for nrl_launch.config: CONFIG block evaluation checked against real bash."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from nrl_launch.config import (
+    DEFAULT_GPUS_PER_NODE,
+    RecipeConfig,
+    evaluate_block,
+    parse_recipe,
+    read_recipe,
+)
+from nrl_launch.errors import ConfigError
+
+BASH = shutil.which("bash")
+needs_bash = pytest.mark.skipif(BASH is None, reason="bash is not installed")
+
+BEGIN = "# ===== BEGIN CONFIG ====="
+END = "# ===== END CONFIG ====="
+
+
+def block(*lines: str, before: int = 0) -> str:
+    """A script with ``before`` filler lines, then a CONFIG block of ``lines``."""
+    head = ["#!/bin/bash"] + [f"# filler {i}" for i in range(before)]
+    return "\n".join(head + [BEGIN, *lines, END, "echo body"]) + "\n"
+
+
+def run_bash(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a clean environment holding only ``env``."""
+    assert BASH is not None
+    args = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), BASH, "-c", script]
+    return subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
+
+
+def ours_arith(expr: str, env: dict[str, str]) -> str:
+    values, _ = evaluate_block(block(f"R=$(({expr}))"), "t.sh", env)
+    return values["R"]
+
+
+# --------------------------------------------------------------------------
+# Arithmetic against bash
+# --------------------------------------------------------------------------
+
+ARITH_ENV = {
+    "A": "7", "B": "-3", "EXPR": "3+4", "CHAIN": "EXPR*2", "EMPTY": "",
+    "BLANK": "  ", "HEX": "0x1f", "NEG": "-9223372036854775807", "ZERO": "0",
+}
+
+ARITH_CASES = [
+    # literals and bases
+    "0", "42", "007", "010", "0x1F", "0XfF", "0x", "2#1011", "8#17", "16#ff",
+    "36#zz", "64#@_", "62#Zz", "10#08", "-0x10", "9223372036854775807",
+    # 64-bit wraparound
+    "9223372036854775807 + 1", "-9223372036854775807 - 2", "9223372036854775808",
+    "18446744073709551617", "4611686018427387904 * 4", "3037000500 * 3037000500",
+    "-(-9223372036854775807 - 1)", "(-9223372036854775807 - 1) / -1",
+    "(-9223372036854775807 - 1) % -1", "2 ** 63", "2 ** 64", "3 ** 41", "(-3) ** 41",
+    # division and remainder signs
+    "7 / 2", "-7 / 2", "7 / -2", "-7 / -2", "7 % 3", "-7 % 3", "7 % -3", "-7 % -3",
+    "1 / 3", "-1 / 3", "0 / -5",
+    # power and unary minus
+    "2 ** 10", "-2 ** 2", "-2 ** 3", "2 ** 3 ** 2", "(2 ** 3) ** 2", "0 ** 0",
+    "- -5", "--5", "5--3", "+-+5", "!0", "!7", "!!7", "~0", "~-1", "~5", "-~5", "!-1",
+    "2 ** -B", "-A ** 2",
+    # precedence and associativity
+    "1 + 2 * 3", "(1 + 2) * 3", "10 - 4 - 3", "100 / 10 / 5", "2 * 3 % 4",
+    "1 + 2 << 1", "1 << 2 + 1", "5 & 3 ^ 6 | 8", "5 | 3 & 1", "6 ^ 3 & 5",
+    "1 < 2 == 1", "3 < 2 == 0", "1 == 1 && 0 || 1", "0 || 0 && 1",
+    "1 ? 2 : 3", "0 ? 2 : 3", "1 ? 0 ? 3 : 4 : 5", "0 ? 1 : 0 ? 2 : 3",
+    "(1 ? 2 : 3) ? 4 : 5", "1 ? 2, 3 : 4", "1, 2, 3", "1 ? 2 : 3, 5",
+    "((((1 + 2))) * ((3)))", "  ( ( 1 ) )  ", "-(3 - 5) * -(2)",
+    # shifts (count taken mod 64, as bash on x86-64)
+    "1 << 62", "1 << 63", "1 << 64", "1 << 65", "1 << -1", "-8 >> 1", "-1 >> 63",
+    "1 << 63 >> 63", "255 >> 4",
+    # comparisons
+    "3 < 4", "4 < 3", "3 <= 3", "3 >= 4", "3 > -4", "5 == 5", "5 != 5", "-1 < 0",
+    # logical results and short-circuit
+    "5 && 7", "0 && 7", "0 || 0", "3 || 0", "0 && 1 / 0", "1 || 1 / 0",
+    "0 ? 1 / 0 : 9", "1 ? 9 : 1 % 0",
+    # variables, bare and with $
+    "A", "$A", "A * 2", "$A * 2", "B", "A + B", "A / B", "A % B", "-B", "B ** 2",
+    "EXPR", "EXPR * 2", "$EXPR * 2", "CHAIN", "CHAIN + 1", "UNSET", "UNSET + 1",
+    "$UNSET + 1", "EMPTY", "BLANK", "$BLANK + 1", "HEX", "$HEX + 1", "NEG - 2",
+    "ZERO ? 1 : 2", "A > B ? A : B", "(A + B) * (A - B)", "${A} + 1", "${UNSET:-5} * 2",
+    "$((A + 1)) * 2", "", "   ",
+]
+
+
+@needs_bash
+@pytest.mark.parametrize("expr", ARITH_CASES)
+def test_arithmetic_matches_bash(expr: str) -> None:
+    result = run_bash(f"echo $(({expr}))", ARITH_ENV)
+    assert result.returncode == 0, result.stderr  # the table holds valid expressions only
+    assert ours_arith(expr, ARITH_ENV) == result.stdout.strip()
+
+
+ARITH_ERRORS = [
+    ("1 / 0", "division by 0"),
+    ("5 % 0", "division by 0"),
+    ("1 / ZERO", "division by 0"),
+    ("1 / (A - 7)", "division by 0"),
+    ("2 ** -1", "exponent less than 0"),
+    ("0 && 2 ** -1", "exponent less than 0"),
+    ("08", "value too great for base"),
+    ("0x1g", "value too great for base"),
+    ("1e3", "value too great for base"),
+    ("37#Z", "value too great for base"),
+    ("1#5", "invalid arithmetic base"),
+    ("0#5", "invalid number"),
+    ("2#", "invalid integer constant"),
+    ("1 +", "operand expected"),
+    ("* 2", "operand expected"),
+    ("1 2", "syntax error"),
+    ("(1 + 2", "unterminated"),
+    ("1 ? 2", "`:' expected"),
+    ("7 ?: 3", "expression expected"),
+    ("1 @ 2", "invalid arithmetic operator"),
+    ("LOOP", "recursion"),
+]
+
+
+@needs_bash
+@pytest.mark.parametrize(("expr", "message"), ARITH_ERRORS)
+def test_arithmetic_errors_where_bash_fails(expr: str, message: str) -> None:
+    env = {**ARITH_ENV, "LOOP": "LOOP"}
+    assert run_bash(f"echo $(({expr}))", env).returncode != 0
+    with pytest.raises(ConfigError) as caught:
+        evaluate_block(block(f"R=$(({expr}))", before=3), "tests/x.sh", env)
+    assert caught.value.line == 6
+    assert str(caught.value).startswith("tests/x.sh:6: ")
+    assert message in caught.value.message
+
+
+def test_division_by_zero_message_names_file_and_line() -> None:
+    with pytest.raises(ConfigError, match=r"^r\.sh:5: .*division by 0"):
+        parse_recipe(block("NUM_NODES=1", "N=$(( NUM_NODES / 0 ))", before=1), "r.sh", {})
+
+
+# --------------------------------------------------------------------------
+# Whole assignment lines against bash
+# --------------------------------------------------------------------------
+
+LINE_CASES = [
+    ('NUM_NODES="${NUM_NODES:-4}"          # caller may override', "NUM_NODES", {}),
+    ('NUM_NODES="${NUM_NODES:-4}"          # caller may override', "NUM_NODES", {"NUM_NODES": "7"}),
+    ('NUM_NODES="${NUM_NODES:-4}"', "NUM_NODES", {"NUM_NODES": ""}),
+    ("NUM_NODES=${NUM_NODES-4}", "NUM_NODES", {"NUM_NODES": ""}),
+    ("NUM_NODES=${NUM_NODES-4}", "NUM_NODES", {}),
+    ("NUM_NODES=${NUM_NODES}", "NUM_NODES", {"NUM_NODES": "3"}),
+    ("STEPS_PER_RUN=40  # step_time ~ 95sec", "STEPS_PER_RUN", {}),
+    ("NUM_RUNS=$(( (MAX_STEPS + STEPS_PER_RUN - 1) / STEPS_PER_RUN ))", "NUM_RUNS",
+     {"MAX_STEPS": "120", "STEPS_PER_RUN": "40"}),
+    ("NUM_RUNS=$(( (MAX_STEPS + STEPS_PER_RUN - 1) / STEPS_PER_RUN ))", "NUM_RUNS",
+     {"MAX_STEPS": "121", "STEPS_PER_RUN": "40"}),
+    ("NUM_RUNS=3", "NUM_RUNS", {}),
+    ("MODEL=org/Some-Model-1.5B  # a '#' only starts a comment at a word start", "MODEL", {}),
+    ("X=a#b", "X", {}),
+    ("X=#a", "X", {}),
+    ("X= #c", "X", {}),
+    ("X=", "X", {}),
+    ("JOB_REAPER_COMMENT='{\"Reaper\":{\"exemptIdleTimeMins\":\"120\",\"reason\":\"long init\"}}'",
+     "JOB_REAPER_COMMENT", {}),
+    ("USE_SIDECAR=true", "USE_SIDECAR", {}),
+    ("X=a\"b\"'c'd", "X", {}),
+    ("X=a\\ b", "X", {}),
+    ("X=\\$HOME\\'\\\"", "X", {"HOME": "/h"}),
+    ('X="a\\qb\\$c\\"d\\\\e\\`f"', "X", {}),
+    ("X='a\\b $c'", "X", {}),
+    ('X="a\'b"', "X", {}),
+    ("X=$A$B", "X", {"A": "1", "B": "2"}),
+    ("X=${A}x${B}", "X", {"A": "1", "B": "2"}),
+    ("X=\"$A and ${B}\"", "X", {"A": "one two", "B": " spaced "}),
+    ("X=$A", "X", {"A": "  spaced  out  "}),
+    ("X=$UNSET", "X", {}),
+    ("X=${UNSET:-\"a b\"}", "X", {}),
+    ("X=${UNSET:-'a b'}", "X", {}),
+    ("X=${UNSET:-a b}", "X", {}),
+    ("X=\"${UNSET:-'a'}\"", "X", {}),
+    ("X=\"${UNSET:-\"a b\"}\"", "X", {}),
+    ("X=${UNSET:-${OTHER:-z}}", "X", {}),
+    ("X=${UNSET:-${OTHER:-z}}", "X", {"OTHER": "o"}),
+    ("X=${UNSET:-$((2*3))}", "X", {}),
+    ("X=${SET:-$((2*3))}", "X", {"SET": "s"}),
+    ("X=${UNSET:-\\}}", "X", {}),
+    ("X=\"${UNSET:-\\}}\"", "X", {}),
+    ("X=${UNSET:-{a}}", "X", {}),
+    ("X=${UNSET:-\"}\"}", "X", {}),
+    ("X=${EMPTY:-d}", "X", {"EMPTY": ""}),
+    ("X=${EMPTY-d}", "X", {"EMPTY": ""}),
+    ('X="$((2*3))"', "X", {}),
+    ('X="$(( ${N:-2} * 3 ))"', "X", {"N": "5"}),
+    ("X=$((1 + $((2 * 3))))", "X", {}),
+    ('X=$(( "2" * 3 ))', "X", {}),
+    ("X=$(( N * 2 ))x", "X", {"N": "3+4"}),
+    ("X=$(( $N * 2 ))x", "X", {"N": "3+4"}),
+    ("X=$", "X", {}),
+    ('X="$"', "X", {}),
+    ("X=a$", "X", {}),
+    ("X=$/x", "X", {}),
+    ("X={a,b}", "X", {}),
+    ("X=*.sh", "X", {}),
+    ("X=a}b", "X", {}),
+    ("X=a=b", "X", {}),
+    ("X=a:b", "X", {}),
+    ("X=a~b", "X", {}),
+    ("X=$((1)) # c", "X", {}),
+    ("X=$\"ab\"", "X", {}),
+    ("   X=indented", "X", {}),
+    ("X=\t# tab then comment", "X", {}),
+]
+
+
+@needs_bash
+@pytest.mark.parametrize(("line", "name", "env"), LINE_CASES)
+def test_assignment_line_matches_bash(line: str, name: str, env: dict[str, str]) -> None:
+    result = run_bash(f'{line}\nprintf %s "${name}"', env)
+    assert result.returncode == 0, result.stderr
+    values, _ = evaluate_block(block(line), "t.sh", env)
+    assert values[name] == result.stdout
+
+
+@needs_bash
+def test_assignments_see_earlier_lines_like_bash() -> None:
+    lines = [
+        "A=2",
+        "B=$((A * 3))",
+        "A=${A}0",
+        "C=\"$A-$B\"",
+        "D=$((A + B))",
+        "E=${ENV_ONLY:-none}",
+    ]
+    env = {"A": "99", "ENV_ONLY": "from-env"}
+    bash = run_bash("\n".join(lines) + '\nprintf "%s|%s|%s|%s|%s" "$A" "$B" "$C" "$D" "$E"', env)
+    values, _ = evaluate_block(block(*lines), "t.sh", env)
+    ours = "|".join(values[k] for k in "ABCDE")
+    assert ours == bash.stdout == "20|6|20-6|26|from-env"
+
+
+# --------------------------------------------------------------------------
+# Rejected constructs
+# --------------------------------------------------------------------------
+
+REJECTED = [
+    ("X=$(hostname)", 'command substitution "$(…)"'),
+    ('X="$(hostname)"', 'command substitution "$(…)"'),
+    ("X=${U:-$(hostname)}", 'command substitution "$(…)"'),
+    ("X=${SET:-$(hostname)}", 'command substitution "$(…)"'),  # even when unused
+    ("X=$((1+2) * 3)", 'command substitution "$(…)"'),
+    ("X=`hostname`", "backticks"),
+    ('X="`hostname`"', "backticks"),
+    ("X=1; Y=2", 'command separator ";"'),
+    ("X=1;", 'command separator ";"'),
+    ("X=1 | cat", 'pipe "|"'),
+    ("X=1|cat", 'pipe "|"'),
+    ("X=1 && Y=2", 'operator "&&"'),
+    ("X=1 || true", 'operator "||"'),
+    ("X=1 &", 'background operator "&"'),
+    ("X=1 > /tmp/f", 'redirection ">"'),
+    ("X=1>/tmp/f", 'redirection ">"'),
+    ("X=1 2>/tmp/f", 'redirection ">"'),
+    ("X=1 >> /tmp/f", 'redirection ">>"'),
+    ("X=1 < /etc/passwd", 'redirection "<"'),
+    ("X=(a b)", "array assignment"),
+    ("export X=1", '"export"'),
+    ("local X=1", '"local"'),
+    ("declare X=1", '"declare"'),
+    ("readonly X=1", '"readonly"'),
+    ("f() { X=1; }", "function definition"),
+    ("function f { X=1; }", 'shell keyword "function"'),
+    ("[[ $X == 1 ]] && Y=2", 'test "[["'),
+    ("[ x = y ]", 'test command "["'),
+    ("if true; then X=1; fi", 'shell keyword "if"'),
+    ("for i in 1; do X=1; done", 'shell keyword "for"'),
+    ("(( X = 1 ))", 'arithmetic command "(( … ))"'),
+    ("A=1 B=2", 'multiple words on one line (extra word "B=2")'),
+    ("A=1 cmd", 'multiple words on one line (extra word "cmd")'),
+    ("A= cmd", 'multiple words on one line (extra word "cmd")'),
+    ("A=a b", 'multiple words on one line (extra word "b")'),
+    ("echo hi", '"echo hi" is not an assignment'),
+    ("echo X=1", 'command "echo"'),
+    ("1X=2", 'invalid variable name "1X"'),
+    ("X-Y=2", 'invalid variable name "X-Y"'),
+    ("=2", 'invalid variable name ""'),
+    ("X+=2", 'append assignment "X+="'),
+    ("X[0]=2", 'array element assignment "X[…]="'),
+    ("X = 2", "remove the blanks around"),
+    ("X='abc", "unterminated single quote"),
+    ('X="abc', "unterminated double quote"),
+    ("X=${A", 'unterminated parameter expansion "${"'),
+    ("X=${A:-b", "unterminated parameter expansion"),
+    ("X=${!A}", 'indirect expansion "${!…}"'),
+    ("X=${#A}", 'length expansion "${#…}"'),
+    ("X=${A#x}", 'parameter expansion "${A#…}"'),
+    ("X=${A%%x}", 'parameter expansion "${A%%…}"'),
+    ("X=${A/x/y}", 'parameter expansion "${A/…}"'),
+    ("X=${A:=x}", 'parameter expansion "${A:=…}"'),
+    ("X=${A:+x}", 'parameter expansion "${A:+…}"'),
+    ("X=${A:1}", 'parameter expansion "${A:…}"'),
+    ("X=${A^^}", 'parameter expansion "${A^^…}"'),
+    ("X=${}", 'empty expansion "${}…}"'),
+    ("X=${1}", 'special parameter "${1}"'),
+    ("X=$1", 'special parameter "$1"'),
+    ("X=$$", 'special parameter "$$"'),
+    ("X=$?", 'special parameter "$?"'),
+    ("X=$'a\\tb'", "ANSI-C quoting"),
+    ("X=~/x", 'tilde expansion "~"'),
+    ("X=a:~/x", 'tilde expansion "~"'),
+    ("X=abc\\", "line continuation"),
+    ("X=$((1 + ))", 'arithmetic expansion "$((1 + ))": syntax error: operand expected'),
+    ("X=$((1 + 2)", 'unterminated arithmetic expansion "$(("'),
+    ("X=$(( Y = 3 ))", 'assignment operator "="'),
+    ("X=$(( Y += 3 ))", 'assignment operator "+="'),
+    ("X=$(( Y++ ))", 'increment/decrement "++"'),
+    ("X=$(( --Y ))", 'increment/decrement "--"'),
+    ("X=$(( Y[1] ))", 'array subscript "Y[…]"'),
+    ("X=$(( $(hostname) ))", 'command substitution "$(…)"'),
+    ("X=$(( `hostname` ))", "backticks"),
+    ("X=1\r", "CRLF"),
+]
+
+
+@pytest.mark.parametrize(("line", "construct"), REJECTED)
+def test_rejected_construct_names_file_line_and_construct(line: str, construct: str) -> None:
+    text = block("NUM_NODES=1", "# a comment", "", line, before=2)
+    with pytest.raises(ConfigError) as caught:
+        evaluate_block(text, "tests/x.sh", {"SET": "s"})
+    error = caught.value
+    assert text.split("\n")[7] == line  # file line 8
+    assert error.path == "tests/x.sh"
+    assert error.line == 8
+    assert str(error).startswith("tests/x.sh:8: ")
+    assert construct in error.message
+
+
+def test_forbidden_construct_message_style() -> None:
+    with pytest.raises(ConfigError) as caught:
+        evaluate_block(block("X=$(whoami)", before=9), "tests/x.sh", {})
+    assert str(caught.value) == (
+        'tests/x.sh:12: command substitution "$(…)" is not allowed in the CONFIG block'
+    )
+
+
+def test_rejected_lines_are_never_executed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "touched"
+    for line in (f"X=$(touch {marker})", f"X=`touch {marker}`", f"X=1; touch {marker}",
+                 f"X=1 > {marker}", f"touch {marker}"):
+        with pytest.raises(ConfigError):
+            evaluate_block(block(line), "t.sh", {})
+    assert not marker.exists()
+
+
+def test_comments_and_blank_lines_are_ignored() -> None:
+    values, line = evaluate_block(
+        block("", "   ", "# echo $(rm -rf /)", "   # indented; comment", "X=1"), "t.sh", {}
+    )
+    assert values == {"X": "1"}
+    assert line == 2
+
+
+# --------------------------------------------------------------------------
+# Block location
+# --------------------------------------------------------------------------
+
+def test_missing_block_error_has_template() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_recipe("#!/bin/bash\nNUM_NODES=1\necho hi\n", "r.sh", {})
+    error = caught.value
+    assert error.line is None
+    assert str(error).startswith("r.sh: no CONFIG block")
+    assert "near the top of the script" in error.message
+    template = error.message[error.message.index(BEGIN):]
+    assert template.rstrip().endswith(END)
+    # The template itself is a valid block.
+    config = parse_recipe(template, "template.sh", {})
+    assert (config.num_nodes, config.num_runs, config.segment_size) == (1, 2, 1)
+    assert config.job_reaper_comment == '{"k":"v"}'
+
+
+def test_begin_without_end_names_begin_line() -> None:
+    text = "#!/bin/bash\n\n" + BEGIN + "\nNUM_NODES=1\n"
+    with pytest.raises(ConfigError) as caught:
+        evaluate_block(text, "r.sh", {})
+    assert caught.value.line == 3
+    assert "END CONFIG" in caught.value.message
+
+
+def test_marker_variants_and_line_numbers() -> None:
+    text = "#!/bin/bash\n# = BEGIN CONFIG =========\nA=1\n#=== END CONFIG ===\nB=2\n# == END CONFIG =\n"
+    values, line = evaluate_block(text, "r.sh", {})
+    # "#=== END" is not an END marker (no blank after '#'), so it is a comment.
+    assert line == 2
+    assert values == {"A": "1", "B": "2"}
+
+
+def test_indented_marker_is_not_a_marker() -> None:
+    with pytest.raises(ConfigError, match="no CONFIG block"):
+        evaluate_block("  " + BEGIN + "\nA=1\n" + END + "\n", "r.sh", {})
+
+
+def test_error_line_numbers_are_file_line_numbers() -> None:
+    text = block("A=1", "B=2", "C=oops here", before=10)
+    with pytest.raises(ConfigError) as caught:
+        evaluate_block(text, "r.sh", {})
+    assert caught.value.line == 15
+    assert text.split("\n")[14] == "C=oops here"
+
+
+# --------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------
+
+def recipe(*lines: str, environ: dict[str, str] | None = None) -> RecipeConfig:
+    return parse_recipe(block(*lines), "r.sh", environ or {})
+
+
+def test_minimal_recipe_defaults() -> None:
+    config = recipe("NUM_NODES=2", "NUM_MINUTES=30")
+    assert config.path == "r.sh"
+    assert config.num_nodes == 2
+    assert config.num_minutes == 30
+    assert config.gpus_per_node == DEFAULT_GPUS_PER_NODE == 8
+    assert config.num_runs == 1
+    assert config.num_runs_defaulted is True
+    assert config.segment_size is None
+    assert config.job_reaper_comment is None
+    assert config.values == {"NUM_NODES": "2", "NUM_MINUTES": "30"}
+    assert config.config_line == 2
+
+
+def test_full_recipe() -> None:
+    config = recipe(
+        'NUM_NODES="${NUM_NODES:-4}"',
+        "GPUS_PER_NODE=4",
+        "STEPS_PER_RUN=60",
+        "MAX_STEPS=120",
+        "NUM_RUNS=$(( (MAX_STEPS + STEPS_PER_RUN - 1) / STEPS_PER_RUN ))  # Round up",
+        "NUM_MINUTES=240",
+        "SEGMENT_SIZE=2",
+        "JOB_REAPER_COMMENT='{\"k\":\"v\"}'",
+    )
+    assert (config.num_nodes, config.gpus_per_node, config.num_runs) == (4, 4, 2)
+    assert config.num_runs_defaulted is False
+    assert config.segment_size == 2
+    assert config.job_reaper_comment == '{"k":"v"}'
+    assert list(config.values) == [
+        "NUM_NODES", "GPUS_PER_NODE", "STEPS_PER_RUN", "MAX_STEPS", "NUM_RUNS",
+        "NUM_MINUTES", "SEGMENT_SIZE", "JOB_REAPER_COMMENT",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lines", "line", "message"),
+    [
+        (["NUM_MINUTES=10"], 2, "NUM_NODES is required"),
+        (["NUM_NODES=1"], 2, "NUM_MINUTES is required"),
+        (["NUM_NODES=0", "NUM_MINUTES=10"], 3, "NUM_NODES must be a positive integer, got '0'"),
+        (["NUM_NODES=-1", "NUM_MINUTES=10"], 3, "got '-1'"),
+        (["NUM_NODES=abc", "NUM_MINUTES=10"], 3, "got 'abc'"),
+        (["NUM_NODES=1.5", "NUM_MINUTES=10"], 3, "got '1.5'"),
+        (["NUM_NODES=", "NUM_MINUTES=10"], 3, "got ''"),
+        (['NUM_NODES=" 4"', "NUM_MINUTES=10"], 3, "got ' 4'"),
+        (["NUM_NODES=$((2-2))", "NUM_MINUTES=10"], 3, "NUM_NODES must be a positive integer"),
+        (["NUM_NODES=1", "", "NUM_MINUTES=0"], 5, "NUM_MINUTES must be a positive integer"),
+        (["NUM_NODES=1", "NUM_MINUTES=1", "GPUS_PER_NODE=0"], 5, "GPUS_PER_NODE must be"),
+        (["NUM_NODES=1", "NUM_MINUTES=1", "GPUS_PER_NODE=eight"], 5, "GPUS_PER_NODE must be"),
+        (["NUM_NODES=1", "NUM_MINUTES=1", "NUM_RUNS=0"], 5, "NUM_RUNS must be"),
+        (["NUM_NODES=1", "NUM_MINUTES=1", "SEGMENT_SIZE=x"], 5, "SEGMENT_SIZE must be"),
+        (["NUM_NODES=4", "NUM_MINUTES=1", "SEGMENT_SIZE=3"], 5,
+         "SEGMENT_SIZE=3 does not divide NUM_NODES=4"),
+        (["NUM_NODES=2", "NUM_MINUTES=1", "SEGMENT_SIZE=4"], 5, "does not divide"),
+        # the line of the last assignment is named
+        (["NUM_NODES=2", "NUM_MINUTES=1", "NUM_NODES=0"], 5, "NUM_NODES must be"),
+    ],
+)
+def test_validation_errors(lines: list[str], line: int, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        recipe(*lines)
+    assert caught.value.line == line
+    assert str(caught.value).startswith(f"r.sh:{line}: ")
+    assert message in caught.value.message
+
+
+def test_segment_size_dividing_is_accepted() -> None:
+    assert recipe("NUM_NODES=8", "NUM_MINUTES=1", "SEGMENT_SIZE=4").segment_size == 4
+    assert recipe("NUM_NODES=8", "NUM_MINUTES=1", "SEGMENT_SIZE=8").segment_size == 8
+
+
+def test_empty_reaper_comment_is_none() -> None:
+    assert recipe("NUM_NODES=1", "NUM_MINUTES=1", "JOB_REAPER_COMMENT=").job_reaper_comment is None
+
+
+def test_required_values_may_come_from_environment_defaults() -> None:
+    config = recipe('NUM_NODES="${NUM_NODES:-4}"', "NUM_MINUTES=${T:-9}", environ={"NUM_NODES": "16"})
+    assert (config.num_nodes, config.num_minutes) == (16, 9)
+
+
+def test_environment_alone_does_not_satisfy_required() -> None:
+    with pytest.raises(ConfigError, match="NUM_NODES is required"):
+        recipe("NUM_MINUTES=1", environ={"NUM_NODES": "2"})
+
+
+@pytest.mark.parametrize(
+    ("extra", "runs", "defaulted"),
+    [
+        (["MAX_STEPS=120", "STEPS_PER_RUN=60"], 2, True),
+        (["MAX_STEPS=121", "STEPS_PER_RUN=60"], 3, True),
+        (["MAX_STEPS=59", "STEPS_PER_RUN=60"], 1, True),
+        (["MAX_STEPS=1000", "STEPS_PER_RUN=1"], 1000, True),
+        (["MAX_STEPS=120"], 1, True),
+        (["STEPS_PER_RUN=60"], 1, True),
+        ([], 1, True),
+        (["MAX_STEPS=0", "STEPS_PER_RUN=60"], 1, True),
+        (["MAX_STEPS=120", "STEPS_PER_RUN=60", "NUM_RUNS=5"], 5, False),
+        (["NUM_RUNS=1"], 1, False),
+    ],
+)
+def test_num_runs_default(extra: list[str], runs: int, defaulted: bool) -> None:
+    config = recipe("NUM_NODES=1", "NUM_MINUTES=10", *extra)
+    assert config.num_runs == runs
+    assert config.num_runs_defaulted is defaulted
+
+
+@pytest.mark.parametrize(
+    ("runs", "nodes", "gpus", "minutes", "hours"),
+    [
+        (1, 1, 8, 25, 3),  # 200 / 60 = 3: product first, then truncating division
+        (1, 1, 8, 60, 8),
+        (3, 2, 8, 240, 192),
+        (1, 1, 1, 59, 0),
+        (2, 1, 1, 45, 1),  # 90 / 60; per-run truncation would give 0
+        (7, 3, 4, 10, 14),
+    ],
+)
+def test_gpu_hours(runs: int, nodes: int, gpus: int, minutes: int, hours: int) -> None:
+    config = recipe(
+        f"NUM_NODES={nodes}", f"GPUS_PER_NODE={gpus}", f"NUM_MINUTES={minutes}", f"NUM_RUNS={runs}"
+    )
+    assert config.gpu_hours == hours
+
+
+def test_no_leak_between_recipes() -> None:
+    environ = {"HOME": "/home/u"}
+    snapshot = dict(environ)
+    first = parse_recipe(
+        block('NUM_NODES="${NUM_NODES:-4}"', "GPUS_PER_NODE=4", "NUM_MINUTES=10"), "a.sh", environ
+    )
+    second = parse_recipe(block("NUM_NODES=2", "NUM_MINUTES=10"), "b.sh", environ)
+    third = parse_recipe(
+        block('NUM_NODES="${NUM_NODES:-3}"', "G=${GPUS_PER_NODE:-unset}", "NUM_MINUTES=1"),
+        "c.sh",
+        environ,
+    )
+    assert (first.num_nodes, first.gpus_per_node) == (4, 4)
+    assert (second.num_nodes, second.gpus_per_node) == (2, 8)
+    assert (third.num_nodes, third.gpus_per_node) == (3, 8)
+    assert third.values["G"] == "unset"
+    assert "GPUS_PER_NODE" not in second.values
+    assert environ == snapshot
+
+
+def test_values_is_a_copy() -> None:
+    config = recipe("NUM_NODES=1", "NUM_MINUTES=1")
+    values, _ = evaluate_block(block("NUM_NODES=1", "NUM_MINUTES=1"), "r.sh", {})
+    assert config.values == values
+    assert config.values is not values
+
+
+# --------------------------------------------------------------------------
+# read_recipe
+# --------------------------------------------------------------------------
+
+def test_read_recipe(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "r.sh"
+    script.write_text(block("NUM_NODES=2", "NUM_MINUTES=5", "NAME='héllo'"), encoding="utf-8")
+    config = read_recipe(str(script), {})
+    assert config.path == str(script)
+    assert config.num_nodes == 2
+    assert config.values["NAME"] == "héllo"
+
+
+def test_read_recipe_missing_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = str(tmp_path / "nope.sh")
+    with pytest.raises(ConfigError) as caught:
+        read_recipe(path, {})
+    assert caught.value.line is None
+    assert caught.value.path == path
+    assert caught.value.message.startswith("cannot read: ")
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_read_recipe_not_utf8(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "r.sh"
+    script.write_bytes(block("NUM_NODES=1", "NUM_MINUTES=1").encode() + b"\xff\xfe")
+    with pytest.raises(ConfigError, match="cannot read: not valid UTF-8"):
+        read_recipe(str(script), {})
+
+
+def test_read_recipe_reports_crlf(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "r.sh"
+    script.write_bytes(block("NUM_NODES=1", "NUM_MINUTES=1").replace("\n", "\r\n").encode())
+    with pytest.raises(ConfigError, match="CRLF") as caught:
+        read_recipe(str(script), {})
+    assert caught.value.line == 3
+
+
+def test_many_recipes_are_fast() -> None:
+    text = block(
+        'NUM_NODES="${NUM_NODES:-4}"          # caller may override',
+        "STEPS_PER_RUN=40  # step_time ~ 95sec",
+        "MAX_STEPS=120",
+        "NUM_RUNS=$(( (MAX_STEPS + STEPS_PER_RUN - 1) / STEPS_PER_RUN ))",
+        "NUM_MINUTES=240",
+        "MODEL=org/Some-Model-1.5B  # comment",
+        "JOB_REAPER_COMMENT='{\"Reaper\":{\"exemptIdleTimeMins\":\"120\"}}'",
+        before=40,
+    )
+    started = time.perf_counter()
+    for _ in range(250):
+        parse_recipe(text, "r.sh", {})
+    # The launcher needs well under 100 ms; allow slack for slow CI machines.
+    assert time.perf_counter() - started < 0.5
