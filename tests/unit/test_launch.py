@@ -450,7 +450,7 @@ def test_shim_runs_from_any_directory_and_through_a_symlink(tmp_path: Path) -> N
 
 def test_shim_without_dependencies_prints_one_install_line(tmp_path: Path) -> None:
     nosite = tmp_path / "python-without-packages"
-    nosite.write_text("#!/bin/sh\nexec python3 -S -I \"$@\"\n")  # no site-packages: no click
+    nosite.write_text("#!/bin/sh\nexec python3 -S \"$@\"\n")  # no site-packages: no click
     nosite.chmod(0o755)
     env = {**os.environ, "NRL_LAUNCH_PYTHON": str(nosite)}
     proc = subprocess.run([str(REPO / "tools" / "launch"), "--help"], env=env, capture_output=True, text=True)

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Wall time of ``DRYRUN=1 tools/launch`` over 250 generated recipes.
+
+Goal: under 100 ms on a 2-core machine. Prints the median and best of
+several runs, next to the bare interpreter start-up (``python3 -c pass``)
+for reference, and checks that the DRYRUN=1 path imports neither GitPython
+nor simple-slurm.
+
+    python3 benchmarks/bench_dryrun.py [--recipes 250] [--repeat 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = """#!/bin/bash
+SCRIPT_DIR=$(cd -- "$(dirname -- "${{BASH_SOURCE[0]}}")" &>/dev/null && pwd)
+# ===== BEGIN CONFIG =====
+NUM_NODES="${{NUM_NODES:-{nodes}}}"
+GPUS_PER_NODE={gpus}
+STEPS_PER_RUN=40  # step_time ~ 95sec
+MAX_STEPS={max_steps}
+NUM_RUNS=$(( (MAX_STEPS + STEPS_PER_RUN - 1) / STEPS_PER_RUN ))  # Round up
+NUM_MINUTES=120
+JOB_REAPER_COMMENT='{{"Reaper":{{"exemptIdleTimeMins":"120"}}}}'
+# ===== END CONFIG =====
+echo "training"
+"""
+
+
+def make_recipes(folder: Path, count: int) -> list[str]:
+    """Write ``count`` recipes into ``folder``; return their relative paths."""
+    (folder / "llm").mkdir(parents=True)
+    names = []
+    for i in range(count):
+        nodes, gpus = 1 + i % 4, (8, 4)[i % 2]
+        name = f"llm/grpo-model{i}-{nodes}n{gpus}g-fsdp2tp1.sh"
+        (folder / name).write_text(RECIPE.format(nodes=nodes, gpus=gpus, max_steps=40 * (1 + i % 5)))
+        names.append(name)
+    return names
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"command failed: {proc.stderr}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipes", type=int, default=250)
+    parser.add_argument("--repeat", type=int, default=15)
+    args = parser.parse_args()
+    env = {**os.environ, "DRYRUN": "1", "CONTAINER": "", "ACCOUNT": "", "PARTITION": "",
+           "HF_HOME": "/hf", "HF_DATASETS_CACHE": "/hf/ds"}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        scripts = make_recipes(folder, args.recipes)
+        launch = [str(REPO / "tools" / "launch"), *scripts]
+        bare = [sys.executable, "-c", "pass"]
+        launch_times, bare_times = [], []
+        timed(launch, folder, env)  # warm the page cache and .pyc files
+        for _ in range(args.repeat):  # alternate, so load changes hit both alike
+            launch_times.append(timed(launch, folder, env))
+            bare_times.append(timed(bare, folder, env))
+        check = subprocess.run(
+            [sys.executable, "-c", "import sys, runpy; sys.argv=['nrl-launch','launch',*sys.argv[1:]];\n"
+             "try:\n runpy.run_module('nrl_launch', run_name='__main__')\nexcept SystemExit: pass\n"
+             "print('heavy modules imported:', sorted(m for m in ('git', 'simple_slurm') if m in sys.modules), file=sys.stderr)",
+             *scripts], cwd=folder, env={**env, "PYTHONPATH": str(REPO / "tools")}, capture_output=True, text=True)
+    print(f"recipes: {args.recipes}, runs: {args.repeat}")
+    print(f"tools/launch DRYRUN=1: median {statistics.median(launch_times) * 1000:.1f} ms, best {min(launch_times) * 1000:.1f} ms")
+    print(f"python3 -c pass     : median {statistics.median(bare_times) * 1000:.1f} ms, best {min(bare_times) * 1000:.1f} ms")
+    print(check.stderr.strip().splitlines()[-1])
+    print(f"goal: median under 100 ms -> {'MET' if statistics.median(launch_times) < 0.1 else 'NOT MET'}")
+
+
+if __name__ == "__main__":
+    main()
