@@ -212,7 +212,7 @@ def test_tracked_path_untracked(tree: Path, tmp_path: Path) -> None:
 
 def test_gitrepo_is_the_only_git_importer() -> None:
     """snapshot/manifest/status must import without GitPython (DRYRUN path)."""
-    code = ("import sys; import nrl_launch.snapshot, nrl_launch.manifest; "
+    code = ("import sys; import nrl_launch.snapshot, nrl_launch.manifest, nrl_launch.status; "
             "sys.exit(1 if 'git' in sys.modules else 0)")
     tools = Path(__file__).resolve().parents[2] / "tools"
     done = subprocess.run(["python", "-c", code], env={**os.environ, "PYTHONPATH": str(tools)})
