@@ -7,6 +7,7 @@ the other snapshot-related test modules.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -81,10 +82,24 @@ def make_tree(base: Path) -> Path:
     return top
 
 
+@pytest.fixture(scope="session")
+def tree_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``make_tree`` tree built once per session (copied by ``copy_tree``)."""
+    return make_tree(tmp_path_factory.mktemp("template"))
+
+
+def copy_tree(template: Path, base: Path) -> Path:
+    """A private copy of the template's top repository (submodules use
+    relative git dirs, so the copy is a complete working tree)."""
+    top = base / "top"
+    shutil.copytree(template, top, symlinks=True)
+    return top
+
+
 @pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    """A fresh ``make_tree`` repository."""
-    return make_tree(tmp_path)
+def tree(tree_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the ``make_tree`` repository."""
+    return copy_tree(tree_template, tmp_path)
 
 
 EXPECTED_FILES = [
@@ -173,10 +188,9 @@ def test_list_tracked_files_recurses_and_skips_deleted(tree: Path) -> None:
     assert "README.md" not in list_tracked_files(tree)
 
 
-def test_list_tracked_files_skips_uninitialized_submodule(tmp_path: Path) -> None:
+def test_list_tracked_files_skips_uninitialized_submodule(tree: Path, tmp_path: Path) -> None:
     from nrl_launch.gitrepo import list_tracked_files
 
-    tree = make_tree(tmp_path)
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(tree), str(clone))  # submodules not initialized
     files = list_tracked_files(clone)

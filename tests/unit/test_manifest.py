@@ -15,15 +15,15 @@ from nrl_launch.errors import SnapshotError
 from nrl_launch.manifest import (MANIFEST_NAME, append_run, build_manifest, read_manifest,
                                  render_manifest, stale_reasons, write_manifest)
 from nrl_launch.snapshot import SnapshotBatch
-from test_gitrepo import git, make_tree, write
+from test_gitrepo import copy_tree, git, tree_template, write  # noqa: F401
 
 WHEN = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 
 
 @pytest.fixture
-def dirty_tree(tmp_path: Path) -> Path:
+def dirty_tree(tree_template: Path, tmp_path: Path) -> Path:
     """A tree with a submodule and uncommitted edits in both repositories."""
-    top = make_tree(tmp_path)
+    top = copy_tree(tree_template, tmp_path)
     write(top / "README.md", "edited\n")
     write(top / "third_party/sub/sub.txt", "edited in the submodule\n")
     return top

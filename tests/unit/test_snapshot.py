@@ -13,14 +13,14 @@ from nrl_launch import snapshot as snapshot_mod
 from nrl_launch.errors import SnapshotError
 from nrl_launch.manifest import MANIFEST_NAME, read_manifest
 from nrl_launch.snapshot import SnapshotBatch, ensure_snapshot
-from test_gitrepo import EXPECTED_FILES, make_tree, write
+from test_gitrepo import EXPECTED_FILES, copy_tree, tree_template, write  # noqa: F401
 
 
 @pytest.fixture
-def tree(tmp_path: Path) -> Path:
+def tree(tree_template: Path, tmp_path: Path) -> Path:
     """A repository with a submodule (with a nested submodule), an uncommitted
     edit, an untracked and an ignored file."""
-    top = make_tree(tmp_path)
+    top = copy_tree(tree_template, tmp_path)
     write(top / "README.md", "readme edited, not committed\n")
     write(top / "third_party/sub/deps/nested/nested.txt", "nested edited\n")
     write(top / "untracked.txt", "untracked\n")

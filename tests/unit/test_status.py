@@ -1,0 +1,170 @@
+"""Tests of nrl_launch.status with snapshot folders made by hand and a fake Slurm query."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from nrl_launch.errors import SlurmError
+from nrl_launch.manifest import MANIFEST_NAME, append_run, write_manifest
+from nrl_launch.status import (StatusRow, collect_status, format_json, format_table, max_step,
+                               metric_checks_verdict)
+
+PASS_LOG = """starting
+ Metric Checks
+┏━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━┓
+┃ Metric               ┃ Status ┃
+┡━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━┩
+│ train/loss[-1] < 1.1 │ PASS   │
+└──────────────────────┴────────┘
+
+done, FAIL-safe shutdown
+"""
+FAIL_LOG = PASS_LOG.replace("│ PASS   │", "│ FAIL   │")
+
+
+def make_snapshot(root: Path, name: str, *, kind: str = "llm", runs: list[tuple[str, str]] = (),
+                  steps: dict | None = None, logs: dict[str, str] | None = None,
+                  dirty: bool = False) -> Path:
+    """A snapshot folder as the launcher and a recipe would leave it."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    write_manifest(folder, {
+        "experiment": name,
+        "script": f"tests/test_suites/{kind}/{name}.sh",
+        "source": {"commit": "0123456789abcdef0123", "dirty": dirty, "dirty_files": []},
+        "runs": [],
+    })
+    for job_id, run in runs:
+        append_run(folder, job_id, run)
+    if steps is not None:
+        exp = folder / "tests/test_suites" / kind / name
+        exp.mkdir(parents=True)
+        (exp / "metrics.json").write_text(json.dumps(steps))
+    for job_id, text in (logs or {}).items():
+        (folder / f"{job_id}-logs").mkdir()
+        (folder / f"{job_id}-logs/ray-driver.log").write_text(text)
+    return folder
+
+
+class FakeSlurm:
+    """A query_states stand-in that records its calls."""
+
+    def __init__(self, states: dict[str, str] | None = None, error: bool = False) -> None:
+        self.states = states or {}
+        self.error = error
+        self.calls: list[list[str]] = []
+
+    def __call__(self, job_ids: list[str]) -> dict[str, str]:
+        self.calls.append(list(job_ids))
+        if self.error:
+            raise SlurmError("squeue: cannot reach the controller")
+        return {j: s for j, s in self.states.items() if j in job_ids}
+
+
+@pytest.fixture
+def snapshots(tmp_path: Path) -> Path:
+    """Three snapshots: one passing and running, one failing, one never run."""
+    root = tmp_path / "code_snapshots"
+    make_snapshot(root, "exp-a", runs=[("101", "1/2"), ("102", "2/2")],
+                  steps={"train/loss": {"1": 0.7, "2": 0.6, "10": 0.5}, "val/acc": {"12": 0.9}},
+                  logs={"101": FAIL_LOG, "102": PASS_LOG})
+    make_snapshot(root, "exp-b", kind="vlm", runs=[("201", "1/1")], steps={"loss": {"3": 1.0}},
+                  logs={"201": FAIL_LOG}, dirty=True)
+    make_snapshot(root, "exp-c")
+    (root / ".exp-d.tmp-host-1-abc").mkdir()  # an unfinished snapshot is not listed
+    return root
+
+
+def test_collect_status_rows(snapshots: Path) -> None:
+    slurm = FakeSlurm({"101": "COMPLETED", "102": "RUNNING", "201": "FAILED"})
+    rows = collect_status(snapshots, None, slurm)
+    assert slurm.calls == [["101", "102", "201"]]  # one query for everything
+    assert [r.experiment for r in rows] == ["exp-a", "exp-b", "exp-c"]
+    a, b, c = rows
+    assert (a.commit, a.dirty, a.runs, a.steps, a.metric_checks) == ("0123456789ab", False, 2, 12, "PASS")
+    assert [(j.job_id, j.run, j.state) for j in a.jobs] == [("101", "1/2", "COMPLETED"),
+                                                             ("102", "2/2", "RUNNING")]
+    assert (b.dirty, b.steps, b.metric_checks, b.jobs[0].state) == (True, 3, "FAIL", "FAILED")
+    assert (c.runs, c.jobs, c.steps, c.metric_checks, c.problem) == (0, (), None, None, None)
+
+
+def test_unknown_states(snapshots: Path) -> None:
+    rows = collect_status(snapshots, ["exp-a"], FakeSlurm({"101": "COMPLETED"}))
+    assert [j.state for j in rows[0].jobs] == ["COMPLETED", "unknown"]
+    rows = collect_status(snapshots, ["exp-a"], FakeSlurm(error=True))
+    assert [j.state for j in rows[0].jobs] == ["unknown", "unknown"]
+
+
+def test_other_errors_of_the_query_propagate(snapshots: Path) -> None:
+    def broken(job_ids: list[str]) -> dict[str, str]:
+        raise RuntimeError("bug")
+
+    with pytest.raises(RuntimeError):
+        collect_status(snapshots, None, broken)
+
+
+def test_named_experiments_and_missing_ones(snapshots: Path) -> None:
+    slurm = FakeSlurm()
+    rows = collect_status(snapshots, ["exp-c", "nope"], slurm)
+    assert [(r.experiment, r.problem) for r in rows] == [("exp-c", None), ("nope", "no snapshot")]
+    assert slurm.calls == []  # no job ids: Slurm is not asked
+    assert collect_status(snapshots.parent / "absent", None, slurm) == []
+
+
+def test_snapshot_without_manifest(snapshots: Path) -> None:
+    (snapshots / "old").mkdir()
+    (snapshots / "broken").mkdir()
+    (snapshots / "broken" / MANIFEST_NAME).write_text("runs: [\n")
+    rows = {r.experiment: r for r in collect_status(snapshots, ["old", "broken"], FakeSlurm())}
+    assert rows["old"].problem == f"no manifest ({MANIFEST_NAME})"
+    assert "corrupt manifest" in rows["broken"].problem
+
+
+def test_newest_log_falls_back_to_mtime(tmp_path: Path) -> None:
+    folder = make_snapshot(tmp_path, "x", logs={"a": PASS_LOG, "b": FAIL_LOG})
+    os.utime(folder / "a-logs/ray-driver.log", (1, 1))
+    assert collect_status(tmp_path, ["x"], FakeSlurm())[0].metric_checks == "FAIL"
+    os.utime(folder / "b-logs/ray-driver.log", (0, 0))
+    assert collect_status(tmp_path, ["x"], FakeSlurm())[0].metric_checks == "PASS"
+
+
+def test_metric_checks_verdict(tmp_path: Path) -> None:
+    log = tmp_path / "ray-driver.log"
+    log.write_text("")
+    assert metric_checks_verdict(log) is None
+    log.write_text("no checks here\nFAIL\n")
+    assert metric_checks_verdict(log) is None
+    log.write_text(FAIL_LOG + PASS_LOG)  # the last section wins
+    assert metric_checks_verdict(log) == "PASS"
+    log.write_text(PASS_LOG + FAIL_LOG)
+    assert metric_checks_verdict(log) == "FAIL"
+    assert metric_checks_verdict(tmp_path / "missing.log") is None
+
+
+def test_max_step(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"a": {"2": 1, "10": 2}, "b": {"9": 0}, "c": 5, "d": {"x": 1}}))
+    assert max_step(path) == 10
+    path.write_text("{not json")
+    assert max_step(path) is None
+    path.write_text("{}")
+    assert max_step(path) is None
+
+
+def test_formats(snapshots: Path) -> None:
+    rows = collect_status(snapshots, ["exp-a", "exp-b", "nope"],
+                          FakeSlurm({"101": "COMPLETED", "102": "RUNNING"}))
+    table = format_table(rows).splitlines()
+    assert table[0].split() == ["EXPERIMENT", "COMMIT", "DIRTY", "RUNS", "JOBS", "STEPS", "CHECKS", "NOTE"]
+    assert table[1].split() == ["exp-a", "0123456789ab", "no", "2", "101:COMPLETED,102:RUNNING", "12", "PASS"]
+    assert table[2].split() == ["exp-b", "0123456789ab", "yes", "1", "201:unknown", "3", "FAIL"]
+    assert table[3].split() == ["nope", "-", "-", "-", "-", "-", "-", "no", "snapshot"]
+    data = json.loads(format_json(rows))
+    assert data[0]["jobs"] == [{"job_id": "101", "run": "1/2", "state": "COMPLETED"},
+                               {"job_id": "102", "run": "2/2", "state": "RUNNING"}]
+    assert data[2]["problem"] == "no snapshot"
+    assert set(data[0]) == {f for f in StatusRow.__dataclass_fields__}
