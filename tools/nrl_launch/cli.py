@@ -120,5 +120,79 @@ def launch(scripts: tuple[str, ...], **options: str | None) -> None:
         click.get_current_context().exit(1)  # verdicts are printed; exit code says it
 
 
+def _project_root(start: Path) -> Path:
+    """The enclosing git work tree (found without GitPython), else ``start``."""
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return start
+
+
+def snapshot_root_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--project-root`` and ``--code-snapshot-dirname``: where snapshots live."""
+    func = env_option("--code-snapshot-dirname", "CODE_SNAPSHOT_DIRNAME",
+                      "Snapshot root folder under the project root (default code_snapshots).")(func)
+    return click.option("--project-root", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="Project (git) root holding the snapshots; default: the git root of the current directory.")(func)
+
+
+def _snapshot_root(project_root: Path | None, dirname: str | None) -> Path:
+    root = project_root if project_root is not None else _project_root(Path.cwd())
+    return root / (dirname or "code_snapshots")
+
+
+@main.command()
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
+              help="Repository to check.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--budget", "budgets", multiple=True, metavar="SUITE=HOURS",
+              help="Fail when suite SUITE (e.g. nightly) needs more than HOURS GPU-hours. Repeatable.")
+@reports_errors
+def lint(root: Path, fmt: str, budgets: tuple[str, ...]) -> None:
+    """Check recipe names, placement, YAML mirrors, suites, CONFIG blocks and budgets."""
+    from nrl_launch import lint as linter
+
+    report = linter.run_lint(root, dict(linter.parse_budget(b) for b in budgets))
+    text = linter.render(report, fmt)
+    if text:
+        click.echo(text)
+    if report.findings:
+        click.get_current_context().exit(1)
+
+
+@main.command()
+@click.argument("experiments", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@snapshot_root_option
+@reports_errors
+def status(experiments: tuple[str, ...], fmt: str, project_root: Path | None, code_snapshot_dirname: str | None) -> None:
+    """One row per snapshot: commit, runs, job states, steps reached, last verdict."""
+    from nrl_launch import slurm
+    from nrl_launch import status as report
+
+    rows = report.collect_status(_snapshot_root(project_root, code_snapshot_dirname), experiments or None,
+                                 lambda ids: slurm.job_states(ids))
+    click.echo(report.format_json(rows) if fmt == "json" else report.format_table(rows))
+
+
+@main.command()
+@click.argument("experiments", nargs=-1, required=True)
+@env_option("--watch-interval", "WATCH_INTERVAL", "Seconds between polls (default 300).")
+@snapshot_root_option
+@reports_errors
+def watch(experiments: tuple[str, ...], watch_interval: str | None, project_root: Path | None,
+          code_snapshot_dirname: str | None) -> None:
+    """Follow the recorded jobs of EXPERIMENTS until they end, then print verdicts."""
+    from nrl_launch.settings import parse_interval
+    from nrl_launch.watch import watch_experiments
+
+    verdicts = watch_experiments(_snapshot_root(project_root, code_snapshot_dirname), experiments,
+                                 interval=parse_interval(watch_interval), report=_echo_err)
+    for verdict in verdicts:
+        click.echo(verdict.render())
+    if any(v.failed for v in verdicts):
+        click.get_current_context().exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

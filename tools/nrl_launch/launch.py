@@ -201,13 +201,9 @@ def watch_jobs(prepared: Sequence[Prepared], jobs: Mapping[str, list[str]], sett
     from nrl_launch import slurm, watch
 
     ids = [i for name in jobs for i in jobs[name]]
-    try:
-        watch.follow(ids, interval=settings.watch_interval, report=err, wait=wait,
-                     queued=lambda remaining: slurm.queued_job_ids(remaining, runner=runner))
-    except KeyboardInterrupt as e:
-        names = " ".join(jobs)
-        raise LauncherError(f"stopped watching; jobs may still be queued: {' '.join(ids)}. "
-                            f"Resume with: nrl-launch watch {names}") from e
+    watch.follow(ids, interval=settings.watch_interval, report=err, wait=wait,
+                 queued=lambda remaining: slurm.queued_job_ids(remaining, runner=runner),
+                 resume_hint=f"nrl-launch watch {' '.join(jobs)}")
     return [watch.judge(p.experiment.name, watch.driver_logs(p.snapshot_dir.parent, jobs[p.experiment.name]))
             for p in prepared]
 

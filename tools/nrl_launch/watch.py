@@ -91,13 +91,27 @@ def follow(
     wait: Callable[[float], None] = time.sleep,
     report: Callable[[str], None],
     clock: Callable[[], str] = lambda: time.strftime("%Y-%m-%d %H:%M:%S"),
+    resume_hint: str = "nrl-launch watch <experiment>…",
 ) -> None:
     """Poll until none of ``job_ids`` is queued; report progress lines.
 
     A failing Slurm query is retried at the next poll with a warning: a
     controller restart must not end a night-long watch with a traceback.
+    Ctrl-C becomes a LauncherError naming the jobs still queued.
     """
     remaining = list(job_ids)
+    try:
+        _poll(remaining, interval, queued, wait, report, clock)
+    except KeyboardInterrupt as e:
+        from nrl_launch.errors import LauncherError
+
+        raise LauncherError(f"stopped watching; jobs that may still be queued or running: "
+                            f"{' '.join(remaining) or 'none'}. Resume with: {resume_hint}") from e
+
+
+def _poll(remaining: list[str], interval: float, queued: Callable[[Sequence[str]], set[str]],
+          wait: Callable[[float], None], report: Callable[[str], None], clock: Callable[[], str]) -> None:
+    # ``remaining`` is updated in place so an interrupt can report it.
     while remaining:
         try:
             still = queued(remaining)
@@ -106,7 +120,7 @@ def follow(
             wait(interval)
             continue
         finished = [j for j in remaining if j not in still]
-        remaining = [j for j in remaining if j in still]
+        remaining[:] = [j for j in remaining if j in still]
         if finished:
             report(f"[{clock()}] Finished jobs: {' '.join(finished)}")
         report(f"[{clock()}] Remaining: {len(remaining)}")
@@ -125,3 +139,29 @@ def wait_or_enter(seconds: float) -> None:
     ready, _, _ = select.select([sys.stdin], [], [], seconds)
     if ready:
         sys.stdin.readline()  # consume the Enter so the next wait blocks again
+
+
+def recorded_jobs(snapshot_root: Path, experiments: Sequence[str]) -> dict[str, list[str]]:
+    """Job ids each experiment's manifest records (launcher and continue.sh runs)."""
+    from nrl_launch.errors import LauncherError
+    from nrl_launch.manifest import read_manifest
+
+    jobs = {}
+    for name in experiments:
+        folder = snapshot_root / name
+        if not folder.is_dir():
+            raise LauncherError(f"no snapshot of experiment {name!r} in {snapshot_root}")
+        jobs[name] = [str(run["job_id"]) for run in read_manifest(folder).get("runs") or []]
+    return jobs
+
+
+def watch_experiments(snapshot_root: Path, experiments: Sequence[str], *, interval: float,
+                      report: Callable[[str], None]) -> list[Verdict]:
+    """``nrl-launch watch``: follow already submitted experiments, then judge them."""
+    from nrl_launch import slurm
+
+    jobs = recorded_jobs(snapshot_root, experiments)
+    follow([i for ids in jobs.values() for i in ids], interval=interval, report=report,
+           wait=wait_or_enter, queued=lambda remaining: slurm.queued_job_ids(remaining),
+           resume_hint=f"nrl-launch watch {' '.join(experiments)}")
+    return verdicts(snapshot_root, jobs)
