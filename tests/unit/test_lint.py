@@ -527,12 +527,10 @@ def test_each_file_read_once(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.skipif(
-    not (REPO_ROOT / "tests/test_suites/nightly.txt").is_file(), reason="repository suite not built yet"
-)
 def test_repository_is_lint_clean() -> None:
     report = lint.run_lint(REPO_ROOT, {})
     assert lint.render(report, "text") == ""
+    assert report.scripts > 0 and report.suites > 0
 
 
 def test_defaults_cycle_through_a_symlink(repo: Path) -> None:
@@ -564,17 +562,6 @@ def test_fifo_is_never_opened(repo: Path) -> None:
 # ---------------------------------------------------------------- the `nrl-launch lint` command
 
 
-def _lint_command_exists() -> bool:
-    try:
-        from nrl_launch.cli import main
-    except Exception:
-        return False
-    return "lint" in getattr(main, "commands", {})
-
-
-needs_cli = pytest.mark.skipif(not _lint_command_exists(), reason="`nrl-launch lint` not in cli.py yet")
-
-
 def invoke(*args: str):  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
@@ -583,14 +570,12 @@ def invoke(*args: str):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(main, ["lint", *args])
 
 
-@needs_cli
 def test_cli_clean(repo: Path) -> None:
     result = invoke("--root", str(repo))
     assert result.exit_code == 0, result.output
     assert "rule" not in result.output
 
 
-@needs_cli
 def test_cli_findings_exit_1(repo: Path) -> None:
     (repo / SFT_YAML).unlink()
     result = invoke("--root", str(repo))
@@ -598,7 +583,6 @@ def test_cli_findings_exit_1(repo: Path) -> None:
     assert f"{SFT}: yaml-missing: no YAML mirror {SFT_YAML}" in result.output
 
 
-@needs_cli
 def test_cli_json(repo: Path) -> None:
     (repo / SFT_YAML).unlink()
     result = invoke("--root", str(repo), "--format", "json")
@@ -607,7 +591,6 @@ def test_cli_json(repo: Path) -> None:
     assert [(f["path"], f["line"], f["rule"]) for f in payload["findings"]] == [(SFT, None, "yaml-missing")]
 
 
-@needs_cli
 def test_cli_budget(repo: Path) -> None:
     assert invoke("--root", str(repo), "--budget", "nightly=73").exit_code == 0
     result = invoke("--root", str(repo), "--budget", "nightly=72")
@@ -618,14 +601,12 @@ def test_cli_budget(repo: Path) -> None:
     assert "tests/test_suites/weekly.txt: budget:" in result.output
 
 
-@needs_cli
 def test_cli_bad_budget_is_a_usage_error(repo: Path) -> None:
     result = invoke("--root", str(repo), "--budget", "nightly")
     assert result.exit_code == 2
     assert "SUITE=HOURS" in result.output
 
 
-@needs_cli
 def test_cli_empty_root(tmp_path: Path) -> None:
     result = invoke("--root", str(tmp_path))
     assert result.exit_code == 1
