@@ -171,3 +171,129 @@ def test_manifest_written_before_publish(tree: Path, tmp_path: Path) -> None:
     assert data["snapshot"] == {"mode": result.mode_used, "files": result.files, "bytes": result.bytes}
     assert os.access(dest / MANIFEST_NAME, os.W_OK)
     assert stat.S_IMODE((dest / MANIFEST_NAME).stat().st_mode) & stat.S_IWUSR
+
+
+# --------------------------------------------------------------------------- batches and modes
+
+
+def inode(path: Path) -> int:
+    return path.lstat().st_ino
+
+
+def test_link_mode_isolation(tree: Path, tmp_path: Path) -> None:
+    files = tracked(tree)
+    batch = SnapshotBatch(tree, files, mode="link")
+    results = [batch.ensure(tmp_path / f"exp{i}", manifest={"experiment": f"exp{i}", "runs": []})
+               for i in range(3)]
+    assert [r.mode_used for r in results][1:] == ["link", "link"]
+    assert results[0].mode_used in ("copy", "reflink")
+    first, second, third = (r.path for r in results)
+    for rel in files:
+        if rel == "run-link.sh":
+            assert os.readlink(third / rel) == "tests/test_suites/llm/exp1.sh"
+            continue
+        assert inode(second / rel) == inode(first / rel) == inode(third / rel)
+        assert inode(first / rel) != inode(tree / rel)  # a copy of the source, not a link to it
+        assert (first / rel).stat().st_mode & 0o222 == 0  # read-only for everybody
+    assert snapshot_files(third) == EXPECTED_FILES
+    # the manifests are separate, writable files
+    from nrl_launch.manifest import append_run
+
+    append_run(second, "42", "1/1")
+    assert read_manifest(second)["runs"][0]["job_id"] == "42"
+    assert read_manifest(first)["runs"] == [] and read_manifest(third)["runs"] == []
+    # editing the source tree (in place or by replacing a file) reaches no snapshot
+    with open(tree / "README.md", "w") as handle:
+        handle.write("edited after the launch\n")
+    os.replace(write(tree / "new.tmp", "replaced\n"), tree / "tests/test_suites/llm/exp1.sh")
+    for snap in (first, second, third):
+        assert (snap / "README.md").read_text() == "readme edited, not committed\n"
+        assert (snap / "tests/test_suites/llm/exp1.sh").read_text() == "#!/bin/bash\necho exp1\n"
+
+
+def test_batch_snapshots_share_the_first_copy_content(tree: Path, tmp_path: Path) -> None:
+    batch = SnapshotBatch(tree, tracked(tree))  # auto
+    batch.ensure(tmp_path / "a")
+    write(tree / "README.md", "edited between two snapshots\n")
+    for mode in ("auto", "copy"):
+        batch.mode = mode
+        result = batch.ensure(tmp_path / mode)
+        assert (result.path / "README.md").read_text() == "readme edited, not committed\n"
+
+
+def test_copy_mode_isolation(tree: Path, tmp_path: Path) -> None:
+    files = tracked(tree)
+    batch = SnapshotBatch(tree, files, mode="copy")
+    first, second = (batch.ensure(tmp_path / name) for name in ("a", "b"))
+    assert first.mode_used in ("copy", "reflink") and second.mode_used in ("copy", "reflink")
+    for rel in files:
+        if rel != "run-link.sh":
+            assert len({inode(first.path / rel), inode(second.path / rel), inode(tree / rel)}) == 3
+            assert (second.path / rel).stat().st_mode & 0o222 == 0
+    target = first.path / "README.md"
+    target.chmod(0o644)  # root could write anyway; a job has to do this first
+    target.write_text("changed by a job\n")
+    assert (second.path / "README.md").read_text() == "readme edited, not committed\n"
+    assert (tree / "README.md").read_text() == "readme edited, not committed\n"
+
+
+def _exdev(*args, **kwargs):
+    raise OSError(18, "Invalid cross-device link")
+
+
+def test_auto_falls_back_to_copy_across_filesystems(tree: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = SnapshotBatch(tree, tracked(tree), mode="auto")
+    first = batch.ensure(tmp_path / "a")
+    monkeypatch.setattr(os, "link", _exdev)
+    second = batch.ensure(tmp_path / "b")
+    assert second.mode_used in ("copy", "reflink") and second.created
+    assert inode(second.path / "README.md") != inode(first.path / "README.md")
+    assert snapshot_files(second.path) == EXPECTED_FILES
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_link_mode_refuses_cross_filesystem(tree: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = SnapshotBatch(tree, tracked(tree), mode="link")
+    batch.ensure(tmp_path / "a")
+    monkeypatch.setattr(os, "link", _exdev)
+    with pytest.raises(SnapshotError, match="different filesystems"):
+        batch.ensure(tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_reused_snapshot_is_not_a_link_base(tree: Path, tmp_path: Path) -> None:
+    old = ensure_snapshot(tree, tracked(tree), tmp_path / "old")
+    write(tree / "README.md", "newer\n")
+    batch = SnapshotBatch(tree, tracked(tree))
+    assert batch.ensure(tmp_path / "old").created is False
+    fresh = batch.ensure(tmp_path / "new")
+    assert fresh.mode_used in ("copy", "reflink")
+    assert (fresh.path / "README.md").read_text() == "newer\n"
+    assert inode(fresh.path / "README.md") != inode(old.path / "README.md")
+    linked = batch.ensure(tmp_path / "newer")
+    assert linked.mode_used == "link"
+    assert inode(linked.path / "README.md") == inode(fresh.path / "README.md")
+
+
+def test_link_progress(tree: Path, tmp_path: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    batch = SnapshotBatch(tree, tracked(tree), progress=lambda d, t: seen.append((d, t)))
+    batch.ensure(tmp_path / "a")
+    seen.clear()
+    batch.ensure(tmp_path / "b")
+    assert seen[-1] == (len(EXPECTED_FILES), len(EXPECTED_FILES))
+
+
+def test_many_files_in_parallel_chunks(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    files = [f"d{i % 7}/f{i}.txt" for i in range(700)]
+    for i, rel in enumerate(files):
+        write(src / rel, f"content {i}\n")
+    seen: list[tuple[int, int]] = []
+    batch = SnapshotBatch(src, files, workers=4, progress=lambda d, t: seen.append((d, t)))
+    result = batch.ensure(tmp_path / "a")
+    assert result.files == 700 and seen[-1] == (700, 700) and len(seen) > 2
+    assert all((tmp_path / "a" / rel).read_text() == f"content {i}\n" for i, rel in enumerate(files))
+    assert batch.ensure(tmp_path / "b").mode_used == "link"
