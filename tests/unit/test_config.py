@@ -320,6 +320,8 @@ REJECTED = [
     ("X=$(( Y[1] ))", 'array subscript "Y[…]"'),
     ("X=$(( $(hostname) ))", 'command substitution "$(…)"'),
     ("X=$(( `hostname` ))", "backticks"),
+    ("X=$[1+2]", 'obsolete arithmetic expansion "$[…]"'),
+    ('X="$[1+2]"', 'obsolete arithmetic expansion "$[…]"'),
     ("X=1\r", "CRLF"),
 ]
 

@@ -429,6 +429,7 @@ _PARAM_OP_RE = re.compile(r"##|%%|//|\^\^|,,|:[-=+?]|.")
 _SPECIAL_PARAMS = "0123456789@*#?$!-"
 _BLANKS_RE = re.compile(r"[ \t]*")
 _REDIRECT_WORD_RE = re.compile(r"[0-9]*[<>]")
+_REDIRECT_RUN_RE = re.compile(r"[<>][<>&|]*")
 _DQ_SKIP_RE = re.compile(r'"(?:[^"\\]|\\.)*"')
 _SQ_SKIP_RE = re.compile(r"'[^']*'")
 _OPERATOR_NAMES = {
@@ -483,8 +484,8 @@ class _Expander:
         line = self.line
         char = line[pos]
         if char in "<>":
-            run = re.match(r"[<>&|]+", line[pos:])
-            self.fail(_not_allowed(f'redirection "{run.group() if run else char}"'))
+            run = _REDIRECT_RUN_RE.match(line, pos).group()  # type: ignore[union-attr]
+            self.fail(_not_allowed(f'redirection "{run}"'))
         if line.startswith(("&&", "||"), pos):
             self.fail(_not_allowed(f'operator "{line[pos:pos + 2]}"'))
         if char == "(" and pos == word_start and line[pos - 1] == "=":
@@ -512,26 +513,13 @@ class _Expander:
                 text, pos = self._dollar(pos, live, mode)
                 parts.append(text)
             elif char == "\\":
-                if pos + 1 >= len(line):
-                    self.fail(_not_allowed("line continuation (a trailing backslash)"))
-                escapable = _ESCAPABLE[mode]
-                following = line[pos + 1]
-                if escapable is None or following in escapable:
-                    parts.append(following)
-                else:
-                    parts.append(char + following)
+                parts.append(self._escape(pos, mode))
                 pos += 2
             elif char == '"':
                 if mode == _DQUOTE:
                     break
-                if mode == _ARITH:  # bash drops double quotes inside $(( ))
-                    pos += 1
-                    continue
-                text, pos = self._word(pos + 1, _DQUOTE, live, len(line))
-                if pos >= len(line):
-                    self.fail("unterminated double quote")
+                text, pos = self._double_quoted(pos, mode, live)
                 parts.append(text)
-                pos += 1
             elif char == "'":  # only special in unquoted modes
                 close = line.find("'", pos + 1)
                 if close < 0:
@@ -564,6 +552,25 @@ class _Expander:
                 self._operator(pos, start)
         return "".join(parts), pos
 
+    def _escape(self, pos: int, mode: int) -> str:
+        """The text of the backslash escape at ``pos`` (two characters long)."""
+        if pos + 1 >= len(self.line):
+            self.fail(_not_allowed("line continuation (a trailing backslash)"))
+        escapable = _ESCAPABLE[mode]
+        following = self.line[pos + 1]
+        if escapable is None or following in escapable:
+            return following
+        return "\\" + following  # inside double quotes bash keeps other backslashes
+
+    def _double_quoted(self, pos: int, mode: int, live: bool) -> tuple[str, int]:
+        """Expand the '"' string at ``pos``; return its text and the position after."""
+        if mode == _ARITH:  # bash drops double quotes inside $(( ))
+            return "", pos + 1
+        text, end = self._word(pos + 1, _DQUOTE, live, len(self.line))
+        if end >= len(self.line):
+            self.fail("unterminated double quote")
+        return text, end + 1
+
     def _dollar(self, pos: int, live: bool, mode: int) -> tuple[str, int]:
         """Expand the ``$…`` at ``pos``; return its text and the position after."""
         line = self.line
@@ -575,6 +582,8 @@ class _Expander:
             self.fail(_not_allowed('command substitution "$(…)"'))
         if following == "{":
             return self._parameter(pos, live, quoted)
+        if following == "[":
+            self.fail(_not_allowed('obsolete arithmetic expansion "$[…]" (write "$(( … ))")'))
         name = _NAME_RE.match(line, pos + 1)
         if name:
             return self.lookup(name.group()) or "", name.end()
@@ -680,6 +689,8 @@ _SIMPLE_ASSIGN_RE = re.compile(
 )
 _FIRST_WORD_RE = re.compile(r"[ \t]*([^ \t;|&<>()]*)")
 _FUNCTION_RE = re.compile(r"[ \t]*[A-Za-z_][A-Za-z0-9_.:-]*[ \t]*\(")
+_ARRAY_ELEMENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\[")
+_APPEND_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+=")
 _SPACED_ASSIGN_RE = re.compile(r"[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]+=")
 _DECLARATIONS = frozenset({"export", "local", "declare", "readonly", "typeset", "unset"})
 _KEYWORDS = frozenset({
@@ -708,9 +719,9 @@ def _describe_non_assignment(line: str) -> str:
         return _not_allowed(f'operator "{stripped[0]}" at the start of a line')
     if _FUNCTION_RE.match(line):
         return _not_allowed(f'function definition "{word}()"')
-    if re.match(r"[A-Za-z_][A-Za-z0-9_]*\[", word):
+    if _ARRAY_ELEMENT_RE.match(word):
         return _not_allowed(f'array element assignment "{word.split("[")[0]}[…]="')
-    if re.match(r"[A-Za-z_][A-Za-z0-9_]*\+=", word):
+    if _APPEND_RE.match(word):
         return _not_allowed(f'append assignment "{word.split("+=")[0]}+="')
     if "=" in word:
         name = word.split("=", 1)[0]
