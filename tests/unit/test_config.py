@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from types import MappingProxyType
 
 import pytest
 
@@ -134,6 +135,28 @@ def test_arithmetic_errors_where_bash_fails(expr: str, message: str) -> None:
     assert caught.value.line == 6
     assert str(caught.value).startswith("tests/x.sh:6: ")
     assert message in caught.value.message
+
+
+@needs_bash
+def test_deep_but_reasonable_nesting_matches_bash() -> None:
+    expr = "(" * 30 + "A - 1" + ")" * 30 + " * " + "2 ** " * 5 + "1"
+    assert ours_arith(expr, ARITH_ENV) == run_bash(f"echo $(({expr}))", ARITH_ENV).stdout.strip()
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["(" * 3000 + "1" + ")" * 3000, "2 ** " * 500 + "1", "1 ? " * 500 + "1" + " : 0" * 500],
+)
+def test_absurd_nesting_is_a_config_error_not_a_crash(expr: str) -> None:
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        ours_arith(expr, {})
+
+
+def test_self_referencing_variables_stop() -> None:
+    env = {f"V{i}": f"V{i + 1} + 1" for i in range(500)}
+    with pytest.raises(ConfigError, match="recursion level exceeded"):
+        ours_arith("V0", env)
+    assert ours_arith("V480", env) == "20"
 
 
 def test_division_by_zero_message_names_file_and_line() -> None:
@@ -563,6 +586,13 @@ def test_no_leak_between_recipes() -> None:
     assert third.values["G"] == "unset"
     assert "GPUS_PER_NODE" not in second.values
     assert environ == snapshot
+
+
+def test_read_only_environ_mapping_is_accepted() -> None:
+    environ = MappingProxyType({"NUM_NODES": "6"})
+    config = parse_recipe(block('NUM_NODES="${NUM_NODES:-4}"', "NUM_MINUTES=1"), "r.sh", environ)
+    assert config.num_nodes == 6
+    assert dict(environ) == {"NUM_NODES": "6"}
 
 
 def test_values_is_a_copy() -> None:

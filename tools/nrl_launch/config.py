@@ -743,7 +743,8 @@ def _find_block(text: str, path: str) -> tuple[int, list[str]]:
         stray = _END_RE.search(text)
         note = ""
         if stray:
-            note = f" (line {text.count(chr(10), 0, stray.start()) + 1} has an END marker but there is no BEGIN)"
+            stray_line = text.count("\n", 0, stray.start()) + 1
+            note = f" (line {stray_line} has an END marker but there is no BEGIN)"
         raise ConfigError(
             path,
             None,
@@ -753,9 +754,8 @@ def _find_block(text: str, path: str) -> tuple[int, list[str]]:
     begin_line = text.count("\n", 0, begin.start()) + 1
     end = _END_RE.search(text, begin.end())
     if end is None:
-        raise ConfigError(
-            path, begin_line, 'BEGIN CONFIG marker without a matching "# ===== END CONFIG =====" line'
-        )
+        message = 'BEGIN CONFIG marker without a matching "# ===== END CONFIG =====" line'
+        raise ConfigError(path, begin_line, message)
     body_start = text.index("\n", begin.start()) + 1
     body = text[body_start:end.start()]
     lines = body.split("\n")
@@ -784,9 +784,8 @@ def _evaluate(
             name, value = simple.group(1), simple.group(2)
         else:
             if "\r" in line:
-                raise ConfigError(
-                    path, lineno, "carriage return in the line (CRLF line endings): save the script with LF"
-                )
+                message = "carriage return in the line (CRLF line endings): save the script with LF"
+                raise ConfigError(path, lineno, message)
             assign = _ASSIGN_RE.match(line)
             if assign is None:
                 raise ConfigError(path, lineno, _describe_non_assignment(line))
@@ -850,7 +849,8 @@ def parse_recipe(text: str, path: str, environ: Mapping[str, str]) -> RecipeConf
     def required(name: str) -> int:
         number = _positive_setting(name, values, where, path)
         if number is None:
-            raise ConfigError(path, begin_line, f"{name} is required but the CONFIG block does not set it")
+            message = f"{name} is required but the CONFIG block does not set it"
+            raise ConfigError(path, begin_line, message)
         return number
 
     num_nodes = required("NUM_NODES")
