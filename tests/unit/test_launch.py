@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -449,16 +450,25 @@ def test_shim_runs_from_any_directory_and_through_a_symlink(tmp_path: Path) -> N
 
 
 def test_shim_without_dependencies_prints_one_install_line(tmp_path: Path) -> None:
-    nosite = tmp_path / "python-without-packages"
-    nosite.write_text("#!/bin/sh\nexec python3 -S \"$@\"\n")  # no site-packages: no click
-    nosite.chmod(0o755)
-    env = {**os.environ, "NRL_LAUNCH_PYTHON": str(nosite)}
+    venv = tmp_path / "venv"  # a fresh virtual environment: no click, no PyYAML
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    env = {**os.environ, "NRL_LAUNCH_PYTHON": str(venv / "bin" / "python")}
     proc = subprocess.run([str(REPO / "tools" / "launch"), "--help"], env=env, capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "pip install" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_shim_does_not_leak_its_search_path_into_jobs(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(REPO / "tools" / "launch"), str(script)], env={**env, **BASE_ENV},
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    job_env = fake_slurm.submissions()[0]["env"]
+    assert "PYTHONPATH" not in job_env and not any(k.startswith("NRL_LAUNCH") for k in job_env)
+
+
 def test_python_dash_m_and_help() -> None:
-    proc = subprocess.run([os.sys.executable, "-m", "nrl_launch", "launch", "--help"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "nrl_launch", "launch", "--help"], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO / "tools")})
     assert proc.returncode == 0 and "CONTAINER" in proc.stdout

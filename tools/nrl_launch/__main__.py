@@ -1,17 +1,44 @@
-"""Allow ``python -m nrl_launch`` (the ``tools/launch`` shim uses it)."""
+"""Allow ``python -m nrl_launch``; ``run`` is also the ``tools/launch`` entry.
 
+The shim starts Python with ``-S`` and calls ``run(fast_start=True)``: site
+start-up hooks (``.pth`` files) can cost more than a whole DRYRUN=1 launch,
+so we add the site-packages folders ourselves without running those hooks.
+In a virtual environment, or when a dependency is not found that way, the
+normal ``site`` start-up runs after all.
+"""
+
+import os
 import sys
 
 
-def _run() -> None:
+def _fast_site() -> None:
+    """Make site-packages importable under ``python -S``, skipping .pth hooks."""
+    import site
+    from importlib.util import find_spec
+
+    in_venv = os.path.exists(os.path.join(os.path.dirname(os.path.dirname(sys.executable)), "pyvenv.cfg"))
+    if not in_venv:
+        for folder in (site.getusersitepackages(), *site.getsitepackages()):
+            if folder not in sys.path and os.path.isdir(folder):
+                sys.path.append(folder)
+    # venvs are only found by site itself, and an editable dependency needs its
+    # .pth hook: then take the normal start-up path after all.
+    if in_venv or find_spec("click") is None or find_spec("yaml") is None:
+        site.main()
+
+
+def run(fast_start: bool = False) -> None:
+    """Start the CLI; ``fast_start`` when Python was started with ``-S``."""
+    if fast_start and sys.flags.no_site:
+        _fast_site()
     try:
         from nrl_launch.cli import main
     except ImportError as e:  # a missing dependency: one line, not a traceback
-        root = __file__.rsplit("/tools/", 1)[0]
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         print(f"[ERROR]: nrl_launch cannot start ({e}); install it with: pip install -e {root}", file=sys.stderr)
         sys.exit(1)
     main(prog_name="nrl-launch")
 
 
 if __name__ == "__main__":
-    _run()
+    run()

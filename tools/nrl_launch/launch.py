@@ -10,7 +10,6 @@ never prints by itself.
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -209,15 +208,21 @@ def watch_jobs(prepared: Sequence[Prepared], jobs: Mapping[str, list[str]], sett
 
 
 def launch(scripts: Sequence[str], settings: LaunchSettings, environ: Mapping[str, str], *,
-           out: Emit, err: Emit, runner: Callable = subprocess.run,
+           out: Emit, err: Emit, runner: Callable | None = None,
            wait: Callable[[float], None] | None = None) -> LaunchResult:
-    """Run one launch as spec sections 2-8 describe; raise LauncherError on any problem."""
+    """Run one launch as spec sections 2-8 describe; raise LauncherError on any problem.
+
+    ``runner`` runs the Slurm client commands (default ``subprocess.run``).
+    """
     experiments = plan_experiments(scripts, environ)
     _warn_defaults(experiments, err)
     if settings.dryrun == 1:
         return dry_run(experiments, out)
+    import subprocess
+
     from nrl_launch import slurm, watch
 
+    runner = runner or subprocess.run
     prepared = prepare(experiments, settings)
     make_snapshots(prepared, settings, err)
     if settings.dryrun == 0 or slurm.sbatch_available(environ):
