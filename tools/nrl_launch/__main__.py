@@ -14,7 +14,6 @@ import sys
 def _fast_site() -> None:
     """Make site-packages importable under ``python -S``, skipping .pth hooks."""
     import site
-    from importlib.util import find_spec
 
     in_venv = os.path.exists(os.path.join(os.path.dirname(os.path.dirname(sys.executable)), "pyvenv.cfg"))
     if not in_venv:
@@ -23,8 +22,14 @@ def _fast_site() -> None:
                 sys.path.append(folder)
     # venvs are only found by site itself, and an editable dependency needs its
     # .pth hook: then take the normal start-up path after all.
-    if in_venv or find_spec("click") is None or find_spec("yaml") is None:
-        site.main()
+    if not in_venv:
+        try:
+            import click  # noqa: F401  (the CLI imports it next anyway)
+
+            return
+        except ImportError:
+            pass
+    site.main()
 
 
 def run(fast_start: bool = False) -> None:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 import time
 from functools import wraps
-from pathlib import Path
-from typing import Any, Callable, IO
+from typing import IO, TYPE_CHECKING, Any, Callable
 
 import click
 
 from nrl_launch import __version__
 from nrl_launch.errors import LauncherError, UsageProblem
+
+if TYPE_CHECKING:  # pathlib is imported where used: the DRYRUN=1 path never needs it
+    from pathlib import Path
 
 
 class LauncherClickError(click.ClickException):
@@ -132,27 +134,31 @@ def snapshot_root_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--project-root`` and ``--code-snapshot-dirname``: where snapshots live."""
     func = env_option("--code-snapshot-dirname", "CODE_SNAPSHOT_DIRNAME",
                       "Snapshot root folder under the project root (default code_snapshots).")(func)
-    return click.option("--project-root", type=click.Path(file_okay=False, path_type=Path), default=None,
+    return click.option("--project-root", type=click.Path(file_okay=False), default=None,
                         help="Project (git) root holding the snapshots; default: the git root of the current directory.")(func)
 
 
-def _snapshot_root(project_root: Path | None, dirname: str | None) -> Path:
-    root = project_root if project_root is not None else _project_root(Path.cwd())
+def _snapshot_root(project_root: str | None, dirname: str | None) -> Path:
+    from pathlib import Path
+
+    root = Path(project_root) if project_root is not None else _project_root(Path.cwd())
     return root / (dirname or "code_snapshots")
 
 
 @main.command()
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
+@click.option("--root", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Repository to check.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--budget", "budgets", multiple=True, metavar="SUITE=HOURS",
               help="Fail when suite SUITE (e.g. nightly) needs more than HOURS GPU-hours. Repeatable.")
 @reports_errors
-def lint(root: Path, fmt: str, budgets: tuple[str, ...]) -> None:
+def lint(root: str, fmt: str, budgets: tuple[str, ...]) -> None:
     """Check recipe names, placement, YAML mirrors, suites, CONFIG blocks and budgets."""
+    from pathlib import Path
+
     from nrl_launch import lint as linter
 
-    report = linter.run_lint(root, dict(linter.parse_budget(b) for b in budgets))
+    report = linter.run_lint(Path(root), dict(linter.parse_budget(b) for b in budgets))
     text = linter.render(report, fmt)
     if text:
         click.echo(text)
@@ -165,7 +171,7 @@ def lint(root: Path, fmt: str, budgets: tuple[str, ...]) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @snapshot_root_option
 @reports_errors
-def status(experiments: tuple[str, ...], fmt: str, project_root: Path | None, code_snapshot_dirname: str | None) -> None:
+def status(experiments: tuple[str, ...], fmt: str, project_root: str | None, code_snapshot_dirname: str | None) -> None:
     """One row per snapshot: commit, runs, job states, steps reached, last verdict."""
     from nrl_launch import slurm
     from nrl_launch import status as report
@@ -180,7 +186,7 @@ def status(experiments: tuple[str, ...], fmt: str, project_root: Path | None, co
 @env_option("--watch-interval", "WATCH_INTERVAL", "Seconds between polls (default 300).")
 @snapshot_root_option
 @reports_errors
-def watch(experiments: tuple[str, ...], watch_interval: str | None, project_root: Path | None,
+def watch(experiments: tuple[str, ...], watch_interval: str | None, project_root: str | None,
           code_snapshot_dirname: str | None) -> None:
     """Follow the recorded jobs of EXPERIMENTS until they end, then print verdicts."""
     from nrl_launch.settings import parse_interval

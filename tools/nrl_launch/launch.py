@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from nrl_launch import __version__
 from nrl_launch.errors import LauncherError, SlurmError, SnapshotError
 from nrl_launch.plan import Experiment, Submission, build_submissions, plan_experiments, total_gpu_hours
 from nrl_launch.settings import LaunchSettings
+
+if TYPE_CHECKING:  # pathlib costs milliseconds the DRYRUN=1 path does not need
+    from pathlib import Path
 
 Emit = Callable[[str], None]
 
@@ -76,12 +78,15 @@ def dry_run(experiments: Sequence[Experiment], out: Emit) -> LaunchResult:
 
 def prepare(experiments: Sequence[Experiment], settings: LaunchSettings) -> list[Prepared]:
     """Git checks and submission plans for every experiment (no side effects)."""
+    from pathlib import Path
+
     from nrl_launch import gitrepo
 
     prepared = []
     for exp in experiments:
-        repo = gitrepo.find_repo(exp.path.parent)
-        rel_path = gitrepo.tracked_path(exp.path, repo.root)
+        script = Path(exp.path)
+        repo = gitrepo.find_repo(script.parent)
+        rel_path = gitrepo.tracked_path(script, repo.root)
         batch = Path(settings.batch_script)
         if not batch.is_absolute() and not (repo.root / batch).is_file():
             raise LauncherError(f"{exp.script}: batch script {settings.batch_script} not found at {repo.root}")

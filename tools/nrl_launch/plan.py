@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping, Sequence
 
 from nrl_launch.config import RecipeConfig, read_recipe
@@ -25,7 +24,7 @@ class Experiment:
     """One script of the launch, with its evaluated CONFIG block."""
 
     script: str  # as the user typed it
-    path: Path  # absolute
+    path: str  # absolute (a str: pathlib is not imported on the DRYRUN=1 path)
     name: str  # basename without .sh
     config: RecipeConfig
 
@@ -74,7 +73,7 @@ def plan_experiments(scripts: Sequence[str], environ: Mapping[str, str]) -> tupl
             raise LauncherError(f"{script}: experiment {name!r} is also given as {seen[name]}; give each experiment once")
         seen[name] = script
         config = read_recipe(script, environ)
-        experiments.append(Experiment(script, Path(os.path.abspath(script)), name, config))
+        experiments.append(Experiment(script, os.path.abspath(script), name, config))
     return tuple(experiments)
 
 
