@@ -297,3 +297,13 @@ def test_many_files_in_parallel_chunks(tmp_path: Path) -> None:
     assert result.files == 700 and seen[-1] == (700, 700) and len(seen) > 2
     assert all((tmp_path / "a" / rel).read_text() == f"content {i}\n" for i, rel in enumerate(files))
     assert batch.ensure(tmp_path / "b").mode_used == "link"
+
+
+def test_ctrl_c_leaves_nothing(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(snapshot_mod, "_copy_regular", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        SnapshotBatch(tree, tracked(tree), workers=4).ensure(tmp_path / "snaps" / "exp1")
+    assert list((tmp_path / "snaps").iterdir()) == []

@@ -170,21 +170,24 @@ def _run_parallel(work: Callable[[Sequence], object], items: Sequence, workers: 
             if progress is not None:
                 progress(sum(len(c) for c in chunks[:len(results)]), total)
         return results
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         futures: dict[Future, int] = {pool.submit(work, chunk): len(chunk) for chunk in chunks}
         pending = set(futures)
         done_count = 0
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                if future.exception() is not None:
-                    for other in pending:
-                        other.cancel()
-                    raise future.exception()
+                error = future.exception()
+                if error is not None:
+                    raise error
                 done_count += futures[future]
             if progress is not None:
                 progress(done_count, total)
         return [future.result() for future in futures]
+    finally:
+        # on any exit (error, Ctrl-C): drop the chunks not started, wait for the running ones
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _default_workers() -> int:
