@@ -14,9 +14,9 @@ from nrl_launch.plan import Submission
 MANIFEST_NAME = ".nrl_launch.yaml"
 
 
-def _continued(lines: list[str], indent: str = "    ") -> str:
-    """Join shell words one per line with backslash continuations."""
-    return " \\\n".join(indent + line for line in lines)
+def _continued(words: list[str]) -> str:
+    """One shell word per line, continuation lines indented, for reading."""
+    return " \\\n    ".join(words)
 
 
 def render_continue_script(sub: Submission, *, script: str, version: str) -> str:
@@ -28,7 +28,7 @@ def render_continue_script(sub: Submission, *, script: str, version: str) -> str
     """
     q = shlex.quote
     exports = "\n".join(f"export {name}={q(value)}" for name, value in sub.env)
-    sbatch_words = _continued(["sbatch", *(q(word) for word in sub.argv)], indent="")
+    sbatch_words = _continued(["sbatch", *(q(word) for word in sub.argv)])
     return f"""#!/usr/bin/env bash
 # continue.sh: submit ONE more run of experiment {sub.experiment}.
 #

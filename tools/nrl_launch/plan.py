@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping, Sequence
 
 from nrl_launch.config import RecipeConfig, read_recipe
@@ -114,25 +115,36 @@ def _option_values(config: RecipeConfig, settings: LaunchSettings, experiment: s
     return values
 
 
-def sbatch_options(config: RecipeConfig, settings: LaunchSettings, experiment: str, index: int) -> tuple[str, ...]:
-    """Render the sbatch options of run ``index`` in the contract's order.
+@lru_cache(maxsize=1)
+def _sbatch_vocabulary():
+    """simple-slurm's Slurm object: it knows sbatch's option names and values.
 
-    simple-slurm knows sbatch's option names and validates each one; its
-    argparse list lacks ``--segment`` (Slurm 23.02+), which we add ourselves.
+    Built once (about 3 ms: it loads its option list into argparse) and only
+    used to validate and normalize; every rendering uses a fresh namespace.
     """
     from simple_slurm import Slurm  # imported here: the DRYRUN=1 path never needs it
 
-    slurm = Slurm()
+    return Slurm()
+
+
+def sbatch_options(config: RecipeConfig, settings: LaunchSettings, experiment: str, index: int) -> tuple[str, ...]:
+    """Render the sbatch options of run ``index`` in the contract's order.
+
+    simple-slurm validates each option name and value; its argparse list
+    lacks ``--segment`` (Slurm 23.02+), which we add ourselves.
+    """
+    slurm = _sbatch_vocabulary()
+    namespace = type(slurm.namespace)()
     rendered = [f"--nodes={config.num_nodes}"]
     if config.segment_size is not None:
         rendered.append(f"--segment={config.segment_size}")
     for key, value in _option_values(config, settings, experiment, index):
         try:
             # One "--key=value" token so values starting with "-" stay values.
-            slurm.parser.parse_args([f"--{key}={value}"], namespace=slurm.namespace)
+            slurm.parser.parse_args([f"--{key}={value}"], namespace=namespace)
         except SystemExit as e:  # argparse's way of saying "unknown option/bad value"
             raise SlurmError(f"simple-slurm rejected sbatch option --{key}={value!r}") from e
-        rendered.append(f"--{Slurm._valid_key(key)}={getattr(slurm.namespace, key)}")
+        rendered.append(f"--{slurm._valid_key(key)}={getattr(namespace, key)}")
     return tuple(rendered)
 
 
