@@ -12,7 +12,6 @@ every asked-for name.
 from __future__ import annotations
 
 import json
-import mmap
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,11 +19,10 @@ from typing import Any, Callable, Sequence
 
 from nrl_launch.errors import SlurmError, SnapshotError
 from nrl_launch.manifest import MANIFEST_NAME, read_manifest
+from nrl_launch.watch import log_metric_section, section_failed
 
 UNKNOWN = "unknown"
 NO_SNAPSHOT = "no snapshot"
-METRIC_CHECKS = b"Metric Checks"
-SECTION_MAX_LINES = 400  # a Metric Checks table longer than this is cut
 SUITE_KINDS = ("llm", "vlm")
 
 QueryStates = Callable[[list[str]], dict[str, str]]
@@ -97,34 +95,13 @@ def _metrics_file(snapshot: Path, experiment: str, manifest: dict[str, Any]) -> 
     return None
 
 
-def _section_verdict(section: bytes) -> str:
-    """PASS or FAIL for the text of one Metric Checks section."""
-    lines = section.splitlines()[1:SECTION_MAX_LINES]
-    body = []
-    for line in lines:
-        if not line.strip():
-            if body:
-                break
-            continue
-        body.append(line)
-    return "FAIL" if any(b"FAIL" in line for line in body) else "PASS"
-
-
 def metric_checks_verdict(log: Path) -> str | None:
-    """Verdict of the last ``Metric Checks`` section of a ray-driver log: FAIL
-    if its table (up to the first blank line) mentions FAIL, else PASS; None
-    when the log has no such section or can't be read."""
-    try:
-        with open(log, "rb") as handle:
-            if os.fstat(handle.fileno()).st_size == 0:
-                return None
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                start = data.rfind(METRIC_CHECKS)
-                if start < 0:
-                    return None
-                return _section_verdict(data[start:])
-    except (OSError, ValueError):
+    """"PASS"/"FAIL" of the last ``Metric Checks`` section of a driver log (the
+    same reading WATCH makes), None when it has no such section."""
+    section = log_metric_section(log)
+    if section is None:
         return None
+    return "FAIL" if section_failed(section) else "PASS"
 
 
 def _newest_driver_log(snapshot: Path, job_ids: Sequence[str]) -> Path | None:

@@ -6,6 +6,8 @@ computed from log files only, so both are testable without a cluster.
 
 from __future__ import annotations
 
+import mmap
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -17,6 +19,8 @@ from nrl_launch.errors import SlurmError
 PASS, METRIC_FAIL, GENERAL_FAIL = "METRIC PASS", "METRIC FAIL", "GENERAL FAIL"
 _SECTION_RE = re.compile(r"^.*\bMetric Checks\b.*$", re.MULTILINE)
 _FAIL_RE = re.compile(r"\bFAIL\b")
+SECTION_MAX_LINES = 400  # a longer Metric Checks table is cut
+SECTION_MAX_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -39,13 +43,16 @@ class Verdict:
 
 
 def metric_section(log_text: str) -> tuple[str, ...] | None:
-    """The lines of the last ``Metric Checks`` section of a log, or None."""
+    """The lines of the last ``Metric Checks`` section of a log, or None.
+
+    The section runs from the heading line to the first blank line after
+    its first entry.
+    """
     matches = list(_SECTION_RE.finditer(log_text))
     if not matches:
         return None
-    tail = log_text[matches[-1].end():].splitlines()
-    lines = []
-    for line in tail:
+    lines: list[str] = []
+    for line in log_text[matches[-1].end():].splitlines()[:SECTION_MAX_LINES]:
         if not line.strip():
             if lines:
                 break  # a blank line ends the section
@@ -54,20 +61,42 @@ def metric_section(log_text: str) -> tuple[str, ...] | None:
     return tuple(lines)
 
 
+def log_metric_section(log: Path) -> tuple[str, ...] | None:
+    """:func:`metric_section` of a log file; None when unreadable or absent.
+
+    Driver logs can be large: the file is memory-mapped and only the text
+    from the last heading on is decoded.
+    """
+    try:
+        with open(log, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size == 0:
+                return None
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                start = data.rfind(b"Metric Checks")
+                if start < 0:
+                    return None
+                line_start = data.rfind(b"\n", 0, start) + 1
+                tail = data[line_start:line_start + SECTION_MAX_BYTES]
+    except (OSError, ValueError):
+        return None
+    return metric_section(tail.decode("utf-8", errors="replace"))
+
+
+def section_failed(lines: Sequence[str]) -> bool:
+    """True when any line of a Metric Checks section says FAIL."""
+    return any(_FAIL_RE.search(line) for line in lines)
+
+
 def judge(experiment: str, logs: Sequence[Path]) -> Verdict:
     """Verdict of one experiment from its driver logs (job-id order)."""
     last_section: tuple[str, ...] | None = None
     for log in logs:
-        try:
-            section = metric_section(log.read_text(encoding="utf-8", errors="replace"))
-        except OSError:
-            continue  # a missing or unreadable log counts as "no section"
+        section = log_metric_section(log)  # missing or unreadable: no section
         if section is not None:
             last_section = section
     if last_section is None:
         return Verdict(experiment, GENERAL_FAIL, ())
-    failed = any(_FAIL_RE.search(line) for line in last_section)
-    return Verdict(experiment, METRIC_FAIL if failed else PASS, last_section)
+    return Verdict(experiment, METRIC_FAIL if section_failed(last_section) else PASS, last_section)
 
 
 def driver_logs(snapshot_root: Path, job_ids: Iterable[str]) -> list[Path]:
