@@ -415,11 +415,6 @@ def test_continue_sh_submits_one_more_chained_run(continued, local_slurm):
     assert len(runs) == NUM_RUNS + 1, runs
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "launcher bug: continue.sh exports only the launcher's added variables, not "
-    "STEPS_PER_RUN/MAX_STEPS the launch's CONFIG block took from the environment, "
-    "so the extra run re-evaluates the recipe with its defaults (MAX_STEPS=40) "
-    "and trains steps 7-26 instead of exiting early at MAX_STEPS=6"))
 def test_continue_sh_run_after_the_end_exits_early(continued):
     run, res, job_ids, _ = continued
     assert res.returncode == 0 and len(job_ids) == 1, (res.stdout, res.stderr)
@@ -472,10 +467,6 @@ def test_watch_follows_jobs_and_prints_pass_verdicts(watched_launch):
     assert remaining and remaining[-1].endswith("Remaining: 0"), run.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "launcher bug (watch.metric_section): a 'Metric Checks' section only ends at a "
-    "blank line, so ray.sub's trailer '[ray.sub] COMMAND exited with status 0 at …' "
-    "is printed under the verdict as if it were a metric line"))
 def test_watch_verdict_lists_only_metric_lines(watched_launch):
     _, run = watched_launch
     assert run.returncode == 0, run.describe()
@@ -506,12 +497,7 @@ def test_watch_reports_metric_fail_and_exits_1(launcher, local_slurm, how):
 
 @pytest.mark.parametrize("how", [
     pytest.param({"NRL_FORCE_FAILING_CHECK": "1"}, id="NRL_FORCE_FAILING_CHECK"),
-    pytest.param({"EXTRA_SCRIPT_ARGS": "checks.train/accuracy.min=2"}, id="EXTRA_SCRIPT_ARGS",
-                 marks=pytest.mark.xfail(strict=True, reason=(
-                     "recipe bug (tests/test_suites/llm/common.env): exit_if_max_steps_reached "
-                     "re-checks the metrics without the recipe's arguments (EXTRA_SCRIPT_ARGS, "
-                     "++git_meta, ...), so a run after MAX_STEPS ignores "
-                     "checks.train/accuracy.min=2 and reports PASS"))),
+    pytest.param({"EXTRA_SCRIPT_ARGS": "checks.train/accuracy.min=2"}, id="EXTRA_SCRIPT_ARGS"),
 ])
 def test_relaunch_after_the_end_keeps_the_failing_verdict(launcher, how):
     """Relaunching a finished experiment (snapshot reused, every run exits

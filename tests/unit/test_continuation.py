@@ -24,6 +24,7 @@ SUBMISSION = Submission(
     cwd="/snap shots/grpo-x-1n8g-megatron",
     env=(("FOO", "a 'quoted' $value"), ("HF_HOME", "/hf"), ("MOUNTS", "/snap shots/x:/snap shots/x"),
          ("COMMAND", "uv run tests/x.sh logger.wandb.name=x 'a b=c'")),
+    config_env=(("MAX_STEPS", "6"), ("STEPS_PER_RUN", "2"), ("NUM_NODES", None), ("HF_HOME", "/ignored")),
 )
 
 

@@ -365,27 +365,34 @@ def run_continue(snapshot: Path, cwd: Path, env: dict[str, str]) -> subprocess.C
 
 
 def test_continue_sh_reproduces_the_last_submission(project: Project, fake_slurm: FakeSlurm, tmp_path: Path) -> None:
-    config = CONFIG_1N + "JOB_REAPER_COMMENT='{\"a\": \"b c\"}'\n"
+    config = ('NUM_NODES="${NUM_NODES:-1}"\nSTEPS_PER_RUN=${STEPS_PER_RUN:-20}\nMAX_STEPS=${MAX_STEPS:-40}\n'
+              "NUM_RUNS=$(( (MAX_STEPS + STEPS_PER_RUN - 1) / STEPS_PER_RUN ))\nNUM_MINUTES=10\n"
+              "JOB_REAPER_COMMENT='{\"a\": \"b c\"}'\n")
     script = project.add_recipe("sft-a", config=config)
     env = {**BASE_ENV, "EXTRA_ENV": "FOO='x y'", "MOUNTS": "/d:/d", "EXTRA_SCRIPT_ARGS": "a=1 'b=2 3'",
-           "SLURM_JOB_SUFFIX": "-s", "IS_RELEASE": "1"}
-    assert invoke([str(script)], env).exit_code == 0
+           "SLURM_JOB_SUFFIX": "-s", "IS_RELEASE": "1", "STEPS_PER_RUN": "2", "MAX_STEPS": "6"}
+    result = invoke([str(script)], env)
+    assert result.exit_code == 0, result.output
+    assert len(fake_slurm.submissions()) == 3
     last = fake_slurm.submissions()[-1]
     snapshot = project.root / "code_snapshots" / "sft-a"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    job_env = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"], "HOME": str(tmp_path)}
+    # A clean shell, except a NUM_NODES that was unset at launch time.
+    job_env = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"], "HOME": str(tmp_path),
+               "NUM_NODES": "4"}
     proc = run_continue(snapshot, elsewhere, job_env)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "Submitted batch job 1003\n"
+    assert proc.stdout == "Submitted batch job 1004\n"
     again = fake_slurm.submissions()[-1]
     assert again["argv"] == last["argv"]
     assert again["cwd"] == last["cwd"]
     for key in ("COMMAND", "MOUNTS", "HF_HOME", "HF_DATASETS_CACHE", "CONTAINER", "GPUS_PER_NODE", "FOO",
-                "SANDBOX_CONTAINER", "SANDBOX_COMMAND", "SANDBOX_ENV_VARS"):
+                "SANDBOX_CONTAINER", "SANDBOX_COMMAND", "SANDBOX_ENV_VARS", "STEPS_PER_RUN", "MAX_STEPS"):
         assert again["env"][key] == last["env"][key], key
+    assert "NUM_NODES" not in again["env"]  # the recipe plans 1 node, as at launch
     manifest = (snapshot / ".nrl_launch.yaml").read_text()
-    assert "job_id: '1003'" in manifest and "via: continue.sh" in manifest and "run: 3/2" in manifest
+    assert "job_id: '1004'" in manifest and "via: continue.sh" in manifest and "run: 4/3" in manifest
 
 
 def test_continue_sh_reports_sbatch_failure(project: Project, fake_slurm: FakeSlurm, tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ from nrl_launch.watch import GENERAL_FAIL, METRIC_FAIL, PASS, follow, judge, met
         ("x\n=== Metric Checks ===\n\n  [FAIL] a\n\nafter\n", ("[FAIL] a",)),
         ("Metric Checks\n[FAIL] old\n\nMetric Checks\n[PASS] new\n", ("[PASS] new",)),  # the last section counts
         ("Metric Checks\n", ()),
+        ("Metric Checks\n  [PASS] a\n\n[ray.sub] COMMAND exited with status 0 (no FAIL here)\n", ("[PASS] a",)),
+        ("Metric Checks\n┏━━━┳━━━┓\n┃ Metric ┃ Status ┃\n│ loss < 1 │ FAIL │\n└───┘\n\nFAIL-safe\n", ("│ loss < 1 │ FAIL │",)),
     ],
 )
 def test_metric_section(log: str, expected: tuple[str, ...] | None) -> None:

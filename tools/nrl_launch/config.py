@@ -22,7 +22,7 @@ recipe into the next).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, NoReturn, Optional
 
 from nrl_launch.errors import ConfigError
@@ -44,6 +44,9 @@ class RecipeConfig:
     values: Mapping[str, str]  # every assignment of the block, in order, evaluated
     num_runs_defaulted: bool  # NUM_RUNS was absent and was derived (caller warns)
     config_line: int  # line number of the BEGIN CONFIG marker
+    # Environment variables the block read (e.g. MAX_STEPS in ${MAX_STEPS:-40}),
+    # None for those unset: continue.sh pins them so a later run sees the same.
+    environment: Mapping[str, str | None] = field(default_factory=dict)
 
     @property
     def gpu_hours(self) -> int:
@@ -765,15 +768,20 @@ def _find_block(text: str, path: str) -> tuple[int, list[str]]:
 
 def _evaluate(
     text: str, path: str, environ: Mapping[str, str]
-) -> tuple[dict[str, str], dict[str, int], int]:
-    """Evaluate the block: (values, line of each name's last assignment, BEGIN line)."""
+) -> tuple[dict[str, str], dict[str, int], int, dict[str, str | None]]:
+    """Evaluate the block: (values, line of each name's last assignment, BEGIN
+    line, the environment variables it read — None for those unset)."""
     begin_line, lines = _find_block(text, path)
     values: dict[str, str] = {}
     where: dict[str, int] = {}
+    read_env: dict[str, str | None] = {}
 
     def lookup(name: str) -> str | None:
-        value = values.get(name)
-        return value if value is not None else environ.get(name)
+        if name in values:
+            return values[name]
+        value = environ.get(name)
+        read_env.setdefault(name, value)
+        return value
 
     for lineno, line in enumerate(lines, start=begin_line + 1):
         stripped = line.lstrip(" \t")
@@ -793,7 +801,7 @@ def _evaluate(
             value = _Expander(line, lineno, path, lookup).value(assign.end())
         values[name] = value
         where[name] = lineno
-    return values, where, begin_line
+    return values, where, begin_line, read_env
 
 
 def evaluate_block(text: str, path: str, environ: Mapping[str, str]) -> tuple[dict[str, str], int]:
@@ -804,7 +812,7 @@ def evaluate_block(text: str, path: str, environ: Mapping[str, str]) -> tuple[di
     ConfigError for a missing/unterminated block or any line that is not a
     plain assignment of the supported subset.
     """
-    values, _, begin_line = _evaluate(text, path, environ)
+    values, _, begin_line, _ = _evaluate(text, path, environ)
     return values, begin_line
 
 
@@ -844,7 +852,7 @@ def parse_recipe(text: str, path: str, environ: Mapping[str, str]) -> RecipeConf
     NUM_RUNS defaults to ceil(MAX_STEPS / STEPS_PER_RUN) (or 1) with
     ``num_runs_defaulted`` set; SEGMENT_SIZE must divide NUM_NODES.
     """
-    values, where, begin_line = _evaluate(text, path, environ)
+    values, where, begin_line, read_env = _evaluate(text, path, environ)
 
     def required(name: str) -> int:
         number = _positive_setting(name, values, where, path)
@@ -880,6 +888,7 @@ def parse_recipe(text: str, path: str, environ: Mapping[str, str]) -> RecipeConf
         values=dict(values),
         num_runs_defaulted=num_runs_defaulted,
         config_line=begin_line,
+        environment=read_env,
     )
 
 

@@ -28,6 +28,9 @@ def render_continue_script(sub: Submission, *, script: str, version: str) -> str
     """
     q = shlex.quote
     exports = "\n".join(f"export {name}={q(value)}" for name, value in sub.env)
+    added = {name for name, _ in sub.env}
+    pinned = "\n".join(f"export {name}={q(value)}" if value is not None else f"unset {name}"
+                       for name, value in sub.config_env if name not in added) or "# (none)"
     sbatch_words = _continued(["sbatch", *(q(word) for word in sub.argv)])
     return f"""#!/usr/bin/env bash
 # continue.sh: submit ONE more run of experiment {sub.experiment}.
@@ -43,6 +46,10 @@ set -euo pipefail
 
 SNAPSHOT_DIR={q(sub.cwd)}
 cd "$SNAPSHOT_DIR"
+
+# What the recipe's CONFIG block read from the launcher's environment, pinned
+# so that this run plans the same steps and resources as the launcher's runs.
+{pinned}
 
 # Added to your environment for the job, as the launcher did.
 {exports}

@@ -42,6 +42,9 @@ class Submission:
     batch_script: str
     cwd: str
     env: tuple[tuple[str, str], ...]  # added on top of the launcher's environment
+    # What the CONFIG block read from the launcher's environment (None: unset).
+    # The job inherits it anyway; continue.sh must pin it to plan the same run.
+    config_env: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -185,6 +188,7 @@ def build_submissions(
             batch_script=settings.batch_script,
             cwd=snapshot_dir,
             env=env,
+            config_env=tuple(exp.config.environment.items()),
         )
         for i in range(1, exp.config.num_runs + 1)
     )

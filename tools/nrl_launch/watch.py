@@ -19,6 +19,7 @@ from nrl_launch.errors import SlurmError
 PASS, METRIC_FAIL, GENERAL_FAIL = "METRIC PASS", "METRIC FAIL", "GENERAL FAIL"
 _SECTION_RE = re.compile(r"^.*\bMetric Checks\b.*$", re.MULTILINE)
 _FAIL_RE = re.compile(r"\bFAIL\b")
+_CHECK_RE = re.compile(r"\b(?:PASS|FAIL)\b")
 SECTION_MAX_LINES = 400  # a longer Metric Checks table is cut
 SECTION_MAX_BYTES = 1 << 20
 
@@ -43,21 +44,25 @@ class Verdict:
 
 
 def metric_section(log_text: str) -> tuple[str, ...] | None:
-    """The lines of the last ``Metric Checks`` section of a log, or None.
+    """The check lines of the last ``Metric Checks`` section of a log, or None.
 
-    The section runs from the heading line to the first blank line after
-    its first entry.
+    The section runs from the heading to the first blank line after it; its
+    check lines are those saying PASS or FAIL (table borders and headers of
+    a rendered table are left out).
     """
     matches = list(_SECTION_RE.finditer(log_text))
     if not matches:
         return None
     lines: list[str] = []
+    started = False
     for line in log_text[matches[-1].end():].splitlines()[:SECTION_MAX_LINES]:
         if not line.strip():
-            if lines:
-                break  # a blank line ends the section
+            if started:
+                break
             continue
-        lines.append(line.strip())
+        started = True
+        if _CHECK_RE.search(line):
+            lines.append(line.strip())
     return tuple(lines)
 
 

@@ -12,7 +12,7 @@ NUM_MINUTES=120
 JOB_REAPER_COMMENT='{"Reaper":{"exemptIdleTimeMins":"120","reason":"long rollouts"}}'
 # ===== END CONFIG =====
 
-exit_if_max_steps_reached
+exit_if_max_steps_reached "$@"
 
 # Train with the CPU stand-in trainer; extra arguments are config overrides.
 run_recipe "$@"

@@ -11,7 +11,7 @@ NUM_RUNS=$(( (MAX_STEPS + STEPS_PER_RUN - 1) / STEPS_PER_RUN ))  # Round up
 NUM_MINUTES=30
 # ===== END CONFIG =====
 
-exit_if_max_steps_reached
+exit_if_max_steps_reached "$@"
 
 # Train with the CPU stand-in trainer; extra arguments are config overrides.
 run_recipe "$@"

@@ -13,6 +13,12 @@ set -euo pipefail
 SNAPSHOT_DIR='/snap shots/grpo-x-1n8g-megatron'
 cd "$SNAPSHOT_DIR"
 
+# What the recipe's CONFIG block read from the launcher's environment, pinned
+# so that this run plans the same steps and resources as the launcher's runs.
+export MAX_STEPS=6
+export STEPS_PER_RUN=2
+unset NUM_NODES
+
 # Added to your environment for the job, as the launcher did.
 export FOO='a '"'"'quoted'"'"' $value'
 export HF_HOME=/hf
