@@ -359,6 +359,27 @@ def test_dryrun2_makes_snapshot_and_continue_sh_but_submits_nothing(project: Pro
     assert os.access(snapshot / "continue.sh", os.X_OK)
 
 
+@pytest.mark.parametrize(("down", "preflighted"), [("", True), ("1", False)])
+def test_dryrun2_preflights_only_when_slurm_is_reachable(project: Project, fake_slurm: FakeSlurm,
+                                                         monkeypatch: pytest.MonkeyPatch, down: str, preflighted: bool) -> None:
+    script = project.add_recipe("sft-a")
+    monkeypatch.setenv("FAKE_SLURM_DOWN", down)
+    result = invoke([str(script)], {**BASE_ENV, "DRYRUN": "2"})
+    assert result.exit_code == 0, result.output
+    test_only = [c for c in fake_slurm.calls("sbatch") if "--test-only" in c["argv"]]
+    assert bool(test_only) == preflighted
+    assert ("pre-flight (sbatch --test-only) skipped" in result.stderr) != preflighted
+    assert fake_slurm.submissions() == []
+
+
+def test_dryrun2_reports_a_preflight_rejection(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = project.add_recipe("sft-a")
+    monkeypatch.setenv("FAKE_SBATCH_REJECT", "Requested node configuration is not available")
+    result = invoke([str(script)], {**BASE_ENV, "DRYRUN": "2"})
+    assert result.exit_code == 1
+    assert "Requested node configuration is not available" in result.stderr
+
+
 def run_continue(snapshot: Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     # Only bash and the Slurm client: a PATH without our Python package.
     return subprocess.run(["bash", str(snapshot / "continue.sh")], cwd=cwd, env=env, capture_output=True, text=True)

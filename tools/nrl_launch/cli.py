@@ -7,6 +7,7 @@ click's usage errors do), every other ``LauncherError`` exits 1.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from functools import wraps
 from typing import IO, TYPE_CHECKING, Any, Callable
@@ -100,6 +101,36 @@ def _echo_err(line: str) -> None:
     click.echo(line, err=True)
 
 
+class SnapshotProgress:
+    """A click progress bar on stderr for one snapshot copy.
+
+    Shown only on a terminal, and only once the copy has taken longer than
+    ``delay`` seconds: a fast copy (or a link batch) prints nothing extra.
+    """
+
+    def __init__(self, label: str, delay: float = 1.0) -> None:
+        self.label = label
+        self.started = time.monotonic()
+        self.delay = delay
+        self.bar: Any = None
+        self.shown = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if time.monotonic() - self.started < self.delay or done >= total:
+                return
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.render_progress()
+        self.bar.update(done - self.shown)
+        self.shown = done
+        if done >= total:
+            self.bar.render_finish()
+
+
+def _snapshot_progress(dest: Path) -> Callable[[int, int], None] | None:
+    return SnapshotProgress(f"snapshot {dest.name}") if sys.stderr.isatty() else None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nrl-launch")
 def main() -> None:
@@ -117,7 +148,8 @@ def launch(scripts: tuple[str, ...], **options: str | None) -> None:
 
     raw = {envvar: options[name.lstrip("-").replace("-", "_")] for name, envvar, _ in LAUNCH_OPTIONS}
     settings = make_settings(raw, launch_stamp=time.strftime("%y%m%d-%H%M%S"))
-    result = run_launch(scripts, settings, dict(os.environ), out=click.echo, err=_echo_err)
+    result = run_launch(scripts, settings, dict(os.environ), out=click.echo, err=_echo_err,
+                        progress=_snapshot_progress)
     if result.failed:
         click.get_current_context().exit(1)  # verdicts are printed; exit code says it
 

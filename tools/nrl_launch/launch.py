@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # pathlib costs milliseconds the DRYRUN=1 path does not need
     from pathlib import Path
 
 Emit = Callable[[str], None]
+# Given a snapshot folder, a ``progress(done, total)`` callback for its copy.
+ProgressFactory = Callable[["Path"], Callable[[int, int], None]]
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,8 @@ def _write_executable(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def make_snapshots(prepared: Sequence[Prepared], settings: LaunchSettings, err: Emit) -> None:
+def make_snapshots(prepared: Sequence[Prepared], settings: LaunchSettings, err: Emit,
+                   progress: ProgressFactory | None = None) -> None:
     """Create (or reuse) every experiment's snapshot and write its continue.sh."""
     from nrl_launch import gitrepo, manifest
     from nrl_launch.continuation import render_continue_script
@@ -121,7 +124,8 @@ def make_snapshots(prepared: Sequence[Prepared], settings: LaunchSettings, err: 
             root = p.repo.root
             if root not in batches:  # one listing of tracked files per repository
                 batches[root] = SnapshotBatch(root, gitrepo.list_tracked_files(root), mode=settings.snapshot_mode)
-            batches[root].ensure(p.snapshot_dir, manifest=_manifest(p))
+            batches[root].ensure(p.snapshot_dir, manifest=_manifest(p),
+                                 progress=progress(p.snapshot_dir) if progress else None)
         script = render_continue_script(p.submissions[-1], script=p.rel_path, version=__version__)
         try:
             _write_executable(p.snapshot_dir / "continue.sh", script)
@@ -214,7 +218,8 @@ def watch_jobs(prepared: Sequence[Prepared], jobs: Mapping[str, list[str]], sett
 
 def launch(scripts: Sequence[str], settings: LaunchSettings, environ: Mapping[str, str], *,
            out: Emit, err: Emit, runner: Callable | None = None,
-           wait: Callable[[float], None] | None = None) -> LaunchResult:
+           wait: Callable[[float], None] | None = None,
+           progress: ProgressFactory | None = None) -> LaunchResult:
     """Run one launch as spec sections 2-8 describe; raise LauncherError on any problem.
 
     ``runner`` runs the Slurm client commands (default ``subprocess.run``).
@@ -229,9 +234,13 @@ def launch(scripts: Sequence[str], settings: LaunchSettings, environ: Mapping[st
 
     runner = runner or subprocess.run
     prepared = prepare(experiments, settings)
-    make_snapshots(prepared, settings, err)
-    if settings.dryrun == 0 or slurm.sbatch_available(environ):
+    make_snapshots(prepared, settings, err, progress)
+    if settings.dryrun == 0:
         preflight(prepared, environ, runner)
+    elif slurm.controller_reachable(environ, runner=runner):
+        preflight(prepared, environ, runner)  # DRYRUN=2: check what we would submit
+    else:
+        err("[INFO]: DRYRUN=2 and no Slurm controller reachable: pre-flight (sbatch --test-only) skipped")
     jobs = submit_all(prepared, settings, environ, out, err, runner)
     result = LaunchResult(total_gpu_hours(experiments), jobs)
     if settings.watch and settings.dryrun == 0:

@@ -66,12 +66,16 @@ def sbatch_test_only(argv: Sequence[str], *, cwd: str, env: Mapping[str, str], r
         raise SlurmError(_reason(proc))
 
 
-def sbatch_available(environ: Mapping[str, str] | None = None) -> bool:
-    """True when an ``sbatch`` executable is on PATH."""
+def controller_reachable(environ: Mapping[str, str], *, runner: Runner = subprocess.run) -> bool:
+    """True when the Slurm client is installed and ``scontrol ping`` finds a controller."""
     from shutil import which
 
-    path = (environ or os.environ).get("PATH")
-    return which("sbatch", path=path) is not None
+    if which("sbatch", path=environ.get("PATH")) is None:
+        return False
+    try:
+        return _run(runner, ["scontrol", "ping"], env=environ).returncode == 0
+    except SlurmError:
+        return False
 
 
 def queued_job_ids(job_ids: Iterable[str], *, runner: Runner = subprocess.run) -> set[str]:

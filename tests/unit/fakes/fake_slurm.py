@@ -12,6 +12,7 @@ script's text. Answers look like Slurm's. Knobs (environment variables):
   FAKE_SQUEUE_POLLS=N        squeue lists every submitted job for N calls, then none
   FAKE_SQUEUE_DOWN=N         the first N squeue calls fail as if Slurm were unreachable
   FAKE_JOB_STATES="1=RUNNING,2=COMPLETED"   states squeue/scontrol report
+  FAKE_SLURM_DOWN=1          scontrol ping says the controller is down
   FAKE_DRIVER_LOG_<job id>="text"   the job "runs": sbatch writes that text to
                              <cwd>/<job id>-logs/ray-driver.log
 """
@@ -94,6 +95,12 @@ def squeue(args: list[str]) -> int:
 
 
 def scontrol(args: list[str]) -> int:
+    if args == ["ping"]:
+        if os.environ.get("FAKE_SLURM_DOWN"):
+            print("Slurmctld(primary) at fake is DOWN")
+            return 1
+        print("Slurmctld(primary) at fake is UP")
+        return 0
     job_id = args[-1]
     state = states().get(job_id)
     if state is None:
