@@ -468,10 +468,10 @@ def test_symlinked_script_is_read_through(repo: Path) -> None:
 
 
 def test_unreadable_script(repo: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads everything")
     (repo / SFT).chmod(0)
-    assert triples(lint.run_lint(repo, {})) == [(SFT, None, "file")]
+    # root (as in CI) still reads a mode-000 file: then there is nothing to report
+    expected = [] if os.geteuid() == 0 else [(SFT, None, "file")]
+    assert triples(lint.run_lint(repo, {})) == expected
 
 
 def test_defaults_cycle(repo: Path) -> None:
