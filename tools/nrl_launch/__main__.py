@@ -42,7 +42,20 @@ def run(fast_start: bool = False) -> None:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         print(f"[ERROR]: nrl_launch cannot start ({e}); install it with: pip install -e {root}", file=sys.stderr)
         sys.exit(1)
-    main(prog_name="nrl-launch")
+    if not fast_start:
+        main(prog_name="nrl-launch")
+        return
+    try:
+        main(prog_name="nrl-launch")
+    except SystemExit as e:
+        # The shim's process ends here: skip the interpreter's teardown of
+        # every imported module (about 10 ms) once our output is flushed.
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, (int, type(None))):
+            print(e.code, file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Mapping, NoReturn, Optional
 
 from nrl_launch.errors import ConfigError
@@ -209,6 +210,12 @@ def _tokenize(text: str) -> list[_Token]:
         pos = match.end()
 
 
+@lru_cache(maxsize=512)
+def _cached_tokens(text: str) -> tuple[_Token, ...]:
+    """Tokens of an expression; suites repeat the same few expressions."""
+    return tuple(_tokenize(text))
+
+
 def _apply_binary(op: str, left: int, right: int, live: bool) -> int:
     """``left op right`` with bash's C semantics on int64."""
     if op in ("/", "%"):
@@ -254,7 +261,7 @@ class _Arith:
 
     def __init__(self, text: str, lookup: _Lookup, depth: int) -> None:
         self._text = text
-        self._tokens = _tokenize(text)
+        self._tokens = _cached_tokens(text)
         self._pos = 0
         self._lookup = lookup
         self._depth = depth
