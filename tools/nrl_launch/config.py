@@ -48,6 +48,8 @@ class RecipeConfig:
     # Environment variables the block read (e.g. MAX_STEPS in ${MAX_STEPS:-40}),
     # None for those unset: continue.sh pins them so a later run sees the same.
     environment: Mapping[str, str | None] = field(default_factory=dict)
+    # File line of each name's last assignment in the block (for messages).
+    assignment_lines: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def gpu_hours(self) -> int:
@@ -896,6 +898,7 @@ def parse_recipe(text: str, path: str, environ: Mapping[str, str]) -> RecipeConf
         num_runs_defaulted=num_runs_defaulted,
         config_line=begin_line,
         environment=read_env,
+        assignment_lines=where,
     )
 
 

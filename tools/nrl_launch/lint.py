@@ -406,17 +406,9 @@ class _Linter:
     def assignment_line(script: _Script, key: str) -> int | None:
         """Line of the last ``KEY=`` assignment in the CONFIG block, else the marker line."""
         cfg = script.config
-        assert cfg is not None and script.text is not None
-        found = cfg.config_line
-        pattern = re.compile(rf"\s*{key}=")
-        lines = script.text.splitlines()
-        for number in range(cfg.config_line + 1, len(lines) + 1):
-            line = lines[number - 1]
-            if line.startswith("#") and "END CONFIG" in line:
-                break
-            if pattern.match(line):
-                found = number
-        return found
+        if cfg is None:
+            return None
+        return cfg.assignment_lines.get(key, cfg.config_line)
 
     # ---- YAML
 
@@ -488,7 +480,7 @@ class _Linter:
             problem = exc.problem or str(exc)
             self.add(rel, line, "yaml-invalid", f"invalid YAML: {problem}")
             return None
-        except Exception as exc:  # YAMLError without a mark, RecursionError…
+        except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:  # e.g. no mark
             self.add(rel, None, "yaml-invalid", f"invalid YAML: {type(exc).__name__}: {exc}")
             return None
         doc = _Yaml(rel=rel, key=abs_path)
@@ -650,7 +642,7 @@ def _scalar_int(node: yaml.Node) -> object:
     if node.tag.endswith(":int"):
         try:
             value = yaml.load(node.value, Loader=_YAML_LOADER)
-        except Exception:
+        except yaml.YAMLError:
             return None
         return value if isinstance(value, int) and not isinstance(value, bool) else None
     if node.tag.endswith(":str") and node.value.strip().isdigit():
