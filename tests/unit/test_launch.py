@@ -307,6 +307,21 @@ def test_existing_snapshot_is_reused(project: Project, fake_slurm: FakeSlurm) ->
     assert f"Using existing code snapshot in {project.root / 'code_snapshots' / 'sft-a'}" in result.stderr
 
 
+def test_reusing_a_snapshot_of_older_code_warns_with_both_commits(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a")
+    assert invoke([str(script)], BASE_ENV).exit_code == 0
+    old = run_git(project.root, "rev-parse", "HEAD").strip()
+    (project.root / "README.md").write_text("newer code\n")
+    project.commit("newer code")
+    new = run_git(project.root, "rev-parse", "HEAD").strip()
+    result = invoke([str(script)], BASE_ENV)
+    assert result.exit_code == 0  # the contract keeps the reuse
+    warning = next(line for line in result.stderr.splitlines() if line.startswith("[WARNING]: reusing"))
+    assert old[:12] in warning and new[:12] in warning
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    assert (snapshot / "README.md").read_text() == "demo project\n"  # still the old code
+
+
 def test_sbatch_failing_half_way_says_what_was_submitted(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
     first = project.add_recipe("sft-a")
     second = project.add_recipe("sft-b")
