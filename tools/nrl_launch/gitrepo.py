@@ -13,7 +13,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Collection, Iterator, Mapping
 
 import git
 
@@ -142,6 +142,11 @@ def find_repo(path: Path) -> RepoInfo:
     )
 
 
+def work_tree_root(path: Path) -> Path:
+    """The root of the git working tree containing ``path`` (no git process)."""
+    return Path(_open_repo(Path(path)).working_tree_dir).resolve()
+
+
 def _relative_to_root(script: Path, root: Path) -> str:
     """``script`` as a POSIX path relative to ``root`` (GitError if outside)."""
     script = Path(script)
@@ -154,13 +159,19 @@ def _relative_to_root(script: Path, root: Path) -> str:
         raise GitError(f"{script} is outside the git repository {root}") from e
 
 
-def tracked_path(script: Path, root: Path) -> str:
+def tracked_path(script: Path, root: Path, tracked_files: Collection[str] | None = None) -> str:
     """Return ``script``'s path relative to the git root ``root`` (POSIX).
 
     Raises GitError when the script is outside the repository or not tracked
     (a script inside a submodule counts when the submodule tracks it).
+    ``tracked_files`` (from :func:`list_tracked_files`) answers without
+    asking git again, for launches of many scripts.
     """
     rel = _relative_to_root(script, root)
+    if tracked_files is not None:
+        if rel in tracked_files:
+            return rel
+        raise _untracked(script)
     repo = _open_repo(Path(root))
     for prefix, sub in _walk_repos(repo):
         if prefix and not rel.startswith(prefix):
@@ -168,7 +179,11 @@ def tracked_path(script: Path, root: Path) -> str:
         inner = rel[len(prefix):]
         if inner in _split_z(_git(sub, "ls_files", "-z", "--", inner)):
             return rel
-    raise GitError(f"{script} is not tracked by git (commit it: snapshots must be reproducible)")
+    raise _untracked(script)
+
+
+def _untracked(script: Path) -> GitError:
+    return GitError(f"{script} is not tracked by git (commit it: snapshots must be reproducible)")
 
 
 def list_tracked_files(root: Path) -> list[str]:

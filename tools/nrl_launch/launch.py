@@ -32,6 +32,7 @@ class Prepared:
 
     experiment: Experiment
     repo: object  # gitrepo.RepoInfo (kept untyped: gitrepo imports GitPython)
+    tracked_files: tuple[str, ...]  # of its repository, shared by its experiments
     rel_path: str
     snapshot_dir: Path
     submissions: tuple[Submission, ...]
@@ -79,22 +80,30 @@ def dry_run(experiments: Sequence[Experiment], out: Emit) -> LaunchResult:
 
 
 def prepare(experiments: Sequence[Experiment], settings: LaunchSettings) -> list[Prepared]:
-    """Git checks and submission plans for every experiment (no side effects)."""
+    """Git checks and submission plans for every experiment (no side effects).
+
+    Each repository is described and listed once, however many of its
+    scripts the launch has: a suite is hundreds of scripts of one repo.
+    """
     from pathlib import Path
 
     from nrl_launch import gitrepo
 
+    repos: dict[Path, tuple[object, tuple[str, ...], frozenset[str]]] = {}
     prepared = []
     for exp in experiments:
         script = Path(exp.path)
-        repo = gitrepo.find_repo(script.parent)
-        rel_path = gitrepo.tracked_path(script, repo.root)
-        batch = Path(settings.batch_script)
-        if not batch.is_absolute() and not (repo.root / batch).is_file():
-            raise LauncherError(f"{exp.script}: batch script {settings.batch_script} not found at {repo.root}")
-        snapshot_dir = repo.root / settings.snapshot_dirname / exp.name
+        root = gitrepo.work_tree_root(script.parent)
+        if root not in repos:
+            files = tuple(gitrepo.list_tracked_files(root))
+            repos[root] = (gitrepo.find_repo(root), files, frozenset(files))
+        repo, files, tracked = repos[root]
+        rel_path = gitrepo.tracked_path(script, root, tracked)
+        if not Path(settings.batch_script).is_absolute() and not (root / settings.batch_script).is_file():
+            raise LauncherError(f"{exp.script}: batch script {settings.batch_script} not found at {root}")
+        snapshot_dir = root / settings.snapshot_dirname / exp.name
         subs = build_submissions(exp, settings, str(snapshot_dir), rel_path, repo.short_meta)
-        prepared.append(Prepared(exp, repo, rel_path, snapshot_dir, subs))
+        prepared.append(Prepared(exp, repo, files, rel_path, snapshot_dir, subs))
     return prepared
 
 
@@ -109,7 +118,7 @@ def _write_executable(path: Path, text: str) -> None:
 def make_snapshots(prepared: Sequence[Prepared], settings: LaunchSettings, err: Emit,
                    progress: ProgressFactory | None = None) -> None:
     """Create (or reuse) every experiment's snapshot and write its continue.sh."""
-    from nrl_launch import gitrepo, manifest
+    from nrl_launch import manifest
     from nrl_launch.continuation import render_continue_script
     from nrl_launch.snapshot import SnapshotBatch
 
@@ -122,8 +131,8 @@ def make_snapshots(prepared: Sequence[Prepared], settings: LaunchSettings, err: 
         else:
             err(f"Creating new code snapshot in {p.snapshot_dir}")
             root = p.repo.root
-            if root not in batches:  # one listing of tracked files per repository
-                batches[root] = SnapshotBatch(root, gitrepo.list_tracked_files(root), mode=settings.snapshot_mode)
+            if root not in batches:  # one batch (one first copy) per repository
+                batches[root] = SnapshotBatch(root, p.tracked_files, mode=settings.snapshot_mode)
             batches[root].ensure(p.snapshot_dir, manifest=_manifest(p),
                                  progress=progress(p.snapshot_dir) if progress else None)
         script = render_continue_script(p.submissions[-1], script=p.rel_path, version=__version__)

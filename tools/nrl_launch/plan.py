@@ -130,24 +130,33 @@ def _sbatch_vocabulary():
     return Slurm()
 
 
+@lru_cache(maxsize=4096)
+def _render_option(key: str, value: str) -> str:
+    """``--key=value`` as sbatch spells it, validated by simple-slurm.
+
+    Cached: a suite repeats the same account, partition, time... in
+    thousands of submissions, and argparse is slow.
+    """
+    slurm = _sbatch_vocabulary()
+    namespace = type(slurm.namespace)()
+    try:
+        # One "--key=value" token so values starting with "-" stay values.
+        slurm.parser.parse_args([f"--{key}={value}"], namespace=namespace)
+    except SystemExit as e:  # argparse's way of saying "unknown option/bad value"
+        raise SlurmError(f"simple-slurm rejected sbatch option --{key}={value!r}") from e
+    return f"--{slurm._valid_key(key)}={getattr(namespace, key)}"
+
+
 def sbatch_options(config: RecipeConfig, settings: LaunchSettings, experiment: str, index: int) -> tuple[str, ...]:
     """Render the sbatch options of run ``index`` in the contract's order.
 
     simple-slurm validates each option name and value; its argparse list
     lacks ``--segment`` (Slurm 23.02+), which we add ourselves.
     """
-    slurm = _sbatch_vocabulary()
-    namespace = type(slurm.namespace)()
     rendered = [f"--nodes={config.num_nodes}"]
     if config.segment_size is not None:
         rendered.append(f"--segment={config.segment_size}")
-    for key, value in _option_values(config, settings, experiment, index):
-        try:
-            # One "--key=value" token so values starting with "-" stay values.
-            slurm.parser.parse_args([f"--{key}={value}"], namespace=namespace)
-        except SystemExit as e:  # argparse's way of saying "unknown option/bad value"
-            raise SlurmError(f"simple-slurm rejected sbatch option --{key}={value!r}") from e
-        rendered.append(f"--{slurm._valid_key(key)}={getattr(namespace, key)}")
+    rendered += [_render_option(key, value) for key, value in _option_values(config, settings, experiment, index)]
     return tuple(rendered)
 
 
