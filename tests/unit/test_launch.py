@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -515,3 +516,12 @@ def test_python_dash_m_and_help() -> None:
     proc = subprocess.run([sys.executable, "-m", "nrl_launch", "launch", "--help"], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO / "tools")})
     assert proc.returncode == 0 and "CONTAINER" in proc.stdout
+
+
+def test_installed_console_script() -> None:
+    script = shutil.which("nrl-launch")
+    if script is None:
+        pytest.skip("nrl-launch is not installed: run pip install -e . (the README's set-up does)")
+    proc = subprocess.run([script, "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert all(command in proc.stdout for command in ("launch", "lint", "status", "watch"))
