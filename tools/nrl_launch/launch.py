@@ -21,6 +21,8 @@ from nrl_launch.settings import LaunchSettings
 if TYPE_CHECKING:  # pathlib costs milliseconds the DRYRUN=1 path does not need
     from pathlib import Path
 
+    from nrl_launch.watch import Verdict
+
 Emit = Callable[[str], None]
 # Given a snapshot folder, a ``progress(done, total)`` callback for its copy.
 ProgressFactory = Callable[["Path"], Callable[[int, int], None]]
@@ -44,8 +46,7 @@ class LaunchResult:
 
     total_gpu_hours: int
     jobs: dict[str, list[str]] = field(default_factory=dict)  # experiment -> job ids
-    snapshot_root: Path | None = None
-    verdicts: list = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -213,7 +214,7 @@ def submit_all(prepared: Sequence[Prepared], settings: LaunchSettings, environ: 
 
 
 def watch_jobs(prepared: Sequence[Prepared], jobs: Mapping[str, list[str]], settings: LaunchSettings,
-               err: Emit, runner: Callable, wait: Callable[[float], None]) -> list:
+               err: Emit, runner: Callable, wait: Callable[[float], None]) -> list[Verdict]:
     """Follow the submitted jobs until they leave the queue, then judge them."""
     from nrl_launch import slurm, watch
 
