@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +28,98 @@ NUM_MINUTES=240
 """
 
 
-def run_git(cwd: Path, *args: str) -> str:
-    """Run git in ``cwd`` (with a fixed identity) and return its stdout."""
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    return subprocess.run(["git", "-c", "protocol.file.allow=always", *args], cwd=cwd, env=env,
-                          check=True, capture_output=True, text=True).stdout
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` (fixed identity, file:// submodules allowed); return its stdout."""
+    env = {**os.environ, **GIT_ENV}
+    done = subprocess.run(["git", "-c", "protocol.file.allow=always", "-c", "init.defaultBranch=main", *args],
+                          cwd=cwd, env=env, check=True, capture_output=True, text=True)
+    return done.stdout
+
+
+def write(path: Path, text: str, mode: int | None = None) -> Path:
+    """Create ``path`` (and its folders) with ``text``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if mode is not None:
+        path.chmod(mode)
+    return path
+
+
+def make_repo(path: Path, files: dict[str, str], message: str = "initial commit") -> Path:
+    """A new repository at ``path`` with ``files`` committed."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q")
+    for rel, text in files.items():
+        write(path / rel, text)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", message)
+    return path
+
+
+def make_tree(base: Path) -> Path:
+    """The top repository of a tree with a submodule that has a nested one.
+
+    top/                         (repo)
+      README.md, .gitignore (*.log)
+      tests/test_suites/llm/exp1.sh   (executable)
+      run-link.sh -> tests/test_suites/llm/exp1.sh   (symlink)
+      third_party/sub/           (submodule)
+        sub.txt, tools/run.sh
+        deps/nested/             (nested submodule)
+          nested.txt
+    """
+    nested = make_repo(base / "origin-nested", {"nested.txt": "nested v1\n"})
+    sub = make_repo(base / "origin-sub", {"sub.txt": "sub v1\n", "tools/run.sh": "echo sub\n"})
+    git(sub, "submodule", "add", "-q", str(nested), "deps/nested")
+    git(sub, "commit", "-q", "-m", "add nested")
+    top = base / "top"
+    top.mkdir()
+    git(top, "init", "-q")
+    write(top / "README.md", "readme v1\n")
+    write(top / ".gitignore", "*.log\n")
+    write(top / "tests/test_suites/llm/exp1.sh", "#!/bin/bash\necho exp1\n", 0o755)
+    os.symlink("tests/test_suites/llm/exp1.sh", top / "run-link.sh")
+    git(top, "add", "-A")
+    git(top, "submodule", "add", "-q", str(sub), "third_party/sub")
+    git(top, "submodule", "update", "-q", "--init", "--recursive")
+    git(top, "commit", "-q", "-m", "Add: the first version (with a sub-module)!")
+    return top
+
+
+@pytest.fixture(scope="session")
+def tree_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``make_tree`` tree built once per session (copied by ``copy_tree``)."""
+    return make_tree(tmp_path_factory.mktemp("template"))
+
+
+def copy_tree(template: Path, base: Path) -> Path:
+    """A private copy of the template's top repository (submodules use
+    relative git dirs, so the copy is a complete working tree)."""
+    top = base / "top"
+    shutil.copytree(template, top, symlinks=True)
+    return top
+
+
+EXPECTED_FILES = [
+    ".gitignore",
+    ".gitmodules",
+    "README.md",
+    "run-link.sh",
+    "tests/test_suites/llm/exp1.sh",
+    "third_party/sub/.gitmodules",
+    "third_party/sub/deps/nested/nested.txt",
+    "third_party/sub/sub.txt",
+    "third_party/sub/tools/run.sh",
+]
 
 
 def recipe_text(config: str, body: str = 'echo "recipe $@"\n') -> str:
@@ -56,18 +143,18 @@ class Project:
         return path
 
     def commit(self, message: str) -> None:
-        run_git(self.root, "add", "-A")
-        run_git(self.root, "commit", "-qm", message)
+        git(self.root, "add", "-A")
+        git(self.root, "commit", "-qm", message)
 
     def meta(self) -> str:
-        return run_git(self.root, "log", "-1", "--format=%h-%f").strip()
+        return git(self.root, "log", "-1", "--format=%h-%f").strip()
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     root = tmp_path / "proj"
     root.mkdir()
-    run_git(root, "init", "-q", "-b", "main")
+    git(root, "init", "-q", "-b", "main")
     (root / "ray.sub").write_text("#!/bin/bash\n#SBATCH --exclusive\nbash -c \"$COMMAND\"\n")
     (root / ".gitignore").write_text("/code_snapshots/\n")
     (root / "README.md").write_text("demo project\n")

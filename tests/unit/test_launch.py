@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import BASE_ENV, CONFIG_1N, FakeSlurm, Project, run_git
+from conftest import BASE_ENV, FakeSlurm, Project, git
 from nrl_launch.cli import LAUNCH_OPTIONS, main
 
 STAMP_RE = r"\d{6}-\d{6}"
@@ -290,11 +290,11 @@ def test_uncommitted_edit_is_in_the_snapshot_and_untracked_files_are_not(project
 def test_submodule_files_are_in_the_snapshot(project: Project, fake_slurm: FakeSlurm, tmp_path: Path) -> None:
     lib = tmp_path / "lib"
     lib.mkdir()
-    run_git(lib, "init", "-q", "-b", "main")
+    git(lib, "init", "-q", "-b", "main")
     (lib / "helper.py").write_text("X = 1\n")
-    run_git(lib, "add", "-A")
-    run_git(lib, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "lib")
-    run_git(project.root, "submodule", "add", "-q", str(lib), "3rdparty/lib")
+    git(lib, "add", "-A")
+    git(lib, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "lib")
+    git(project.root, "submodule", "add", "-q", str(lib), "3rdparty/lib")
     script = project.add_recipe("sft-a")
     assert invoke([str(script)], BASE_ENV).exit_code == 0
     assert (project.root / "code_snapshots/sft-a/3rdparty/lib/helper.py").read_text() == "X = 1\n"
@@ -311,10 +311,10 @@ def test_existing_snapshot_is_reused(project: Project, fake_slurm: FakeSlurm) ->
 def test_reusing_a_snapshot_of_older_code_warns_with_both_commits(project: Project, fake_slurm: FakeSlurm) -> None:
     script = project.add_recipe("sft-a")
     assert invoke([str(script)], BASE_ENV).exit_code == 0
-    old = run_git(project.root, "rev-parse", "HEAD").strip()
+    old = git(project.root, "rev-parse", "HEAD").strip()
     (project.root / "README.md").write_text("newer code\n")
     project.commit("newer code")
-    new = run_git(project.root, "rev-parse", "HEAD").strip()
+    new = git(project.root, "rev-parse", "HEAD").strip()
     result = invoke([str(script)], BASE_ENV)
     assert result.exit_code == 0  # the contract keeps the reuse
     warning = next(line for line in result.stderr.splitlines() if line.startswith("[WARNING]: reusing"))

@@ -13,7 +13,7 @@ from nrl_launch import snapshot as snapshot_mod
 from nrl_launch.errors import SnapshotError
 from nrl_launch.manifest import MANIFEST_NAME, read_manifest
 from nrl_launch.snapshot import SnapshotBatch, ensure_snapshot
-from test_gitrepo import EXPECTED_FILES, copy_tree, tree_template, write  # noqa: F401
+from conftest import EXPECTED_FILES, copy_tree, write
 
 
 @pytest.fixture

@@ -119,7 +119,6 @@ def _write_executable(path: Path, text: str) -> None:
 def make_snapshots(prepared: Sequence[Prepared], settings: LaunchSettings, err: Emit,
                    progress: ProgressFactory | None = None) -> None:
     """Create (or reuse) every experiment's snapshot and write its continue.sh."""
-    from nrl_launch import manifest
     from nrl_launch.continuation import render_continue_script
     from nrl_launch.snapshot import SnapshotBatch
 

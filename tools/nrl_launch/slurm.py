@@ -7,7 +7,6 @@ can hand in a fake, the way pypa/build does.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from dataclasses import dataclass
