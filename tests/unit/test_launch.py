@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from conftest import BASE_ENV, FakeSlurm, Project, git
 from nrl_launch.cli import LAUNCH_OPTIONS, main
+from nrl_launch.errors import LauncherError
 
 STAMP_RE = r"\d{6}-\d{6}"
 
@@ -87,6 +88,8 @@ def test_num_runs_default_warns_on_stderr(tmp_path: Path, monkeypatch: pytest.Mo
         ({"HF_HOME": ""}, "HF_HOME must be set and non-empty", 2),
         ({"HF_DATASETS_CACHE": None}, "HF_DATASETS_CACHE must be set and non-empty", 2),
         ({"DRYRUN": "yes"}, "DRYRUN must be empty, 1 or 2", 2),
+        ({"DRYRUN": " "}, "DRYRUN must be empty, 1 or 2", 2),
+        ({"DRYRUN": "0"}, "DRYRUN must be empty, 1 or 2", 2),
         ({"EXTRA_ENV": "NOT-A-NAME=1"}, "EXTRA_ENV entries must be KEY=VALUE", 2),
         ({"EXTRA_SCRIPT_ARGS": "'unterminated"}, "EXTRA_SCRIPT_ARGS is not valid shell words", 2),
         ({"WATCH_INTERVAL": "soon"}, "WATCH_INTERVAL must be a number", 2),
@@ -388,12 +391,14 @@ def test_dryrun2_preflights_only_when_slurm_is_reachable(project: Project, fake_
     assert fake_slurm.submissions() == []
 
 
-def test_dryrun2_reports_a_preflight_rejection(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dryrun2_reports_a_preflight_rejection_as_a_warning(project: Project, fake_slurm: FakeSlurm,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a")
     monkeypatch.setenv("FAKE_SBATCH_REJECT", "Requested node configuration is not available")
     result = invoke([str(script)], {**BASE_ENV, "DRYRUN": "2"})
-    assert result.exit_code == 1
-    assert "Requested node configuration is not available" in result.stderr
+    assert result.exit_code == 0  # DRYRUN=2 submits nothing: the plan itself is fine
+    assert "[WARNING]: pre-flight:" in result.stderr and "Requested node configuration" in result.stderr
+    assert stdout_lines(result)[-1] == "[INFO]: Total GPU hours: 64"
 
 
 def run_continue(snapshot: Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -525,3 +530,129 @@ def test_installed_console_script() -> None:
     proc = subprocess.run([script, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert all(command in proc.stdout for command in ("launch", "lint", "status", "watch"))
+
+
+# ---------------------------------------------------------------- review fixes
+
+
+def test_an_empty_snapshot_folder_is_not_taken_for_a_snapshot(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a")
+    empty = project.root / "code_snapshots" / "sft-a"
+    empty.mkdir(parents=True)  # e.g. left by a tool that crashed before copying
+    result = invoke([str(script)], BASE_ENV)
+    assert result.exit_code == 0, result.output
+    assert f"Creating new code snapshot in {empty}" in result.stderr
+    assert (empty / "tests/test_suites/llm/sft-a.sh").is_file() and (empty / "ray.sub").is_file()
+
+
+def test_a_rejected_relaunch_leaves_continue_sh_alone(project: Project, fake_slurm: FakeSlurm,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    script = project.add_recipe("sft-a")
+    assert invoke([str(script)], BASE_ENV).exit_code == 0
+    continue_sh = project.root / "code_snapshots" / "sft-a" / "continue.sh"
+    before = continue_sh.read_text()
+    monkeypatch.setenv("FAKE_SBATCH_REJECT", "Invalid account")
+    result = invoke([str(script)], {**BASE_ENV, "ACCOUNT": "other"})
+    assert result.exit_code == 1 and "Nothing was submitted" in result.stderr
+    assert continue_sh.read_text() == before  # still chains behind the queued runs (same job name)
+
+
+def test_untracked_batch_script_is_an_error(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a")
+    (project.root / "my.sub").write_text("#!/bin/bash\n")
+    result = invoke([str(script)], {**BASE_ENV, "BATCH_SCRIPT": "my.sub"})
+    assert result.exit_code == 1
+    assert "batch script my.sub is not a tracked file" in result.stderr
+    assert not (project.root / "code_snapshots").exists() and fake_slurm.calls() == []
+
+
+def test_git_errors_name_the_script_as_typed(tmp_path: Path, fake_slurm: FakeSlurm,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "x.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=5\n# ===== END CONFIG =====\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["x.sh"], BASE_ENV)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("[ERROR]: x.sh: ") and "not inside a git repository" in result.stderr
+
+
+def test_ctrl_c_while_submitting_says_what_is_queued(project: Project, fake_slurm: FakeSlurm) -> None:
+    from nrl_launch.launch import launch
+    from nrl_launch.settings import make_settings
+
+    script = project.add_recipe("sft-a")
+    calls = []
+
+    def runner(argv, **kwargs):
+        calls.append(argv)
+        if argv[0] == "sbatch" and "--test-only" not in argv and len(calls) > 2:
+            raise KeyboardInterrupt
+        return subprocess.run(argv, **kwargs)
+
+    settings = make_settings({**BASE_ENV}, launch_stamp="261129-000000")
+    with pytest.raises(LauncherError) as info:
+        launch([str(script)], settings, dict(os.environ), out=lambda _: None, err=lambda _: None, runner=runner)
+    assert "interrupted while submitting" in str(info.value) and "sft-a: 1001" in str(info.value)
+    assert "scancel 1001" in str(info.value)
+
+
+def test_watch_resume_hint_names_where_the_snapshots_are(project: Project, fake_slurm: FakeSlurm) -> None:
+    from nrl_launch.launch import launch
+    from nrl_launch.settings import make_settings
+
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    settings = make_settings({**BASE_ENV, "WATCH": "1", "CODE_SNAPSHOT_DIRNAME": "snaps"}, launch_stamp="x")
+
+    def interrupt(_: float) -> None:
+        raise KeyboardInterrupt
+
+    os.environ["FAKE_SQUEUE_POLLS"] = "5"
+    try:
+        with pytest.raises(LauncherError) as info:
+            launch([str(script)], settings, dict(os.environ), out=lambda _: None, err=lambda _: None, wait=interrupt)
+    finally:
+        del os.environ["FAKE_SQUEUE_POLLS"]
+    assert f"nrl-launch watch --project-root {project.root} --code-snapshot-dirname snaps sft-a" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["launch"], "[ERROR]: Missing argument 'SCRIPT...'."),
+        (["launch", "--bogus", "x.sh"], "[ERROR]: No such option '--bogus'"),
+        (["--bogus", "x.sh"], "[ERROR]: No such option '--bogus'"),
+    ],
+)
+def test_click_usage_errors_use_the_error_format(args: list[str], fragment: str) -> None:
+    result = CliRunner().invoke(main, args, env={"DRYRUN": None})
+    assert result.exit_code == 2
+    assert result.stderr.startswith(fragment) and "Traceback" not in result.stderr
+
+
+def test_launch_is_the_default_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "x.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=60\n# ===== END CONFIG =====\n")
+    monkeypatch.chdir(tmp_path)
+    env = {**os.environ, **BASE_ENV, "DRYRUN": "1", "PYTHONPATH": str(REPO / "tools")}
+    proc = subprocess.run([sys.executable, "-m", "nrl_launch", "--dryrun", "1", "x.sh"], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "[INFO]: Total GPU hours: 8"
+
+
+def test_shim_ignores_modules_in_the_current_folder(tmp_path: Path) -> None:
+    (tmp_path / "shlex.py").write_text("raise SystemExit('a file of the current folder was imported')\n")
+    (tmp_path / "x.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=60\n# ===== END CONFIG =====\n")
+    proc = subprocess.run([str(REPO / "tools" / "launch"), "x.sh"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, **BASE_ENV, "DRYRUN": "1"})
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_launch_without_git_on_path_is_one_clear_error(project: Project, tmp_path: Path) -> None:
+    script = project.add_recipe("sft-a")
+    bindir = tmp_path / "bin-without-git"
+    bindir.mkdir()
+    (bindir / "bash").symlink_to(shutil.which("bash"))
+    env = {**os.environ, **BASE_ENV, "PATH": str(bindir), "NRL_LAUNCH_PYTHON": sys.executable}
+    proc = subprocess.run([str(REPO / "tools" / "launch"), str(script)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("[ERROR]: cannot launch:") and "Traceback" not in proc.stderr
+    assert not (project.root / "code_snapshots").exists()

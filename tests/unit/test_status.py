@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from nrl_launch.errors import SlurmError
 from nrl_launch.manifest import MANIFEST_NAME, append_run, write_manifest
-from nrl_launch.status import (StatusRow, collect_status, format_json, format_table, max_step,
-                               metric_checks_verdict)
+from nrl_launch.status import StatusRow, collect_status, format_json, format_table, max_step
 
 PASS_LOG = """starting
  Metric Checks
@@ -124,25 +122,16 @@ def test_snapshot_without_manifest(snapshots: Path) -> None:
     assert "corrupt manifest" in rows["broken"].problem
 
 
-def test_newest_log_falls_back_to_mtime(tmp_path: Path) -> None:
-    folder = make_snapshot(tmp_path, "x", logs={"a": PASS_LOG, "b": FAIL_LOG})
-    os.utime(folder / "a-logs/ray-driver.log", (1, 1))
-    assert collect_status(tmp_path, ["x"], FakeSlurm())[0].metric_checks == "FAIL"
-    os.utime(folder / "b-logs/ray-driver.log", (0, 0))
+def test_verdict_comes_from_the_recorded_jobs_logs_as_watch_reads_them(tmp_path: Path) -> None:
+    # job 11 passed; job 12 (a run chained after the end) exited early without checks;
+    # a stray log of a job the manifest does not record is ignored
+    make_snapshot(tmp_path, "x", runs=[("11", "1/1"), ("12", "2/1")],
+                  logs={"11": PASS_LOG, "12": "MAX_STEPS reached, exiting\n", "99": FAIL_LOG})
     assert collect_status(tmp_path, ["x"], FakeSlurm())[0].metric_checks == "PASS"
-
-
-def test_metric_checks_verdict(tmp_path: Path) -> None:
-    log = tmp_path / "ray-driver.log"
-    log.write_text("")
-    assert metric_checks_verdict(log) is None
-    log.write_text("no checks here\nFAIL\n")
-    assert metric_checks_verdict(log) is None
-    log.write_text(FAIL_LOG + PASS_LOG)  # the last section wins
-    assert metric_checks_verdict(log) == "PASS"
-    log.write_text(PASS_LOG + FAIL_LOG)
-    assert metric_checks_verdict(log) == "FAIL"
-    assert metric_checks_verdict(tmp_path / "missing.log") is None
+    make_snapshot(tmp_path, "y", runs=[("21", "1/2"), ("22", "2/2")], logs={"21": PASS_LOG, "22": FAIL_LOG})
+    assert collect_status(tmp_path, ["y"], FakeSlurm())[0].metric_checks == "FAIL"
+    make_snapshot(tmp_path, "z", runs=[("31", "1/1")], logs={"31": "no checks here\nFAIL\n"})
+    assert collect_status(tmp_path, ["z"], FakeSlurm())[0].metric_checks is None
 
 
 def test_max_step(tmp_path: Path) -> None:

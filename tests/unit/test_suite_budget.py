@@ -10,6 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from nrl_launch.cli import main
+from nrl_launch.lint import parse_suite
 
 REPO = Path(__file__).resolve().parents[2]
 SUITES = REPO / "tests" / "test_suites"
@@ -18,12 +19,8 @@ NIGHTLY_BUDGET = 200  # GPU-hours a nightly run of this repository may ask for
 
 def suite_entries(name: str) -> list[str]:
     """The suite's scripts as users pass them from tests/test_suites/ (./llm/x.sh)."""
-    entries = []
-    for line in (SUITES / f"{name}.txt").read_text().splitlines():
-        entry = line.split("#", 1)[0].strip()
-        if entry:
-            entries.append("./" + entry.removeprefix("tests/test_suites/"))
-    return entries
+    text = (SUITES / f"{name}.txt").read_text()
+    return ["./" + entry.removeprefix("tests/test_suites/") for _, entry in parse_suite(text)]
 
 
 def test_nightly_fits_its_budget_through_dryrun1() -> None:

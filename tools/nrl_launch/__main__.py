@@ -17,7 +17,8 @@ def _fast_site() -> None:
 
     in_venv = os.path.exists(os.path.join(os.path.dirname(os.path.dirname(sys.executable)), "pyvenv.cfg"))
     if not in_venv:
-        for folder in (site.getusersitepackages(), *site.getsitepackages()):
+        user = [site.getusersitepackages()] if site.check_enableusersite() else []
+        for folder in (*user, *site.getsitepackages()):
             if folder not in sys.path and os.path.isdir(folder):
                 sys.path.append(folder)
     # venvs are only found by site itself, and an editable dependency needs its

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from functools import wraps
-from typing import IO, TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
@@ -21,34 +21,54 @@ if TYPE_CHECKING:  # pathlib is imported where used: the DRYRUN=1 path never nee
     from pathlib import Path
 
 
-class LauncherClickError(click.ClickException):
-    """A launch problem (exit 1), shown in the launcher's ``[ERROR]:`` format."""
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"[ERROR]: {self.format_message()}", err=True)
-
-
-class LauncherUsageError(click.UsageError):
-    """An invalid invocation (exit 2), shown in the launcher's ``[ERROR]:`` format."""
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx else ""
-        click.echo(f"[ERROR]: {self.format_message()}{hint}", err=True)
-
-
 def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Map our exception hierarchy to click's exit codes."""
+    """Map our exception hierarchy to click's: usage problems exit 2, the rest 1."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except UsageProblem as e:
-            raise LauncherUsageError(str(e), click.get_current_context(silent=True)) from e
+            raise click.UsageError(str(e), click.get_current_context(silent=True)) from e
         except LauncherError as e:
-            raise LauncherClickError(str(e)) from e
+            raise click.ClickException(str(e)) from e
 
     return wrapper
+
+
+def _show(error: click.ClickException) -> None:
+    """Every error, ours or click's own, in the launcher's ``[ERROR]:`` format."""
+    if type(error).__name__ == "NoArgsIsHelpError":  # bare `nrl-launch`: just the help
+        click.echo(error.format_message(), err=True)
+        return
+    hint = ""
+    if isinstance(error, click.UsageError) and error.ctx is not None:
+        hint = f" (see '{error.ctx.command_path} --help')"
+    click.echo(f"[ERROR]: {error.format_message()}{hint}", err=True)
+
+
+class LauncherGroup(click.Group):
+    """``launch`` is the default command (``nrl-launch x.sh`` and ``python -m
+    nrl_launch x.sh`` launch, as spec section 1 says), and errors click reports
+    itself (a missing argument, an unknown option) use the ``[ERROR]:`` format."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
+            args = ["launch", *args]
+        return super().parse_args(ctx, args)
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as e:
+            _show(e)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("[ERROR]: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def _set_but_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -131,7 +151,7 @@ def _snapshot_progress(dest: Path) -> Callable[[int, int], None] | None:
     return SnapshotProgress(f"snapshot {dest.name}") if sys.stderr.isatty() else None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LauncherGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nrl-launch")
 def main() -> None:
     """Launch RL recipe test suites on Slurm as snapshotted, chained jobs."""
@@ -154,18 +174,15 @@ def launch(scripts: tuple[str, ...], **options: str | None) -> None:
         click.get_current_context().exit(1)  # verdicts are printed; exit code says it
 
 
-def _project_root(start: Path) -> Path:
-    """The enclosing git work tree (found without GitPython), else ``start``."""
-    for folder in (start, *start.parents):
-        if (folder / ".git").exists():
-            return folder
-    return start
+def option_for(envvar: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The LAUNCH_OPTIONS option of ``envvar``, for another command to share."""
+    name, _, help = next(entry for entry in LAUNCH_OPTIONS if entry[1] == envvar)
+    return env_option(name, envvar, help)
 
 
 def snapshot_root_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--project-root`` and ``--code-snapshot-dirname``: where snapshots live."""
-    func = env_option("--code-snapshot-dirname", "CODE_SNAPSHOT_DIRNAME",
-                      "Snapshot root folder under the project root (default code_snapshots).")(func)
+    func = option_for("CODE_SNAPSHOT_DIRNAME")(func)
     return click.option("--project-root", type=click.Path(file_okay=False), default=None,
                         help="Project (git) root holding the snapshots; default: the git root of the current directory.")(func)
 
@@ -173,8 +190,16 @@ def snapshot_root_option(func: Callable[..., Any]) -> Callable[..., Any]:
 def _snapshot_root(project_root: str | None, dirname: str | None) -> Path:
     from pathlib import Path
 
-    root = Path(project_root) if project_root is not None else _project_root(Path.cwd())
-    return root / (dirname or "code_snapshots")
+    from nrl_launch.errors import GitError
+    from nrl_launch.gitrepo import work_tree_root
+    from nrl_launch.settings import DEFAULT_SNAPSHOT_DIRNAME
+
+    if project_root is None:
+        try:
+            project_root = str(work_tree_root(Path.cwd()))
+        except GitError:
+            project_root = str(Path.cwd())
+    return Path(project_root) / (dirname or DEFAULT_SNAPSHOT_DIRNAME)
 
 
 @main.command()
@@ -215,7 +240,7 @@ def status(experiments: tuple[str, ...], fmt: str, project_root: str | None, cod
 
 @main.command()
 @click.argument("experiments", nargs=-1, required=True)
-@env_option("--watch-interval", "WATCH_INTERVAL", "Seconds between polls (default 300).")
+@option_for("WATCH_INTERVAL")
 @snapshot_root_option
 @reports_errors
 def watch(experiments: tuple[str, ...], watch_interval: str | None, project_root: str | None,

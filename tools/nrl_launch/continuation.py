@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import shlex
 
+from nrl_launch.manifest import MANIFEST_NAME
 from nrl_launch.plan import Submission
 
-MANIFEST_NAME = ".nrl_launch.yaml"
 
 
 def _continued(words: list[str]) -> str:

@@ -124,8 +124,8 @@ def find_repo(path: Path) -> RepoInfo:
     repo = _open_repo(Path(path))
     root = Path(repo.working_tree_dir).resolve()
     head_sha = _head_sha(repo, str(root))
-    short_meta = _git(repo, "log", "-1", "--format=%h-%f")
-    subject = _git(repo, "log", "-1", "--format=%s")
+    # %f is git's own sanitized subject: the contract's "<short sha>-<subject>".
+    short_meta, _, subject = _git(repo, "log", "-1", "--format=%h-%f%n%s").partition("\n")
     dirty: list[str] = []
     submodules: dict[str, str] = {}
     for prefix, sub in _walk_repos(repo):

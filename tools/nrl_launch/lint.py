@@ -167,6 +167,17 @@ def render(report: LintReport, fmt: str) -> str:
     raise UsageProblem(f"unknown lint format {fmt!r} (choose from {', '.join(FORMATS)})")
 
 
+def parse_suite(text: str) -> list[tuple[int, str]]:
+    """``(line number, entry)`` of a suite file: one script path per line,
+    ``#`` comments (whole-line or trailing) and blank lines ignored."""
+    entries = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        entry = _COMMENT_RE.sub("", raw).strip()
+        if entry:
+            entries.append((number, entry))
+    return entries
+
+
 def run_lint(root: Path, budgets: Mapping[str, int]) -> LintReport:
     """Check the repository at ``root``; ``budgets`` maps suite stems to GPU-hours."""
     return _Linter(Path(os.path.abspath(root)), budgets).run()
@@ -324,10 +335,7 @@ class _Linter:
             text = self.read_text(abs_path, rel)
             if text is None:
                 continue
-            for number, raw in enumerate(text.splitlines(), start=1):
-                entry = _COMMENT_RE.sub("", raw).strip()
-                if not entry:
-                    continue
+            for number, entry in parse_suite(text):
                 if os.path.isabs(entry):
                     self.add(rel, number, "suite-entry",
                              f"{entry}: absolute path; entries are relative to the repository root")

@@ -14,6 +14,7 @@ from nrl_launch.errors import UsageProblem
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 SNAPSHOT_MODES = ("auto", "copy", "link")
+DEFAULT_SNAPSHOT_DIRNAME = "code_snapshots"
 DEFAULT_WATCH_INTERVAL = 300.0
 
 
@@ -38,15 +39,18 @@ class LaunchSettings:
     sandbox_env_vars: str = ""
     watch: bool = False
     watch_interval: float = DEFAULT_WATCH_INTERVAL
-    snapshot_dirname: str = "code_snapshots"
+    snapshot_dirname: str = DEFAULT_SNAPSHOT_DIRNAME
     snapshot_mode: str = "auto"
     batch_script: str = "ray.sub"
     launch_stamp: str = field(default="")  # YYMMDD-HHMMSS of the launch
 
 
 def parse_dryrun(raw: str | None) -> int:
-    """DRYRUN: unset/empty → 0, "1" → 1, "2" → 2, anything else is an error."""
-    value = (raw or "").strip()
+    """DRYRUN: unset/empty → 0, "1" → 1, "2" → 2, anything else is an error.
+
+    Compared as given, not stripped: " " must not quietly mean a full launch.
+    """
+    value = raw or ""
     if not value:
         return 0
     if value in ("1", "2"):
@@ -106,7 +110,7 @@ def _required_nonempty(name: str, value: str | None) -> str:
 
 def make_settings(raw: dict[str, str | None], launch_stamp: str) -> LaunchSettings:
     """Validate raw option/environment strings (keyed by variable name)."""
-    snapshot_dirname = (raw.get("CODE_SNAPSHOT_DIRNAME") or "code_snapshots").strip()
+    snapshot_dirname = (raw.get("CODE_SNAPSHOT_DIRNAME") or DEFAULT_SNAPSHOT_DIRNAME).strip()
     if "/" in snapshot_dirname or snapshot_dirname in (".", ".."):
         raise UsageProblem(f"CODE_SNAPSHOT_DIRNAME must be a plain folder name (got {snapshot_dirname!r})")
     mode = (raw.get("SNAPSHOT_MODE") or "auto").strip()

@@ -28,7 +28,9 @@ class SbatchAnswer:
     stdout: str  # sbatch's own line(s), printed verbatim to the user
 
 
-def _run(runner: Runner, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None) -> "subprocess.CompletedProcess[str]":
+def _run(runner: Runner | None, argv: Sequence[str], *, cwd: str | None = None,
+         env: Mapping[str, str] | None = None) -> "subprocess.CompletedProcess[str]":
+    runner = runner or subprocess.run
     try:
         return runner(list(argv), cwd=cwd, env=None if env is None else dict(env), capture_output=True, text=True, check=False)
     except FileNotFoundError as e:
@@ -50,7 +52,7 @@ def _reason(proc: "subprocess.CompletedProcess[str]") -> str:
     return text or f"exit status {proc.returncode}"
 
 
-def sbatch(argv: Sequence[str], *, cwd: str, env: Mapping[str, str], runner: Runner = subprocess.run) -> SbatchAnswer:
+def sbatch(argv: Sequence[str], *, cwd: str, env: Mapping[str, str], runner: Runner | None = None) -> SbatchAnswer:
     """Submit one job: ``sbatch *argv`` in ``cwd`` with environment ``env``."""
     proc = _run(runner, ["sbatch", *argv], cwd=cwd, env=env)
     if proc.returncode != 0:
@@ -58,14 +60,14 @@ def sbatch(argv: Sequence[str], *, cwd: str, env: Mapping[str, str], runner: Run
     return SbatchAnswer(job_id=parse_job_id(proc.stdout or ""), stdout=(proc.stdout or "").rstrip("\n"))
 
 
-def sbatch_test_only(argv: Sequence[str], *, cwd: str, env: Mapping[str, str], runner: Runner = subprocess.run) -> None:
+def sbatch_test_only(argv: Sequence[str], *, cwd: str, env: Mapping[str, str], runner: Runner | None = None) -> None:
     """Ask Slurm whether it would accept this submission (``sbatch --test-only``)."""
     proc = _run(runner, ["sbatch", "--test-only", *argv], cwd=cwd, env=env)
     if proc.returncode != 0:
         raise SlurmError(_reason(proc))
 
 
-def controller_reachable(environ: Mapping[str, str], *, runner: Runner = subprocess.run) -> bool:
+def controller_reachable(environ: Mapping[str, str], *, runner: Runner | None = None) -> bool:
     """True when the Slurm client is installed and ``scontrol ping`` finds a controller."""
     from shutil import which
 
@@ -77,9 +79,9 @@ def controller_reachable(environ: Mapping[str, str], *, runner: Runner = subproc
         return False
 
 
-def queued_job_ids(job_ids: Iterable[str], *, runner: Runner = subprocess.run) -> set[str]:
+def queued_job_ids(job_ids: Iterable[str], *, runner: Runner | None = None) -> set[str]:
     """The subset of ``job_ids`` still in the queue (pending or running)."""
-    ids = sorted(set(job_ids), key=int)
+    ids = sorted({str(i) for i in job_ids if str(i).isdigit()}, key=int)  # ids only
     if not ids:
         return set()
     proc = _run(runner, ["squeue", "--me", "-h", "-o", "%i"])
@@ -88,14 +90,14 @@ def queued_job_ids(job_ids: Iterable[str], *, runner: Runner = subprocess.run) -
     return {line.strip() for line in (proc.stdout or "").splitlines()} & set(ids)
 
 
-def _squeue_states(ids: list[str], runner: Runner) -> dict[str, str]:
+def _squeue_states(ids: list[str], runner: Runner | None) -> dict[str, str]:
     proc = _run(runner, ["squeue", "-h", "-o", "%i %T", "-j", ",".join(ids)])
     if proc.returncode != 0:
         return {}
     return dict(line.split(None, 1) for line in proc.stdout.splitlines() if len(line.split(None, 1)) == 2)
 
 
-def _sacct_states(ids: list[str], runner: Runner) -> dict[str, str]:
+def _sacct_states(ids: list[str], runner: Runner | None) -> dict[str, str]:
     proc = _run(runner, ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(ids)])
     if proc.returncode != 0:
         return {}  # accounting disabled or slurmdbd down
@@ -107,19 +109,19 @@ def _sacct_states(ids: list[str], runner: Runner) -> dict[str, str]:
     return states
 
 
-def _scontrol_state(job_id: str, runner: Runner) -> str | None:
+def _scontrol_state(job_id: str, runner: Runner | None) -> str | None:
     proc = _run(runner, ["scontrol", "show", "job", "-o", job_id])
     match = re.search(r"\bJobState=(\S+)", proc.stdout or "") if proc.returncode == 0 else None
     return match.group(1) if match else None
 
 
-def job_states(job_ids: Iterable[str], *, runner: Runner = subprocess.run) -> dict[str, str]:
+def job_states(job_ids: Iterable[str], *, runner: Runner | None = None) -> dict[str, str]:
     """Slurm state per job id: squeue, then sacct, then scontrol for the rest.
 
     Ids no source knows are left out (callers show "unknown"). Raises
     SlurmError only when the Slurm client cannot be run at all.
     """
-    ids = sorted(set(job_ids), key=int)
+    ids = sorted({str(i) for i in job_ids if str(i).isdigit()}, key=int)  # ids only
     if not ids:
         return {}
     states = _squeue_states(ids, runner)

@@ -29,13 +29,14 @@ from typing import Callable, Iterable, Mapping, NamedTuple, Sequence, Union
 
 from nrl_launch import manifest as manifest_mod
 from nrl_launch.errors import SnapshotError
+from nrl_launch.settings import SNAPSHOT_MODES
 
 try:  # Linux only; without it reflinks are simply never attempted
     import fcntl
 except ImportError:  # pragma: no cover - non-Linux
     fcntl = None  # type: ignore[assignment]
 
-MODES = ("auto", "copy", "link")
+MODES = SNAPSHOT_MODES
 FICLONE = 0x40049409  # _IOW(0x94, 9, int): clone a whole file (btrfs, XFS, ...)
 CHUNK = 128  # files per unit of work handed to a worker thread
 STALE_FOREIGN_TMP_SECONDS = 24 * 3600  # age after which another host's tmp is removed
@@ -257,8 +258,12 @@ def clean_stale_tmps(dest: Path) -> list[Path]:
     return removed
 
 
-def _existing(dest: Path) -> SnapshotResult | None:
-    """The reuse result for a complete snapshot at ``dest``, or None."""
+def existing_snapshot(dest: Path) -> SnapshotResult | None:
+    """The reuse result for a complete snapshot at ``dest``, or None.
+
+    An empty folder is not a snapshot (creation replaces it); anything else
+    at ``dest`` was published by a rename, so it is complete.
+    """
     try:
         st = dest.lstat()
     except FileNotFoundError:
@@ -318,7 +323,7 @@ class SnapshotBatch:
         """
         dest = Path(dest)
         progress = progress if progress is not None else self.progress
-        found = _existing(dest)
+        found = existing_snapshot(dest)
         if found is not None:
             return found
         clean_stale_tmps(dest)
@@ -341,7 +346,7 @@ class SnapshotBatch:
 
     def _reuse_after_race(self, dest: Path) -> SnapshotResult:
         """Describe the snapshot a concurrent launch put at ``dest``."""
-        found = _existing(dest)
+        found = existing_snapshot(dest)
         if found is None:
             raise SnapshotError(f"{dest} vanished while it was being created")
         return found

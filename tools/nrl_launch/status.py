@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 from nrl_launch.errors import SlurmError, SnapshotError
 from nrl_launch.manifest import MANIFEST_NAME, read_manifest
-from nrl_launch.watch import log_metric_section, section_failed
+from nrl_launch.watch import METRIC_FAIL, PASS, driver_logs, judge
 
 UNKNOWN = "unknown"
 NO_SNAPSHOT = "no snapshot"
@@ -94,32 +94,11 @@ def _metrics_file(snapshot: Path, experiment: str, manifest: dict[str, Any]) -> 
     return None
 
 
-def metric_checks_verdict(log: Path) -> str | None:
-    """"PASS"/"FAIL" of the last ``Metric Checks`` section of a driver log (the
-    same reading WATCH makes), None when it has no such section."""
-    section = log_metric_section(log)
-    if section is None:
-        return None
-    return "FAIL" if section_failed(section) else "PASS"
-
-
-def _newest_driver_log(snapshot: Path, job_ids: Sequence[str]) -> Path | None:
-    """The ``<prefix>-logs/ray-driver.log`` of the newest job: the latest
-    submitted job id when the folder is named after it, else the newest file."""
-    logs = list(snapshot.glob("*-logs/ray-driver.log"))
-    if not logs:
-        return None
-    order = {job_id: i for i, job_id in enumerate(job_ids)}
-
-    def key(log: Path) -> tuple[int, float]:
-        prefix = log.parent.name[: -len("-logs")]
-        try:
-            mtime = log.stat().st_mtime
-        except OSError:
-            mtime = 0.0
-        return order.get(prefix, -1), mtime
-
-    return max(logs, key=key)
+def metric_checks(snapshot: Path, job_ids: Sequence[str]) -> str | None:
+    """"PASS"/"FAIL" of the experiment's last Metric Checks section, read from
+    its jobs' driver logs exactly as WATCH reads them; None when no log has one."""
+    verdict = judge(snapshot.name, driver_logs(snapshot, job_ids))
+    return {PASS: "PASS", METRIC_FAIL: "FAIL"}.get(verdict.status)
 
 
 def _query(query_states: QueryStates, job_ids: list[str]) -> dict[str, str]:
@@ -145,7 +124,6 @@ def _row(name: str, folder: Path) -> StatusRow:
     commit = str(source.get("commit") or "")[:12] or None
     runs = manifest["runs"]
     metrics = _metrics_file(folder, name, manifest)
-    log = _newest_driver_log(folder, [r.get("job_id", "") for r in runs])
     row = StatusRow(
         experiment=name,
         snapshot=str(folder),
@@ -154,7 +132,7 @@ def _row(name: str, folder: Path) -> StatusRow:
         runs=len(runs),
         jobs=tuple(JobState(r.get("job_id", ""), r.get("run", ""), UNKNOWN) for r in runs),
         steps=max_step(metrics) if metrics else None,
-        metric_checks=metric_checks_verdict(log) if log else None,
+        metric_checks=metric_checks(folder, [str(r.get("job_id", "")) for r in runs]),
     )
     return row
 

@@ -104,17 +104,24 @@ def judge(experiment: str, logs: Sequence[Path]) -> Verdict:
     return Verdict(experiment, METRIC_FAIL if section_failed(last_section) else PASS, last_section)
 
 
-def driver_logs(snapshot_root: Path, job_ids: Iterable[str]) -> list[Path]:
-    """``<snapshot root>/*/<job id>-logs/ray-driver.log`` for these jobs, by job id."""
-    logs = []
-    for job_id in sorted(set(job_ids), key=int):
-        logs.extend(sorted(snapshot_root.glob(f"*/{job_id}-logs/ray-driver.log")))
-    return logs
+def _numeric(job_ids: Iterable[str]) -> list[str]:
+    """Job ids in numeric order; anything that is not a job id is left out."""
+    return sorted({str(i) for i in job_ids if str(i).isdigit()}, key=int)
+
+
+def driver_logs(snapshot: Path, job_ids: Iterable[str]) -> list[Path]:
+    """``<snapshot>/<job id>-logs/ray-driver.log`` of these jobs that exist, by job id.
+
+    Jobs run with the snapshot as working directory, so each experiment's
+    logs sit in its own snapshot folder (``<snapshot root>/*/<job id>-logs``).
+    """
+    logs = (snapshot / f"{job_id}-logs" / "ray-driver.log" for job_id in _numeric(job_ids))
+    return [log for log in logs if log.is_file()]
 
 
 def verdicts(snapshot_root: Path, jobs: Mapping[str, Sequence[str]]) -> list[Verdict]:
     """One verdict per experiment (``jobs`` maps experiment → its job ids)."""
-    return [judge(name, driver_logs(snapshot_root, ids)) for name, ids in jobs.items()]
+    return [judge(name, driver_logs(snapshot_root / name, ids)) for name, ids in jobs.items()]
 
 
 def follow(
@@ -185,7 +192,7 @@ def recorded_jobs(snapshot_root: Path, experiments: Sequence[str]) -> dict[str, 
         folder = snapshot_root / name
         if not folder.is_dir():
             raise LauncherError(f"no snapshot of experiment {name!r} in {snapshot_root}")
-        jobs[name] = [str(run["job_id"]) for run in read_manifest(folder).get("runs") or []]
+        jobs[name] = _numeric(run["job_id"] for run in read_manifest(folder).get("runs") or [])
     return jobs
 
 
