@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from testkit import git
 
 pytestmark = pytest.mark.slurm
 
@@ -58,12 +59,6 @@ _SCRUBBED_ENV = (
     "GPUS_PER_NODE", "SEGMENT_SIZE", "NUM_MINUTES", "NUM_RUNS", "CUDA_VISIBLE_DEVICES",
     "SLURM_JOB_ID", "SLURM_JOBID", "SLURM_JOB_NAME", "SLURM_SUBMIT_DIR",
 )
-_GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "nrl e2e", "GIT_AUTHOR_EMAIL": "e2e@example.invalid",
-    "GIT_COMMITTER_NAME": "nrl e2e", "GIT_COMMITTER_EMAIL": "e2e@example.invalid",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
-
 _SUBMITTED_RE = re.compile(r"^Submitted batch job (\d+)$", re.MULTILINE)
 _STAMP = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]"
 JOB_TIMEOUT_S = 180  # generous: other sessions may share the (exclusive) node
@@ -78,14 +73,6 @@ env -0 > "$SLURM_SUBMIT_DIR/$SLURM_JOB_ID-env.bin"
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-def _git(repo: Path, *args: str) -> str:
-    env = {**os.environ, **_GIT_IDENTITY, "HOME": str(repo.parent)}
-    res = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True,
-                         text=True, timeout=60)
-    assert res.returncode == 0, f"git {' '.join(args)}: {res.stderr}"
-    return res.stdout
-
 
 def _source_files() -> list[str]:
     """Files of COPIED_PATHS that git does not ignore (no per-experiment
@@ -108,9 +95,9 @@ def make_repo(dest: Path, extra_files: dict[str, str] | None = None) -> Path:
     for rel, text in (extra_files or {}).items():
         (dest / rel).write_text(text)
         (dest / rel).chmod(0o755)
-    _git(dest, "init", "-q", "-b", "main")
-    _git(dest, "add", "-A")
-    _git(dest, "commit", "-q", "-m", "e2e copy of the recipes")
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", "e2e copy of the recipes")
     return dest
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from testkit import git, write  # noqa: F401  (shared with tests/integration; re-exported)
 
 FAKES = Path(__file__).parent / "fakes"
 BASE_ENV = {
@@ -26,32 +27,6 @@ MAX_STEPS=120
 NUM_RUNS=$(( (MAX_STEPS + STEPS_PER_RUN - 1) / STEPS_PER_RUN ))  # Round up
 NUM_MINUTES=240
 """
-
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
-
-
-def git(cwd: Path, *args: str) -> str:
-    """Run git in ``cwd`` (fixed identity, file:// submodules allowed); return its stdout."""
-    env = {**os.environ, **GIT_ENV}
-    done = subprocess.run(["git", "-c", "protocol.file.allow=always", "-c", "init.defaultBranch=main", *args],
-                          cwd=cwd, env=env, check=True, capture_output=True, text=True)
-    return done.stdout
-
-
-def write(path: Path, text: str, mode: int | None = None) -> Path:
-    """Create ``path`` (and its folders) with ``text``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    if mode is not None:
-        path.chmod(mode)
-    return path
 
 
 def make_repo(path: Path, files: dict[str, str], message: str = "initial commit") -> Path:
