@@ -101,13 +101,16 @@ class Finding:
     message: str
 
     def sort_key(self) -> tuple:
+        """Order of the report: path, then line (findings without a line first)."""
         return (self.path, self.line is not None, self.line or 0, self.rule, self.message)
 
     def text(self) -> str:
+        """``path[:line]: rule: message``."""
         where = self.path if self.line is None else f"{self.path}:{self.line}"
         return f"{where}: {self.rule}: {self.message}"
 
     def as_dict(self) -> dict:
+        """The finding as a JSON-ready dict."""
         return {"path": self.path, "line": self.line, "rule": self.rule, "message": self.message}
 
 
@@ -123,6 +126,7 @@ class LintReport:
 
     @property
     def ok(self) -> bool:
+        """True when there is nothing to report."""
         return not self.findings
 
 
@@ -198,6 +202,7 @@ class _Script:
 
     @property
     def stem(self) -> str:
+        """The suite's name as ``--budget`` spells it (``nightly``)."""
         return self.filename[: -len(".sh")]
 
 
@@ -227,9 +232,11 @@ class _Linter:
     # ---- helpers
 
     def add(self, path: str, line: int | None, rule: str, message: str) -> None:
+        """Record one finding."""
         self.findings.add(Finding(_printable(path), line, rule, _printable(message)))
 
     def rel(self, abs_path: str) -> str:
+        """``abs_path`` relative to the repository root, with '/'."""
         prefix = self.root_str.rstrip(os.sep) + os.sep
         if abs_path.startswith(prefix):
             return abs_path[len(prefix):].replace(os.sep, "/")
@@ -274,6 +281,7 @@ class _Linter:
         return False
 
     def listdir(self, abs_dir: str) -> list[str]:
+        """Sorted entries of a folder; an unreadable folder is a finding."""
         try:
             return sorted(os.listdir(abs_dir))
         except OSError as exc:
@@ -283,6 +291,7 @@ class _Linter:
     # ---- main
 
     def run(self) -> LintReport:
+        """Check everything and return the sorted report."""
         counts = {"scripts": 0, "suites": 0, "yamls": 0}
         suites_abs = os.path.join(self.root_str, SUITES_DIR)
         if not os.path.isdir(self.root_str):
@@ -302,6 +311,7 @@ class _Linter:
         return LintReport(root=self.root, findings=findings, **counts)
 
     def collect_scripts(self, suites_abs: str) -> dict[str, _Script]:
+        """Every ``*.sh`` under the llm/ and vlm/ suite folders, read once."""
         scripts: dict[str, _Script] = {}
         for folder in KINDS:
             folder_abs = os.path.join(suites_abs, folder)
@@ -322,6 +332,7 @@ class _Linter:
         return scripts
 
     def collect_suites(self, suites_abs: str) -> list[_Suite]:
+        """Every suite file and its entries (bad entries are findings)."""
         suites: list[_Suite] = []
         for filename in self.listdir(suites_abs):
             if not filename.endswith(".txt"):
@@ -348,6 +359,7 @@ class _Linter:
         return suites
 
     def check_suites(self, scripts: dict[str, _Script], suites: list[_Suite]) -> None:
+        """Each script in exactly one suite; each entry an existing script."""
         for suite in suites:
             for number, entry in suite.entries:
                 script = scripts.get(entry)
@@ -373,6 +385,7 @@ class _Linter:
                          f"{script.rel} is already listed at {first_suite}:{first_line}")
 
     def check_script(self, script: _Script) -> None:
+        """Name, placement, CONFIG block and the name's hardware against it."""
         vlm_name = script.filename.startswith("vlm_")
         expected = "vlm" if vlm_name else "llm"
         if script.folder != expected:
@@ -421,6 +434,7 @@ class _Linter:
     # ---- YAML
 
     def check_yamls(self, scripts: dict[str, _Script]) -> int:
+        """YAML mirrors both ways and the YAML's cluster keys; returns the YAML count."""
         recipes_abs = os.path.join(self.root_str, RECIPES_DIR)
         if not os.path.isdir(recipes_abs):
             if scripts:
@@ -463,6 +477,7 @@ class _Linter:
         return len(self.yamls)
 
     def load_yaml_tree(self, abs_path: str) -> None:
+        """Load a YAML and, transitively, its ``defaults:`` parents."""
         pending = [abs_path]
         while pending:
             current = os.path.normpath(pending.pop())
@@ -474,6 +489,7 @@ class _Linter:
                 pending.extend(parent for parent, _ in doc.parents)
 
     def load_yaml(self, abs_path: str) -> _Yaml | None:
+        """Parse one YAML file once (None, with a finding, when unusable)."""
         rel = self.rel(abs_path)
         if not self.check_regular(abs_path, rel):
             return None
@@ -510,6 +526,7 @@ class _Linter:
         return doc
 
     def yaml_parents(self, abs_path: str, rel: str, node: yaml.Node) -> list[tuple[str, int]]:
+        """The ``defaults:`` parents of a YAML document, with their lines."""
         if isinstance(node, yaml.ScalarNode):
             if node.tag.endswith(":null"):
                 return []
@@ -546,6 +563,7 @@ class _Linter:
         return parents
 
     def check_cycles(self) -> None:
+        """A ``defaults:`` chain that comes back to itself is a finding."""
         state: dict[str, int] = {}  # 1: on the DFS stack, 2: done
         for start in list(self.yamls):
             if start in state:
@@ -587,6 +605,7 @@ class _Linter:
         return None
 
     def check_cluster_yaml(self, script: _Script, abs_path: str, rel: str) -> None:
+        """The YAML's cluster keys (own or inherited) against the script's hardware."""
         name, cfg = script.name, script.config
         if name is not None and name.nodes is not None:
             expected = {"num_nodes": name.nodes, "gpus_per_node": name.gpus}
@@ -612,6 +631,7 @@ class _Linter:
     # ---- budgets
 
     def check_budgets(self, scripts: dict[str, _Script], suites: list[_Suite]) -> None:
+        """Each ``--budget SUITE=HOURS`` against the suite's GPU-hours."""
         by_stem = {suite.stem: suite for suite in suites}
         for stem, hours in self.budgets.items():
             suite = by_stem.get(stem)

@@ -116,12 +116,8 @@ def _split_glued(token: str) -> tuple[str, list[str]]:
     return token, flags
 
 
-def parse_name(filename: str) -> RecipeName:
-    """Parse a recipe script's file name (a basename, not a path).
-
-    Raises :class:`RecipeNameError` with a ``reason`` when the name does not
-    follow the naming rules.
-    """
+def _stem_and_version(filename: str) -> tuple[str, int | None]:
+    """The name without ``.sh`` and ``.vN``, and N (None without one)."""
     if "/" in filename or "\\" in filename:
         raise RecipeNameError(filename, "expected a file name, not a path")
     if not filename.endswith(".sh"):
@@ -131,15 +127,17 @@ def parse_name(filename: str) -> RecipeName:
         raise RecipeNameError(filename, "empty name before .sh")
     if any(ch.isspace() for ch in stem):
         raise RecipeNameError(filename, "name contains whitespace")
-
-    version: int | None = None
     match = _VERSION_RE.search(stem)
-    if match:
-        version = int(match.group(1))
-        if version < 1:
-            raise RecipeNameError(filename, f"version must be >= 1, got .v{match.group(1)}")
-        stem = stem[: match.start()]
+    if not match:
+        return stem, None
+    version = int(match.group(1))
+    if version < 1:
+        raise RecipeNameError(filename, f"version must be >= 1, got .v{match.group(1)}")
+    return stem[: match.start()], version
 
+
+def _kind_algo_rest(filename: str, stem: str) -> tuple[str, str, str]:
+    """(kind, algo, "-<everything after the algo>") of a versionless stem."""
     kind = "llm"
     if stem.startswith(VLM_PREFIX):
         kind = "vlm"
@@ -148,74 +146,46 @@ def parse_name(filename: str) -> RecipeName:
             raise RecipeNameError(filename, "vlm_ prefix needs an algo right after it (vlm_<algo>-…)")
     elif "_" in stem.split("-", 1)[0]:
         head = stem.split("-", 1)[0]
-        raise RecipeNameError(
-            filename, f"unknown prefix in {head!r} (only 'vlm_' may prefix the algo)"
-        )
-
+        raise RecipeNameError(filename, f"unknown prefix in {head!r} (only 'vlm_' may prefix the algo)")
     if "--" in stem or stem.endswith("-"):
         raise RecipeNameError(filename, "empty token (doubled or trailing '-')")
-
     algo, sep, rest = stem.partition("-")
     if algo not in KNOWN_ALGOS:
         hint = " (VLM names start with 'vlm_')" if algo == "vlm" else ""
-        known = ", ".join(sorted(KNOWN_ALGOS))
-        raise RecipeNameError(filename, f"unknown algo {algo!r}{hint}; known: {known}")
+        raise RecipeNameError(filename, f"unknown algo {algo!r}{hint}; known: {', '.join(sorted(KNOWN_ALGOS))}")
     if not sep:
         raise RecipeNameError(filename, "missing model after the algo")
-    rest = "-" + rest  # so that every token, the first included, follows a '-'
+    return kind, algo, "-" + rest  # so that every token, the first included, follows a '-'
 
-    nodes: int | None = None
-    gpus: int | None = None
-    context_length: str | None = None
-    strategy: str | None = None
-    modifiers: list[str] = []
 
-    cluster = _CLUSTER_RE.search(rest)
-    if cluster:
-        model = rest[1 : cluster.start()]
-        nodes, gpus = int(cluster.group(1)), int(cluster.group(2))
-        token_text = f"{cluster.group(1)}n{cluster.group(2)}g"
-        if not model:
-            raise RecipeNameError(filename, f"missing model before {token_text}")
-        if nodes < 1 or gpus < 1:
-            raise RecipeNameError(filename, f"node and GPU counts must be positive in {token_text}")
-        tail = rest[cluster.end() + 1 :]
-        tokens = tail.split("-") if tail else []
-        if tokens and tokens[-1] == "long":
-            long = True
-            tokens.pop()
-        else:
-            long = False
-        if not tokens:
-            raise RecipeNameError(filename, f"missing strategy after {token_text}")
-        first = tokens.pop(0)
-        if not _FLAG_TOKEN_RE.fullmatch(first):
-            raise RecipeNameError(filename, f"invalid strategy {first!r} (lowercase letters and digits)")
-        base, glued = _split_glued(first)
-        params: list[str] = []
-        while tokens and _PARAM_TOKEN_RE.fullmatch(tokens[0]):
-            params.append(tokens.pop(0))
-        if glued and params:
-            # glued flags belong at the end of the whole strategy, not inside it
-            raise RecipeNameError(filename, f"flag glued to {first!r} before its parameters")
-        strategy = "-".join([base, *params])
-        modifiers.extend(glued)
-    else:
-        context = _CONTEXT_RE.search(rest)
-        if not context:
-            raise RecipeNameError(
-                filename, "no <N>n<G>g cluster token or context-length token (e.g. 8K)"
-            )
-        model = rest[1 : context.start()]
-        context_length = context.group(1)
-        if not model:
-            raise RecipeNameError(filename, f"missing model before {context_length}")
-        tail = rest[context.end() + 1 :]
-        tokens = tail.split("-") if tail else []
-        long = bool(tokens) and tokens[-1] == "long"
-        if long:
-            tokens.pop()
+def _tokens_and_long(tail: str) -> tuple[list[str], bool]:
+    """The '-'-separated tokens after the anchor, without a final ``long``."""
+    tokens = tail.split("-") if tail else []
+    if tokens and tokens[-1] == "long":
+        return tokens[:-1], True
+    return tokens, False
 
+
+def _strategy(filename: str, tokens: list[str], token_text: str) -> tuple[str, list[str]]:
+    """Pop the strategy (with its parameter tokens) off ``tokens``; return it
+    and the flags that were glued to it."""
+    if not tokens:
+        raise RecipeNameError(filename, f"missing strategy after {token_text}")
+    first = tokens.pop(0)
+    if not _FLAG_TOKEN_RE.fullmatch(first):
+        raise RecipeNameError(filename, f"invalid strategy {first!r} (lowercase letters and digits)")
+    base, glued = _split_glued(first)
+    params: list[str] = []
+    while tokens and _PARAM_TOKEN_RE.fullmatch(tokens[0]):
+        params.append(tokens.pop(0))
+    if glued and params:
+        # glued flags belong at the end of the whole strategy, not inside it
+        raise RecipeNameError(filename, f"flag glued to {first!r} before its parameters")
+    return "-".join([base, *params]), glued
+
+
+def _modifiers(filename: str, tokens: list[str], context_length: str | None) -> tuple[list[str], str | None]:
+    """Validate the modifier tokens; a context-length token among them is noted."""
     for token in tokens:
         if token == "long":
             raise RecipeNameError(filename, "-long must be the last token (before .vN)")
@@ -223,18 +193,41 @@ def parse_name(filename: str) -> RecipeName:
             context_length = token
         elif not _FLAG_TOKEN_RE.fullmatch(token):
             raise RecipeNameError(filename, f"invalid modifier {token!r} (lowercase letters and digits)")
-        modifiers.append(token)
+    return list(tokens), context_length
 
+
+def parse_name(filename: str) -> RecipeName:
+    """Parse a recipe script's file name (a basename, not a path).
+
+    Raises :class:`RecipeNameError` with a ``reason`` when the name does not
+    follow the naming rules.
+    """
+    stem, version = _stem_and_version(filename)
+    kind, algo, rest = _kind_algo_rest(filename, stem)
+    nodes = gpus = None
+    context_length = strategy = None
+    glued: list[str] = []
+    cluster = _CLUSTER_RE.search(rest)
+    if cluster:
+        model, anchor = rest[1 : cluster.start()], f"{cluster.group(1)}n{cluster.group(2)}g"
+        nodes, gpus = int(cluster.group(1)), int(cluster.group(2))
+        if model and (nodes < 1 or gpus < 1):
+            raise RecipeNameError(filename, f"node and GPU counts must be positive in {anchor}")
+        tokens, long = _tokens_and_long(rest[cluster.end() + 1 :])
+        if model:
+            strategy, glued = _strategy(filename, tokens, anchor)
+    else:
+        context = _CONTEXT_RE.search(rest)
+        if not context:
+            raise RecipeNameError(filename, "no <N>n<G>g cluster token or context-length token (e.g. 8K)")
+        model, anchor = rest[1 : context.start()], context.group(1)
+        context_length = anchor
+        tokens, long = _tokens_and_long(rest[context.end() + 1 :])
+    if not model:
+        raise RecipeNameError(filename, f"missing model before {anchor}")
+    modifiers, context_length = _modifiers(filename, tokens, context_length)
     return RecipeName(
-        filename=filename,
-        kind=kind,
-        algo=algo,
-        model=model,
-        nodes=nodes,
-        gpus=gpus,
-        context_length=context_length,
-        strategy=strategy,
-        modifiers=tuple(modifiers),
-        long=long,
-        version=version,
+        filename=filename, kind=kind, algo=algo, model=model, nodes=nodes, gpus=gpus,
+        context_length=context_length, strategy=strategy, modifiers=(*glued, *modifiers),
+        long=long, version=version,
     )
