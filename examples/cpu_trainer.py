@@ -555,7 +555,33 @@ def resolve(args) -> tuple[dict, str, int, int]:
     return config, algo, max_steps, steps_per_run
 
 
+def _resume(ckpt_path: str, algo: str, task, optimizer: "Adam", rng: random.Random) -> tuple[int, list]:
+    """(step, params) from the checkpoint, restoring optimizer and RNG; a fresh start without one."""
+    ckpt = read_json(ckpt_path, None)
+    if ckpt is None:
+        print(f"[cpu_trainer] no checkpoint at {ckpt_path}: starting from scratch", flush=True)
+        return 0, task.init_params()
+    if ckpt.get("algorithm") != algo or len(ckpt.get("params", [])) != task.num_params():
+        raise UsageError(f"checkpoint {ckpt_path} does not match this config "
+                         f"(algorithm {ckpt.get('algorithm')!r}, {len(ckpt.get('params', []))} params)")
+    optimizer.load(ckpt["optimizer"])
+    rng.setstate(rng_state_from_json(ckpt["rng_state"]))
+    print(f"[cpu_trainer] resumed from {ckpt_path} at step {ckpt['step']}", flush=True)
+    return int(ckpt["step"]), list(ckpt["params"])
+
+
+def _checks(config: dict, metrics: dict, max_steps: int) -> int:
+    """Print the Metric Checks section; the exit status they give."""
+    lines, ok = run_checks(copy.deepcopy(config.get("checks") or {}), metrics, max_steps)
+    print("Metric Checks")
+    for line in lines:
+        print(line)
+    sys.stdout.flush()
+    return EXIT_OK if ok else EXIT_CHECK_FAILED
+
+
 def train(args) -> int:
+    """One run: resume, train up to STEPS_PER_RUN steps, checkpoint, and check at MAX_STEPS."""
     config, algo, max_steps, steps_per_run = resolve(args)
     name = get(config, "logger.wandb.name", "")
     print(f"[cpu_trainer] algorithm={algo} model={get(config, 'policy.model_name', '?')} "
@@ -574,19 +600,7 @@ def train(args) -> int:
     ckpt_path = os.path.join(args.ckpt_dir, CHECKPOINT_NAME)
     optimizer = Adam(config, task.num_params())
     rng = random.Random(task.seed + 1)
-    ckpt = read_json(ckpt_path, None)
-    if ckpt is None:
-        step, params = 0, task.init_params()
-        print(f"[cpu_trainer] no checkpoint in {args.ckpt_dir}: starting from scratch", flush=True)
-    else:
-        if ckpt.get("algorithm") != algo or len(ckpt.get("params", [])) != task.num_params():
-            raise UsageError(f"checkpoint {ckpt_path} does not match this config "
-                             f"(algorithm {ckpt.get('algorithm')!r}, {len(ckpt.get('params', []))} params)")
-        step, params = int(ckpt["step"]), list(ckpt["params"])
-        optimizer.load(ckpt["optimizer"])
-        rng.setstate(rng_state_from_json(ckpt["rng_state"]))
-        print(f"[cpu_trainer] resumed from {ckpt_path} at step {step}", flush=True)
-
+    step, params = _resume(ckpt_path, algo, task, optimizer, rng)
     metrics = read_json(args.metrics, {})
     if args.log_dir:
         os.makedirs(args.log_dir, exist_ok=True)
@@ -610,25 +624,14 @@ def train(args) -> int:
             # metrics first: the checkpoint's step never runs ahead of metrics.json
             write_json_atomic(args.metrics, metrics)
             write_json_atomic(ckpt_path, {
-                "format": CHECKPOINT_FORMAT,
-                "algorithm": algo,
-                "step": step,
-                "params": params,
-                "optimizer": optimizer.state(),
-                "rng_state": rng_state_to_json(rng.getstate()),
+                "format": CHECKPOINT_FORMAT, "algorithm": algo, "step": step, "params": params,
+                "optimizer": optimizer.state(), "rng_state": rng_state_to_json(rng.getstate()),
             })
     print(f"[cpu_trainer] trained up to step {step} in {time.monotonic() - started:.3f}s", flush=True)
-
     if step < max_steps:
         print(f"[cpu_trainer] {max_steps - step} step(s) left; resume with another run", flush=True)
         return EXIT_OK
-    checks = copy.deepcopy(config.get("checks") or {})
-    lines, ok = run_checks(checks, metrics, max_steps)
-    print("Metric Checks")
-    for line in lines:
-        print(line)
-    sys.stdout.flush()
-    return EXIT_OK if ok else EXIT_CHECK_FAILED
+    return _checks(config, metrics, max_steps)
 
 
 def main(argv=None) -> int:
