@@ -664,30 +664,42 @@ class _Expander:
 
     def _arithmetic_end(self, pos: int) -> int:
         """Position of the '))' closing a ``$((`` whose text starts at ``pos``."""
-        line, depth = self.line, 0
-        while pos < len(line):
-            char = line[pos]
-            if char == "(":
-                depth += 1
-            elif char == ")":
-                if depth:
-                    depth -= 1
-                elif line.startswith("))", pos):
-                    return pos
-                elif ")" in line[pos + 1:]:
-                    # "$((a) b)" is bash's $( (a) b ): a command substitution.
-                    self.fail(_not_allowed('command substitution "$(…)"'))
-                else:
-                    break
-            elif char == "\\":
-                pos += 1
-            elif char in "\"'":
-                skip = (_DQ_SKIP_RE if char == '"' else _SQ_SKIP_RE).match(line, pos)
-                if skip is None:
-                    self.fail("unterminated quote inside $(( ))")
-                pos = skip.end() - 1
+        end, problem = _find_arithmetic_end(self.line, pos)
+        if problem is not None:
+            self.fail(problem)
+        return end
+
+
+@lru_cache(maxsize=1024)
+def _find_arithmetic_end(line: str, pos: int) -> tuple[int, str | None]:
+    """(position of the closing '))', None) or (-1, what is wrong).
+
+    Cached: a suite's recipes repeat the same arithmetic lines.
+    """
+    depth = 0
+    while pos < len(line):
+        char = line[pos]
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            if depth:
+                depth -= 1
+            elif line.startswith("))", pos):
+                return pos, None
+            elif ")" in line[pos + 1:]:
+                # "$((a) b)" is bash's $( (a) b ): a command substitution.
+                return -1, _not_allowed('command substitution "$(…)"')
+            else:
+                break
+        elif char == "\\":
             pos += 1
-        self.fail('unterminated arithmetic expansion "$((" (missing "))")')
+        elif char in "\"'":
+            skip = (_DQ_SKIP_RE if char == '"' else _SQ_SKIP_RE).match(line, pos)
+            if skip is None:
+                return -1, "unterminated quote inside $(( ))"
+            pos = skip.end() - 1
+        pos += 1
+    return -1, 'unterminated arithmetic expansion "$((" (missing "))")'
 
 
 # --------------------------------------------------------------------------
