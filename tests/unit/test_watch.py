@@ -115,3 +115,21 @@ def test_status_command_shows_job_states(project: Project, fake_slurm: FakeSlurm
     result = runner.invoke(main, ["status", "--format", "json"])
     assert result.exit_code == 0, result.output
     assert '"1001"' in result.stdout and "COMPLETED" in result.stdout and "RUNNING" in result.stdout
+
+
+def test_enter_on_a_terminal_polls_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import pty
+    import sys
+    import time
+
+    from nrl_launch.watch import wait_or_enter
+
+    master, slave = pty.openpty()
+    with os.fdopen(slave, "r") as terminal:
+        monkeypatch.setattr(sys, "stdin", terminal)
+        os.write(master, b"\n")  # the user presses Enter
+        started = time.monotonic()
+        wait_or_enter(600)  # would sleep ten minutes without the key press
+        assert time.monotonic() - started < 60
+    os.close(master)
