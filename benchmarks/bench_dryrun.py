@@ -97,7 +97,8 @@ def main() -> None:
         check = subprocess.run(
             [sys.executable, "-c", "import sys, runpy; sys.argv=['nrl-launch','launch',*sys.argv[1:]];\n"
              "try:\n runpy.run_module('nrl_launch', run_name='__main__')\nexcept SystemExit: pass\n"
-             "print('heavy modules imported:', sorted(m for m in ('git', 'simple_slurm') if m in sys.modules), file=sys.stderr)",
+             "print('heavy modules imported:', sorted(m for m in ('git', 'simple_slurm') if m in sys.modules), "
+             "file=sys.stderr)",
              *scripts], cwd=folder, env={**env, "PYTHONPATH": str(REPO / "tools")}, capture_output=True, text=True)
     print(f"recipes: {args.recipes}, DRYRUN=1, {args.repeat} rounds of {args.loops} runs (time per run)")
     for name, values in times.items():

@@ -191,7 +191,7 @@ def as_float(config: dict, dotted: str, default: float) -> float:
 
 
 def dot(a: list[float], b: list[float]) -> float:
-    return math.fsum(x * y for x, y in zip(a, b))
+    return math.fsum(x * y for x, y in zip(a, b, strict=True))
 
 
 def sigmoid(z: float) -> float:
@@ -282,7 +282,7 @@ class SFTTask(Task):
     def accuracy(self, params) -> float:
         """Accuracy on the whole (tiny) training set: smoother than a batch's."""
         w, b = params[:-1], params[-1]
-        hits = sum(1 for x, y in zip(self.xs, self.ys) if (dot(w, x) + b > 0) == (y > 0.5))
+        hits = sum(1 for x, y in zip(self.xs, self.ys, strict=True) if (dot(w, x) + b > 0) == (y > 0.5))
         return hits / self.num_samples
 
 
@@ -297,14 +297,14 @@ class DPOTask(Task):
             a, b = gauss_vector(rng, self.dim), gauss_vector(rng, self.dim)
             margin = dot(truth, a) - dot(truth, b) + rng.gauss(0.0, self.noise * math.sqrt(self.dim))
             chosen, rejected = (a, b) if margin > 0 else (b, a)
-            self.pairs.append([c - r for c, r in zip(chosen, rejected)])
+            self.pairs.append([c - r for c, r in zip(chosen, rejected, strict=True)])
         self.beta = as_float(self.config, "dpo.reference_policy_kl_penalty", 0.5)
         self.reference = self.init_params()  # frozen reference policy
 
     def step(self, params, rng):
         grad = [0.0] * len(params)
         loss = margin_sum = 0.0
-        delta = [p - r for p, r in zip(params, self.reference)]
+        delta = [p - r for p, r in zip(params, self.reference, strict=True)]
         for i in self.sample_indices(rng):
             diff = self.pairs[i]
             margin = self.beta * dot(delta, diff)  # beta * (policy - reference) log-ratio gap
@@ -360,7 +360,7 @@ class GRPOTask(Task):
             mean = math.fsum(rewards) / self.group
             std = math.sqrt(math.fsum((r - mean) ** 2 for r in rewards) / self.group)
             reward_sum += math.fsum(rewards)
-            for action, reward in zip(samples, rewards):
+            for action, reward in zip(samples, rewards, strict=True):
                 adv = reward - mean
                 if self.normalize:
                     adv /= std + 1e-6
@@ -382,7 +382,7 @@ class GRPOTask(Task):
         """Fraction of all prompts whose most likely action is the right one."""
         width = self.dim + 1
         hits = 0
-        for x, answer in zip(self.xs, self.answers):
+        for x, answer in zip(self.xs, self.answers, strict=True):
             logits = [dot(params[k * width:k * width + self.dim], x) + params[k * width + self.dim]
                       for k in range(self.actions)]
             hits += 1 if logits.index(max(logits)) == answer else 0
@@ -555,7 +555,7 @@ def resolve(args) -> tuple[dict, str, int, int]:
     return config, algo, max_steps, steps_per_run
 
 
-def _resume(ckpt_path: str, algo: str, task, optimizer: "Adam", rng: random.Random) -> tuple[int, list]:
+def _resume(ckpt_path: str, algo: str, task, optimizer: Adam, rng: random.Random) -> tuple[int, list]:
     """(step, params) from the checkpoint, restoring optimizer and RNG; a fresh start without one."""
     ckpt = read_json(ckpt_path, None)
     if ckpt is None:

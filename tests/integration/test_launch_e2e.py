@@ -18,6 +18,7 @@ and by that suffix) is cancelled when it ends, pass or fail.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import secrets
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from testkit import git
 
 pytestmark = pytest.mark.slurm
@@ -320,7 +322,7 @@ def test_launch_prints_contract_lines_and_submits_every_run(chain_launch):
     no_traceback(run.stderr)
 
     expected: list[str | re.Pattern] = []
-    for name, script in zip(CHAIN_RECIPES, run.scripts):
+    for name, script in zip(CHAIN_RECIPES, run.scripts, strict=True):
         expected.append(f"[INFO]: {expected_gpu_hours(lau.repo, name)} GPUhrs to run {script}")
         for i in range(1, NUM_RUNS + 1):
             expected.append(f"Submitting {i}/{NUM_RUNS} job with 1 nodes for {name}.sh")
@@ -329,7 +331,7 @@ def test_launch_prints_contract_lines_and_submits_every_run(chain_launch):
     expected.append(f"[INFO]: Total GPU hours: {total}")
 
     assert len(run.lines) == len(expected), run.describe()
-    for got, want in zip(run.lines, expected):
+    for got, want in zip(run.lines, expected, strict=True):
         if isinstance(want, re.Pattern):
             assert want.fullmatch(got), (got, run.describe())
         else:
@@ -350,7 +352,7 @@ def test_chained_runs_resume_in_order_and_reach_max_steps(chain_launch, local_sl
         assert len(job_ids) == NUM_RUNS, run.describe()
         rows = read_runs_log(run.exp_dir(name) / "runs.log")
         assert [r[2] for r in rows] == job_ids, rows
-        for before, after in zip(rows, rows[1:]):
+        for before, after in itertools.pairwise(rows):
             assert after[0] >= before[1], f"{name}: runs overlap: {before} / {after}"
         assert [(r[3], r[4]) for r in rows] == [(1, 2), (3, 4), (5, 6)], rows
 
@@ -592,7 +594,7 @@ def test_dryrun_2_snapshots_without_submitting(launcher):
     assert run.returncode == 0, run.describe()
     no_traceback(run.stderr)
     expected = []
-    for name, script in zip((SFT, VLM_SFT), run.scripts):
+    for name, script in zip((SFT, VLM_SFT), run.scripts, strict=True):
         snap = run.snapshot(name)
         expected.append(f"[INFO]: {expected_gpu_hours(launcher.repo, name)} GPUhrs to run {script}")
         for i in range(1, NUM_RUNS + 1):

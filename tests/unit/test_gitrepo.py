@@ -11,9 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import EXPECTED_FILES, copy_tree, git, make_repo, write
+
 from nrl_launch.errors import GitError
+
 
 @pytest.fixture
 def tree(tree_template: Path, tmp_path: Path) -> Path:

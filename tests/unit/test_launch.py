@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import BASE_ENV, FakeSlurm, Project, git
+
 from nrl_launch.cli import LAUNCH_OPTIONS, main
 from nrl_launch.errors import LauncherError
 
@@ -37,10 +37,13 @@ def test_dryrun1_prints_gpu_hours_per_script_and_total(tmp_path: Path, monkeypat
     # No git repository at all: DRYRUN=1 must not need one.
     suite = tmp_path / "llm"
     suite.mkdir()
-    (suite / "a.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=2\nNUM_RUNS=3\nNUM_MINUTES=30\n# ===== END CONFIG =====\n")
-    (suite / "b.sh").write_text("# === BEGIN CONFIG ===\nNUM_NODES=1\nGPUS_PER_NODE=4\nNUM_RUNS=1\nNUM_MINUTES=50\n# === END CONFIG ===\n")
+    (suite / "a.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=2\nNUM_RUNS=3\nNUM_MINUTES=30\n# ===== END "
+                                "CONFIG =====\n")
+    (suite / "b.sh").write_text("# === BEGIN CONFIG ===\nNUM_NODES=1\nGPUS_PER_NODE=4\nNUM_RUNS=1\nNUM_MINUTES=50\n# "
+                                "=== END CONFIG ===\n")
     monkeypatch.chdir(tmp_path)
-    result = invoke(["./llm/a.sh", "llm/b.sh"], {**BASE_ENV, "DRYRUN": "1", "CONTAINER": "", "ACCOUNT": "", "PARTITION": ""})
+    env = {**BASE_ENV, "DRYRUN": "1", "CONTAINER": "", "ACCOUNT": "", "PARTITION": ""}
+    result = invoke(["./llm/a.sh", "llm/b.sh"], env)
     assert result.exit_code == 0, result.output
     assert stdout_lines(result) == [
         "[INFO]: 24 GPUhrs to run ./llm/a.sh",  # 3*2*8*30/60
@@ -56,9 +59,11 @@ def test_dryrun1_does_not_leak_defaults_between_scripts(tmp_path: Path, monkeypa
     # The bash original kept GPUS_PER_NODE=4 and NUM_NODES's default from the
     # first script when evaluating the second one.
     (tmp_path / "first.sh").write_text(
-        '# ===== BEGIN CONFIG =====\nNUM_NODES="${NUM_NODES:-4}"\nGPUS_PER_NODE=4\nNUM_RUNS=1\nNUM_MINUTES=60\n# ===== END CONFIG =====\n')
+        '# ===== BEGIN CONFIG =====\nNUM_NODES="${NUM_NODES:-4}"\nGPUS_PER_NODE=4\nNUM_RUNS=1\nNUM_MINUTES=60\n# '
+        '===== END CONFIG =====\n')
     (tmp_path / "second.sh").write_text(
-        '# ===== BEGIN CONFIG =====\nNUM_NODES="${NUM_NODES:-2}"\nNUM_RUNS=1\nNUM_MINUTES=60\n# ===== END CONFIG =====\n')
+        '# ===== BEGIN CONFIG =====\nNUM_NODES="${NUM_NODES:-2}"\nNUM_RUNS=1\nNUM_MINUTES=60\n# ===== END CONFIG '
+        '=====\n')
     monkeypatch.chdir(tmp_path)
     result = invoke(["first.sh", "second.sh"], {**BASE_ENV, "DRYRUN": "1"})
     assert result.exit_code == 0, result.output
@@ -68,7 +73,8 @@ def test_dryrun1_does_not_leak_defaults_between_scripts(tmp_path: Path, monkeypa
 
 def test_num_runs_default_warns_on_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "x.sh").write_text(
-        "# ===== BEGIN CONFIG =====\nNUM_NODES=1\nSTEPS_PER_RUN=40\nMAX_STEPS=100\nNUM_MINUTES=60\n# ===== END CONFIG =====\n")
+        "# ===== BEGIN CONFIG =====\nNUM_NODES=1\nSTEPS_PER_RUN=40\nMAX_STEPS=100\nNUM_MINUTES=60\n# ===== END CONFIG "
+        "=====\n")
     monkeypatch.chdir(tmp_path)
     result = invoke(["x.sh"], {**BASE_ENV, "DRYRUN": "1"})
     assert result.exit_code == 0, result.output
@@ -96,7 +102,8 @@ def test_num_runs_default_warns_on_stderr(tmp_path: Path, monkeypatch: pytest.Mo
         ({"SNAPSHOT_MODE": "rsync"}, "SNAPSHOT_MODE must be one of", 2),
     ],
 )
-def test_bad_environment_is_an_error(project: Project, fake_slurm: FakeSlurm, env: dict, fragment: str, code: int) -> None:
+def test_bad_environment_is_an_error(project: Project, fake_slurm: FakeSlurm, env: dict, fragment: str,
+                                     code: int) -> None:
     script = project.add_recipe("sft-a")
     result = invoke([str(script)], {**BASE_ENV, **env})
     assert result.exit_code == code
@@ -234,7 +241,8 @@ def test_segment_gpus_and_comment_options(project: Project, fake_slurm: FakeSlur
     result = invoke([str(script)], BASE_ENV)
     assert result.exit_code == 0, result.output
     before, _, after = split_output(fake_slurm.submissions()[0]["argv"])
-    assert before == [*expected_options("grpo-x-4n4g-megatron", 1, 1, nodes=4, minutes=30, gres="gpu:4", extra=("--segment=2",)),
+    assert before == [*expected_options("grpo-x-4n4g-megatron", 1, 1, nodes=4, minutes=30, gres="gpu:4",
+                                        extra=("--segment=2",)),
                       '--comment={"Reaper":{"exemptIdleTimeMins":"120","reason":"long init"}}']
     assert fake_slurm.submissions()[0]["env"]["GPUS_PER_NODE"] == "4"
     assert "Submitting 1/1 job with 4 nodes for grpo-x-4n4g-megatron.sh" in stdout_lines(result)
@@ -247,11 +255,14 @@ def test_segment_gpus_and_comment_options(project: Project, fake_slurm: FakeSlur
         ({"SLURM_JOB_SUFFIX": "-nightly"}, lambda s: "--job-name=acct:sft-a-nightly" in s["argv"]),
         ({"IS_RELEASE": "1"}, lambda s: s["env"]["COMMAND"].endswith(" logger.wandb.project=nemo-rl-release")),
         ({"EXTRA_SCRIPT_ARGS": "policy.lr=1e-6 'a b=c'", "IS_RELEASE": "1"},
-         lambda s: s["env"]["COMMAND"].endswith(" ++container=nvcr.io/nvidia/nemo-rl:test policy.lr=1e-6 'a b=c' logger.wandb.project=nemo-rl-release")),
+         lambda s: s["env"]["COMMAND"].endswith(" ++container=nvcr.io/nvidia/nemo-rl:test policy.lr=1e-6 'a b=c' "
+                                                "logger.wandb.project=nemo-rl-release")),
         ({"EXTRA_ENV": "FOO=1 'BAR=two words'"}, lambda s: (s["env"]["FOO"], s["env"]["BAR"]) == ("1", "two words")),
-        ({"MOUNTS": "/data:/data,/ckpt:/ckpt"}, lambda s: s["env"]["MOUNTS"].endswith(":" + s["cwd"] + ",/data:/data,/ckpt:/ckpt")),
+        ({"MOUNTS": "/data:/data,/ckpt:/ckpt"},
+         lambda s: s["env"]["MOUNTS"].endswith(":" + s["cwd"] + ",/data:/data,/ckpt:/ckpt")),
         ({"SANDBOX_CONTAINER": "sb.sqsh", "SANDBOX_COMMAND": "run-sb", "SANDBOX_ENV_VARS": "A=1"},
-         lambda s: (s["env"]["SANDBOX_CONTAINER"], s["env"]["SANDBOX_COMMAND"], s["env"]["SANDBOX_ENV_VARS"]) == ("sb.sqsh", "run-sb", "A=1")),
+         lambda s: (s["env"]["SANDBOX_CONTAINER"], s["env"]["SANDBOX_COMMAND"], s["env"]["SANDBOX_ENV_VARS"])
+         == ("sb.sqsh", "run-sb", "A=1")),
         ({"CODE_SNAPSHOT_DIRNAME": "snaps"}, lambda s: s["cwd"].endswith("/snaps/sft-a")),
         ({"CONTAINER": ""}, lambda s: " ++container=" in s["env"]["COMMAND"] + " " and s["env"]["CONTAINER"] == ""),
     ],
@@ -263,14 +274,16 @@ def test_environment_variables_reach_the_submission(project: Project, fake_slurm
     assert check(fake_slurm.submissions()[0])
 
 
-def test_launcher_environment_is_passed_to_the_job(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_launcher_environment_is_passed_to_the_job(project: Project, fake_slurm: FakeSlurm,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOME_USER_VAR", "kept")
     script = project.add_recipe("sft-a")
     assert invoke([str(script)], BASE_ENV).exit_code == 0
     assert fake_slurm.submissions()[0]["env"]["SOME_USER_VAR"] == "kept"
 
 
-def test_relative_script_from_another_directory(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_script_from_another_directory(project: Project, fake_slurm: FakeSlurm,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     project.add_recipe("sft-a")
     monkeypatch.chdir(project.root / "tests" / "test_suites")
     result = invoke(["./llm/sft-a.sh"], BASE_ENV)
@@ -279,7 +292,8 @@ def test_relative_script_from_another_directory(project: Project, fake_slurm: Fa
     assert fake_slurm.submissions()[0]["env"]["COMMAND"].startswith("uv run tests/test_suites/llm/sft-a.sh ")
 
 
-def test_uncommitted_edit_is_in_the_snapshot_and_untracked_files_are_not(project: Project, fake_slurm: FakeSlurm) -> None:
+def test_uncommitted_edit_is_in_the_snapshot_and_untracked_files_are_not(project: Project,
+                                                                         fake_slurm: FakeSlurm) -> None:
     script = project.add_recipe("sft-a")
     (project.root / "README.md").write_text("edited, not committed\n")
     (project.root / "scratch.txt").write_text("untracked\n")
@@ -326,7 +340,8 @@ def test_reusing_a_snapshot_of_older_code_warns_with_both_commits(project: Proje
     assert (snapshot / "README.md").read_text() == "demo project\n"  # still the old code
 
 
-def test_sbatch_failing_half_way_says_what_was_submitted(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sbatch_failing_half_way_says_what_was_submitted(project: Project, fake_slurm: FakeSlurm,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     first = project.add_recipe("sft-a")
     second = project.add_recipe("sft-b")
     monkeypatch.setenv("FAKE_SBATCH_FAIL_AT", "3")  # run 1/2 of sft-b
@@ -340,7 +355,8 @@ def test_sbatch_failing_half_way_says_what_was_submitted(project: Project, fake_
     assert len(fake_slurm.submissions()) == 3  # stopped at once: 2/2 of sft-b never tried
 
 
-def test_sbatch_answer_without_job_id_is_an_error(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sbatch_answer_without_job_id_is_an_error(project: Project, fake_slurm: FakeSlurm,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a")
     monkeypatch.setenv("FAKE_SBATCH_GARBAGE_AT", "1")
     result = invoke([str(script)], BASE_ENV)
@@ -348,7 +364,8 @@ def test_sbatch_answer_without_job_id_is_an_error(project: Project, fake_slurm: 
     assert "without a job id" in result.stderr and "Nothing was submitted" in result.stderr
 
 
-def test_preflight_rejection_submits_nothing(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_preflight_rejection_submits_nothing(project: Project, fake_slurm: FakeSlurm,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     first = project.add_recipe("sft-a")
     second = project.add_recipe("sft-b")
     monkeypatch.setenv("FAKE_SBATCH_REJECT", "Invalid partition name specified")
@@ -367,7 +384,8 @@ def test_dryrun2_makes_snapshot_and_continue_sh_but_submits_nothing(project: Pro
     snapshot = project.root / "code_snapshots" / "sft-a"
     result = invoke([str(script)], {**BASE_ENV, "DRYRUN": "2"})
     assert result.exit_code == 0, result.output
-    skip = f"[DRY_RUN]: Skipping submission of {script}. Find the snapshot at {snapshot} and manually launch with 'bash continue.sh'"
+    skip = (f"[DRY_RUN]: Skipping submission of {script}. Find the snapshot at {snapshot} and manually launch with "
+            "'bash continue.sh'")
     assert stdout_lines(result) == [
         f"[INFO]: 64 GPUhrs to run {script}",
         "Submitting 1/2 job with 1 nodes for sft-a.sh", skip,
@@ -380,7 +398,8 @@ def test_dryrun2_makes_snapshot_and_continue_sh_but_submits_nothing(project: Pro
 
 @pytest.mark.parametrize(("down", "preflighted"), [("", True), ("1", False)])
 def test_dryrun2_preflights_only_when_slurm_is_reachable(project: Project, fake_slurm: FakeSlurm,
-                                                         monkeypatch: pytest.MonkeyPatch, down: str, preflighted: bool) -> None:
+                                                         monkeypatch: pytest.MonkeyPatch, down: str,
+                                                         preflighted: bool) -> None:
     script = project.add_recipe("sft-a")
     monkeypatch.setenv("FAKE_SLURM_DOWN", down)
     result = invoke([str(script)], {**BASE_ENV, "DRYRUN": "2"})
@@ -449,7 +468,8 @@ def test_continue_sh_reports_sbatch_failure(project: Project, fake_slurm: FakeSl
 # ---------------------------------------------------------------- WATCH
 
 
-def test_watch_prints_verdicts_and_fails_on_metric_fail(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_watch_prints_verdicts_and_fails_on_metric_fail(project: Project, fake_slurm: FakeSlurm,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     a = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
     b = project.add_recipe("sft-b", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
     c = project.add_recipe("sft-c", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
@@ -486,7 +506,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_shim_runs_from_any_directory_and_through_a_symlink(tmp_path: Path) -> None:
-    (tmp_path / "x.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=60\n# ===== END CONFIG =====\n")
+    (tmp_path / "x.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=60\n# ===== END "
+                                   "CONFIG =====\n")
     link = tmp_path / "launch-link"
     link.symlink_to(REPO / "tools" / "launch")
     env = {**os.environ, **BASE_ENV, "DRYRUN": "1"}
@@ -568,7 +589,8 @@ def test_untracked_batch_script_is_an_error(project: Project, fake_slurm: FakeSl
 
 def test_git_errors_name_the_script_as_typed(tmp_path: Path, fake_slurm: FakeSlurm,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "x.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=5\n# ===== END CONFIG =====\n")
+    (tmp_path / "x.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=5\n# ===== END "
+                                   "CONFIG =====\n")
     monkeypatch.chdir(tmp_path)
     result = invoke(["x.sh"], BASE_ENV)
     assert result.exit_code == 1
@@ -629,7 +651,8 @@ def test_click_usage_errors_use_the_error_format(args: list[str], fragment: str)
 
 
 def test_launch_is_the_default_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "x.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=60\n# ===== END CONFIG =====\n")
+    (tmp_path / "x.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=60\n# ===== END "
+                                   "CONFIG =====\n")
     monkeypatch.chdir(tmp_path)
     env = {**os.environ, **BASE_ENV, "DRYRUN": "1", "PYTHONPATH": str(REPO / "tools")}
     proc = subprocess.run([sys.executable, "-m", "nrl_launch", "--dryrun", "1", "x.sh"], env=env,
@@ -640,7 +663,8 @@ def test_launch_is_the_default_command(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_shim_ignores_modules_in_the_current_folder(tmp_path: Path) -> None:
     (tmp_path / "shlex.py").write_text("raise SystemExit('a file of the current folder was imported')\n")
-    (tmp_path / "x.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=60\n# ===== END CONFIG =====\n")
+    (tmp_path / "x.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=60\n# ===== END "
+                                   "CONFIG =====\n")
     proc = subprocess.run([str(REPO / "tools" / "launch"), "x.sh"], cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, **BASE_ENV, "DRYRUN": "1"})
     assert proc.returncode == 0, proc.stderr

@@ -78,8 +78,10 @@ def make_repo(root: Path) -> Path:
     write(root, GRPO, GRPO_SCRIPT)
     write(root, VLM, VLM_SCRIPT)
     write(root, NIGHTLY, NIGHTLY_TEXT)
-    write(root, "examples/configs/sft.yaml", "sft:\n  max_num_steps: 10\ncluster:\n  gpus_per_node: 8\n  num_nodes: 1\n")
-    write(root, "examples/configs/grpo_math_1B.yaml", "grpo:\n  num_steps: 10\ncluster:\n  gpus_per_node: 8\n  num_nodes: 1\n")
+    write(root, "examples/configs/sft.yaml",
+          "sft:\n  max_num_steps: 10\ncluster:\n  gpus_per_node: 8\n  num_nodes: 1\n")
+    write(root, "examples/configs/grpo_math_1B.yaml", "grpo:\n  num_steps: 10\ncluster:\n  gpus_per_node: 8\n  "
+                                                      "num_nodes: 1\n")
     write(root, "examples/configs/vlm_grpo_3B.yaml", "defaults: grpo_math_1B.yaml\ncluster:\n  gpus_per_node: 2\n")
     write(root, SFT_YAML, "defaults: ../../sft.yaml\nsft:\n  max_num_steps: 100\n")
     write(root, GRPO_YAML, "defaults:\n  - ../../grpo_math_1B.yaml\ncluster:\n  num_nodes: 2\n")

@@ -9,13 +9,20 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import copy_tree, git, write
 
 import nrl_launch
 from nrl_launch.errors import SnapshotError
-from nrl_launch.manifest import (MANIFEST_NAME, append_run, build_manifest, read_manifest,
-                                 render_manifest, stale_reasons, write_manifest)
+from nrl_launch.manifest import (
+    MANIFEST_NAME,
+    append_run,
+    build_manifest,
+    read_manifest,
+    render_manifest,
+    stale_reasons,
+    write_manifest,
+)
 from nrl_launch.snapshot import SnapshotBatch
-from conftest import copy_tree, git, write
 
 WHEN = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 

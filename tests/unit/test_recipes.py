@@ -8,6 +8,7 @@ Every test works on a copy of ``tests/test_suites/`` and ``examples/`` under
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -29,6 +30,7 @@ NIGHTLY = SUITES / "nightly.txt"
 
 sys.path.insert(0, str(REPO / "examples"))
 import cpu_trainer  # noqa: E402
+
 
 def suite_entries(path: Path = NIGHTLY) -> list[str]:
     return [entry for _, entry in lint.parse_suite(path.read_text())]
@@ -90,10 +92,10 @@ def config_block_values(path: Path) -> dict[str, str]:
         "\"$STEPS_PER_RUN\" \"$MAX_STEPS\" \"${SEGMENT_SIZE:-}\"\n"
     )
     out = subprocess.run(["env", "-i", "bash", "-c", script, "x", str(path)],
-                         capture_output=True, text=True, check=True).stdout.split("\n")
+                         capture_output=True, text=True, check=True).stdout.split("\n")[:-1]
     keys = ["NUM_NODES", "GPUS_PER_NODE", "NUM_MINUTES", "NUM_RUNS", "STEPS_PER_RUN",
             "MAX_STEPS", "SEGMENT_SIZE"]
-    return dict(zip(keys, out))
+    return dict(zip(keys, out, strict=True))
 
 
 # --------------------------------------------------------------------------- static checks
@@ -164,7 +166,7 @@ def test_recipe_runs_its_default_chain_and_passes(sandbox, rel):
     runs = [line.split() for line in (exp_dir(sandbox, rel) / "runs.log").read_text().splitlines()]
     assert [r[2] for r in runs] == [str(1000 + i) for i in range(num_runs)]
     assert int(runs[0][3]) == 1 and int(runs[-1][4]) == max_steps
-    for prev, cur in zip(runs, runs[1:]):
+    for prev, cur in itertools.pairwise(runs):
         assert float(prev[1]) <= float(cur[0])  # one after another
         assert int(cur[3]) == int(prev[4]) + 1  # contiguous steps
     metrics = json.loads((exp_dir(sandbox, rel) / "metrics.json").read_text())

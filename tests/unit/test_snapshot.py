@@ -8,12 +8,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import EXPECTED_FILES, copy_tree, write
 
 from nrl_launch import snapshot as snapshot_mod
 from nrl_launch.errors import SnapshotError
 from nrl_launch.manifest import MANIFEST_NAME, read_manifest
 from nrl_launch.snapshot import SnapshotBatch, ensure_snapshot
-from conftest import EXPECTED_FILES, copy_tree, write
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def tracked(root: Path) -> list[str]:
 def snapshot_files(path: Path) -> list[str]:
     """Every non-directory below ``path``, relative, sorted (manifest excluded)."""
     found = []
-    for folder, dirs, files in os.walk(path):
+    for folder, _dirs, files in os.walk(path):
         for name in files:
             rel = os.path.relpath(os.path.join(folder, name), path)
             if rel != MANIFEST_NAME:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import BASE_ENV, FakeSlurm, Project
+
 from nrl_launch.cli import main
 from nrl_launch.errors import LauncherError, SlurmError
 from nrl_launch.watch import GENERAL_FAIL, METRIC_FAIL, PASS, follow, judge, metric_section
@@ -22,7 +22,8 @@ from nrl_launch.watch import GENERAL_FAIL, METRIC_FAIL, PASS, follow, judge, met
         ("Metric Checks\n[FAIL] old\n\nMetric Checks\n[PASS] new\n", ("[PASS] new",)),  # the last section counts
         ("Metric Checks\n", ()),
         ("Metric Checks\n  [PASS] a\n\n[ray.sub] COMMAND exited with status 0 (no FAIL here)\n", ("[PASS] a",)),
-        ("Metric Checks\n┏━━━┳━━━┓\n┃ Metric ┃ Status ┃\n│ loss < 1 │ FAIL │\n└───┘\n\nFAIL-safe\n", ("│ loss < 1 │ FAIL │",)),
+        ("Metric Checks\n┏━━━┳━━━┓\n┃ Metric ┃ Status ┃\n│ loss < 1 │ FAIL │\n└───┘\n\nFAIL-safe\n", ("│ loss < 1 │ "
+                                                                                                      "FAIL │",)),
     ],
 )
 def test_metric_section(log: str, expected: tuple[str, ...] | None) -> None:
@@ -86,7 +87,8 @@ def test_follow_ctrl_c_names_the_jobs_still_queued() -> None:
     assert "Resume with: nrl-launch watch exp" in str(info.value)
 
 
-def test_watch_command_follows_recorded_jobs(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_watch_command_follows_recorded_jobs(project: Project, fake_slurm: FakeSlurm,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
     monkeypatch.setenv("FAKE_DRIVER_LOG_1002", "Metric Checks\n  [FAIL] train/loss too high\n")
     runner = CliRunner()
@@ -106,7 +108,8 @@ def test_watch_command_unknown_experiment(project: Project, monkeypatch: pytest.
     assert "[ERROR]: no snapshot of experiment 'nope'" in result.stderr
 
 
-def test_status_command_shows_job_states(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_status_command_shows_job_states(project: Project, fake_slurm: FakeSlurm,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
     runner = CliRunner()
     assert runner.invoke(main, ["launch", str(script)], env={**BASE_ENV, "DRYRUN": None}).exit_code == 0

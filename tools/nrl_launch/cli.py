@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from functools import wraps
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -91,8 +92,10 @@ LAUNCH_OPTIONS = (
     ("--account", "ACCOUNT", "Slurm account; also the job-name prefix. Must be set (may be empty)."),
     ("--partition", "PARTITION", "Slurm partition. Must be set (may be empty)."),
     ("--hf-home", "HF_HOME", "Hugging Face home, passed into the job. Required, non-empty."),
-    ("--hf-datasets-cache", "HF_DATASETS_CACHE", "Hugging Face datasets cache, passed into the job. Required, non-empty."),
-    ("--dryrun", "DRYRUN", "Empty: full launch. 1: print GPU-hours only. 2: also snapshot and write continue.sh, submit nothing."),
+    ("--hf-datasets-cache", "HF_DATASETS_CACHE", "Hugging Face datasets cache, passed into the job. Required, "
+                                                 "non-empty."),
+    ("--dryrun", "DRYRUN", "Empty: full launch. 1: print GPU-hours only. 2: also snapshot and write continue.sh, "
+                           "submit nothing."),
     ("--extra-env", "EXTRA_ENV", "Extra KEY=VALUE shell words added to the job's environment."),
     ("--mounts", "MOUNTS", "Extra container mounts, appended after the snapshot's own mount."),
     ("--is-release", "IS_RELEASE", "Non-empty: add logger.wandb.project=nemo-rl-release to the recipe arguments."),
@@ -104,7 +107,8 @@ LAUNCH_OPTIONS = (
     ("--sandbox-env-vars", "SANDBOX_ENV_VARS", "Forwarded into the job's environment."),
     ("--watch", "WATCH", "Non-empty: follow the jobs until they end, then print metric verdicts."),
     ("--watch-interval", "WATCH_INTERVAL", "Seconds between polls while watching (default 300)."),
-    ("--code-snapshot-dirname", "CODE_SNAPSHOT_DIRNAME", "Snapshot root folder under the project root (default code_snapshots)."),
+    ("--code-snapshot-dirname", "CODE_SNAPSHOT_DIRNAME", "Snapshot root folder under the project root (default "
+                                                         "code_snapshots)."),
     ("--snapshot-mode", "SNAPSHOT_MODE", "auto (default), copy or link: how snapshots of one launch share files."),
     ("--batch-script", "BATCH_SCRIPT", "Batch script submitted from the snapshot root (default ray.sub)."),
 )
@@ -184,7 +188,8 @@ def snapshot_root_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--project-root`` and ``--code-snapshot-dirname``: where snapshots live."""
     func = option_for("CODE_SNAPSHOT_DIRNAME")(func)
     return click.option("--project-root", type=click.Path(file_okay=False), default=None,
-                        help="Project (git) root holding the snapshots; default: the git root of the current directory.")(func)
+                        help="Project (git) root holding the snapshots; "
+                             "default: the git root of the current directory.")(func)
 
 
 def _snapshot_root(project_root: str | None, dirname: str | None) -> Path:

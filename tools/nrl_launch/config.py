@@ -22,9 +22,10 @@ recipe into the next).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Mapping, NoReturn, Optional
+from typing import NoReturn
 
 from nrl_launch.errors import ConfigError
 
@@ -58,7 +59,7 @@ class RecipeConfig:
 
 
 # Name -> value (None when unset); resolves block assignments, then environ.
-_Lookup = Callable[[str], Optional[str]]
+_Lookup = Callable[[str], str | None]
 
 _BEGIN_RE = re.compile(r"^# =+ BEGIN CONFIG =+", re.M)
 _END_RE = re.compile(r"^# =+ END CONFIG =+", re.M)

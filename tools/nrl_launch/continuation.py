@@ -13,7 +13,6 @@ from nrl_launch.manifest import MANIFEST_NAME
 from nrl_launch.plan import Submission
 
 
-
 def _continued(words: list[str]) -> str:
     """One shell word per line, continuation lines indented, for reading."""
     return " \\\n    ".join(words)

@@ -10,8 +10,9 @@ never prints by itself.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from nrl_launch import __version__
 from nrl_launch.errors import GitError, LauncherError, SlurmError, SnapshotError
@@ -119,7 +120,8 @@ def _check_batch_script(exp: Experiment, batch_script: str, tracked: frozenset[s
         return  # outside the snapshot by the user's choice
     if snapshot_dir.is_dir() and any(snapshot_dir.iterdir()):
         if not (snapshot_dir / batch_script).is_file():
-            raise LauncherError(f"{exp.script}: the existing snapshot {snapshot_dir} has no batch script {batch_script}")
+            raise LauncherError(f"{exp.script}: the existing snapshot {snapshot_dir} "
+                                f"has no batch script {batch_script}")
     elif Path(batch_script).as_posix() not in tracked:
         raise LauncherError(f"{exp.script}: batch script {batch_script} is not a tracked file of the repository "
                             "(the snapshot holds tracked files only)")

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -44,7 +45,7 @@ def _iso(when: dt.datetime | str | None) -> str:
     return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def build_manifest(repo_info: "RepoInfo", *, config_values: Mapping[str, str], gpu_hours: int,
+def build_manifest(repo_info: RepoInfo, *, config_values: Mapping[str, str], gpu_hours: int,
                    experiment: str | None = None, script: str | None = None,
                    mode: str | None = None, files: int | None = None, size: int | None = None,
                    created: dt.datetime | str | None = None,
@@ -199,7 +200,7 @@ def _int(value: Any) -> int:
         return 0
 
 
-def stale_reasons(manifest: Mapping[str, Any], repo_info: "RepoInfo") -> list[str]:
+def stale_reasons(manifest: Mapping[str, Any], repo_info: RepoInfo) -> list[str]:
     """Why an existing snapshot (its manifest) no longer matches the working
     tree ``repo_info``: human-readable sentences, empty when it matches."""
     source = manifest.get("source") or {}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Mapping, Sequence
 
 from nrl_launch.config import RecipeConfig, read_recipe
 from nrl_launch.errors import LauncherError, SlurmError
@@ -74,7 +74,8 @@ def plan_experiments(scripts: Sequence[str], environ: Mapping[str, str]) -> tupl
         if name in seen:
             # Both would share one snapshot and one singleton chain: the runs
             # would interleave and the GPU-hours be counted twice.
-            raise LauncherError(f"{script}: experiment {name!r} is also given as {seen[name]}; give each experiment once")
+            raise LauncherError(f"{script}: experiment {name!r} is also given as {seen[name]}; give each experiment "
+                                f"once")
         seen[name] = script
         config = read_recipe(script, environ)
         experiments.append(Experiment(script, os.path.abspath(script), name, config))
@@ -102,7 +103,8 @@ def build_command(rel_path: str, experiment: str, git_meta: str, settings: Launc
     return " ".join(words)
 
 
-def _option_values(config: RecipeConfig, settings: LaunchSettings, experiment: str, index: int) -> list[tuple[str, str]]:
+def _option_values(config: RecipeConfig, settings: LaunchSettings, experiment: str, index: int) -> list[tuple[str,
+                   str]]:
     values = [
         ("account", settings.account),
         ("job_name", f"{settings.account}:{experiment}{settings.job_suffix}"),
@@ -160,7 +162,8 @@ def sbatch_options(config: RecipeConfig, settings: LaunchSettings, experiment: s
     return tuple(rendered)
 
 
-def job_environment(config: RecipeConfig, settings: LaunchSettings, snapshot_dir: str, command: str) -> tuple[tuple[str, str], ...]:
+def job_environment(config: RecipeConfig, settings: LaunchSettings, snapshot_dir: str,
+                    command: str) -> tuple[tuple[str, str], ...]:
     """Variables added to the job's environment, in a stable order.
 
     EXTRA_ENV comes first so that the contract's own variables (which the

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
 
 from nrl_launch.errors import SlurmError
 
@@ -29,10 +29,11 @@ class SbatchAnswer:
 
 
 def _run(runner: Runner | None, argv: Sequence[str], *, cwd: str | None = None,
-         env: Mapping[str, str] | None = None) -> "subprocess.CompletedProcess[str]":
+         env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     runner = runner or subprocess.run
     try:
-        return runner(list(argv), cwd=cwd, env=None if env is None else dict(env), capture_output=True, text=True, check=False)
+        return runner(list(argv), cwd=cwd, env=None if env is None else dict(env), capture_output=True, text=True,
+                      check=False)
     except FileNotFoundError as e:
         raise SlurmError(f"{argv[0]} not found on PATH: is the Slurm client installed (or SLURM_CONF set)?") from e
     except OSError as e:
@@ -47,7 +48,7 @@ def parse_job_id(stdout: str) -> str:
     return match.group(1)
 
 
-def _reason(proc: "subprocess.CompletedProcess[str]") -> str:
+def _reason(proc: subprocess.CompletedProcess[str]) -> str:
     text = (proc.stderr or "").strip() or (proc.stdout or "").strip()
     return text or f"exit status {proc.returncode}"
 

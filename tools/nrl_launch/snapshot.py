@@ -22,10 +22,11 @@ import socket
 import stat
 import time
 import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, NamedTuple, Sequence, Union
+from typing import NamedTuple
 
 from nrl_launch import manifest as manifest_mod
 from nrl_launch.errors import SnapshotError
@@ -44,7 +45,7 @@ _WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 _NO_REFLINK_ERRNOS = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EBADF}
 
 Progress = Callable[[int, int], None]
-ManifestSource = Union[Mapping[str, object], Callable[["SnapshotResult"], Mapping[str, object]], None]
+ManifestSource = Mapping[str, object] | Callable[["SnapshotResult"], Mapping[str, object]] | None
 
 
 @dataclass(frozen=True)

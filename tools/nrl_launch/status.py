@@ -12,9 +12,10 @@ every asked-for name.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from nrl_launch.errors import SlurmError, SnapshotError
 from nrl_launch.manifest import MANIFEST_NAME, read_manifest
@@ -174,7 +175,7 @@ def format_table(rows: Sequence[StatusRow]) -> str:
     """A fixed-width text table of ``rows`` (header included, no trailing newline)."""
     table = [TABLE_HEADER] + [_cells(row) for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(TABLE_HEADER))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in table)
 
 
 def format_json(rows: Sequence[StatusRow]) -> str:

@@ -10,9 +10,9 @@ import mmap
 import os
 import re
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
 
 from nrl_launch.errors import SlurmError
 

@@ -51,11 +51,13 @@ def sbatch(args: list[str]) -> int:
         if reason:
             print(f"sbatch: error: {reason}", file=sys.stderr)
             return 1
-        print("sbatch: Job 999 to start at 2026-01-01T00:00:00 using 8 processors on nodes n1 in partition p", file=sys.stderr)
+        print("sbatch: Job 999 to start at 2026-01-01T00:00:00 using 8 processors on nodes n1 in partition p",
+              file=sys.stderr)
         return 0
     n = bump("submissions")
     if str(n) == os.environ.get("FAKE_SBATCH_FAIL_AT"):
-        print("sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified", file=sys.stderr)
+        print("sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+              file=sys.stderr)
         return 1
     if str(n) == os.environ.get("FAKE_SBATCH_GARBAGE_AT"):
         print("sbatch: something unexpected")
