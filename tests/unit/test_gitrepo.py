@@ -11,9 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import EXPECTED_FILES, copy_tree, git, make_repo, write
 
 from nrl_launch.errors import GitError
+from testkit import TREE_FILES, copy_tree, git, make_repo, write
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_list_tracked_files_recurses_and_skips_deleted(tree: Path) -> None:
 
     write(tree / "untracked.txt", "x")
     write(tree / "debug.log", "x")
-    assert list_tracked_files(tree) == EXPECTED_FILES
+    assert list_tracked_files(tree) == TREE_FILES
     (tree / "README.md").unlink()
     assert "README.md" not in list_tracked_files(tree)
 

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import BASE_ENV, FakeSlurm, Project, git
 
 from nrl_launch.cli import LAUNCH_OPTIONS, main
 from nrl_launch.errors import LauncherError
+from nrl_launch.launch import launch
+from nrl_launch.settings import make_settings
+from testkit import BASE_ENV, FakeJob, FakeSlurm, Project, SlurmOnPath, git
 
 STAMP_RE = r"\d{6}-\d{6}"
 
@@ -102,27 +104,27 @@ def test_num_runs_default_warns_on_stderr(tmp_path: Path, monkeypatch: pytest.Mo
         ({"SNAPSHOT_MODE": "rsync"}, "SNAPSHOT_MODE must be one of", 2),
     ],
 )
-def test_bad_environment_is_an_error(project: Project, fake_slurm: FakeSlurm, env: dict, fragment: str,
+def test_bad_environment_is_an_error(project: Project, slurm_on_path: SlurmOnPath, env: dict, fragment: str,
                                      code: int) -> None:
     script = project.add_recipe("sft-a")
     result = invoke([str(script)], {**BASE_ENV, **env})
     assert result.exit_code == code
     assert f"[ERROR]: {fragment}" in result.stderr
-    assert fake_slurm.calls() == []
+    assert slurm_on_path.calls() == []
     assert not (project.root / "code_snapshots").exists()
 
 
-def test_empty_container_account_partition_are_allowed(project: Project, fake_slurm: FakeSlurm) -> None:
+def test_empty_container_account_partition_are_allowed(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
     result = invoke([str(script)], {**BASE_ENV, "CONTAINER": "", "ACCOUNT": "", "PARTITION": "", "DRYRUN": "1"})
     assert result.exit_code == 0, result.output
 
 
-def test_option_wins_over_environment(project: Project, fake_slurm: FakeSlurm) -> None:
+def test_option_wins_over_environment(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
     result = invoke(["--account", "fromcli", str(script)], {**BASE_ENV, "ACCOUNT": "fromenv"})
     assert result.exit_code == 0, result.output
-    assert "--account=fromcli" in fake_slurm.submissions()[0]["argv"]
+    assert "--account=fromcli" in slurm_on_path.submissions()[0]["argv"]
 
 
 def test_help_documents_every_variable() -> None:
@@ -135,29 +137,29 @@ def test_help_documents_every_variable() -> None:
         assert f"env var: {name}" in " ".join(result.output.split()), name
 
 
-def test_untracked_script_is_an_error_and_nothing_happens(project: Project, fake_slurm: FakeSlurm) -> None:
+def test_untracked_script_is_an_error_and_nothing_happens(project: Project, slurm_on_path: SlurmOnPath) -> None:
     good = project.add_recipe("sft-good")
     untracked = project.add_recipe("sft-new", commit=False)
     result = invoke([str(good), str(untracked)], BASE_ENV)
     assert result.exit_code == 1
     assert "[ERROR]:" in result.stderr and "sft-new.sh" in result.stderr and "not tracked" in result.stderr
     assert result.stdout == ""
-    assert fake_slurm.calls() == []
+    assert slurm_on_path.calls() == []
     assert not (project.root / "code_snapshots").exists()
 
 
-def test_config_error_in_a_later_script_stops_everything(project: Project, fake_slurm: FakeSlurm) -> None:
+def test_config_error_in_a_later_script_stops_everything(project: Project, slurm_on_path: SlurmOnPath) -> None:
     good = project.add_recipe("sft-good")
     bad = project.add_recipe("sft-bad", config="NUM_NODES=3\nSEGMENT_SIZE=2\nNUM_MINUTES=10\n")
     result = invoke([str(good), str(bad)], BASE_ENV)
     assert result.exit_code == 1
     # line 5 of the file: shebang, comment, BEGIN marker, NUM_NODES, SEGMENT_SIZE
     assert re.search(r"\[ERROR\]: .*sft-bad\.sh:5: .*SEGMENT_SIZE", result.stderr), result.stderr
-    assert fake_slurm.calls() == []
+    assert slurm_on_path.calls() == []
     assert not (project.root / "code_snapshots").exists()
 
 
-def test_missing_config_block_prints_a_template(project: Project, fake_slurm: FakeSlurm) -> None:
+def test_missing_config_block_prints_a_template(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.root / "tests" / "test_suites" / "llm" / "no-block.sh"
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text("#!/bin/bash\necho hi\n")
@@ -167,12 +169,12 @@ def test_missing_config_block_prints_a_template(project: Project, fake_slurm: Fa
     assert "# ===== BEGIN CONFIG =====" in result.stderr and "NUM_MINUTES=" in result.stderr
 
 
-def test_same_experiment_twice_is_an_error(project: Project, fake_slurm: FakeSlurm) -> None:
+def test_same_experiment_twice_is_an_error(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
     result = invoke([str(script), str(script)], BASE_ENV)
     assert result.exit_code == 1
     assert "experiment 'sft-a'" in result.stderr
-    assert fake_slurm.calls() == []
+    assert slurm_on_path.calls() == []
 
 
 # ---------------------------------------------------------------- full launch
@@ -193,7 +195,7 @@ def split_output(argv: list[str]) -> tuple[list[str], str, list[str]]:
     return argv[:idx], argv[idx].split("=", 1)[1], argv[idx + 1:]
 
 
-def test_full_launch_submits_every_run_byte_for_byte(project: Project, fake_slurm: FakeSlurm) -> None:
+def test_full_launch_submits_every_run_byte_for_byte(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-llama-1n8g-fsdp2tp1")
     snapshot = project.root / "code_snapshots" / "sft-llama-1n8g-fsdp2tp1"
     result = invoke([str(script)], BASE_ENV)
@@ -207,7 +209,7 @@ def test_full_launch_submits_every_run_byte_for_byte(project: Project, fake_slur
         "[INFO]: Total GPU hours: 64",
     ]
     assert f"Creating new code snapshot in {snapshot}" in result.stderr
-    subs = fake_slurm.submissions()
+    subs = slurm_on_path.submissions()
     assert len(subs) == 2
     stamps = set()
     for i, sub in enumerate(subs, start=1):
@@ -229,22 +231,22 @@ def test_full_launch_submits_every_run_byte_for_byte(project: Project, fake_slur
         assert (env["SANDBOX_CONTAINER"], env["SANDBOX_COMMAND"], env["SANDBOX_ENV_VARS"]) == ("", "", "")
     assert len(stamps) == 1  # one launch, one timestamp
     # the pre-flight checked the same request before anything was queued
-    test_only = [c for c in fake_slurm.calls("sbatch") if "--test-only" in c["argv"]]
+    test_only = [c for c in slurm_on_path.calls("sbatch") if "--test-only" in c["argv"]]
     assert test_only and test_only[0]["argv"][1:] == subs[0]["argv"]
-    assert fake_slurm.calls().index(test_only[0]) == 0
+    assert slurm_on_path.calls().index(test_only[0]) == 0
 
 
-def test_segment_gpus_and_comment_options(project: Project, fake_slurm: FakeSlurm) -> None:
+def test_segment_gpus_and_comment_options(project: Project, slurm_on_path: SlurmOnPath) -> None:
     config = ("NUM_NODES=4\nGPUS_PER_NODE=4\nSEGMENT_SIZE=2\nNUM_RUNS=1\nNUM_MINUTES=30\n"
               "JOB_REAPER_COMMENT='{\"Reaper\":{\"exemptIdleTimeMins\":\"120\",\"reason\":\"long init\"}}'\n")
     script = project.add_recipe("grpo-x-4n4g-megatron", config=config)
     result = invoke([str(script)], BASE_ENV)
     assert result.exit_code == 0, result.output
-    before, _, after = split_output(fake_slurm.submissions()[0]["argv"])
+    before, _, after = split_output(slurm_on_path.submissions()[0]["argv"])
     assert before == [*expected_options("grpo-x-4n4g-megatron", 1, 1, nodes=4, minutes=30, gres="gpu:4",
                                         extra=("--segment=2",)),
                       '--comment={"Reaper":{"exemptIdleTimeMins":"120","reason":"long init"}}']
-    assert fake_slurm.submissions()[0]["env"]["GPUS_PER_NODE"] == "4"
+    assert slurm_on_path.submissions()[0]["env"]["GPUS_PER_NODE"] == "4"
     assert "Submitting 1/1 job with 4 nodes for grpo-x-4n4g-megatron.sh" in stdout_lines(result)
 
 
@@ -267,33 +269,34 @@ def test_segment_gpus_and_comment_options(project: Project, fake_slurm: FakeSlur
         ({"CONTAINER": ""}, lambda s: " ++container=" in s["env"]["COMMAND"] + " " and s["env"]["CONTAINER"] == ""),
     ],
 )
-def test_environment_variables_reach_the_submission(project: Project, fake_slurm: FakeSlurm, env: dict, check) -> None:
+def test_environment_variables_reach_the_submission(project: Project, slurm_on_path: SlurmOnPath, env: dict,
+                                                    check) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
     result = invoke([str(script)], {**BASE_ENV, **env})
     assert result.exit_code == 0, result.output
-    assert check(fake_slurm.submissions()[0])
+    assert check(slurm_on_path.submissions()[0])
 
 
-def test_launcher_environment_is_passed_to_the_job(project: Project, fake_slurm: FakeSlurm,
+def test_launcher_environment_is_passed_to_the_job(project: Project, slurm_on_path: SlurmOnPath,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOME_USER_VAR", "kept")
     script = project.add_recipe("sft-a")
     assert invoke([str(script)], BASE_ENV).exit_code == 0
-    assert fake_slurm.submissions()[0]["env"]["SOME_USER_VAR"] == "kept"
+    assert slurm_on_path.submissions()[0]["env"]["SOME_USER_VAR"] == "kept"
 
 
-def test_relative_script_from_another_directory(project: Project, fake_slurm: FakeSlurm,
+def test_relative_script_from_another_directory(project: Project, slurm_on_path: SlurmOnPath,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     project.add_recipe("sft-a")
     monkeypatch.chdir(project.root / "tests" / "test_suites")
     result = invoke(["./llm/sft-a.sh"], BASE_ENV)
     assert result.exit_code == 0, result.output
     assert stdout_lines(result)[0] == "[INFO]: 64 GPUhrs to run ./llm/sft-a.sh"
-    assert fake_slurm.submissions()[0]["env"]["COMMAND"].startswith("uv run tests/test_suites/llm/sft-a.sh ")
+    assert slurm_on_path.submissions()[0]["env"]["COMMAND"].startswith("uv run tests/test_suites/llm/sft-a.sh ")
 
 
 def test_uncommitted_edit_is_in_the_snapshot_and_untracked_files_are_not(project: Project,
-                                                                         fake_slurm: FakeSlurm) -> None:
+                                                                         slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
     (project.root / "README.md").write_text("edited, not committed\n")
     (project.root / "scratch.txt").write_text("untracked\n")
@@ -304,7 +307,7 @@ def test_uncommitted_edit_is_in_the_snapshot_and_untracked_files_are_not(project
     assert os.access(snapshot / "tests/test_suites/llm/sft-a.sh", os.X_OK)
 
 
-def test_submodule_files_are_in_the_snapshot(project: Project, fake_slurm: FakeSlurm, tmp_path: Path) -> None:
+def test_submodule_files_are_in_the_snapshot(project: Project, slurm_on_path: SlurmOnPath, tmp_path: Path) -> None:
     lib = tmp_path / "lib"
     lib.mkdir()
     git(lib, "init", "-q", "-b", "main")
@@ -317,7 +320,7 @@ def test_submodule_files_are_in_the_snapshot(project: Project, fake_slurm: FakeS
     assert (project.root / "code_snapshots/sft-a/3rdparty/lib/helper.py").read_text() == "X = 1\n"
 
 
-def test_existing_snapshot_is_reused(project: Project, fake_slurm: FakeSlurm) -> None:
+def test_existing_snapshot_is_reused(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
     assert invoke([str(script)], BASE_ENV).exit_code == 0
     result = invoke([str(script)], BASE_ENV)
@@ -325,7 +328,7 @@ def test_existing_snapshot_is_reused(project: Project, fake_slurm: FakeSlurm) ->
     assert f"Using existing code snapshot in {project.root / 'code_snapshots' / 'sft-a'}" in result.stderr
 
 
-def test_reusing_a_snapshot_of_older_code_warns_with_both_commits(project: Project, fake_slurm: FakeSlurm) -> None:
+def test_reusing_a_snapshot_of_older_code_warns_with_both_commits(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
     assert invoke([str(script)], BASE_ENV).exit_code == 0
     old = git(project.root, "rev-parse", "HEAD").strip()
@@ -340,7 +343,7 @@ def test_reusing_a_snapshot_of_older_code_warns_with_both_commits(project: Proje
     assert (snapshot / "README.md").read_text() == "demo project\n"  # still the old code
 
 
-def test_sbatch_failing_half_way_says_what_was_submitted(project: Project, fake_slurm: FakeSlurm,
+def test_sbatch_failing_half_way_says_what_was_submitted(project: Project, slurm_on_path: SlurmOnPath,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     first = project.add_recipe("sft-a")
     second = project.add_recipe("sft-b")
@@ -352,10 +355,10 @@ def test_sbatch_failing_half_way_says_what_was_submitted(project: Project, fake_
     assert "[ERROR]:" in result.stderr and "run 1/2 of sft-b" in result.stderr
     assert "Invalid account" in result.stderr  # sbatch's own reason
     assert "sft-a: 1001, 1002" in result.stderr and "scancel 1001 1002" in result.stderr
-    assert len(fake_slurm.submissions()) == 3  # stopped at once: 2/2 of sft-b never tried
+    assert len(slurm_on_path.submissions()) == 3  # stopped at once: 2/2 of sft-b never tried
 
 
-def test_sbatch_answer_without_job_id_is_an_error(project: Project, fake_slurm: FakeSlurm,
+def test_sbatch_answer_without_job_id_is_an_error(project: Project, slurm_on_path: SlurmOnPath,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a")
     monkeypatch.setenv("FAKE_SBATCH_GARBAGE_AT", "1")
@@ -364,7 +367,7 @@ def test_sbatch_answer_without_job_id_is_an_error(project: Project, fake_slurm: 
     assert "without a job id" in result.stderr and "Nothing was submitted" in result.stderr
 
 
-def test_preflight_rejection_submits_nothing(project: Project, fake_slurm: FakeSlurm,
+def test_preflight_rejection_submits_nothing(project: Project, slurm_on_path: SlurmOnPath,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     first = project.add_recipe("sft-a")
     second = project.add_recipe("sft-b")
@@ -372,14 +375,15 @@ def test_preflight_rejection_submits_nothing(project: Project, fake_slurm: FakeS
     result = invoke([str(first), str(second)], BASE_ENV)
     assert result.exit_code == 1
     assert "sft-a" in result.stderr and "Invalid partition name specified" in result.stderr
-    assert fake_slurm.submissions() == []
+    assert slurm_on_path.submissions() == []
     assert result.stdout == ""
 
 
 # ---------------------------------------------------------------- DRYRUN=2 and continue.sh
 
 
-def test_dryrun2_makes_snapshot_and_continue_sh_but_submits_nothing(project: Project, fake_slurm: FakeSlurm) -> None:
+def test_dryrun2_makes_snapshot_and_continue_sh_but_submits_nothing(project: Project,
+                                                                    slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
     snapshot = project.root / "code_snapshots" / "sft-a"
     result = invoke([str(script)], {**BASE_ENV, "DRYRUN": "2"})
@@ -392,25 +396,25 @@ def test_dryrun2_makes_snapshot_and_continue_sh_but_submits_nothing(project: Pro
         "Submitting 2/2 job with 1 nodes for sft-a.sh", skip,
         "[INFO]: Total GPU hours: 64",
     ]
-    assert fake_slurm.submissions() == []
+    assert slurm_on_path.submissions() == []
     assert os.access(snapshot / "continue.sh", os.X_OK)
 
 
 @pytest.mark.parametrize(("down", "preflighted"), [("", True), ("1", False)])
-def test_dryrun2_preflights_only_when_slurm_is_reachable(project: Project, fake_slurm: FakeSlurm,
+def test_dryrun2_preflights_only_when_slurm_is_reachable(project: Project, slurm_on_path: SlurmOnPath,
                                                          monkeypatch: pytest.MonkeyPatch, down: str,
                                                          preflighted: bool) -> None:
     script = project.add_recipe("sft-a")
     monkeypatch.setenv("FAKE_SLURM_DOWN", down)
     result = invoke([str(script)], {**BASE_ENV, "DRYRUN": "2"})
     assert result.exit_code == 0, result.output
-    test_only = [c for c in fake_slurm.calls("sbatch") if "--test-only" in c["argv"]]
+    test_only = [c for c in slurm_on_path.calls("sbatch") if "--test-only" in c["argv"]]
     assert bool(test_only) == preflighted
     assert ("pre-flight (sbatch --test-only) skipped" in result.stderr) != preflighted
-    assert fake_slurm.submissions() == []
+    assert slurm_on_path.submissions() == []
 
 
-def test_dryrun2_reports_a_preflight_rejection_as_a_warning(project: Project, fake_slurm: FakeSlurm,
+def test_dryrun2_reports_a_preflight_rejection_as_a_warning(project: Project, slurm_on_path: SlurmOnPath,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a")
     monkeypatch.setenv("FAKE_SBATCH_REJECT", "Requested node configuration is not available")
@@ -425,7 +429,8 @@ def run_continue(snapshot: Path, cwd: Path, env: dict[str, str]) -> subprocess.C
     return subprocess.run(["bash", str(snapshot / "continue.sh")], cwd=cwd, env=env, capture_output=True, text=True)
 
 
-def test_continue_sh_reproduces_the_last_submission(project: Project, fake_slurm: FakeSlurm, tmp_path: Path) -> None:
+def test_continue_sh_reproduces_the_last_submission(project: Project, slurm_on_path: SlurmOnPath,
+                                                    tmp_path: Path) -> None:
     config = ('NUM_NODES="${NUM_NODES:-1}"\nSTEPS_PER_RUN=${STEPS_PER_RUN:-20}\nMAX_STEPS=${MAX_STEPS:-40}\n'
               "NUM_RUNS=$(( (MAX_STEPS + STEPS_PER_RUN - 1) / STEPS_PER_RUN ))\nNUM_MINUTES=10\n"
               "JOB_REAPER_COMMENT='{\"a\": \"b c\"}'\n")
@@ -434,8 +439,8 @@ def test_continue_sh_reproduces_the_last_submission(project: Project, fake_slurm
            "SLURM_JOB_SUFFIX": "-s", "IS_RELEASE": "1", "STEPS_PER_RUN": "2", "MAX_STEPS": "6"}
     result = invoke([str(script)], env)
     assert result.exit_code == 0, result.output
-    assert len(fake_slurm.submissions()) == 3
-    last = fake_slurm.submissions()[-1]
+    assert len(slurm_on_path.submissions()) == 3
+    last = slurm_on_path.submissions()[-1]
     snapshot = project.root / "code_snapshots" / "sft-a"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -445,7 +450,7 @@ def test_continue_sh_reproduces_the_last_submission(project: Project, fake_slurm
     proc = run_continue(snapshot, elsewhere, job_env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "Submitted batch job 1004\n"
-    again = fake_slurm.submissions()[-1]
+    again = slurm_on_path.submissions()[-1]
     assert again["argv"] == last["argv"]
     assert again["cwd"] == last["cwd"]
     for key in ("COMMAND", "MOUNTS", "HF_HOME", "HF_DATASETS_CACHE", "CONTAINER", "GPUS_PER_NODE", "FOO",
@@ -456,7 +461,7 @@ def test_continue_sh_reproduces_the_last_submission(project: Project, fake_slurm
     assert "job_id: '1004'" in manifest and "via: continue.sh" in manifest and "run: 4/3" in manifest
 
 
-def test_continue_sh_reports_sbatch_failure(project: Project, fake_slurm: FakeSlurm, tmp_path: Path) -> None:
+def test_continue_sh_reports_sbatch_failure(project: Project, slurm_on_path: SlurmOnPath, tmp_path: Path) -> None:
     script = project.add_recipe("sft-a")
     assert invoke([str(script)], {**BASE_ENV, "DRYRUN": "2"}).exit_code == 0
     env = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"], "FAKE_SBATCH_FAIL_AT": "1"}
@@ -468,7 +473,7 @@ def test_continue_sh_reports_sbatch_failure(project: Project, fake_slurm: FakeSl
 # ---------------------------------------------------------------- WATCH
 
 
-def test_watch_prints_verdicts_and_fails_on_metric_fail(project: Project, fake_slurm: FakeSlurm,
+def test_watch_prints_verdicts_and_fails_on_metric_fail(project: Project, slurm_on_path: SlurmOnPath,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     a = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
     b = project.add_recipe("sft-b", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
@@ -491,7 +496,8 @@ def test_watch_prints_verdicts_and_fails_on_metric_fail(project: Project, fake_s
     assert "Finished jobs: 1001 1002 1003" in result.stderr and "Remaining: 0" in result.stderr
 
 
-def test_watch_all_pass_exits_zero(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_watch_all_pass_exits_zero(project: Project, slurm_on_path: SlurmOnPath,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     a = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
     monkeypatch.setenv("FAKE_DRIVER_LOG_1001", "Metric Checks\n  [FAIL] not yet\n")
     monkeypatch.setenv("FAKE_DRIVER_LOG_1002", "Metric Checks\n  [PASS] ok\n")  # the last run decides
@@ -528,13 +534,13 @@ def test_shim_without_dependencies_prints_one_install_line(tmp_path: Path) -> No
     assert proc.stderr.count("\n") == 1 and "pip install" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_shim_does_not_leak_its_search_path_into_jobs(project: Project, fake_slurm: FakeSlurm) -> None:
+def test_shim_does_not_leak_its_search_path_into_jobs(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([str(REPO / "tools" / "launch"), str(script)], env={**env, **BASE_ENV},
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    job_env = fake_slurm.submissions()[0]["env"]
+    job_env = slurm_on_path.submissions()[0]["env"]
     assert "PYTHONPATH" not in job_env and not any(k.startswith("NRL_LAUNCH") for k in job_env)
 
 
@@ -556,7 +562,7 @@ def test_installed_console_script() -> None:
 # ---------------------------------------------------------------- review fixes
 
 
-def test_an_empty_snapshot_folder_is_not_taken_for_a_snapshot(project: Project, fake_slurm: FakeSlurm) -> None:
+def test_an_empty_snapshot_folder_is_not_taken_for_a_snapshot(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
     empty = project.root / "code_snapshots" / "sft-a"
     empty.mkdir(parents=True)  # e.g. left by a tool that crashed before copying
@@ -566,7 +572,7 @@ def test_an_empty_snapshot_folder_is_not_taken_for_a_snapshot(project: Project, 
     assert (empty / "tests/test_suites/llm/sft-a.sh").is_file() and (empty / "ray.sub").is_file()
 
 
-def test_a_rejected_relaunch_leaves_continue_sh_alone(project: Project, fake_slurm: FakeSlurm,
+def test_a_rejected_relaunch_leaves_continue_sh_alone(project: Project, slurm_on_path: SlurmOnPath,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a")
     assert invoke([str(script)], BASE_ENV).exit_code == 0
@@ -578,16 +584,16 @@ def test_a_rejected_relaunch_leaves_continue_sh_alone(project: Project, fake_slu
     assert continue_sh.read_text() == before  # still chains behind the queued runs (same job name)
 
 
-def test_untracked_batch_script_is_an_error(project: Project, fake_slurm: FakeSlurm) -> None:
+def test_untracked_batch_script_is_an_error(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
     (project.root / "my.sub").write_text("#!/bin/bash\n")
     result = invoke([str(script)], {**BASE_ENV, "BATCH_SCRIPT": "my.sub"})
     assert result.exit_code == 1
     assert "batch script my.sub is not a tracked file" in result.stderr
-    assert not (project.root / "code_snapshots").exists() and fake_slurm.calls() == []
+    assert not (project.root / "code_snapshots").exists() and slurm_on_path.calls() == []
 
 
-def test_git_errors_name_the_script_as_typed(tmp_path: Path, fake_slurm: FakeSlurm,
+def test_git_errors_name_the_script_as_typed(tmp_path: Path, slurm_on_path: SlurmOnPath,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "x.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=5\n# ===== END "
                                    "CONFIG =====\n")
@@ -598,41 +604,31 @@ def test_git_errors_name_the_script_as_typed(tmp_path: Path, fake_slurm: FakeSlu
 
 
 def test_ctrl_c_while_submitting_says_what_is_queued(project: Project, fake_slurm: FakeSlurm) -> None:
-    from nrl_launch.launch import launch
-    from nrl_launch.settings import make_settings
-
     script = project.add_recipe("sft-a")
-    calls = []
 
-    def runner(argv, **kwargs):
-        calls.append(argv)
-        if argv[0] == "sbatch" and "--test-only" not in argv and len(calls) > 2:
+    def interrupt_second(job: FakeJob) -> None:
+        if job.job_id == "1002":
             raise KeyboardInterrupt
-        return subprocess.run(argv, **kwargs)
 
+    fake_slurm.on_submit = interrupt_second
     settings = make_settings({**BASE_ENV}, launch_stamp="261129-000000")
     with pytest.raises(LauncherError) as info:
-        launch([str(script)], settings, dict(os.environ), out=lambda _: None, err=lambda _: None, runner=runner)
+        launch([str(script)], settings, environ=dict(os.environ), slurm=fake_slurm.client(),
+               out=lambda _: None, err=lambda _: None)
     assert "interrupted while submitting" in str(info.value) and "sft-a: 1001" in str(info.value)
     assert "scancel 1001" in str(info.value)
 
 
 def test_watch_resume_hint_names_where_the_snapshots_are(project: Project, fake_slurm: FakeSlurm) -> None:
-    from nrl_launch.launch import launch
-    from nrl_launch.settings import make_settings
-
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
     settings = make_settings({**BASE_ENV, "WATCH": "1", "CODE_SNAPSHOT_DIRNAME": "snaps"}, launch_stamp="x")
 
     def interrupt(_: float) -> None:
         raise KeyboardInterrupt
 
-    os.environ["FAKE_SQUEUE_POLLS"] = "5"
-    try:
-        with pytest.raises(LauncherError) as info:
-            launch([str(script)], settings, dict(os.environ), out=lambda _: None, err=lambda _: None, wait=interrupt)
-    finally:
-        del os.environ["FAKE_SQUEUE_POLLS"]
+    with pytest.raises(LauncherError) as info:
+        launch([str(script)], settings, environ=dict(os.environ), slurm=fake_slurm.client(),
+               out=lambda _: None, err=lambda _: None, wait=interrupt)
     assert f"nrl-launch watch --project-root {project.root} --code-snapshot-dirname snaps sft-a" in str(info.value)
 
 

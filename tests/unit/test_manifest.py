@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_tree, git, write
 
 import nrl_launch
 from nrl_launch.errors import SnapshotError
@@ -23,6 +22,7 @@ from nrl_launch.manifest import (
     write_manifest,
 )
 from nrl_launch.snapshot import SnapshotBatch
+from testkit import copy_tree, git, write
 
 WHEN = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 

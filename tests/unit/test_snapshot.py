@@ -8,12 +8,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import EXPECTED_FILES, copy_tree, write
 
 from nrl_launch import snapshot as snapshot_mod
 from nrl_launch.errors import SnapshotError
 from nrl_launch.manifest import MANIFEST_NAME, read_manifest
 from nrl_launch.snapshot import SnapshotBatch, ensure_snapshot
+from testkit import TREE_FILES, copy_tree, write
 
 
 @pytest.fixture
@@ -50,12 +50,12 @@ def test_snapshot_contents(tree: Path, tmp_path: Path) -> None:
     result = ensure_snapshot(tree, tracked(tree), dest)
     assert result.path == dest and result.created
     assert result.mode_used in ("copy", "reflink")
-    assert result.files == len(EXPECTED_FILES)
-    assert snapshot_files(dest) == EXPECTED_FILES
+    assert result.files == len(TREE_FILES)
+    assert snapshot_files(dest) == TREE_FILES
     assert (dest / "README.md").read_text() == "readme edited, not committed\n"
     assert (dest / "third_party/sub/deps/nested/nested.txt").read_text() == "nested edited\n"
     assert not (dest / "untracked.txt").exists() and not (dest / "debug.log").exists()
-    assert result.bytes == sum((tree / f).lstat().st_size for f in EXPECTED_FILES if f != "run-link.sh")
+    assert result.bytes == sum((tree / f).lstat().st_size for f in TREE_FILES if f != "run-link.sh")
 
 
 def test_exec_bits_and_symlinks_kept(tree: Path, tmp_path: Path) -> None:
@@ -102,7 +102,7 @@ def test_interrupted_creation_leaves_nothing(tree: Path, tmp_path: Path,
 
     monkeypatch.setattr(snapshot_mod, "_copy_regular", real_copy)
     result = ensure_snapshot(tree, tracked(tree), dest)
-    assert result.created and snapshot_files(dest) == EXPECTED_FILES
+    assert result.created and snapshot_files(dest) == TREE_FILES
 
 
 def test_leftover_tmp_of_a_dead_launch_is_cleaned(tree: Path, tmp_path: Path) -> None:
@@ -134,7 +134,7 @@ def test_losing_a_race_reuses_the_winner(tree: Path, tmp_path: Path,
     result = ensure_snapshot(tree, tracked(tree), dest)
     assert result.created is False
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".exp1")] == []
-    assert snapshot_files(dest) == EXPECTED_FILES
+    assert snapshot_files(dest) == TREE_FILES
 
 
 def test_invalid_mode(tree: Path, tmp_path: Path) -> None:
@@ -152,8 +152,8 @@ def test_destination_is_a_file(tree: Path, tmp_path: Path) -> None:
 def test_progress_reports_all_files(tree: Path, tmp_path: Path) -> None:
     seen: list[tuple[int, int]] = []
     ensure_snapshot(tree, tracked(tree), tmp_path / "x", progress=lambda d, t: seen.append((d, t)))
-    assert seen[0] == (0, len(EXPECTED_FILES))
-    assert seen[-1] == (len(EXPECTED_FILES), len(EXPECTED_FILES))
+    assert seen[0] == (0, len(TREE_FILES))
+    assert seen[-1] == (len(TREE_FILES), len(TREE_FILES))
 
 
 def test_manifest_written_before_publish(tree: Path, tmp_path: Path) -> None:
@@ -195,7 +195,7 @@ def test_link_mode_isolation(tree: Path, tmp_path: Path) -> None:
         assert inode(second / rel) == inode(first / rel) == inode(third / rel)
         assert inode(first / rel) != inode(tree / rel)  # a copy of the source, not a link to it
         assert (first / rel).stat().st_mode & 0o222 == 0  # read-only for everybody
-    assert snapshot_files(third) == EXPECTED_FILES
+    assert snapshot_files(third) == TREE_FILES
     # the manifests are separate, writable files
     from nrl_launch.manifest import append_run
 
@@ -249,7 +249,7 @@ def test_auto_falls_back_to_copy_across_filesystems(tree: Path, tmp_path: Path,
     second = batch.ensure(tmp_path / "b")
     assert second.mode_used in ("copy", "reflink") and second.created
     assert inode(second.path / "README.md") != inode(first.path / "README.md")
-    assert snapshot_files(second.path) == EXPECTED_FILES
+    assert snapshot_files(second.path) == TREE_FILES
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
@@ -283,7 +283,7 @@ def test_link_progress(tree: Path, tmp_path: Path) -> None:
     batch.ensure(tmp_path / "a")
     seen.clear()
     batch.ensure(tmp_path / "b")
-    assert seen[-1] == (len(EXPECTED_FILES), len(EXPECTED_FILES))
+    assert seen[-1] == (len(TREE_FILES), len(TREE_FILES))
 
 
 def test_many_files_in_parallel_chunks(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from nrl_launch.errors import SlurmError
 from nrl_launch.manifest import MANIFEST_NAME, append_run, write_manifest
+from nrl_launch.slurm import Completed
 from nrl_launch.status import StatusRow, collect_status, format_json, format_table, max_step
+from testkit import Call, FakeSlurm
 
 PASS_LOG = """starting
  Metric Checks
@@ -48,19 +49,12 @@ def make_snapshot(root: Path, name: str, *, kind: str = "llm", runs: list[tuple[
     return folder
 
 
-class FakeSlurm:
-    """A query_states stand-in that records its calls."""
-
-    def __init__(self, states: dict[str, str] | None = None, error: bool = False) -> None:
-        self.states = states or {}
-        self.error = error
-        self.calls: list[list[str]] = []
-
-    def __call__(self, job_ids: list[str]) -> dict[str, str]:
-        self.calls.append(list(job_ids))
-        if self.error:
-            raise SlurmError("squeue: cannot reach the controller")
-        return {j: s for j, s in self.states.items() if j in job_ids}
+def fake_slurm(states: dict[str, str] | None = None, error: bool = False) -> FakeSlurm:
+    """A Slurm that knows these jobs (or cannot be reached at all)."""
+    fake = FakeSlurm(down=error, accounting=True)
+    for job_id, state in (states or {}).items():
+        fake.add_job(job_id, state)
+    return fake
 
 
 @pytest.fixture
@@ -78,9 +72,11 @@ def snapshots(tmp_path: Path) -> Path:
 
 
 def test_collect_status_rows(snapshots: Path) -> None:
-    slurm = FakeSlurm({"101": "COMPLETED", "102": "RUNNING", "201": "FAILED"})
-    rows = collect_status(snapshots, None, slurm)
-    assert slurm.calls == [["101", "102", "201"]]  # one query for everything
+    slurm = fake_slurm({"101": "COMPLETED", "102": "RUNNING", "201": "FAILED"})
+    rows = collect_status(snapshots, None, slurm.client())
+    # one query for every job of every row: squeue, then accounting for those that left the queue
+    assert [c.argv for c in slurm.calls] == [("squeue", "-h", "-o", "%i %T", "-j", "101,102,201"),
+                                             ("sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", "101,201")]
     assert [r.experiment for r in rows] == ["exp-a", "exp-b", "exp-c"]
     a, b, c = rows
     assert (a.commit, a.dirty, a.runs, a.steps, a.metric_checks) == ("0123456789ab", False, 2, 12, "PASS")
@@ -91,33 +87,33 @@ def test_collect_status_rows(snapshots: Path) -> None:
 
 
 def test_unknown_states(snapshots: Path) -> None:
-    rows = collect_status(snapshots, ["exp-a"], FakeSlurm({"101": "COMPLETED"}))
+    rows = collect_status(snapshots, ["exp-a"], fake_slurm({"101": "COMPLETED"}).client())
     assert [j.state for j in rows[0].jobs] == ["COMPLETED", "unknown"]
-    rows = collect_status(snapshots, ["exp-a"], FakeSlurm(error=True))
+    rows = collect_status(snapshots, ["exp-a"], fake_slurm(error=True).client())
     assert [j.state for j in rows[0].jobs] == ["unknown", "unknown"]
 
 
 def test_other_errors_of_the_query_propagate(snapshots: Path) -> None:
-    def broken(job_ids: list[str]) -> dict[str, str]:
+    def broken(call: Call) -> Completed:
         raise RuntimeError("bug")
 
     with pytest.raises(RuntimeError):
-        collect_status(snapshots, None, broken)
+        collect_status(snapshots, None, FakeSlurm(answers={"squeue": broken}).client())
 
 
 def test_named_experiments_and_missing_ones(snapshots: Path) -> None:
-    slurm = FakeSlurm()
-    rows = collect_status(snapshots, ["exp-c", "nope"], slurm)
+    slurm = fake_slurm()
+    rows = collect_status(snapshots, ["exp-c", "nope"], slurm.client())
     assert [(r.experiment, r.problem) for r in rows] == [("exp-c", None), ("nope", "no snapshot")]
     assert slurm.calls == []  # no job ids: Slurm is not asked
-    assert collect_status(snapshots.parent / "absent", None, slurm) == []
+    assert collect_status(snapshots.parent / "absent", None, slurm.client()) == []
 
 
 def test_snapshot_without_manifest(snapshots: Path) -> None:
     (snapshots / "old").mkdir()
     (snapshots / "broken").mkdir()
     (snapshots / "broken" / MANIFEST_NAME).write_text("runs: [\n")
-    rows = {r.experiment: r for r in collect_status(snapshots, ["old", "broken"], FakeSlurm())}
+    rows = {r.experiment: r for r in collect_status(snapshots, ["old", "broken"], fake_slurm().client())}
     assert rows["old"].problem == f"no manifest ({MANIFEST_NAME})"
     assert "corrupt manifest" in rows["broken"].problem
 
@@ -127,11 +123,11 @@ def test_verdict_comes_from_the_recorded_jobs_logs_as_watch_reads_them(tmp_path:
     # a stray log of a job the manifest does not record is ignored
     make_snapshot(tmp_path, "x", runs=[("11", "1/1"), ("12", "2/1")],
                   logs={"11": PASS_LOG, "12": "MAX_STEPS reached, exiting\n", "99": FAIL_LOG})
-    assert collect_status(tmp_path, ["x"], FakeSlurm())[0].metric_checks == "PASS"
+    assert collect_status(tmp_path, ["x"], fake_slurm().client())[0].metric_checks == "PASS"
     make_snapshot(tmp_path, "y", runs=[("21", "1/2"), ("22", "2/2")], logs={"21": PASS_LOG, "22": FAIL_LOG})
-    assert collect_status(tmp_path, ["y"], FakeSlurm())[0].metric_checks == "FAIL"
+    assert collect_status(tmp_path, ["y"], fake_slurm().client())[0].metric_checks == "FAIL"
     make_snapshot(tmp_path, "z", runs=[("31", "1/1")], logs={"31": "no checks here\nFAIL\n"})
-    assert collect_status(tmp_path, ["z"], FakeSlurm())[0].metric_checks is None
+    assert collect_status(tmp_path, ["z"], fake_slurm().client())[0].metric_checks is None
 
 
 def test_max_step(tmp_path: Path) -> None:
@@ -146,7 +142,7 @@ def test_max_step(tmp_path: Path) -> None:
 
 def test_formats(snapshots: Path) -> None:
     rows = collect_status(snapshots, ["exp-a", "exp-b", "nope"],
-                          FakeSlurm({"101": "COMPLETED", "102": "RUNNING"}))
+                          fake_slurm({"101": "COMPLETED", "102": "RUNNING"}).client())
     table = format_table(rows).splitlines()
     assert table[0].split() == ["EXPERIMENT", "COMMIT", "DIRTY", "RUNS", "JOBS", "STEPS", "CHECKS", "NOTE"]
     assert table[1].split() == ["exp-a", "0123456789ab", "no", "2", "101:COMPLETED,102:RUNNING", "12", "PASS"]

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import BASE_ENV, FakeSlurm, Project
 
 from nrl_launch.cli import main
 from nrl_launch.errors import LauncherError, SlurmError
 from nrl_launch.watch import GENERAL_FAIL, METRIC_FAIL, PASS, follow, judge, metric_section
+from testkit import BASE_ENV, Project, SlurmOnPath, write
 
 
 @pytest.mark.parametrize(
@@ -28,12 +28,6 @@ from nrl_launch.watch import GENERAL_FAIL, METRIC_FAIL, PASS, follow, judge, met
 )
 def test_metric_section(log: str, expected: tuple[str, ...] | None) -> None:
     assert metric_section(log) == expected
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 @pytest.mark.parametrize(
@@ -87,7 +81,7 @@ def test_follow_ctrl_c_names_the_jobs_still_queued() -> None:
     assert "Resume with: nrl-launch watch exp" in str(info.value)
 
 
-def test_watch_command_follows_recorded_jobs(project: Project, fake_slurm: FakeSlurm,
+def test_watch_command_follows_recorded_jobs(project: Project, slurm_on_path: SlurmOnPath,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
     monkeypatch.setenv("FAKE_DRIVER_LOG_1002", "Metric Checks\n  [FAIL] train/loss too high\n")
@@ -108,7 +102,7 @@ def test_watch_command_unknown_experiment(project: Project, monkeypatch: pytest.
     assert "[ERROR]: no snapshot of experiment 'nope'" in result.stderr
 
 
-def test_status_command_shows_job_states(project: Project, fake_slurm: FakeSlurm,
+def test_status_command_shows_job_states(project: Project, slurm_on_path: SlurmOnPath,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
     runner = CliRunner()

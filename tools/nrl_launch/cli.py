@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +18,25 @@ import click
 
 from nrl_launch import __version__
 from nrl_launch.errors import LauncherError, UsageProblem
+from nrl_launch.slurm import Runner, SlurmClient, run_command
 
 if TYPE_CHECKING:  # pathlib is imported where used: the DRYRUN=1 path never needs it
     from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CliContext:
+    """What the commands take from their caller besides options: the runner
+    of Slurm commands (tests hand in a fake with ``CliRunner.invoke(obj=…)``)."""
+
+    slurm_runner: Runner = run_command
+
+
+def slurm_client() -> SlurmClient:
+    """The Slurm client of the running command, made from its environment."""
+    ctx = click.get_current_context()
+    runner = ctx.obj.slurm_runner if isinstance(ctx.obj, CliContext) else run_command
+    return SlurmClient(os.environ, runner)
 
 
 def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -32,7 +49,9 @@ def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except UsageProblem as e:
             raise click.UsageError(str(e), click.get_current_context(silent=True)) from e
         except LauncherError as e:
-            raise click.ClickException(str(e)) from e
+            failure = click.ClickException(str(e))
+            failure.exit_code = e.exit_code
+            raise failure from e
 
     return wrapper
 
@@ -59,10 +78,12 @@ class LauncherGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        # click types main() with overloads on a literal standalone_mode; forwarding
+        # *args cannot match them, hence the two ignores below.
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         except click.ClickException as e:
             _show(e)
             sys.exit(e.exit_code)
@@ -172,8 +193,8 @@ def launch(scripts: tuple[str, ...], **options: str | None) -> None:
 
     raw = {envvar: options[name.lstrip("-").replace("-", "_")] for name, envvar, _ in LAUNCH_OPTIONS}
     settings = make_settings(raw, launch_stamp=time.strftime("%y%m%d-%H%M%S"))
-    result = run_launch(scripts, settings, dict(os.environ), out=click.echo, err=_echo_err,
-                        progress=_snapshot_progress)
+    result = run_launch(scripts, settings, environ=dict(os.environ), slurm=slurm_client(), out=click.echo,
+                        err=_echo_err, progress=_snapshot_progress)
     if result.failed:
         click.get_current_context().exit(1)  # verdicts are printed; exit code says it
 
@@ -235,11 +256,10 @@ def lint(root: str, fmt: str, budgets: tuple[str, ...]) -> None:
 @reports_errors
 def status(experiments: tuple[str, ...], fmt: str, project_root: str | None, code_snapshot_dirname: str | None) -> None:
     """One row per snapshot: commit, runs, job states, steps reached, last verdict."""
-    from nrl_launch import slurm
     from nrl_launch import status as report
 
     rows = report.collect_status(_snapshot_root(project_root, code_snapshot_dirname), experiments or None,
-                                 lambda ids: slurm.job_states(ids))
+                                 slurm_client())
     click.echo(report.format_json(rows) if fmt == "json" else report.format_table(rows))
 
 
@@ -254,7 +274,7 @@ def watch(experiments: tuple[str, ...], watch_interval: str | None, project_root
     from nrl_launch.settings import parse_interval
     from nrl_launch.watch import watch_experiments
 
-    verdicts = watch_experiments(_snapshot_root(project_root, code_snapshot_dirname), experiments,
+    verdicts = watch_experiments(_snapshot_root(project_root, code_snapshot_dirname), experiments, slurm_client(),
                                  interval=parse_interval(watch_interval), report=_echo_err)
     for verdict in verdicts:
         click.echo(verdict.render())

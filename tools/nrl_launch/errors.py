@@ -1,19 +1,48 @@
 """The launcher's exception hierarchy.
 
-Library code raises these; only the click layer turns them into messages and
-exit codes. ``UsageProblem`` subclasses mean "the caller asked for something
-invalid" (exit 2), the others mean "the launch could not be done" (exit 1).
+Library code raises these with the facts as attributes (which file, which
+line, which experiment, which jobs are already queued); ``str()`` renders
+them, and only the click layer turns them into ``[ERROR]: …`` lines and exit
+codes. Code that knows more context adds it with :meth:`LauncherError.about`
+instead of wrapping the message in a new string.
+
+``UsageProblem`` means "the caller asked for something invalid" (exit 2),
+every other class "the launch could not be done" (exit 1).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 
 class LauncherError(Exception):
-    """Base class of every error the launcher reports to its user."""
+    """Base class of every error the launcher reports to its user.
+
+    ``where`` names what the problem is about (a script as the user typed it,
+    ``file:line``, a snapshot folder); it is rendered before the message.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def about(self, where: str) -> LauncherError:
+        """Name what the error is about, unless a more precise place is known."""
+        if self.where is None:
+            self.where = where
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
 
 
 class UsageProblem(LauncherError):
     """Invalid invocation: a missing or malformed environment variable/option."""
+
+    exit_code = 2
 
 
 class ConfigError(LauncherError):
@@ -23,11 +52,14 @@ class ConfigError(LauncherError):
     """
 
     def __init__(self, path: str, line: int | None, message: str) -> None:
+        super().__init__(message, where=f"{path}:{line}" if line is not None else path)
         self.path = path
         self.line = line
-        self.message = message
-        where = f"{path}:{line}" if line is not None else path
-        super().__init__(f"{where}: {message}")
+
+
+class PlanError(LauncherError):
+    """The launch as asked cannot be planned (the same experiment twice, a
+    batch script the snapshot would not hold, no script at all)."""
 
 
 class GitError(LauncherError):
@@ -35,8 +67,43 @@ class GitError(LauncherError):
 
 
 class SnapshotError(LauncherError):
-    """The code snapshot could not be created."""
+    """A snapshot, its manifest or its continue.sh could not be made or read."""
 
 
 class SlurmError(LauncherError):
     """A Slurm client command failed or answered something unexpected."""
+
+
+class SlurmUnreachable(SlurmError):
+    """No Slurm to talk to: the client is missing, has no configuration, or
+    the controller does not answer."""
+
+
+class SlurmRejected(SlurmError):
+    """``sbatch --test-only`` says Slurm would refuse a submission."""
+
+
+class SubmissionStopped(LauncherError):
+    """Submitting stopped half-way (sbatch failed, timed out, or Ctrl-C).
+
+    ``queued`` maps each experiment to the job ids already queued, so the
+    message can say exactly what to cancel; ``certain`` is False when the
+    last sbatch may or may not have queued a job (a timeout).
+    """
+
+    def __init__(self, cause: str, queued: Mapping[str, Sequence[str]], *, certain: bool = True) -> None:
+        super().__init__(cause)
+        self.queued = {name: list(ids) for name, ids in queued.items()}
+        self.certain = certain
+
+    def __str__(self) -> str:
+        done = [f"{name}: {', '.join(ids)}" for name, ids in self.queued.items() if ids]
+        if not done:
+            summary = "Nothing was submitted." if self.certain else "No job is known to be queued (check squeue --me)."
+        else:
+            all_ids = " ".join(i for ids in self.queued.values() for i in ids)
+            summary = f"Already submitted (still queued; cancel with 'scancel {all_ids}'): " + "; ".join(done)
+            if not self.certain:
+                summary += " — and possibly one more: check squeue --me"
+        return f"{super().__str__()}. {summary}"
+

@@ -56,10 +56,17 @@ def _open_repo(path: Path) -> git.Repo:
     return repo
 
 
+def _top(repo: git.Repo) -> Path:
+    """The working tree of a repository opened by :func:`_open_repo` (never bare)."""
+    if repo.working_tree_dir is None:  # _open_repo rejects bare repositories
+        raise GitError(f"{repo.git_dir}: the git repository is bare (no working tree)")
+    return Path(repo.working_tree_dir)
+
+
 def _git(repo: git.Repo, command: str, *args: str) -> str:
     """Run ``git <command> <args>`` in ``repo``; GitError on failure."""
     try:
-        return getattr(repo.git, command)(*args)
+        return str(getattr(repo.git, command)(*args))
     except git.GitCommandError as e:
         stderr = (e.stderr or "").strip()
         raise GitError(f"git {command} failed in {repo.working_tree_dir}: {stderr or e}") from e
@@ -86,7 +93,7 @@ def _walk_repos(repo: git.Repo, prefix: str = "") -> Iterator[tuple[str, git.Rep
     """Yield (path prefix from the top root, repo) for ``repo`` and every
     initialized submodule below it, depth first."""
     yield prefix, repo
-    top = Path(repo.working_tree_dir)
+    top = _top(repo)
     for sub in _submodule_paths(repo):
         if not (top / sub / ".git").exists():
             continue  # not initialized: nothing checked out
@@ -122,7 +129,7 @@ def find_repo(path: Path) -> RepoInfo:
     repository has no commit.
     """
     repo = _open_repo(Path(path))
-    root = Path(repo.working_tree_dir).resolve()
+    root = _top(repo).resolve()
     head_sha = _head_sha(repo, str(root))
     # %f is git's own sanitized subject: the contract's "<short sha>-<subject>".
     short_meta, _, subject = _git(repo, "log", "-1", "--format=%h-%f%n%s").partition("\n")
@@ -144,7 +151,7 @@ def find_repo(path: Path) -> RepoInfo:
 
 def work_tree_root(path: Path) -> Path:
     """The root of the git working tree containing ``path`` (no git process)."""
-    return Path(_open_repo(Path(path)).working_tree_dir).resolve()
+    return _top(_open_repo(Path(path))).resolve()
 
 
 def _relative_to_root(script: Path, root: Path) -> str:
@@ -194,7 +201,7 @@ def list_tracked_files(root: Path) -> list[str]:
     submodules that are not checked out.
     """
     repo = _open_repo(Path(root))
-    top = Path(repo.working_tree_dir)
+    top = _top(repo)
     out = _git(repo, "ls_files", "-z", "--recurse-submodules")
     files = []
     for rel in _split_z(out):

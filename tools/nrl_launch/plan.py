@@ -12,9 +12,10 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from nrl_launch.config import RecipeConfig, read_recipe
-from nrl_launch.errors import LauncherError, SlurmError
+from nrl_launch.errors import PlanError
 from nrl_launch.settings import LaunchSettings
 
 RELEASE_ARG = "logger.wandb.project=nemo-rl-release"
@@ -66,7 +67,7 @@ def experiment_name(script: str) -> str:
 def plan_experiments(scripts: Sequence[str], environ: Mapping[str, str]) -> tuple[Experiment, ...]:
     """Read and validate every script's CONFIG block (each on its own)."""
     if not scripts:
-        raise LauncherError("no SCRIPT given: pass one or more recipe scripts")
+        raise PlanError("no SCRIPT given: pass one or more recipe scripts")
     experiments: list[Experiment] = []
     seen: dict[str, str] = {}
     for script in scripts:
@@ -74,8 +75,8 @@ def plan_experiments(scripts: Sequence[str], environ: Mapping[str, str]) -> tupl
         if name in seen:
             # Both would share one snapshot and one singleton chain: the runs
             # would interleave and the GPU-hours be counted twice.
-            raise LauncherError(f"{script}: experiment {name!r} is also given as {seen[name]}; give each experiment "
-                                f"once")
+            raise PlanError(f"experiment {name!r} is also given as {seen[name]}; give each experiment once",
+                            where=script)
         seen[name] = script
         config = read_recipe(script, environ)
         experiments.append(Experiment(script, os.path.abspath(script), name, config))
@@ -121,7 +122,7 @@ def _option_values(config: RecipeConfig, settings: LaunchSettings, experiment: s
 
 
 @lru_cache(maxsize=1)
-def _sbatch_vocabulary():
+def _sbatch_vocabulary() -> Any:
     """simple-slurm's Slurm object: it knows sbatch's option names and values.
 
     Built once (about 3 ms: it loads its option list into argparse) and only
@@ -138,14 +139,21 @@ def _render_option(key: str, value: str) -> str:
 
     Cached: a suite repeats the same account, partition, time... in
     thousands of submissions, and argparse is slow.
+
+    simple-slurm's public ``add_arguments`` hands key and value to argparse as
+    two tokens (a value starting with "-" is then taken for an option, and a
+    mistake prints argparse's usage to stderr) and its rendering writes a
+    whole ``#SBATCH`` script. So this one function uses its argparse parser
+    (the ``parser`` attribute) with a single ``--key=value`` token, and its
+    ``_valid_key`` for the spelling: the one place that relies on simple-slurm
+    beyond its documented API.
     """
     slurm = _sbatch_vocabulary()
     namespace = type(slurm.namespace)()
     try:
-        # One "--key=value" token so values starting with "-" stay values.
         slurm.parser.parse_args([f"--{key}={value}"], namespace=namespace)
     except SystemExit as e:  # argparse's way of saying "unknown option/bad value"
-        raise SlurmError(f"simple-slurm rejected sbatch option --{key}={value!r}") from e
+        raise PlanError(f"simple-slurm rejected sbatch option --{key}={value!r}") from e
     return f"--{slurm._valid_key(key)}={getattr(namespace, key)}"
 
 

@@ -9,13 +9,24 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Literal, get_args
 
 from nrl_launch.errors import UsageProblem
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-SNAPSHOT_MODES = ("auto", "copy", "link")
+SnapshotMode = Literal["auto", "copy", "link"]
+SNAPSHOT_MODES: tuple[SnapshotMode, ...] = get_args(SnapshotMode)
 DEFAULT_SNAPSHOT_DIRNAME = "code_snapshots"
 DEFAULT_WATCH_INTERVAL = 300.0
+
+
+class DryRun(IntEnum):
+    """What ``DRYRUN`` asks for."""
+
+    OFF = 0  # a full launch
+    GPU_HOURS = 1  # print GPU-hours only: no git, no snapshot, no Slurm
+    NO_SUBMIT = 2  # also snapshot and write continue.sh, but submit nothing
 
 
 @dataclass(frozen=True)
@@ -27,7 +38,7 @@ class LaunchSettings:
     partition: str
     hf_home: str
     hf_datasets_cache: str
-    dryrun: int = 0  # 0: full launch, 1: GPU-hours only, 2: snapshot but no submission
+    dryrun: DryRun = DryRun.OFF
     extra_env: tuple[tuple[str, str], ...] = ()
     mounts: str = ""
     is_release: bool = False
@@ -40,21 +51,21 @@ class LaunchSettings:
     watch: bool = False
     watch_interval: float = DEFAULT_WATCH_INTERVAL
     snapshot_dirname: str = DEFAULT_SNAPSHOT_DIRNAME
-    snapshot_mode: str = "auto"
+    snapshot_mode: SnapshotMode = "auto"
     batch_script: str = "ray.sub"
     launch_stamp: str = field(default="")  # YYMMDD-HHMMSS of the launch
 
 
-def parse_dryrun(raw: str | None) -> int:
+def parse_dryrun(raw: str | None) -> DryRun:
     """DRYRUN: unset/empty → 0, "1" → 1, "2" → 2, anything else is an error.
 
     Compared as given, not stripped: " " must not quietly mean a full launch.
     """
     value = raw or ""
     if not value:
-        return 0
+        return DryRun.OFF
     if value in ("1", "2"):
-        return int(value)
+        return DryRun(int(value))
     raise UsageProblem(f"DRYRUN must be empty, 1 or 2 (got {raw!r})")
 
 
@@ -64,7 +75,7 @@ def parse_extra_env(raw: str | None) -> tuple[tuple[str, str], ...]:
         words = shlex.split(raw or "")
     except ValueError as e:
         raise UsageProblem(f"EXTRA_ENV is not valid shell words: {e} (got {raw!r})") from e
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for word in words:
         key, sep, value = word.partition("=")
         if not sep or not _NAME_RE.match(key):

@@ -1,23 +1,70 @@
-"""Every Slurm client subprocess of the launcher lives here.
+"""Every Slurm client command of the launcher goes through :class:`SlurmClient`.
 
-Commands are always argument lists (never ``shell=True``), and every function
-takes the ``runner`` as a parameter (default :func:`subprocess.run`) so tests
-can hand in a fake, the way pypa/build does.
+The client is made once per command with the launcher's environment and a
+*runner*: the function that actually runs a program (default
+:func:`run_command`, i.e. :func:`subprocess.run`). Tests hand in a recording
+fake runner instead (``tests/testkit.py``'s ``FakeSlurm``), the way pypa/build
+stores one typed subprocess runner and httpx has one transport seam.
+
+Commands are always argument lists, never shell strings, and every call has a
+timeout (``NRL_SLURM_TIMEOUT`` seconds, default 120): a hung controller
+becomes an error, not a launcher that waits forever.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from nrl_launch.errors import SlurmError
+from nrl_launch.errors import SlurmError, SlurmRejected, UsageProblem
 
-Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+DEFAULT_TIMEOUT = 120.0
+TIMEOUT_VARIABLE = "NRL_SLURM_TIMEOUT"
 
 # sbatch's answer: "Submitted batch job 123" or "... 123 on cluster foo".
 _SUBMITTED_RE = re.compile(r"^Submitted batch job (\d+)(?: on cluster \S+)?$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Completed:
+    """What a finished command said: exit status and decoded output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Runner(Protocol):
+    """Runs one command to completion.
+
+    Raises ``FileNotFoundError`` when the program does not exist, another
+    ``OSError`` when it cannot be started, and ``TimeoutError`` when it did
+    not finish within ``timeout`` seconds (the runner kills it).
+    """
+
+    def __call__(self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str],
+                 timeout: float) -> Completed: ...
+
+
+def run_command(argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str], timeout: float) -> Completed:
+    """The default runner: :func:`subprocess.run`, output captured and decoded.
+
+    Output is decoded leniently: a stray non-UTF-8 byte in Slurm's answer must
+    not cost the job id in the same answer.
+    """
+    import subprocess  # not on the DRYRUN=1 path, which never runs a command
+
+    try:
+        proc = subprocess.run(list(argv), cwd=cwd, env=dict(env), capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as e:
+        raise TimeoutError(f"{argv[0]} did not finish within {timeout:g} s") from e
+    return Completed(proc.returncode, _decode(proc.stdout), _decode(proc.stderr))
+
+
+def _decode(data: bytes | None) -> str:
+    return (data or b"").decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -25,112 +72,143 @@ class SbatchAnswer:
     """What sbatch said for one accepted submission."""
 
     job_id: str
-    stdout: str  # sbatch's own line(s), printed verbatim to the user
+    text: str  # sbatch's own line(s), printed verbatim to the user
 
 
-def _run(runner: Runner | None, argv: Sequence[str], *, cwd: str | None = None,
-         env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    runner = runner or subprocess.run
+def parse_timeout(raw: str | None) -> float:
+    """``NRL_SLURM_TIMEOUT``: seconds, default 120; anything but a positive
+    finite number is a usage problem."""
+    if raw is None or not raw.strip():
+        return DEFAULT_TIMEOUT
     try:
-        return runner(list(argv), cwd=cwd, env=None if env is None else dict(env), capture_output=True, text=True,
-                      check=False)
-    except FileNotFoundError as e:
-        raise SlurmError(f"{argv[0]} not found on PATH: is the Slurm client installed (or SLURM_CONF set)?") from e
-    except OSError as e:
-        raise SlurmError(f"could not run {argv[0]}: {e}") from e
+        value = float(raw)
+    except ValueError as e:
+        raise UsageProblem(f"{TIMEOUT_VARIABLE} must be a number of seconds (got {raw!r})") from e
+    if not 0 < value < float("inf"):
+        raise UsageProblem(f"{TIMEOUT_VARIABLE} must be a positive number of seconds (got {raw!r})")
+    return value
 
 
-def parse_job_id(stdout: str) -> str:
-    """Extract the job id from sbatch's answer; SlurmError when there is none."""
-    match = _SUBMITTED_RE.search(stdout)
+def job_ids(ids: Iterable[object]) -> list[str]:
+    """Distinct job ids in numeric order; anything that is not one is left out.
+
+    The one filter every Slurm query and every log lookup goes through: a
+    manifest edited by hand must not put arbitrary words on a command line.
+    """
+    return sorted({str(i) for i in ids if str(i).isdigit()}, key=int)
+
+
+def parse_job_id(answer: str) -> str:
+    """The job id in sbatch's answer; SlurmError when there is none."""
+    match = _SUBMITTED_RE.search(answer)
     if match is None:
-        raise SlurmError(f"sbatch answered without a job id: {stdout.strip()!r}")
+        raise SlurmError(f"sbatch answered without a job id: {answer.strip()!r}")
     return match.group(1)
 
 
-def _reason(proc: subprocess.CompletedProcess[str]) -> str:
-    text = (proc.stderr or "").strip() or (proc.stdout or "").strip()
+def _reason(proc: Completed) -> str:
+    text = proc.stderr.strip() or proc.stdout.strip()
     return text or f"exit status {proc.returncode}"
 
 
-def sbatch(argv: Sequence[str], *, cwd: str, env: Mapping[str, str], runner: Runner | None = None) -> SbatchAnswer:
-    """Submit one job: ``sbatch *argv`` in ``cwd`` with environment ``env``."""
-    proc = _run(runner, ["sbatch", *argv], cwd=cwd, env=env)
-    if proc.returncode != 0:
-        raise SlurmError(f"sbatch failed: {_reason(proc)}")
-    return SbatchAnswer(job_id=parse_job_id(proc.stdout or ""), stdout=(proc.stdout or "").rstrip("\n"))
+class SlurmClient:
+    """The launcher's one way to talk to Slurm (sbatch, squeue, sacct, scontrol).
 
-
-def sbatch_test_only(argv: Sequence[str], *, cwd: str, env: Mapping[str, str], runner: Runner | None = None) -> None:
-    """Ask Slurm whether it would accept this submission (``sbatch --test-only``)."""
-    proc = _run(runner, ["sbatch", "--test-only", *argv], cwd=cwd, env=env)
-    if proc.returncode != 0:
-        raise SlurmError(_reason(proc))
-
-
-def controller_reachable(environ: Mapping[str, str], *, runner: Runner | None = None) -> bool:
-    """True when the Slurm client is installed and ``scontrol ping`` finds a controller."""
-    from shutil import which
-
-    if which("sbatch", path=environ.get("PATH")) is None:
-        return False
-    try:
-        return _run(runner, ["scontrol", "ping"], env=environ).returncode == 0
-    except SlurmError:
-        return False
-
-
-def queued_job_ids(job_ids: Iterable[str], *, runner: Runner | None = None) -> set[str]:
-    """The subset of ``job_ids`` still in the queue (pending or running)."""
-    ids = sorted({str(i) for i in job_ids if str(i).isdigit()}, key=int)  # ids only
-    if not ids:
-        return set()
-    proc = _run(runner, ["squeue", "--me", "-h", "-o", "%i"])
-    if proc.returncode != 0:
-        raise SlurmError(f"squeue failed: {_reason(proc)}")
-    return {line.strip() for line in (proc.stdout or "").splitlines()} & set(ids)
-
-
-def _squeue_states(ids: list[str], runner: Runner | None) -> dict[str, str]:
-    proc = _run(runner, ["squeue", "-h", "-o", "%i %T", "-j", ",".join(ids)])
-    if proc.returncode != 0:
-        return {}
-    return dict(line.split(None, 1) for line in proc.stdout.splitlines() if len(line.split(None, 1)) == 2)
-
-
-def _sacct_states(ids: list[str], runner: Runner | None) -> dict[str, str]:
-    proc = _run(runner, ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(ids)])
-    if proc.returncode != 0:
-        return {}  # accounting disabled or slurmdbd down
-    states = {}
-    for line in proc.stdout.splitlines():
-        job, _, state = line.partition("|")
-        if job in ids and state:
-            states[job] = state.split()[0]  # "CANCELLED by 0" -> "CANCELLED"
-    return states
-
-
-def _scontrol_state(job_id: str, runner: Runner | None) -> str | None:
-    proc = _run(runner, ["scontrol", "show", "job", "-o", job_id])
-    match = re.search(r"\bJobState=(\S+)", proc.stdout or "") if proc.returncode == 0 else None
-    return match.group(1) if match else None
-
-
-def job_states(job_ids: Iterable[str], *, runner: Runner | None = None) -> dict[str, str]:
-    """Slurm state per job id: squeue, then sacct, then scontrol for the rest.
-
-    Ids no source knows are left out (callers show "unknown"). Raises
-    SlurmError only when the Slurm client cannot be run at all.
+    ``environ`` is the environment every command runs with; a submission adds
+    its job environment on top of it. ``runner`` runs the commands.
     """
-    ids = sorted({str(i) for i in job_ids if str(i).isdigit()}, key=int)  # ids only
-    if not ids:
-        return {}
-    states = _squeue_states(ids, runner)
-    missing = [i for i in ids if i not in states]
-    if missing:
-        states.update(_sacct_states(missing, runner))
-    for job_id in [i for i in ids if i not in states]:
-        state = _scontrol_state(job_id, runner)
-        if state:
-            states[job_id] = state
-    return states
+
+    def __init__(self, environ: Mapping[str, str], runner: Runner = run_command,
+                 timeout: float | None = None) -> None:
+        self.environ: dict[str, str] = dict(environ)
+        self.runner = runner
+        self.timeout = timeout if timeout is not None else parse_timeout(self.environ.get(TIMEOUT_VARIABLE))
+
+    def _run(self, argv: Sequence[str], *, cwd: str | None = None,
+             job_env: Mapping[str, str] | None = None) -> Completed:
+        env = self.environ if job_env is None else {**self.environ, **job_env}
+        try:
+            return self.runner(list(argv), cwd=cwd, env=env, timeout=self.timeout)
+        except FileNotFoundError as e:
+            raise SlurmError(f"{argv[0]} not found on PATH: is the Slurm client installed (or SLURM_CONF set)?") from e
+        except TimeoutError as e:
+            raise SlurmError(f"{argv[0]} did not answer within {self.timeout:g} s "
+                             f"(set {TIMEOUT_VARIABLE} to wait longer)") from e
+        except OSError as e:
+            raise SlurmError(f"could not run {argv[0]}: {e}") from e
+
+    def submit(self, argv: Sequence[str], *, cwd: str, job_env: Mapping[str, str]) -> SbatchAnswer:
+        """Queue one job: ``sbatch *argv`` in ``cwd``, ``job_env`` added to the environment."""
+        proc = self._run(["sbatch", *argv], cwd=cwd, job_env=job_env)
+        if proc.returncode != 0:
+            raise SlurmError(f"sbatch failed: {_reason(proc)}")
+        return SbatchAnswer(job_id=parse_job_id(proc.stdout), text=proc.stdout.rstrip("\n"))
+
+    def test_only(self, argv: Sequence[str], *, cwd: str, job_env: Mapping[str, str]) -> None:
+        """Ask Slurm whether it would accept this submission (``sbatch --test-only``)."""
+        proc = self._run(["sbatch", "--test-only", *argv], cwd=cwd, job_env=job_env)
+        if proc.returncode != 0:
+            raise SlurmRejected(_reason(proc))
+
+    def reachable(self) -> bool:
+        """True when the Slurm client is installed and ``scontrol ping`` finds a controller."""
+        from shutil import which
+
+        if which("sbatch", path=self.environ.get("PATH")) is None:
+            return False
+        try:
+            return self._run(["scontrol", "ping"]).returncode == 0
+        except SlurmError:
+            return False
+
+    def queued(self, ids: Iterable[str]) -> set[str]:
+        """The subset of ``ids`` still in the queue (pending or running)."""
+        wanted = job_ids(ids)
+        if not wanted:
+            return set()
+        proc = self._run(["squeue", "--me", "-h", "-o", "%i"])
+        if proc.returncode != 0:
+            raise SlurmError(f"squeue failed: {_reason(proc)}")
+        return {line.strip() for line in proc.stdout.splitlines()} & set(wanted)
+
+    def states(self, ids: Iterable[str]) -> dict[str, str]:
+        """Slurm state per job id: squeue, then sacct, then scontrol for the rest.
+
+        Ids no source knows are left out (callers show "unknown"). Raises
+        SlurmError only when the Slurm client cannot be run at all.
+        """
+        wanted = job_ids(ids)
+        if not wanted:
+            return {}
+        states = self._squeue_states(wanted)
+        missing = [i for i in wanted if i not in states]
+        if missing:
+            states.update(self._sacct_states(missing))
+        for job_id in [i for i in wanted if i not in states]:
+            state = self._scontrol_state(job_id)
+            if state:
+                states[job_id] = state
+        return states
+
+    def _squeue_states(self, ids: list[str]) -> dict[str, str]:
+        proc = self._run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(ids)])
+        if proc.returncode != 0:
+            return {}
+        pairs = (line.split(None, 1) for line in proc.stdout.splitlines())
+        return {pair[0]: pair[1].strip() for pair in pairs if len(pair) == 2 and pair[0] in ids}
+
+    def _sacct_states(self, ids: list[str]) -> dict[str, str]:
+        proc = self._run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(ids)])
+        if proc.returncode != 0:
+            return {}  # accounting disabled or slurmdbd down
+        states = {}
+        for line in proc.stdout.splitlines():
+            job, _, state = line.partition("|")
+            if job in ids and state:
+                states[job] = state.split()[0]  # "CANCELLED by 0" -> "CANCELLED"
+        return states
+
+    def _scontrol_state(self, job_id: str) -> str | None:
+        proc = self._run(["scontrol", "show", "job", "-o", job_id])
+        match = re.search(r"\bJobState=(\S+)", proc.stdout) if proc.returncode == 0 else None
+        return match.group(1) if match else None

@@ -26,16 +26,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from nrl_launch import manifest as manifest_mod
 from nrl_launch.errors import SnapshotError
-from nrl_launch.settings import SNAPSHOT_MODES
+from nrl_launch.settings import SNAPSHOT_MODES, SnapshotMode
 
+_HAVE_FCNTL = True
 try:  # Linux only; without it reflinks are simply never attempted
     import fcntl
 except ImportError:  # pragma: no cover - non-Linux
-    fcntl = None  # type: ignore[assignment]
+    _HAVE_FCNTL = False
 
 MODES = SNAPSHOT_MODES
 FICLONE = 0x40049409  # _IOW(0x94, 9, int): clone a whole file (btrfs, XFS, ...)
@@ -73,7 +74,7 @@ class _CrossDevice(Exception):
     """Internal: hard links are impossible between the base and the destination."""
 
 
-def validate_mode(mode: str) -> str:
+def validate_mode(mode: str) -> SnapshotMode:
     """Return ``mode`` if it is a valid SNAPSHOT_MODE, else raise SnapshotError."""
     if mode not in MODES:
         raise SnapshotError(f"invalid snapshot mode {mode!r}: expected one of {', '.join(MODES)}")
@@ -90,7 +91,7 @@ def read_only_mode(st_mode: int) -> int:
 
 def _clone_fd(src_fd: int, dst_fd: int) -> bool:
     """Try a reflink of src into dst; False when the filesystem can't."""
-    if fcntl is None:
+    if not _HAVE_FCNTL:
         return False
     try:
         fcntl.ioctl(dst_fd, FICLONE, src_fd)
@@ -151,13 +152,17 @@ def _make_dirs(root: Path, rels: Iterable[str]) -> None:
         os.makedirs(root / parent, exist_ok=True)
 
 
-def _chunks(items: Sequence, size: int) -> list[Sequence]:
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+
+
+def _chunks(items: Sequence[_Item], size: int) -> list[Sequence[_Item]]:
     """Split ``items`` into consecutive slices of at most ``size``."""
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _run_parallel(work: Callable[[Sequence], object], items: Sequence, workers: int,
-                  progress: Progress | None) -> list:
+def _run_parallel(work: Callable[[Sequence[_Item]], _Result], items: Sequence[_Item], workers: int,
+                  progress: Progress | None) -> list[_Result]:
     """Run ``work`` on chunks of ``items`` in a thread pool; return the results
     in order. The first exception cancels what has not started and is raised
     once the running chunks have finished."""
@@ -166,7 +171,7 @@ def _run_parallel(work: Callable[[Sequence], object], items: Sequence, workers: 
     if progress is not None:
         progress(0, total)
     if workers <= 1 or len(chunks) <= 1:
-        results = []
+        results: list[_Result] = []
         for chunk in chunks:
             results.append(work(chunk))
             if progress is not None:
@@ -174,7 +179,7 @@ def _run_parallel(work: Callable[[Sequence], object], items: Sequence, workers: 
         return results
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        futures: dict[Future, int] = {pool.submit(work, chunk): len(chunk) for chunk in chunks}
+        futures: dict[Future[_Result], int] = {pool.submit(work, chunk): len(chunk) for chunk in chunks}
         pending = set(futures)
         done_count = 0
         while pending:
@@ -247,7 +252,8 @@ def clean_stale_tmps(dest: Path) -> list[Path]:
     """
     dest = Path(dest)
     prefix = _tmp_prefix(dest)
-    host, now, removed = socket.gethostname(), time.time(), []
+    host, now = socket.gethostname(), time.time()
+    removed: list[Path] = []
     try:
         candidates = [p for p in dest.parent.iterdir() if p.name.startswith(prefix)]
     except OSError:
@@ -293,6 +299,14 @@ def _publish(tmp: Path, dest: Path) -> bool:
 # --------------------------------------------------------------------------- batch
 
 
+@dataclass(frozen=True)
+class _BaseCopy:
+    """The first snapshot a batch made: later ones link to (or copy) it."""
+
+    path: Path
+    entries: tuple[_Entry, ...]
+
+
 class SnapshotBatch:
     """Snapshots of one working tree for the experiments of one launch.
 
@@ -309,8 +323,7 @@ class SnapshotBatch:
         self.mode = validate_mode(mode)
         self.progress = progress
         self.workers = workers if workers is not None else _default_workers()
-        self._base: Path | None = None  # first snapshot created by this batch
-        self._entries: list[_Entry] | None = None
+        self._base: _BaseCopy | None = None  # set once, by the first snapshot published
         self._try_reflink = True
 
     def ensure(self, dest: Path, *, manifest: ManifestSource = None,
@@ -331,7 +344,8 @@ class SnapshotBatch:
         tmp = _make_tmp(dest)
         published = False
         try:
-            result = replace(self._fill(tmp, progress), path=dest)
+            filled, entries = self._fill(tmp, progress)
+            result = replace(filled, path=dest)
             self._write_manifest(tmp, manifest, result)
             published = _publish(tmp, dest)
         except OSError as e:
@@ -342,7 +356,7 @@ class SnapshotBatch:
         if not published:
             return self._reuse_after_race(dest)
         if self._base is None:
-            self._base = dest
+            self._base = _BaseCopy(dest, entries)
         return result
 
     def _reuse_after_race(self, dest: Path) -> SnapshotResult:
@@ -360,25 +374,27 @@ class SnapshotBatch:
             manifest, result.mode_used, result.files, result.bytes)
         manifest_mod.write_manifest(tmp, data)
 
-    def _fill(self, tmp: Path, progress: Progress | None) -> SnapshotResult:
-        """Populate ``tmp``; the result's path is a placeholder."""
-        if self._base is None:
-            return self._copy_from(self.src_root, tmp, progress, first=True)
+    def _fill(self, tmp: Path, progress: Progress | None) -> tuple[SnapshotResult, tuple[_Entry, ...]]:
+        """Populate ``tmp``; the result's path is a placeholder. Also returns the entries copied."""
+        base = self._base
+        if base is None:
+            entries = self._scan()
+            return self._copy_from(self.src_root, entries, tmp, progress), entries
         if self.mode != "copy":
             try:
-                return self._link_from_base(tmp, progress)
+                return self._link_from(base, tmp, progress), base.entries
             except _CrossDevice as e:
                 if self.mode == "link":
                     raise SnapshotError(
-                        f"SNAPSHOT_MODE=link: cannot hard-link {tmp.parent} to {self._base} "
+                        f"SNAPSHOT_MODE=link: cannot hard-link {tmp.parent} to {base.path} "
                         f"(different filesystems); use SNAPSHOT_MODE=auto or copy") from e
                 _remove_tree(tmp)
                 tmp.mkdir()
-        return self._copy_from(self._base, tmp, progress, first=False)
+        return self._copy_from(base.path, base.entries, tmp, progress), base.entries
 
     # -- copying
 
-    def _scan(self) -> list[_Entry]:
+    def _scan(self) -> tuple[_Entry, ...]:
         """lstat the listed files of the source tree (skipping vanished ones)."""
         entries = []
         for rel in self.files:
@@ -393,12 +409,11 @@ class SnapshotBatch:
                 continue  # deleted from the working tree
             except OSError as e:
                 raise SnapshotError(f"cannot read {src}: {e}") from e
-        return entries
+        return tuple(entries)
 
-    def _copy_from(self, src_root: Path, tmp: Path, progress: Progress | None,
-                   first: bool) -> SnapshotResult:
-        """Copy the batch's files from ``src_root`` into ``tmp``."""
-        entries = self._scan() if first else self._entries
+    def _copy_from(self, src_root: Path, entries: tuple[_Entry, ...], tmp: Path,
+                   progress: Progress | None) -> SnapshotResult:
+        """Copy ``entries`` from ``src_root`` into ``tmp``."""
         _make_dirs(tmp, (e.rel for e in entries))
         src_text, tmp_text = str(src_root), str(tmp)
 
@@ -420,8 +435,6 @@ class SnapshotBatch:
             counts = _run_parallel(work, entries, self.workers, progress)
         except OSError as e:
             raise SnapshotError(f"cannot copy {src_root} into {tmp}: {e}") from e
-        if first:
-            self._entries = entries
         regular = sum(c[0] for c in counts)
         cloned = sum(c[1] for c in counts)
         mode_used = "reflink" if regular and cloned == regular else "copy"
@@ -429,17 +442,16 @@ class SnapshotBatch:
 
     # -- linking
 
-    def _link_from_base(self, tmp: Path, progress: Progress | None) -> SnapshotResult:
+    def _link_from(self, base: _BaseCopy, tmp: Path, progress: Progress | None) -> SnapshotResult:
         """Hard-link the base snapshot's files into ``tmp`` (_CrossDevice if impossible)."""
-        base, entries = self._base, self._entries
         try:
-            same_device = os.stat(base).st_dev == os.stat(tmp).st_dev
+            same_device = os.stat(base.path).st_dev == os.stat(tmp).st_dev
         except OSError as e:
-            raise SnapshotError(f"cannot inspect {base} or {tmp}: {e}") from e
+            raise SnapshotError(f"cannot inspect {base.path} or {tmp}: {e}") from e
         if not same_device:
             raise _CrossDevice(str(tmp))
-        _make_dirs(tmp, (e.rel for e in entries))
-        base_text, tmp_text = str(base), str(tmp)
+        _make_dirs(tmp, (e.rel for e in base.entries))
+        base_text, tmp_text = str(base.path), str(tmp)
 
         def work(chunk: Sequence[_Entry]) -> None:
             for entry in chunk:
@@ -450,12 +462,12 @@ class SnapshotBatch:
                     os.link(os.path.join(base_text, entry.rel), dst, follow_symlinks=False)
 
         try:
-            _run_parallel(work, entries, self.workers, progress)
+            _run_parallel(work, base.entries, self.workers, progress)
         except OSError as e:
             if e.errno == errno.EXDEV:
                 raise _CrossDevice(str(tmp)) from e
-            raise SnapshotError(f"cannot hard-link {base} into {tmp}: {e}") from e
-        return SnapshotResult(tmp, True, "link", len(entries), sum(e.size for e in entries))
+            raise SnapshotError(f"cannot hard-link {base.path} into {tmp}: {e}") from e
+        return SnapshotResult(tmp, True, "link", len(base.entries), sum(e.size for e in base.entries))
 
 
 def ensure_snapshot(src_root: Path, files: Sequence[str], dest: Path, *, mode: str = "auto",

@@ -1,8 +1,8 @@
 """``nrl-launch status``: what became of each snapshotted experiment.
 
-Pure gathering and formatting. The Slurm query is passed in as a callable
-(``query_states(job_ids) -> {job_id: state}``) so this module never runs a
-command; when it raises ``SlurmError`` every job's state is ``unknown``.
+Gathering and formatting. Job states come from the Slurm client handed in
+(one query for every job of every row); when it raises ``SlurmError`` every
+job's state is ``unknown``.
 
 An experiment named on the command line without a snapshot folder gets a row
 whose ``problem`` is ``"no snapshot"`` (it is not an error): the table shows
@@ -12,21 +12,19 @@ every asked-for name.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nrl_launch.errors import SlurmError, SnapshotError
 from nrl_launch.manifest import MANIFEST_NAME, read_manifest
+from nrl_launch.slurm import SlurmClient
 from nrl_launch.watch import METRIC_FAIL, PASS, driver_logs, judge
 
 UNKNOWN = "unknown"
 NO_SNAPSHOT = "no snapshot"
 SUITE_KINDS = ("llm", "vlm")
-
-QueryStates = Callable[[list[str]], dict[str, str]]
-
 
 @dataclass(frozen=True)
 class JobState:
@@ -74,7 +72,7 @@ def max_step(metrics_file: Path) -> int | None:
         return None
     if not isinstance(data, dict):
         return None
-    steps = []
+    steps: list[int] = []
     for series in data.values():
         if isinstance(series, dict):
             steps.extend(int(k) for k in series if str(k).lstrip("-").isdigit())
@@ -102,12 +100,12 @@ def metric_checks(snapshot: Path, job_ids: Sequence[str]) -> str | None:
     return {PASS: "PASS", METRIC_FAIL: "FAIL"}.get(verdict.status)
 
 
-def _query(query_states: QueryStates, job_ids: list[str]) -> dict[str, str]:
+def _query(slurm: SlurmClient, job_ids: list[str]) -> dict[str, str]:
     """States of ``job_ids``; empty when there are none or Slurm can't say."""
     if not job_ids:
         return {}
     try:
-        return dict(query_states(job_ids))
+        return slurm.states(job_ids)
     except SlurmError:
         return {}
 
@@ -121,7 +119,8 @@ def _row(name: str, folder: Path) -> StatusRow:
     except SnapshotError as e:
         problem = f"no manifest ({MANIFEST_NAME})" if not (folder / MANIFEST_NAME).exists() else str(e)
         return StatusRow(name, str(folder), problem=problem)
-    source = manifest.get("source") if isinstance(manifest.get("source"), dict) else {}
+    recorded = manifest.get("source")
+    source: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     commit = str(source.get("commit") or "")[:12] or None
     runs = manifest["runs"]
     metrics = _metrics_file(folder, name, manifest)
@@ -139,12 +138,12 @@ def _row(name: str, folder: Path) -> StatusRow:
 
 
 def collect_status(snapshot_root: Path, experiments: Sequence[str] | None,
-                   query_states: QueryStates) -> list[StatusRow]:
+                   slurm: SlurmClient) -> list[StatusRow]:
     """One StatusRow per snapshot folder under ``snapshot_root`` (or per name in
     ``experiments``). Slurm is queried once for every job id of every row."""
     rows = [_row(name, folder) for name, folder in _snapshot_dirs(Path(snapshot_root), experiments)]
     job_ids = sorted({job.job_id for row in rows for job in row.jobs if job.job_id})
-    states = _query(query_states, job_ids)
+    states = _query(slurm, job_ids)
     return [_with_states(row, states) for row in rows]
 
 

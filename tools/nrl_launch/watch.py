@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nrl_launch.errors import SlurmError
+from nrl_launch.errors import LauncherError, SlurmError, SnapshotError
+from nrl_launch.manifest import read_manifest
+from nrl_launch.slurm import SlurmClient, job_ids
 
 PASS, METRIC_FAIL, GENERAL_FAIL = "METRIC PASS", "METRIC FAIL", "GENERAL FAIL"
 _SECTION_RE = re.compile(r"^.*\bMetric Checks\b.*$", re.MULTILINE)
@@ -104,18 +106,13 @@ def judge(experiment: str, logs: Sequence[Path]) -> Verdict:
     return Verdict(experiment, METRIC_FAIL if section_failed(last_section) else PASS, last_section)
 
 
-def _numeric(job_ids: Iterable[str]) -> list[str]:
-    """Job ids in numeric order; anything that is not a job id is left out."""
-    return sorted({str(i) for i in job_ids if str(i).isdigit()}, key=int)
-
-
-def driver_logs(snapshot: Path, job_ids: Iterable[str]) -> list[Path]:
+def driver_logs(snapshot: Path, ids: Iterable[str]) -> list[Path]:
     """``<snapshot>/<job id>-logs/ray-driver.log`` of these jobs that exist, by job id.
 
     Jobs run with the snapshot as working directory, so each experiment's
     logs sit in its own snapshot folder (``<snapshot root>/*/<job id>-logs``).
     """
-    logs = (snapshot / f"{job_id}-logs" / "ray-driver.log" for job_id in _numeric(job_ids))
+    logs = (snapshot / f"{job_id}-logs" / "ray-driver.log" for job_id in job_ids(ids))
     return [log for log in logs if log.is_file()]
 
 
@@ -144,8 +141,6 @@ def follow(
     try:
         _poll(remaining, interval, queued, wait, report, clock)
     except KeyboardInterrupt as e:
-        from nrl_launch.errors import LauncherError
-
         raise LauncherError(f"stopped watching; jobs that may still be queued or running: "
                             f"{' '.join(remaining) or 'none'}. Resume with: {resume_hint}") from e
 
@@ -184,25 +179,19 @@ def wait_or_enter(seconds: float) -> None:
 
 def recorded_jobs(snapshot_root: Path, experiments: Sequence[str]) -> dict[str, list[str]]:
     """Job ids each experiment's manifest records (launcher and continue.sh runs)."""
-    from nrl_launch.errors import LauncherError
-    from nrl_launch.manifest import read_manifest
-
     jobs = {}
     for name in experiments:
         folder = snapshot_root / name
         if not folder.is_dir():
-            raise LauncherError(f"no snapshot of experiment {name!r} in {snapshot_root}")
-        jobs[name] = _numeric(run["job_id"] for run in read_manifest(folder).get("runs") or [])
+            raise SnapshotError(f"no snapshot of experiment {name!r} in {snapshot_root}")
+        jobs[name] = job_ids(run["job_id"] for run in read_manifest(folder).get("runs") or [])
     return jobs
 
 
-def watch_experiments(snapshot_root: Path, experiments: Sequence[str], *, interval: float,
-                      report: Callable[[str], None]) -> list[Verdict]:
+def watch_experiments(snapshot_root: Path, experiments: Sequence[str], slurm: SlurmClient, *, interval: float,
+                      report: Callable[[str], None], wait: Callable[[float], None] = wait_or_enter) -> list[Verdict]:
     """``nrl-launch watch``: follow already submitted experiments, then judge them."""
-    from nrl_launch import slurm
-
     jobs = recorded_jobs(snapshot_root, experiments)
-    follow([i for ids in jobs.values() for i in ids], interval=interval, report=report,
-           wait=wait_or_enter, queued=lambda remaining: slurm.queued_job_ids(remaining),
-           resume_hint=f"nrl-launch watch {' '.join(experiments)}")
+    follow([i for ids in jobs.values() for i in ids], interval=interval, report=report, wait=wait,
+           queued=slurm.queued, resume_hint=f"nrl-launch watch {' '.join(experiments)}")
     return verdicts(snapshot_root, jobs)

@@ -1,0 +1,272 @@
+"""The effects of a launch: git checks, snapshots, pre-flight, submission, WATCH.
+
+Order matters for the contract: every script is read and every git check
+made before the first snapshot; every snapshot made and every submission
+pre-flighted before the first real ``sbatch``. This module is loaded by one
+guarded import in :mod:`nrl_launch.launch`; the DRYRUN=1 path never loads it
+(nor GitPython and simple-slurm, which it imports).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nrl_launch import __version__, gitrepo, manifest, watch
+from nrl_launch.continuation import render_continue_script
+from nrl_launch.errors import LauncherError, PlanError, SlurmError, SlurmRejected, SnapshotError, SubmissionStopped
+from nrl_launch.gitrepo import RepoInfo
+from nrl_launch.lines import info_line, skip_submission_line, submitting_line
+from nrl_launch.plan import Experiment, Submission, build_submissions
+from nrl_launch.settings import DryRun, LaunchSettings
+from nrl_launch.slurm import SlurmClient
+from nrl_launch.snapshot import SnapshotBatch, existing_snapshot
+
+Emit = Callable[[str], None]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Repository:
+    """One git working tree of the launch, described and listed once."""
+
+    info: RepoInfo
+    files: tuple[str, ...]  # every tracked file, submodules included
+    tracked: frozenset[str] = field(repr=False)
+
+    @classmethod
+    def describe(cls, root: Path) -> Repository:
+        """Ask git once for everything the launch needs about ``root``."""
+        files = tuple(gitrepo.list_tracked_files(root))
+        return cls(gitrepo.find_repo(root), files, frozenset(files))
+
+
+@dataclass(frozen=True)
+class PlannedExperiment:
+    """One experiment with its repository, snapshot folder and submissions."""
+
+    experiment: Experiment
+    repo: Repository
+    rel_path: str  # the script's path from the repository root
+    snapshot_dir: Path
+    submissions: tuple[Submission, ...]
+
+    @property
+    def name(self) -> str:
+        """The experiment name."""
+        return self.experiment.name
+
+
+@dataclass(frozen=True)
+class Launched:
+    """What :meth:`Pipeline.launch` did: the plan and the jobs it queued."""
+
+    planned: tuple[PlannedExperiment, ...]
+    jobs: dict[str, list[str]]  # experiment -> job ids, submission order
+
+
+class Pipeline:
+    """Runs the effects of one launch with one settings object and one Slurm client."""
+
+    def __init__(self, settings: LaunchSettings, slurm: SlurmClient, *, out: Emit, err: Emit,
+                 progress: Callable[[Path], Progress | None] | None = None) -> None:
+        self.settings = settings
+        self.slurm = slurm
+        self.out = out
+        self.err = err
+        self.progress = progress
+
+    def launch(self, experiments: Sequence[Experiment]) -> Launched:
+        """Plan, snapshot, pre-flight and submit ``experiments`` (or skip submitting, DRYRUN=2)."""
+        planned = plan_submissions(experiments, self.settings)
+        self.make_snapshots(planned)
+        if self.settings.dryrun is DryRun.NO_SUBMIT:
+            self.dryrun2_preflight(planned)
+        else:
+            self.preflight(planned)
+        write_continue_scripts(planned)
+        return Launched(planned, self.submit_all(planned))
+
+    # ---- snapshots
+
+    def make_snapshots(self, planned: Sequence[PlannedExperiment]) -> None:
+        """Create (or reuse) every experiment's snapshot; one copy per repository."""
+        batches: dict[Path, SnapshotBatch] = {}
+        for p in planned:
+            if existing_snapshot(p.snapshot_dir) is not None:
+                self.err(f"Using existing code snapshot in {p.snapshot_dir}")
+                for reason in stale_reasons(p):
+                    self.err(f"[WARNING]: reusing {p.snapshot_dir}: {reason}")
+                continue
+            self.err(f"Creating new code snapshot in {p.snapshot_dir}")
+            root = p.repo.info.root
+            if root not in batches:
+                batches[root] = SnapshotBatch(root, p.repo.files, mode=self.settings.snapshot_mode)
+            batches[root].ensure(p.snapshot_dir, manifest=new_manifest(p),
+                                 progress=self.progress(p.snapshot_dir) if self.progress else None)
+
+    # ---- Slurm
+
+    def preflight(self, planned: Sequence[PlannedExperiment]) -> None:
+        """``sbatch --test-only`` for every experiment before anything is queued."""
+        for p in planned:
+            sub = p.submissions[0]
+            try:
+                self.slurm.test_only(sub.argv, cwd=sub.cwd, job_env=dict(sub.env))
+            except SlurmRejected as e:
+                raise SlurmRejected(f"Slurm would reject experiment {p.name}: {e}. Nothing was submitted.",
+                                    where=p.experiment.script) from e
+            except SlurmError as e:
+                e.about(p.experiment.script)
+                raise
+
+    def dryrun2_preflight(self, planned: Sequence[PlannedExperiment]) -> None:
+        """DRYRUN=2 asks Slurm too when it can, but only warns: nothing is submitted."""
+        if not self.slurm.reachable():
+            self.err("[INFO]: DRYRUN=2 and no Slurm controller reachable: pre-flight (sbatch --test-only) skipped")
+            return
+        try:
+            self.preflight(planned)
+        except LauncherError as e:
+            self.err(f"[WARNING]: pre-flight: {e}")
+
+    def submit_all(self, planned: Sequence[PlannedExperiment]) -> dict[str, list[str]]:
+        """Print each experiment's lines and submit its runs (or skip, DRYRUN=2).
+
+        Stopped half-way (sbatch failing, Ctrl-C), it says which jobs are queued.
+        """
+        jobs: dict[str, list[str]] = {}
+        try:
+            for p in planned:
+                jobs[p.name] = []
+                self._submit_experiment(p, jobs[p.name])
+        except KeyboardInterrupt as e:
+            raise SubmissionStopped("interrupted while submitting", jobs) from e
+        except SlurmError as e:
+            raise SubmissionStopped(str(e), jobs) from e
+        return jobs
+
+    def _submit_experiment(self, p: PlannedExperiment, job_ids: list[str]) -> None:
+        exp = p.experiment
+        self.out(info_line(exp))
+        for sub in p.submissions:
+            self.out(submitting_line(sub, exp))
+            if self.settings.dryrun is DryRun.NO_SUBMIT:
+                self.out(skip_submission_line(exp, str(p.snapshot_dir)))
+                continue
+            try:
+                answer = self.slurm.submit(sub.argv, cwd=sub.cwd, job_env=dict(sub.env))
+            except SlurmError as e:
+                e.about(f"{exp.script}: run {sub.run_label} of {exp.name}")
+                raise
+            self.out(answer.text)
+            job_ids.append(answer.job_id)
+            try:
+                manifest.append_run(p.snapshot_dir, answer.job_id, sub.run_label, via="launcher")
+            except (SnapshotError, OSError) as e:
+                # The job is queued already: losing its manifest entry is not
+                # worth stopping the launch half-way.
+                self.err(f"[WARNING]: could not record job {answer.job_id} in the manifest: {e}")
+
+    # ---- WATCH
+
+    def watch(self, launched: Launched, wait: Callable[[float], None] | None) -> list[watch.Verdict]:
+        """Follow the submitted jobs until they leave the queue, then judge them."""
+        ids = [i for name in launched.jobs for i in launched.jobs[name]]
+        watch.follow(ids, interval=self.settings.watch_interval, report=self.err, wait=wait or watch.wait_or_enter,
+                     queued=self.slurm.queued, resume_hint=resume_hint(launched.planned, self.settings))
+        return [watch.judge(p.name, watch.driver_logs(p.snapshot_dir, launched.jobs[p.name]))
+                for p in launched.planned]
+
+
+def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings) -> tuple[PlannedExperiment, ...]:
+    """Git checks and submission plans for every experiment (nothing written).
+
+    Each repository is described and listed once, however many of its
+    scripts the launch has: a suite is hundreds of scripts of one repo.
+    """
+    repos: dict[Path, Repository] = {}
+    planned = []
+    for exp in experiments:
+        try:
+            root = gitrepo.work_tree_root(Path(exp.path).parent)
+            if root not in repos:
+                repos[root] = Repository.describe(root)
+            repo = repos[root]
+            rel_path = gitrepo.tracked_path(Path(exp.path), root, repo.tracked)
+        except LauncherError as e:
+            e.about(exp.script)
+            raise
+        snapshot_dir = root / settings.snapshot_dirname / exp.name
+        check_batch_script(exp, settings.batch_script, repo.tracked, snapshot_dir)
+        subs = build_submissions(exp, settings, str(snapshot_dir), rel_path, repo.info.short_meta)
+        planned.append(PlannedExperiment(exp, repo, rel_path, snapshot_dir, subs))
+    return tuple(planned)
+
+
+def check_batch_script(exp: Experiment, batch_script: str, tracked: frozenset[str], snapshot_dir: Path) -> None:
+    """The batch script must be in the snapshot the jobs will run from."""
+    if Path(batch_script).is_absolute():
+        return  # outside the snapshot by the user's choice
+    if snapshot_dir.is_dir() and any(snapshot_dir.iterdir()):
+        if not (snapshot_dir / batch_script).is_file():
+            raise PlanError(f"the existing snapshot {snapshot_dir} has no batch script {batch_script}",
+                            where=exp.script)
+    elif Path(batch_script).as_posix() not in tracked:
+        raise PlanError(f"batch script {batch_script} is not a tracked file of the repository "
+                        "(the snapshot holds tracked files only)", where=exp.script)
+
+
+def stale_reasons(p: PlannedExperiment) -> list[str]:
+    """Why a reused snapshot may not hold the code the user has now."""
+    try:
+        recorded = manifest.read_manifest(p.snapshot_dir)
+    except SnapshotError as e:
+        # e.g. a snapshot made by the bash launcher, which wrote no manifest
+        return [f"its commit is unknown ({e})"]
+    return manifest.stale_reasons(recorded, p.repo.info)
+
+
+def new_manifest(p: PlannedExperiment) -> dict[str, Any]:
+    """The manifest a new snapshot of ``p`` starts with."""
+    config = p.experiment.config
+    return manifest.build_manifest(p.repo.info, config_values=config.values, gpu_hours=config.gpu_hours,
+                                   experiment=p.name, script=p.rel_path)
+
+
+def write_continue_scripts(planned: Sequence[PlannedExperiment]) -> None:
+    """Write each snapshot's continue.sh (after the pre-flight accepted the plan)."""
+    for p in planned:
+        script = render_continue_script(p.submissions[-1], script=p.rel_path, version=__version__)
+        path = p.snapshot_dir / "continue.sh"
+        try:
+            _write_executable(path, script)
+        except OSError as e:
+            raise SnapshotError(f"cannot write {path}: {e}") from e
+
+
+def _write_executable(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically and make it executable."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o755)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def resume_hint(planned: Sequence[PlannedExperiment], settings: LaunchSettings) -> str:
+    """The ``nrl-launch watch`` command(s) that pick up where this launch stops."""
+    by_root: dict[str, list[str]] = {}
+    for p in planned:
+        by_root.setdefault(str(p.repo.info.root), []).append(p.name)
+    return "; ".join(
+        f"nrl-launch watch --project-root {shlex.quote(root)} --code-snapshot-dirname "
+        f"{shlex.quote(settings.snapshot_dirname)} " + " ".join(shlex.quote(n) for n in names)
+        for root, names in by_root.items())
