@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nrl_launch.cli import LAUNCH_OPTIONS, main
+from nrl_launch.cli import LAUNCH_OPTIONS, CliContext, main
 from nrl_launch.errors import LauncherError
 from nrl_launch.launch import launch
 from nrl_launch.settings import make_settings
-from testkit import BASE_ENV, FakeJob, FakeSlurm, Project, SlurmOnPath, git
+from testkit import BASE_ENV, REPO, FakeJob, FakeSlurm, Project, SlurmOnPath, config_block, git
 
 STAMP_RE = r"\d{6}-\d{6}"
 
@@ -508,7 +508,6 @@ def test_watch_all_pass_exits_zero(project: Project, slurm_on_path: SlurmOnPath,
 
 # ---------------------------------------------------------------- the shim
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_shim_runs_from_any_directory_and_through_a_symlink(tmp_path: Path) -> None:
@@ -676,3 +675,44 @@ def test_launch_without_git_on_path_is_one_clear_error(project: Project, tmp_pat
     assert proc.returncode == 1
     assert proc.stderr.startswith("[ERROR]: cannot launch:") and "Traceback" not in proc.stderr
     assert not (project.root / "code_snapshots").exists()
+
+
+def test_dryrun1_path_never_loads_the_pipeline(tmp_path: Path) -> None:
+    # The DRYRUN=1 boundary is one import (nrl_launch.pipeline); behind it are
+    # GitPython and simple-slurm, which a GPU-hour estimate must not pay for.
+    (tmp_path / "x.sh").write_text(config_block(NUM_NODES=1, NUM_RUNS=1, NUM_MINUTES=60))
+    probe = ("import sys, runpy; sys.argv = ['nrl-launch', 'launch', 'x.sh']\n"
+             "try:\n    runpy.run_module('nrl_launch', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('nrl_launch.pipeline', 'git', 'simple_slurm') if m in sys.modules))")
+    env = {**os.environ, **BASE_ENV, "DRYRUN": "1", "PYTHONPATH": str(REPO / "tools")}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert "[INFO]: Total GPU hours: 8" in done.stdout
+    assert done.stdout.splitlines()[-1] == "[]", done.stdout + done.stderr
+    env["DRYRUN"] = "2"  # the same probe on a launch that does load it, so the probe itself is proven
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert "nrl_launch.pipeline" in done.stdout.splitlines()[-1]
+
+
+# ---------------------------------------------------------------- the Slurm seam, in process
+
+
+def launch_in_process(args: list[str], env: dict[str, str | None], fake: FakeSlurm):
+    """``nrl-launch launch`` through click with Slurm replaced by ``fake`` (PATH untouched)."""
+    full: dict[str, str | None] = {envvar: None for _, envvar, _ in LAUNCH_OPTIONS}
+    full.update(env)
+    return CliRunner().invoke(main, ["launch", *args], env=full, obj=CliContext(fake))
+
+
+def test_launch_through_the_client_seam(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
+    result = launch_in_process([str(script)], {**BASE_ENV, "EXTRA_ENV": "FOO=bar"}, fake_slurm)
+    assert result.exit_code == 0, result.output
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    assert fake_slurm.programs() == ["sbatch-test", "sbatch", "sbatch"]
+    jobs = fake_slurm.submissions()
+    assert [j.job_id for j in jobs] == ["1001", "1002"]
+    assert {j.cwd for j in jobs} == {str(snapshot)}
+    assert [j.argv[-2] for j in jobs] == ["--dependency=singleton"] * 2
+    assert {(j.env["FOO"], j.env["HF_HOME"], j.env["MOUNTS"]) for j in jobs} == {("bar", "/hf",
+                                                                                   f"{snapshot}:{snapshot}")}
+    assert result.stdout.splitlines()[-2:] == ["Submitted batch job 1002", "[INFO]: Total GPU hours: 2"]

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from pytest_mock import MockerFixture
 
 from nrl_launch import snapshot as snapshot_mod
 from nrl_launch.errors import SnapshotError
@@ -237,27 +238,25 @@ def test_copy_mode_isolation(tree: Path, tmp_path: Path) -> None:
     assert (tree / "README.md").read_text() == "readme edited, not committed\n"
 
 
-def _exdev(*args, **kwargs):
-    raise OSError(18, "Invalid cross-device link")
+EXDEV = OSError(18, "Invalid cross-device link")
 
 
-def test_auto_falls_back_to_copy_across_filesystems(tree: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_falls_back_to_copy_across_filesystems(tree: Path, tmp_path: Path, mocker: MockerFixture) -> None:
     batch = SnapshotBatch(tree, tracked(tree), mode="auto")
     first = batch.ensure(tmp_path / "a")
-    monkeypatch.setattr(os, "link", _exdev)
+    link = mocker.patch.object(os, "link", side_effect=EXDEV)  # as between two filesystems
     second = batch.ensure(tmp_path / "b")
+    assert link.called
     assert second.mode_used in ("copy", "reflink") and second.created
     assert inode(second.path / "README.md") != inode(first.path / "README.md")
     assert snapshot_files(second.path) == TREE_FILES
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-def test_link_mode_refuses_cross_filesystem(tree: Path, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_link_mode_refuses_cross_filesystem(tree: Path, tmp_path: Path, mocker: MockerFixture) -> None:
     batch = SnapshotBatch(tree, tracked(tree), mode="link")
     batch.ensure(tmp_path / "a")
-    monkeypatch.setattr(os, "link", _exdev)
+    mocker.patch.object(os, "link", side_effect=EXDEV)
     with pytest.raises(SnapshotError, match="different filesystems"):
         batch.ensure(tmp_path / "b")
     assert not (tmp_path / "b").exists()
@@ -299,11 +298,9 @@ def test_many_files_in_parallel_chunks(tmp_path: Path) -> None:
     assert batch.ensure(tmp_path / "b").mode_used == "link"
 
 
-def test_ctrl_c_leaves_nothing(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(snapshot_mod, "_copy_regular", interrupted)
+def test_ctrl_c_leaves_nothing(tree: Path, tmp_path: Path, mocker: MockerFixture) -> None:
+    # Ctrl-C arrives while a file is being copied
+    mocker.patch.object(snapshot_mod, "_copy_regular", side_effect=KeyboardInterrupt)
     with pytest.raises(KeyboardInterrupt):
         SnapshotBatch(tree, tracked(tree), workers=4).ensure(tmp_path / "snaps" / "exp1")
     assert list((tmp_path / "snaps").iterdir()) == []

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from nrl_launch.cli import main
+from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import LauncherError, SlurmError
 from nrl_launch.watch import GENERAL_FAIL, METRIC_FAIL, PASS, follow, judge, metric_section
-from testkit import BASE_ENV, Project, SlurmOnPath, write
+from testkit import BASE_ENV, FakeSlurm, Project, SlurmOnPath, driver_log, finish_after, write
 
 
 @pytest.mark.parametrize(
@@ -111,7 +112,8 @@ def test_status_command_shows_job_states(project: Project, slurm_on_path: SlurmO
     monkeypatch.chdir(project.root)
     result = runner.invoke(main, ["status", "--format", "json"])
     assert result.exit_code == 0, result.output
-    assert '"1001"' in result.stdout and "COMPLETED" in result.stdout and "RUNNING" in result.stdout
+    [row] = json.loads(result.stdout)
+    assert {job["job_id"]: job["state"] for job in row["jobs"]} == {"1001": "COMPLETED", "1002": "RUNNING"}
 
 
 def test_enter_on_a_terminal_polls_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,3 +132,33 @@ def test_enter_on_a_terminal_polls_at_once(monkeypatch: pytest.MonkeyPatch) -> N
         wait_or_enter(600)  # would sleep ten minutes without the key press
         assert time.monotonic() - started < 60
     os.close(master)
+
+
+# ---------------------------------------------------------------- the Slurm seam, in process
+
+
+def test_watch_and_status_commands_through_the_client_seam(project: Project, fake_slurm: FakeSlurm,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
+    fake_slurm.on_submit = driver_log({"1001": "Metric Checks\n  [PASS] loss\n",
+                                       "1002": "Metric Checks\n  [FAIL] train/loss too high\n"})
+    runner = CliRunner()
+    launched = runner.invoke(main, ["launch", str(script)], env={**BASE_ENV, "DRYRUN": None},
+                             obj=CliContext(fake_slurm))
+    assert launched.exit_code == 0, launched.output
+    monkeypatch.chdir(project.root / "tests")  # the project is found from a subfolder
+
+    fake_slurm.finish("1001")
+    status = runner.invoke(main, ["status", "--format", "json"], obj=CliContext(fake_slurm))
+    assert status.exit_code == 0, status.output
+    [row] = json.loads(status.stdout)
+    assert row["experiment"] == "sft-a"
+    assert row["jobs"] == [{"job_id": "1001", "run": "1/2", "state": "COMPLETED"},
+                           {"job_id": "1002", "run": "2/2", "state": "PENDING"}]
+
+    fake_slurm.on_poll = finish_after(1)
+    watched = runner.invoke(main, ["watch", "--watch-interval", "0.01", "sft-a"], obj=CliContext(fake_slurm))
+    assert watched.exit_code == 1  # the last run's checks failed
+    assert watched.stdout.splitlines() == ["[METRIC FAIL]    sft-a", "    [FAIL] train/loss too high"]
+    polls = [c.argv for c in fake_slurm.calls if c.argv[0] == "squeue"]
+    assert polls[-2:] == [("squeue", "--me", "-h", "-o", "%i")] * 2  # polled until the queue was empty

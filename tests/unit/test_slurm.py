@@ -1,0 +1,188 @@
+"""The Slurm seam: SlurmClient against the recording FakeSlurm runner, and the
+default runner against real processes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+
+import pytest
+
+from nrl_launch.errors import SlurmError, SlurmRejected, UsageProblem
+from nrl_launch.slurm import Completed, SlurmClient, job_ids, parse_job_id, parse_timeout, run_command
+from testkit import Call, FakeSlurm
+
+ENV = {"PATH": os.environ["PATH"], "SLURM_CONF": "/etc/slurm/test.conf", "HOME": "/home/u"}
+
+
+def answer(stdout: str = "", stderr: str = "", code: int = 0):
+    """A FakeSlurm ``answers`` entry that always says this."""
+    def reply(call: Call) -> Completed:
+        return Completed(code, stdout, stderr)
+
+    return reply
+
+
+def test_submit_runs_sbatch_with_the_job_environment_on_top(fake_slurm: FakeSlurm) -> None:
+    client = fake_slurm.client(ENV)
+    result = client.submit(["--nodes=1", "ray.sub"], cwd="/snap", job_env={"COMMAND": "uv run x.sh", "HOME": "/job"})
+    assert (result.job_id, result.text) == ("1001", "Submitted batch job 1001")
+    [call] = fake_slurm.calls
+    assert call.argv == ("sbatch", "--nodes=1", "ray.sub") and call.cwd == "/snap"
+    assert call.env == {**ENV, "COMMAND": "uv run x.sh", "HOME": "/job"}  # the job's value wins
+    assert client.environ == ENV  # the client's own environment is untouched
+
+
+@pytest.mark.parametrize(
+    ("stdout", "job_id"),
+    [
+        ("Submitted batch job 42\n", "42"),
+        ("Submitted batch job 42 on cluster gpu\n", "42"),
+        ("sbatch: warning: something\nSubmitted batch job 7\n", "7"),
+    ],
+)
+def test_job_id_comes_from_sbatchs_answer(stdout: str, job_id: str) -> None:
+    assert parse_job_id(stdout) == job_id
+
+
+@pytest.mark.parametrize("stdout", ["", "Submitted batch job\n", "Submitted batch job 12a\n", "job 12 submitted\n"])
+def test_answer_without_a_job_id_is_an_error(stdout: str) -> None:
+    client = FakeSlurm(answers={"sbatch": answer(stdout)}).client(ENV)
+    with pytest.raises(SlurmError, match="sbatch answered without a job id"):
+        client.submit(["ray.sub"], cwd="/", job_env={})
+
+
+def test_sbatch_failure_shows_slurms_reason() -> None:
+    client = FakeSlurm(answers={"sbatch": answer(stderr="sbatch: error: Invalid account\n", code=1)}).client(ENV)
+    with pytest.raises(SlurmError, match="sbatch failed: sbatch: error: Invalid account"):
+        client.submit(["ray.sub"], cwd="/", job_env={})
+
+
+def test_test_only_asks_without_queueing(fake_slurm: FakeSlurm) -> None:
+    fake_slurm.client(ENV).test_only(["--nodes=2", "ray.sub"], cwd="/snap", job_env={"A": "1"})
+    assert fake_slurm.calls[0].argv == ("sbatch", "--test-only", "--nodes=2", "ray.sub")
+    assert fake_slurm.jobs == {}
+    fake_slurm.reject = "Requested node configuration is not available"
+    with pytest.raises(SlurmRejected, match="Requested node configuration is not available"):
+        fake_slurm.client(ENV).test_only(["ray.sub"], cwd="/snap", job_env={})
+
+
+def test_queued_filters_ids_and_asks_once(fake_slurm: FakeSlurm) -> None:
+    fake_slurm.add_job("5", "RUNNING")
+    fake_slurm.add_job("6", "PENDING")
+    fake_slurm.add_job("7", "COMPLETED")
+    client = fake_slurm.client(ENV)
+    assert client.queued(["5", "7", "8", "x; rm -rf /", "6"]) == {"5", "6"}
+    assert [c.argv for c in fake_slurm.calls] == [("squeue", "--me", "-h", "-o", "%i")]
+    assert client.queued(["not-an-id"]) == set()
+    assert len(fake_slurm.calls) == 1  # nothing to ask about: Slurm is not asked
+
+
+def test_queued_raises_when_squeue_fails() -> None:
+    client = FakeSlurm(down=True).client(ENV)
+    with pytest.raises(SlurmError, match="squeue failed: .*Unable to contact slurm controller"):
+        client.queued(["1"])
+
+
+def test_states_ask_squeue_then_accounting_then_scontrol(fake_slurm: FakeSlurm) -> None:
+    fake_slurm.add_job("10", "RUNNING")
+    fake_slurm.add_job("11", "COMPLETED")
+    fake_slurm.add_job("12", "FAILED")
+    states = fake_slurm.client(ENV).states(["12", "10", "11", "99"])
+    assert states == {"10": "RUNNING", "11": "COMPLETED", "12": "FAILED"}  # 99 is unknown to every source
+    assert [c.argv[0] for c in fake_slurm.calls] == ["squeue", "sacct", "scontrol", "scontrol", "scontrol"]
+    assert fake_slurm.calls[0].argv[-1] == "10,11,12,99"
+    assert fake_slurm.calls[1].argv[-1] == "11,12,99"  # only what left the queue
+
+
+def test_states_use_accounting_when_it_answers() -> None:
+    fake = FakeSlurm(accounting=True)
+    fake.add_job("3", "CANCELLED")
+    assert fake.client(ENV).states(["3"]) == {"3": "CANCELLED"}
+    assert [c.argv[0] for c in fake.calls] == ["squeue", "sacct"]
+
+
+def test_sacct_state_keeps_its_first_word() -> None:
+    client = FakeSlurm(answers={"sacct": answer("4|CANCELLED by 0\n"), "squeue": answer("")}).client(ENV)
+    assert client.states(["4"]) == {"4": "CANCELLED"}
+
+
+def test_reachable(fake_slurm: FakeSlurm, tmp_path) -> None:
+    sbatch = tmp_path / "sbatch"
+    sbatch.write_text("#!/bin/sh\n")
+    sbatch.chmod(0o755)
+    env = {**ENV, "PATH": str(tmp_path)}
+    assert fake_slurm.client(env).reachable()
+    assert not FakeSlurm(down=True).client(env).reachable()
+    assert not fake_slurm.client({**ENV, "PATH": str(tmp_path / "none")}).reachable()  # no client installed
+
+
+class Raising:
+    """A runner that fails the way the default runner does."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __call__(self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str], timeout: float) -> Completed:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (FileNotFoundError("sbatch"), "sbatch not found on PATH: is the Slurm client installed"),
+        (TimeoutError("late"), "sbatch did not answer within 7 s (set NRL_SLURM_TIMEOUT to wait longer)"),
+        (PermissionError("denied"), "could not run sbatch: denied"),
+    ],
+)
+def test_runner_failures_become_slurm_errors(error: Exception, message: str) -> None:
+    client = SlurmClient(ENV, Raising(error), timeout=7)
+    with pytest.raises(SlurmError) as info:
+        client.submit(["ray.sub"], cwd="/", job_env={})
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(None, 120.0), ("", 120.0), ("  ", 120.0), ("30", 30.0), ("0.5", 0.5)],
+)
+def test_timeout_setting(raw: str | None, expected: float) -> None:
+    assert parse_timeout(raw) == expected
+    environ = {} if raw is None else {"NRL_SLURM_TIMEOUT": raw}
+    assert SlurmClient(environ).timeout == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "soon", "inf", "nan"])
+def test_bad_timeout_is_a_usage_problem(raw: str) -> None:
+    with pytest.raises(UsageProblem, match="NRL_SLURM_TIMEOUT"):
+        SlurmClient({"NRL_SLURM_TIMEOUT": raw})
+
+
+def test_job_ids_are_digits_in_numeric_order() -> None:
+    assert job_ids(["10", "9", "9", "", "1a", "-3", " 4", 11]) == ["9", "10", "11"]
+
+
+# ---- the default runner, on real processes
+
+def test_run_command_captures_both_streams_and_the_status(tmp_path) -> None:
+    code = ("import os,sys; print(os.getcwd(), flush=True); print(os.environ['X'], file=sys.stderr);"
+            " sys.stdout.buffer.write(b'caf\\xe9\\n'); sys.exit(3)")
+    done = run_command([sys.executable, "-c", code],
+                       cwd=str(tmp_path), env={"X": "from env"}, timeout=30)
+    assert done.returncode == 3
+    assert done.stdout.splitlines() == [str(tmp_path), "caf\ufffd"]  # a bad byte does not lose the rest
+    assert done.stderr == "from env\n"
+
+
+def test_run_command_kills_at_the_timeout() -> None:
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        run_command([sys.executable, "-c", "import time; time.sleep(60)"], cwd=None, env={}, timeout=0.5)
+    assert time.monotonic() - started < 30
+
+
+def test_run_command_missing_program() -> None:
+    with pytest.raises(FileNotFoundError):
+        run_command(["/nonexistent/sbatch"], cwd=None, env={}, timeout=5)
