@@ -95,9 +95,16 @@ def test_num_runs_default_warns_on_stderr(tmp_path: Path, monkeypatch: pytest.Mo
         ({"PARTITION": None}, "PARTITION must be set", 2),
         ({"HF_HOME": ""}, "HF_HOME must be set and non-empty", 2),
         ({"HF_DATASETS_CACHE": None}, "HF_DATASETS_CACHE must be set and non-empty", 2),
-        ({"DRYRUN": "yes"}, "DRYRUN must be empty, 1 or 2", 2),
-        ({"DRYRUN": " "}, "DRYRUN must be empty, 1 or 2", 2),
-        ({"DRYRUN": "0"}, "DRYRUN must be empty, 1 or 2", 2),
+        ({"DRYRUN": "yes"}, "DRYRUN must be empty, 0, 1 or 2", 2),
+        ({"DRYRUN": " "}, "DRYRUN must be empty, 0, 1 or 2", 2),
+        ({"DRYRUN": "00"}, "DRYRUN must be empty, 0, 1 or 2", 2),
+        ({"DRYRUN": "3"}, "DRYRUN must be empty, 0, 1 or 2", 2),
+        ({"CODE_SNAPSHOT_DIRNAME": "/abs/snaps"}, "CODE_SNAPSHOT_DIRNAME is an absolute path", 2),
+        ({"CODE_SNAPSHOT_DIRNAME": "a/../b"}, "CODE_SNAPSHOT_DIRNAME has a '.', '..' or '.git' component", 2),
+        ({"CODE_SNAPSHOT_DIRNAME": ".git/snaps"}, "CODE_SNAPSHOT_DIRNAME has a '.', '..' or '.git' component", 2),
+        ({"CODE_SNAPSHOT_DIRNAME": "a//b"}, "CODE_SNAPSHOT_DIRNAME has an empty component", 2),
+        ({"CODE_SNAPSHOT_DIRNAME": "snaps/"}, "CODE_SNAPSHOT_DIRNAME has an empty component", 2),
+        ({"CODE_SNAPSHOT_DIRNAME": "sn\taps"}, "CODE_SNAPSHOT_DIRNAME contains a control character", 2),
         ({"EXTRA_ENV": "NOT-A-NAME=1"}, "EXTRA_ENV entries must be KEY=VALUE", 2),
         ({"EXTRA_SCRIPT_ARGS": "'unterminated"}, "EXTRA_SCRIPT_ARGS is not valid shell words", 2),
         ({"WATCH_INTERVAL": "soon"}, "WATCH_INTERVAL must be a number", 2),
@@ -486,24 +493,55 @@ def test_watch_prints_verdicts_and_fails_on_metric_fail(project: Project, slurm_
     monkeypatch.setenv("FAKE_SQUEUE_DOWN", "1")
     result = invoke([str(a), str(b), str(c)], {**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01"})
     assert result.exit_code == 1
-    assert stdout_lines(result)[-6:] == [
-        "[METRIC PASS]    sft-a", "    [PASS] train/loss@4 = 0.1 < 0.5",
-        "[METRIC FAIL]    sft-b", "    [FAIL] train/loss@4 = 0.9 < 0.5",
-        "[GENERAL FAIL]   sft-c",
+    snaps = project.root / "code_snapshots"
+    log_a, log_b, log_c = (snaps / name / f"{job}-logs" / "ray-driver.log"
+                           for name, job in (("sft-a", 1001), ("sft-b", 1002), ("sft-c", 1003)))
+    lines = stdout_lines(result)
+    total = lines.index("[INFO]: Total GPU hours: 3")
+    assert re.fullmatch(r"-rw-r--r-- 1 \S+ \S+ +25 \w{3} [ \d]\d \d\d:\d\d " + re.escape(str(log_c)),
+                        lines[-2])
+    assert [re.sub(r"^\[[-\d: ]{19}\] ", "[TS] ", line) for line in lines[total:-2]] == [
         "[INFO]: Total GPU hours: 3",
+        "[TS] [WATCH]: Tracking 3 jobs: 1001 1002 1003",
+        "[TS] [WATCH]: Polling every 0.01s. Press Enter to refresh immediately.",
+        "[TS] [WATCH]: Remaining: 3",  # the poll after the failed one
+        "[TS] [WATCH]: Remaining: 3",
+        "[TS] [WATCH]: Finished jobs: 1001 1002 1003",
+        "[TS] [WATCH]: Remaining: 0",
+        "[TS] [WATCH]: All tracked jobs have finished.",
+        "[WATCH]: Checking sft-a",
+        "[METRIC PASS]    sft-a",
+        f"{log_a}:Metric Checks",
+        f"{log_a}-  [PASS] train/loss@4 = 0.1 < 0.5",
+        "[WATCH]: Checking sft-b",
+        "[METRIC FAIL]    sft-b",
+        f"{log_b}:Metric Checks",
+        f"{log_b}-  [FAIL] train/loss@4 = 0.9 < 0.5",
+        "[WATCH]: Checking sft-c",
+        "[GENERAL FAIL]   sft-c",
     ]
-    assert "cannot reach Slurm" in result.stderr  # one failed poll, retried
-    assert "Finished jobs: 1001 1002 1003" in result.stderr and "Remaining: 0" in result.stderr
+    assert lines[-1] == "[INFO]: One or more tests failed. Exiting with status 1."
+    assert "cannot reach Slurm" in result.stderr  # one failed poll, retried (on stderr)
 
 
 def test_watch_all_pass_exits_zero(project: Project, slurm_on_path: SlurmOnPath,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     a = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
-    monkeypatch.setenv("FAKE_DRIVER_LOG_1001", "Metric Checks\n  [FAIL] not yet\n")
-    monkeypatch.setenv("FAKE_DRIVER_LOG_1002", "Metric Checks\n  [PASS] ok\n")  # the last run decides
+    monkeypatch.setenv("FAKE_DRIVER_LOG_1001", "step 20 of 40\n")
+    monkeypatch.setenv("FAKE_DRIVER_LOG_1002", "Metric Checks\n  [PASS] ok\n")
     result = invoke([str(a)], {**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01"})
     assert result.exit_code == 0, result.output
-    assert stdout_lines(result)[-3:] == ["[METRIC PASS]    sft-a", "    [PASS] ok", "[INFO]: Total GPU hours: 2"]
+    assert stdout_lines(result)[-4:] == ["[METRIC PASS]    sft-a",
+                                         f"{project.root}/code_snapshots/sft-a/1002-logs/ray-driver.log:Metric Checks",
+                                         f"{project.root}/code_snapshots/sft-a/1002-logs/ray-driver.log-  [PASS] ok",
+                                         "[INFO]: All tests passed. Exiting with status 0."]
+
+
+def test_dryrun0_is_a_full_launch(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
+    result = launch_in_process([str(script)], {**BASE_ENV, "DRYRUN": "0"}, fake_slurm)
+    assert result.exit_code == 0, result.output
+    assert [job.job_id for job in fake_slurm.submissions()] == ["1001", "1002"]
 
 
 # ---------------------------------------------------------------- the shim

@@ -93,8 +93,8 @@ def test_states_ask_squeue_then_accounting_then_scontrol(fake_slurm: FakeSlurm) 
     states = fake_slurm.client(ENV).states(["12", "10", "11", "99"])
     assert states == {"10": "RUNNING", "11": "COMPLETED", "12": "FAILED"}  # 99 is unknown to every source
     assert [c.argv[0] for c in fake_slurm.calls] == ["squeue", "sacct", "scontrol", "scontrol", "scontrol"]
-    assert fake_slurm.calls[0].argv[-1] == "10,11,12,99"
-    assert fake_slurm.calls[1].argv[-1] == "11,12,99"  # only what left the queue
+    assert fake_slurm.calls[0].argv[-1] == "12,10,11,99"
+    assert fake_slurm.calls[1].argv[-1] == "12,11,99"  # only what left the queue
 
 
 def test_states_use_accounting_when_it_answers() -> None:
@@ -160,8 +160,8 @@ def test_bad_timeout_is_a_usage_problem(raw: str) -> None:
         SlurmClient({"NRL_SLURM_TIMEOUT": raw})
 
 
-def test_job_ids_are_digits_in_numeric_order() -> None:
-    assert job_ids(["10", "9", "9", "", "1a", "-3", " 4", 11]) == ["9", "10", "11"]
+def test_job_ids_are_distinct_digits_in_the_order_given() -> None:
+    assert job_ids(["10", "9", "9", "", "1a", "-3", " 4", "٣", 11]) == ["10", "9", "11"]
 
 
 # ---- the default runner, on real processes

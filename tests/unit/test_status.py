@@ -20,7 +20,7 @@ PASS_LOG = """starting
 │ train/loss[-1] < 1.1 │ PASS   │
 └──────────────────────┴────────┘
 
-done, FAIL-safe shutdown
+done, clean shutdown
 """
 FAIL_LOG = PASS_LOG.replace("│ PASS   │", "│ FAIL   │")
 
@@ -63,7 +63,7 @@ def snapshots(tmp_path: Path) -> Path:
     root = tmp_path / "code_snapshots"
     make_snapshot(root, "exp-a", runs=[("101", "1/2"), ("102", "2/2")],
                   steps={"train/loss": {"1": 0.7, "2": 0.6, "10": 0.5}, "val/acc": {"12": 0.9}},
-                  logs={"101": FAIL_LOG, "102": PASS_LOG})
+                  logs={"101": "step 6, no checks yet\n", "102": PASS_LOG})
     make_snapshot(root, "exp-b", kind="vlm", runs=[("201", "1/1")], steps={"loss": {"3": 1.0}},
                   logs={"201": FAIL_LOG}, dirty=True)
     make_snapshot(root, "exp-c")
@@ -124,10 +124,24 @@ def test_verdict_comes_from_the_recorded_jobs_logs_as_watch_reads_them(tmp_path:
     make_snapshot(tmp_path, "x", runs=[("11", "1/1"), ("12", "2/1")],
                   logs={"11": PASS_LOG, "12": "MAX_STEPS reached, exiting\n", "99": FAIL_LOG})
     assert collect_status(tmp_path, ["x"], fake_slurm().client())[0].metric_checks == "PASS"
-    make_snapshot(tmp_path, "y", runs=[("21", "1/2"), ("22", "2/2")], logs={"21": PASS_LOG, "22": FAIL_LOG})
+    # any failed check in any of the experiment's logs fails it, as WATCH judges
+    make_snapshot(tmp_path, "y", runs=[("21", "1/2"), ("22", "2/2")], logs={"21": FAIL_LOG, "22": PASS_LOG})
     assert collect_status(tmp_path, ["y"], fake_slurm().client())[0].metric_checks == "FAIL"
     make_snapshot(tmp_path, "z", runs=[("31", "1/1")], logs={"31": "no checks here\nFAIL\n"})
     assert collect_status(tmp_path, ["z"], fake_slurm().client())[0].metric_checks is None
+    # a requeued job: the first attempt crashed, the second passed
+    folder = make_snapshot(tmp_path, "w", runs=[("41", "1/1")], logs={"41": "node failure\n"})
+    (folder / "41-1-logs").mkdir()
+    (folder / "41-1-logs" / "ray-driver.log").write_text(PASS_LOG)
+    assert collect_status(tmp_path, ["w"], fake_slurm().client())[0].metric_checks == "PASS"
+
+
+def test_logs_under_base_log_dir_are_found(tmp_path: Path) -> None:
+    folder = make_snapshot(tmp_path / "snaps", "v", runs=[])
+    append_run(folder, "51", "1/1", base_log_dir=str(tmp_path / "logs"))
+    (tmp_path / "logs" / "51-logs").mkdir(parents=True)
+    (tmp_path / "logs" / "51-logs" / "ray-driver.log").write_text(FAIL_LOG)
+    assert collect_status(tmp_path / "snaps", ["v"], fake_slurm().client())[0].metric_checks == "FAIL"
 
 
 def test_max_step(tmp_path: Path) -> None:

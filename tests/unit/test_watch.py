@@ -1,85 +1,194 @@
-"""WATCH: polling, verdicts from driver logs, and ``nrl-launch watch``."""
+"""WATCH: the contract's lines, verdicts from driver logs (checked against real
+grep and ls), log discovery, and ``nrl-launch watch``."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import LauncherError, SlurmError
-from nrl_launch.watch import GENERAL_FAIL, METRIC_FAIL, PASS, follow, judge, metric_section
+from nrl_launch.joblogs import TrackedJob, driver_logs
+from nrl_launch.verdict import GENERAL_FAIL, METRIC_FAIL, PASS, grep_output, judge, ls_lah
+from nrl_launch.watch import ALL_PASSED, SOME_FAILED, TrackedExperiment, follow, report
 from testkit import BASE_ENV, FakeSlurm, Project, SlurmOnPath, driver_log, finish_after, write
+
+PASS_LOG = "step 40\nMetric Checks\n  [PASS] train/loss@40 = 0.3 < 0.5\n\ndone\n"
+FAIL_LOG = "step 40\nMetric Checks\n  [FAIL] train/accuracy@40 = 0.8 > 2\n"
+
+
+def real_grep(paths: list[Path]) -> list[str]:
+    done = subprocess.run(["grep", "-A10000", "-H", "Metric Checks", *map(str, paths)],
+                          capture_output=True, env={**os.environ, "LC_ALL": "C"})
+    return done.stdout.decode("utf-8", "replace").splitlines()
 
 
 @pytest.mark.parametrize(
-    ("log", "expected"),
+    "texts",
     [
-        ("no checks here\n", None),
-        ("Metric Checks\n  [PASS] a < 1\n  [PASS] b < 2\n", ("[PASS] a < 1", "[PASS] b < 2")),
-        ("x\n=== Metric Checks ===\n\n  [FAIL] a\n\nafter\n", ("[FAIL] a",)),
-        ("Metric Checks\n[FAIL] old\n\nMetric Checks\n[PASS] new\n", ("[PASS] new",)),  # the last section counts
-        ("Metric Checks\n", ()),
-        ("Metric Checks\n  [PASS] a\n\n[ray.sub] COMMAND exited with status 0 (no FAIL here)\n", ("[PASS] a",)),
-        ("Metric Checks\n┏━━━┳━━━┓\n┃ Metric ┃ Status ┃\n│ loss < 1 │ FAIL │\n└───┘\n\nFAIL-safe\n", ("│ loss < 1 │ "
-                                                                                                      "FAIL │",)),
+        ["no checks here\n"],
+        [PASS_LOG],
+        ["Metric Checks\n"],
+        ["Metric Checks"],  # no final newline
+        ["a\nMetric Checks\nb\nMetric Checks\nc\n"],  # one group: the second match is inside the context
+        [PASS_LOG, "crashed\n", FAIL_LOG],  # groups of two files, separated
+        ["x Metric Checks y\n\n\n"],
+        ["Metric Checks\n" + "line\n" * 10000 + "after the context\nMetric Checks\nagain\n"],  # context limit
+        ["Metric Checks\n" + "line\n" * 9999 + "Metric Checks\nlast\n"],  # a match on the last context line
+        ["Metric Checks\n" + "line\n" * 10000 + "Metric Checks\nadjacent\n"],  # the next line matches: no --
     ],
 )
-def test_metric_section(log: str, expected: tuple[str, ...] | None) -> None:
-    assert metric_section(log) == expected
+def test_evidence_is_what_grep_prints(tmp_path: Path, texts: list[str]) -> None:
+    paths = [write(tmp_path / f"{i}-logs" / "ray-driver.log", text) for i, text in enumerate(texts)]
+    assert grep_output(paths) == real_grep(paths)
+
+
+lines = st.lists(st.sampled_from(["Metric Checks", "[PASS] a", "[FAIL] b", "", "x Metric Checks x", "FAIL-safe",
+                                  "plain"]), max_size=12)
+
+
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(st.lists(lines, min_size=1, max_size=3), st.lists(st.booleans(), min_size=3, max_size=3))
+def test_evidence_matches_grep_on_random_logs(tmp_path_factory: pytest.TempPathFactory,
+                                              files: list[list[str]], final_newline: list[bool]) -> None:
+    folder = tmp_path_factory.mktemp("logs")
+    paths = [write(folder / f"{i}.log", "\n".join(body) + ("\n" if final_newline[i] else ""))
+             for i, body in enumerate(files)]
+    assert grep_output(paths) == real_grep(paths)
+    verdict = judge("x", paths)
+    grepped = real_grep(paths)
+    expected = GENERAL_FAIL if not grepped else METRIC_FAIL if any("FAIL" in line for line in grepped) else PASS
+    assert verdict.status == expected
 
 
 @pytest.mark.parametrize(
     ("logs", "status"),
     [
         ([], GENERAL_FAIL),
-        (["crashed\n"], GENERAL_FAIL),
-        (["Metric Checks\n  [PASS] loss\n"], PASS),
-        (["Metric Checks\n  [PASS] loss\n  [FAIL] reward\n"], METRIC_FAIL),
-        (["Metric Checks\n  [PASS] loss\n", "max steps reached: exiting early\n"], PASS),  # a later early-exit run
+        (["crashed before any check\nFAIL\n"], GENERAL_FAIL),  # FAIL without Metric Checks is not a metric verdict
+        ([PASS_LOG], PASS),
+        ([FAIL_LOG], METRIC_FAIL),
+        ([PASS_LOG, "max steps reached: exiting early\n"], PASS),  # a later run that only exits early
+        ([FAIL_LOG, PASS_LOG], METRIC_FAIL),  # any log's failed check counts, not only the last one
+        (["Metric Checks\n  [PASS] a\n\n[ray.sub] shutting down, FAIL-safe\n"], METRIC_FAIL),  # FAIL anywhere after
     ],
 )
-def test_judge(tmp_path: Path, logs: list[str], status: str) -> None:
+def test_verdict_rule(tmp_path: Path, logs: list[str], status: str) -> None:
     paths = [write(tmp_path / f"{i}-logs" / "ray-driver.log", text) for i, text in enumerate(logs)]
     verdict = judge("exp", paths)
     assert verdict.status == status
-    assert verdict.render().startswith(f"[{status}]")
+    assert verdict.line() == f"{'[' + status + ']':<16} exp"
+    assert verdict.failed == (status != PASS)
 
 
-def test_follow_reports_progress_and_retries_when_slurm_is_unreachable() -> None:
-    answers = [SlurmError("connection refused"), {"1", "2"}, {"2"}, set()]
-    lines: list[str] = []
+def test_general_fail_shows_ls_lines_of_the_logs(tmp_path: Path) -> None:
+    log = write(tmp_path / "7-logs" / "ray-driver.log", "x" * 1500)
+    verdict = judge("exp", [log])
+    done = subprocess.run(["ls", "-lah", str(log)], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"})
+    assert verdict.evidence == (done.stdout.rstrip("\n"),)
+    assert judge("exp", [], missing="no runs were submitted").evidence == ("no runs were submitted",)
+
+
+def test_ls_lines_match_ls(tmp_path: Path) -> None:
+    sizes = {"a": 0, "b": 1023, "c": 1024, "d": 1500, "e": 10240, "f": 10500, "g": 2_600_000, "h": 1 << 20}
+    for name, size in sizes.items():
+        with open(tmp_path / name, "wb") as handle:
+            handle.truncate(size)
+    old = tmp_path / "old"
+    old.touch()
+    os.utime(old, (1_600_000_000, 1_600_000_000))  # more than six months ago: the year is shown
+    paths = [tmp_path / name for name in [*sizes, "old"]]
+    done = subprocess.run(["ls", "-lah", *map(str, paths)], capture_output=True, text=True,
+                          env={**os.environ, "LC_ALL": "C"})
+    assert ls_lah(list(reversed(paths))) == done.stdout.splitlines()
+
+
+def test_requeued_attempts_are_read_in_order(tmp_path: Path) -> None:
+    # 41 crashed on its first attempt and passed after a requeue; 42's log sits under BASE_LOG_DIR
+    write(tmp_path / "snap" / "41-logs" / "ray-driver.log", "node failure\n")
+    write(tmp_path / "snap" / "41-1-logs" / "ray-driver.log", PASS_LOG)
+    write(tmp_path / "snap" / "41-10-logs" / "ray-driver.log", "tenth\n")
+    write(tmp_path / "snap" / "41-2-logs" / "ray-driver.log", "second\n")
+    write(tmp_path / "snap" / "410-logs" / "ray-driver.log", "another job\n")
+    write(tmp_path / "logs" / "42-logs" / "ray-driver.log", PASS_LOG)
+    jobs = [TrackedJob("41", tmp_path / "snap"), TrackedJob("42", tmp_path / "logs")]
+    assert [p.parent.name for p in driver_logs(jobs)] == ["41-logs", "41-1-logs", "41-2-logs", "41-10-logs",
+                                                         "42-logs"]
+    assert TrackedExperiment("exp", tuple(jobs)).verdict().status == PASS
+
+
+def test_no_log_at_all_names_where_it_looked(tmp_path: Path) -> None:
+    verdict = TrackedExperiment("exp", (TrackedJob("5", tmp_path),)).verdict()
+    assert verdict.status == GENERAL_FAIL
+    assert verdict.evidence == (f"no driver log found (looked for {tmp_path}/5-logs/ray-driver.log)",)
+    assert TrackedExperiment("exp", ()).verdict().evidence == ("no runs were submitted",)
+
+
+# ---------------------------------------------------------------- polling
+
+
+def test_follow_prints_the_contracts_lines() -> None:
+    answers: list[set[str] | Exception] = [SlurmError("connection refused"), {"1", "2"}, {"2"}, set()]
+    out: list[str] = []
+    err: list[str] = []
     waits: list[float] = []
 
-    def queued(ids):
+    def queued(ids: object) -> set[str]:
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
         return answer
 
-    follow(["1", "2"], interval=7, queued=queued, wait=waits.append, report=lines.append, clock=lambda: "T")
-    assert lines == [
-        "[T] [WARNING]: cannot reach Slurm (connection refused); retrying in 7s",
-        "[T] Remaining: 2",
-        "[T] Finished jobs: 1",
-        "[T] Remaining: 1",
-        "[T] Finished jobs: 2",
-        "[T] Remaining: 0",
+    follow(["1", "2"], interval=7, queued=queued, wait=waits.append, out=out.append, err=err.append,
+           clock=lambda: "T")
+    assert out == [
+        "[T] [WATCH]: Tracking 2 jobs: 1 2",
+        "[T] [WATCH]: Polling every 7s. Press Enter to refresh immediately.",
+        "[T] [WATCH]: Remaining: 2",
+        "[T] [WATCH]: Finished jobs: 1",
+        "[T] [WATCH]: Remaining: 1",
+        "[T] [WATCH]: Finished jobs: 2",
+        "[T] [WATCH]: Remaining: 0",
+        "[T] [WATCH]: All tracked jobs have finished.",
     ]
-    assert waits == [7, 7, 7]
+    assert err == ["[T] [WARNING]: cannot reach Slurm (connection refused); retrying in 7s"]
+    assert waits == [7, 7, 7, 7]  # the first poll comes one interval after the Polling line
 
 
 def test_follow_ctrl_c_names_the_jobs_still_queued() -> None:
+    waits = [None]
+
     def wait(_: float) -> None:
-        raise KeyboardInterrupt
+        if not waits:
+            raise KeyboardInterrupt
+        waits.pop()
 
     with pytest.raises(LauncherError) as info:
-        follow(["5", "6"], interval=1, queued=lambda ids: {"6"}, wait=wait, report=lambda _: None,
-               resume_hint="nrl-launch watch exp")
-    assert "6" in str(info.value) and "5" not in str(info.value).split(":")[1]
-    assert "Resume with: nrl-launch watch exp" in str(info.value)
+        follow(["5", "6"], interval=1, queued=lambda ids: {"6"}, wait=wait, out=lambda _: None,
+               err=lambda _: None, resume_hint="nrl-launch watch exp")
+    message = str(info.value)
+    assert "may still be queued or running: 6. Resume with: nrl-launch watch exp" in message
+
+
+def test_report_prints_checking_verdict_evidence_and_the_summary(tmp_path: Path) -> None:
+    good = write(tmp_path / "1-logs" / "ray-driver.log", PASS_LOG)
+    out: list[str] = []
+    assert report([judge("a", [good])], out.append) is False
+    assert out == ["[WATCH]: Checking a", "[METRIC PASS]    a", f"{good}:Metric Checks",
+                   f"{good}-  [PASS] train/loss@40 = 0.3 < 0.5", f"{good}-", f"{good}-done", ALL_PASSED]
+    out.clear()
+    assert report([judge("a", [good]), judge("b", [])], out.append) is True
+    assert out[-4:] == ["[WATCH]: Checking b", "[GENERAL FAIL]   b", "no driver log was written", SOME_FAILED]
+
+
+# ---------------------------------------------------------------- the commands
 
 
 def test_watch_command_follows_recorded_jobs(project: Project, slurm_on_path: SlurmOnPath,
@@ -92,8 +201,21 @@ def test_watch_command_follows_recorded_jobs(project: Project, slurm_on_path: Sl
     monkeypatch.chdir(project.root / "tests")
     result = runner.invoke(main, ["watch", "--watch-interval", "0.01", "sft-a"])
     assert result.exit_code == 1
-    assert result.stdout.splitlines() == ["[METRIC FAIL]    sft-a", "    [FAIL] train/loss too high"]
-    assert "Finished jobs: 1001 1002" in result.stderr
+    log = project.root / "code_snapshots" / "sft-a" / "1002-logs" / "ray-driver.log"
+    lines = [line.split("] ", 1)[1] if line.startswith("[20") else line for line in result.stdout.splitlines()]
+    assert lines == [
+        "[WATCH]: Tracking 2 jobs: 1001 1002",
+        "[WATCH]: Polling every 0.01s. Press Enter to refresh immediately.",
+        "[WATCH]: Remaining: 2",
+        "[WATCH]: Finished jobs: 1001 1002",
+        "[WATCH]: Remaining: 0",
+        "[WATCH]: All tracked jobs have finished.",
+        "[WATCH]: Checking sft-a",
+        "[METRIC FAIL]    sft-a",
+        f"{log}:Metric Checks",
+        f"{log}-  [FAIL] train/loss too high",
+        SOME_FAILED,
+    ]
 
 
 def test_watch_command_unknown_experiment(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,7 +239,6 @@ def test_status_command_shows_job_states(project: Project, slurm_on_path: SlurmO
 
 
 def test_enter_on_a_terminal_polls_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
     import pty
     import sys
     import time
@@ -140,8 +261,7 @@ def test_enter_on_a_terminal_polls_at_once(monkeypatch: pytest.MonkeyPatch) -> N
 def test_watch_and_status_commands_through_the_client_seam(project: Project, fake_slurm: FakeSlurm,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
-    fake_slurm.on_submit = driver_log({"1001": "Metric Checks\n  [PASS] loss\n",
-                                       "1002": "Metric Checks\n  [FAIL] train/loss too high\n"})
+    fake_slurm.on_submit = driver_log({"1001": "Metric Checks\n  [PASS] loss\n", "1002": "max steps reached\n"})
     runner = CliRunner()
     launched = runner.invoke(main, ["launch", str(script)], env={**BASE_ENV, "DRYRUN": None},
                              obj=CliContext(fake_slurm))
@@ -152,13 +272,15 @@ def test_watch_and_status_commands_through_the_client_seam(project: Project, fak
     status = runner.invoke(main, ["status", "--format", "json"], obj=CliContext(fake_slurm))
     assert status.exit_code == 0, status.output
     [row] = json.loads(status.stdout)
-    assert row["experiment"] == "sft-a"
+    assert row["experiment"] == "sft-a" and row["metric_checks"] == "PASS"
     assert row["jobs"] == [{"job_id": "1001", "run": "1/2", "state": "COMPLETED"},
                            {"job_id": "1002", "run": "2/2", "state": "PENDING"}]
 
     fake_slurm.on_poll = finish_after(1)
     watched = runner.invoke(main, ["watch", "--watch-interval", "0.01", "sft-a"], obj=CliContext(fake_slurm))
-    assert watched.exit_code == 1  # the last run's checks failed
-    assert watched.stdout.splitlines() == ["[METRIC FAIL]    sft-a", "    [FAIL] train/loss too high"]
+    assert watched.exit_code == 0, watched.output
+    log = project.root / "code_snapshots" / "sft-a" / "1001-logs" / "ray-driver.log"
+    assert watched.stdout.splitlines()[-4:] == ["[METRIC PASS]    sft-a", f"{log}:Metric Checks",
+                                                f"{log}-  [PASS] loss", ALL_PASSED]
     polls = [c.argv for c in fake_slurm.calls if c.argv[0] == "squeue"]
     assert polls[-2:] == [("squeue", "--me", "-h", "-o", "%i")] * 2  # polled until the queue was empty

@@ -115,7 +115,7 @@ LAUNCH_OPTIONS = (
     ("--hf-home", "HF_HOME", "Hugging Face home, passed into the job. Required, non-empty."),
     ("--hf-datasets-cache", "HF_DATASETS_CACHE", "Hugging Face datasets cache, passed into the job. Required, "
                                                  "non-empty."),
-    ("--dryrun", "DRYRUN", "Empty: full launch. 1: print GPU-hours only. 2: also snapshot and write continue.sh, "
+    ("--dryrun", "DRYRUN", "Empty or 0: full launch. 1: print GPU-hours only. 2: also snapshot and write continue.sh, "
                            "submit nothing."),
     ("--extra-env", "EXTRA_ENV", "Extra KEY=VALUE shell words added to the job's environment."),
     ("--mounts", "MOUNTS", "Extra container mounts, appended after the snapshot's own mount."),
@@ -132,6 +132,8 @@ LAUNCH_OPTIONS = (
                                                          "code_snapshots)."),
     ("--snapshot-mode", "SNAPSHOT_MODE", "auto (default), copy or link: how snapshots of one launch share files."),
     ("--batch-script", "BATCH_SCRIPT", "Batch script submitted from the snapshot root (default ray.sub)."),
+    ("--base-log-dir", "BASE_LOG_DIR", "Folder the jobs write their <job id>-logs folders to (default: the "
+     "snapshot); passed into the job and recorded for watch/status."),
 )
 
 
@@ -218,14 +220,15 @@ def _snapshot_root(project_root: str | None, dirname: str | None) -> Path:
 
     from nrl_launch.errors import GitError
     from nrl_launch.gitrepo import work_tree_root
-    from nrl_launch.settings import DEFAULT_SNAPSHOT_DIRNAME
+    from nrl_launch.settings import parse_snapshot_dirname
 
+    folder = parse_snapshot_dirname(dirname)
     if project_root is None:
         try:
             project_root = str(work_tree_root(Path.cwd()))
         except GitError:
             project_root = str(Path.cwd())
-    return Path(project_root) / (dirname or DEFAULT_SNAPSHOT_DIRNAME)
+    return Path(project_root) / folder
 
 
 @main.command()
@@ -275,9 +278,7 @@ def watch(experiments: tuple[str, ...], watch_interval: str | None, project_root
     from nrl_launch.watch import watch_experiments
 
     verdicts = watch_experiments(_snapshot_root(project_root, code_snapshot_dirname), experiments, slurm_client(),
-                                 interval=parse_interval(watch_interval), report=_echo_err)
-    for verdict in verdicts:
-        click.echo(verdict.render())
+                                 interval=parse_interval(watch_interval), out=click.echo, err=_echo_err)
     if any(v.failed for v in verdicts):
         click.get_current_context().exit(1)
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pathlib and the pipeline cost the DRYRUN=1 path time it doe
     from pathlib import Path
 
     from nrl_launch.pipeline import Pipeline
-    from nrl_launch.watch import Verdict
+    from nrl_launch.verdict import Verdict
 
 Emit = Callable[[str], None]
 # Given a snapshot folder, a ``progress(done, total)`` callback for its copy (or None).
@@ -86,9 +86,7 @@ def launch(scripts: Sequence[str], settings: LaunchSettings, *, environ: Mapping
         return dry_run(experiments, out)
     pipeline = _load_pipeline()(settings, slurm, out=out, err=err, progress=progress)
     launched = pipeline.launch(experiments)
-    verdicts = pipeline.watch(launched, wait) if settings.watch and settings.dryrun is DryRun.OFF else ()
-    for verdict in verdicts:
-        out(verdict.render())
     total = total_gpu_hours(experiments)
-    out(total_line(total))
+    out(total_line(total))  # CI parses it: the last line unless WATCH follows
+    verdicts = pipeline.watch(launched, wait) if settings.watch and settings.dryrun is DryRun.OFF else []
     return LaunchResult(total, launched.jobs, tuple(verdicts))

@@ -89,11 +89,15 @@ def _dump(data: Any) -> str:
     return yaml.safe_dump(data, default_flow_style=False, sort_keys=False, allow_unicode=True)
 
 
-def _run_entry(job_id: str, run_label: str, via: str, when: dt.datetime | str | None) -> dict[str, str]:
+def _run_entry(job_id: str, run_label: str, via: str, when: dt.datetime | str | None,
+               base_log_dir: str | None) -> dict[str, str]:
     """One ``runs:`` entry, validated."""
     if via not in VIA_VALUES:
         raise SnapshotError(f"invalid run origin {via!r}: expected one of {', '.join(VIA_VALUES)}")
-    return {"job_id": str(job_id), "submitted_at": _iso(when), "run": str(run_label), "via": via}
+    entry = {"job_id": str(job_id), "submitted_at": _iso(when), "run": str(run_label), "via": via}
+    if base_log_dir:
+        entry["base_log_dir"] = base_log_dir
+    return entry
 
 
 def render_manifest(manifest: Mapping[str, Any]) -> str:
@@ -159,11 +163,14 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 
 def append_run(directory: Path, job_id: str, run_label: str, via: str = "launcher",
-               when: dt.datetime | str | None = None) -> None:
+               when: dt.datetime | str | None = None, base_log_dir: str | None = None) -> None:
     """Append one run entry to the manifest's ``runs:`` list, by appending
-    text (the file is not rewritten). SnapshotError if there is no manifest."""
+    text (the file is not rewritten). SnapshotError if there is no manifest.
+
+    ``base_log_dir`` (BASE_LOG_DIR of the run, when set) tells WATCH and
+    ``status`` where the run's logs are."""
     path = Path(directory) / MANIFEST_NAME
-    text = _dump([_run_entry(job_id, run_label, via, when)])
+    text = _dump([_run_entry(job_id, run_label, via, when, base_log_dir)])
     try:
         with open(path, "r+b") as handle:
             handle.seek(0, os.SEEK_END)

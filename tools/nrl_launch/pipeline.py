@@ -20,11 +20,13 @@ from nrl_launch import __version__, gitrepo, manifest, watch
 from nrl_launch.continuation import render_continue_script
 from nrl_launch.errors import LauncherError, PlanError, SlurmError, SlurmRejected, SnapshotError, SubmissionStopped
 from nrl_launch.gitrepo import RepoInfo
+from nrl_launch.joblogs import TrackedJob, log_root
 from nrl_launch.lines import info_line, skip_submission_line, submitting_line
 from nrl_launch.plan import Experiment, Submission, build_submissions
 from nrl_launch.settings import DryRun, LaunchSettings
 from nrl_launch.slurm import SlurmClient
 from nrl_launch.snapshot import SnapshotBatch, existing_snapshot
+from nrl_launch.verdict import Verdict
 
 Emit = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -166,7 +168,8 @@ class Pipeline:
             self.out(answer.text)
             job_ids.append(answer.job_id)
             try:
-                manifest.append_run(p.snapshot_dir, answer.job_id, sub.run_label, via="launcher")
+                manifest.append_run(p.snapshot_dir, answer.job_id, sub.run_label, via="launcher",
+                                    base_log_dir=self.settings.base_log_dir or None)
             except (SnapshotError, OSError) as e:
                 # The job is queued already: losing its manifest entry is not
                 # worth stopping the launch half-way.
@@ -174,13 +177,15 @@ class Pipeline:
 
     # ---- WATCH
 
-    def watch(self, launched: Launched, wait: Callable[[float], None] | None) -> list[watch.Verdict]:
-        """Follow the submitted jobs until they leave the queue, then judge them."""
-        ids = [i for name in launched.jobs for i in launched.jobs[name]]
-        watch.follow(ids, interval=self.settings.watch_interval, report=self.err, wait=wait or watch.wait_or_enter,
-                     queued=self.slurm.queued, resume_hint=resume_hint(launched.planned, self.settings))
-        return [watch.judge(p.name, watch.driver_logs(p.snapshot_dir, launched.jobs[p.name]))
-                for p in launched.planned]
+    def watch(self, launched: Launched, wait: Callable[[float], None] | None) -> list[Verdict]:
+        """Follow the submitted jobs until they leave the queue, then print and return the verdicts."""
+        experiments = [
+            watch.TrackedExperiment(p.name, tuple(TrackedJob(job_id, log_root(p.snapshot_dir, self.settings.base_log_dir))
+                                                  for job_id in launched.jobs[p.name]))
+            for p in launched.planned]
+        return watch.watch_and_judge(experiments, self.slurm, interval=self.settings.watch_interval, out=self.out,
+                                     err=self.err, wait=wait or watch.wait_or_enter,
+                                     resume_hint=resume_hint(launched.planned, self.settings))
 
 
 def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings) -> tuple[PlannedExperiment, ...]:
@@ -201,11 +206,21 @@ def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings
         except LauncherError as e:
             e.about(exp.script)
             raise
+        check_snapshot_root(exp, settings.snapshot_dirname, repo.tracked)
         snapshot_dir = root / settings.snapshot_dirname / exp.name
         check_batch_script(exp, settings.batch_script, repo.tracked, snapshot_dir)
         subs = build_submissions(exp, settings, str(snapshot_dir), rel_path, repo.info.short_meta)
         planned.append(PlannedExperiment(exp, repo, rel_path, snapshot_dir, subs))
     return tuple(planned)
+
+
+def check_snapshot_root(exp: Experiment, dirname: str, tracked: frozenset[str]) -> None:
+    """Snapshots must not land in a tracked folder (the next snapshot would copy them)."""
+    prefix = dirname + "/"
+    clash = next((f for f in tracked if f == dirname or f.startswith(prefix)), None)
+    if clash is not None:
+        raise PlanError(f"CODE_SNAPSHOT_DIRNAME={dirname} is tracked by git ({clash}): choose a folder that is not "
+                        "part of the repository (and list it in .gitignore)", where=exp.script)
 
 
 def check_batch_script(exp: Experiment, batch_script: str, tracked: frozenset[str], snapshot_dir: Path) -> None:

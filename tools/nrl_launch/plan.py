@@ -178,6 +178,9 @@ def job_environment(config: RecipeConfig, settings: LaunchSettings, snapshot_dir
     batch script relies on) cannot be shadowed by it by accident.
     """
     mounts = f"{snapshot_dir}:{snapshot_dir}" + (f",{settings.mounts}" if settings.mounts else "")
+    # BASE_LOG_DIR reaches the job from the launcher's environment anyway; set
+    # here, continue.sh pins it too, so every run of the chain logs to one place.
+    log_dir = (("BASE_LOG_DIR", settings.base_log_dir),) if settings.base_log_dir else ()
     return (
         *settings.extra_env,
         ("HF_HOME", settings.hf_home),
@@ -187,6 +190,7 @@ def job_environment(config: RecipeConfig, settings: LaunchSettings, snapshot_dir
         ("SANDBOX_CONTAINER", settings.sandbox_container),
         ("SANDBOX_COMMAND", settings.sandbox_command),
         ("SANDBOX_ENV_VARS", settings.sandbox_env_vars),
+        *log_dir,
         ("MOUNTS", mounts),
         ("COMMAND", command),
     )

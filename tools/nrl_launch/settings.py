@@ -53,20 +53,43 @@ class LaunchSettings:
     snapshot_dirname: str = DEFAULT_SNAPSHOT_DIRNAME
     snapshot_mode: SnapshotMode = "auto"
     batch_script: str = "ray.sub"
+    base_log_dir: str = ""  # BASE_LOG_DIR: where jobs write their <id>-logs (default: the snapshot)
     launch_stamp: str = field(default="")  # YYMMDD-HHMMSS of the launch
 
 
 def parse_dryrun(raw: str | None) -> DryRun:
-    """DRYRUN: unset/empty → 0, "1" → 1, "2" → 2, anything else is an error.
+    """DRYRUN: unset, empty or "0" → a full launch, "1", "2"; anything else is an error.
 
     Compared as given, not stripped: " " must not quietly mean a full launch.
     """
-    value = raw or ""
-    if not value:
-        return DryRun.OFF
-    if value in ("1", "2"):
+    value = raw or "0"
+    if value in ("0", "1", "2"):
         return DryRun(int(value))
-    raise UsageProblem(f"DRYRUN must be empty, 1 or 2 (got {raw!r})")
+    raise UsageProblem(f"DRYRUN must be empty, 0, 1 or 2 (got {raw!r})")
+
+
+def parse_snapshot_dirname(raw: str | None) -> str:
+    """CODE_SNAPSHOT_DIRNAME: a relative folder path under the project root.
+
+    Several components are fine (``code_snapshots_bisect/<sha>-<subject>``);
+    an absolute path, ``.``/``..``/``.git`` or empty components and control
+    characters are errors: the snapshots must stay inside the project and out
+    of git's own folder.
+    """
+    text = (raw or DEFAULT_SNAPSHOT_DIRNAME).strip()
+    problem = None
+    if text.startswith("/"):
+        problem = "is an absolute path"
+    elif any(ord(char) < 32 or ord(char) == 127 for char in text):
+        problem = "contains a control character"
+    elif "" in text.split("/"):
+        problem = "has an empty component (a doubled or trailing '/')"
+    elif any(part in (".", "..", ".git") for part in text.split("/")):
+        problem = "has a '.', '..' or '.git' component"
+    if problem:
+        raise UsageProblem(f"CODE_SNAPSHOT_DIRNAME {problem}: give a relative folder under the project root, "
+                           f"e.g. code_snapshots or code_snapshots_bisect/<name> (got {raw!r})")
+    return text
 
 
 def parse_extra_env(raw: str | None) -> tuple[tuple[str, str], ...]:
@@ -121,9 +144,7 @@ def _required_nonempty(name: str, value: str | None) -> str:
 
 def make_settings(raw: dict[str, str | None], launch_stamp: str) -> LaunchSettings:
     """Validate raw option/environment strings (keyed by variable name)."""
-    snapshot_dirname = (raw.get("CODE_SNAPSHOT_DIRNAME") or DEFAULT_SNAPSHOT_DIRNAME).strip()
-    if "/" in snapshot_dirname or snapshot_dirname in (".", ".."):
-        raise UsageProblem(f"CODE_SNAPSHOT_DIRNAME must be a plain folder name (got {snapshot_dirname!r})")
+    snapshot_dirname = parse_snapshot_dirname(raw.get("CODE_SNAPSHOT_DIRNAME"))
     mode = (raw.get("SNAPSHOT_MODE") or "auto").strip()
     if mode not in SNAPSHOT_MODES:
         raise UsageProblem(f"SNAPSHOT_MODE must be one of {', '.join(SNAPSHOT_MODES)} (got {mode!r})")
@@ -148,5 +169,6 @@ def make_settings(raw: dict[str, str | None], launch_stamp: str) -> LaunchSettin
         snapshot_dirname=snapshot_dirname,
         snapshot_mode=mode,
         batch_script=(raw.get("BATCH_SCRIPT") or "ray.sub").strip(),
+        base_log_dir=raw.get("BASE_LOG_DIR") or "",
         launch_stamp=launch_stamp,
     )

@@ -90,12 +90,12 @@ def parse_timeout(raw: str | None) -> float:
 
 
 def job_ids(ids: Iterable[object]) -> list[str]:
-    """Distinct job ids in numeric order; anything that is not one is left out.
+    """Distinct job ids in the order given; anything that is not one is left out.
 
     The one filter every Slurm query and every log lookup goes through: a
     manifest edited by hand must not put arbitrary words on a command line.
     """
-    return sorted({str(i) for i in ids if str(i).isdigit()}, key=int)
+    return list(dict.fromkeys(text for text in map(str, ids) if text.isascii() and text.isdigit()))
 
 
 def parse_job_id(answer: str) -> str:

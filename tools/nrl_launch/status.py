@@ -20,7 +20,8 @@ from typing import Any
 from nrl_launch.errors import SlurmError, SnapshotError
 from nrl_launch.manifest import MANIFEST_NAME, read_manifest
 from nrl_launch.slurm import SlurmClient
-from nrl_launch.watch import METRIC_FAIL, PASS, driver_logs, judge
+from nrl_launch.verdict import METRIC_FAIL, PASS
+from nrl_launch.watch import from_runs
 
 UNKNOWN = "unknown"
 NO_SNAPSHOT = "no snapshot"
@@ -93,10 +94,10 @@ def _metrics_file(snapshot: Path, experiment: str, manifest: dict[str, Any]) -> 
     return None
 
 
-def metric_checks(snapshot: Path, job_ids: Sequence[str]) -> str | None:
-    """"PASS"/"FAIL" of the experiment's last Metric Checks section, read from
-    its jobs' driver logs exactly as WATCH reads them; None when no log has one."""
-    verdict = judge(snapshot.name, driver_logs(snapshot, job_ids))
+def metric_checks(name: str, snapshot: Path, runs: Sequence[dict[str, str]]) -> str | None:
+    """"PASS"/"FAIL" as WATCH would judge the experiment from its jobs' driver
+    logs (same logs, same rule); None when no log has a Metric Checks line."""
+    verdict = from_runs(name, snapshot, runs).verdict()
     return {PASS: "PASS", METRIC_FAIL: "FAIL"}.get(verdict.status)
 
 
@@ -132,7 +133,7 @@ def _row(name: str, folder: Path) -> StatusRow:
         runs=len(runs),
         jobs=tuple(JobState(r.get("job_id", ""), r.get("run", ""), UNKNOWN) for r in runs),
         steps=max_step(metrics) if metrics else None,
-        metric_checks=metric_checks(folder, [str(r.get("job_id", "")) for r in runs]),
+        metric_checks=metric_checks(name, folder, runs),
     )
     return row
 

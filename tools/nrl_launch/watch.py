@@ -1,167 +1,109 @@
 """WATCH (spec section 8): follow submitted jobs, then judge each experiment.
 
-Polling takes the Slurm query and the wait as parameters, and verdicts are
-computed from log files only, so both are testable without a cluster.
+Everything the contract lists goes to stdout through ``out`` in exactly its
+form; retries and other diagnostics go to stderr through ``err``. Polling
+takes the Slurm query and the wait as parameters, and verdicts come from log
+files only (:mod:`nrl_launch.verdict`), so both are testable without a
+cluster.
 """
 
 from __future__ import annotations
 
-import mmap
-import os
-import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from nrl_launch.errors import LauncherError, SlurmError, SnapshotError
+from nrl_launch.joblogs import TrackedJob, driver_logs, expected_log, log_root
 from nrl_launch.manifest import read_manifest
 from nrl_launch.slurm import SlurmClient, job_ids
+from nrl_launch.verdict import Verdict, judge
 
-PASS, METRIC_FAIL, GENERAL_FAIL = "METRIC PASS", "METRIC FAIL", "GENERAL FAIL"
-_SECTION_RE = re.compile(r"^.*\bMetric Checks\b.*$", re.MULTILINE)
-_FAIL_RE = re.compile(r"\bFAIL\b")
-_CHECK_RE = re.compile(r"\b(?:PASS|FAIL)\b")
-SECTION_MAX_LINES = 400  # a longer Metric Checks table is cut
-SECTION_MAX_BYTES = 1 << 20
+Emit = Callable[[str], None]
+ALL_PASSED = "[INFO]: All tests passed. Exiting with status 0."
+SOME_FAILED = "[INFO]: One or more tests failed. Exiting with status 1."
+
+
+def timestamp() -> str:
+    """``YYYY-MM-DD HH:MM:SS`` in local time, as WATCH lines show it."""
+    return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """The outcome of one experiment, from its jobs' driver logs."""
+class TrackedExperiment:
+    """One experiment WATCH follows: its name and its jobs, in submission order."""
 
-    experiment: str
-    status: str  # PASS, METRIC_FAIL or GENERAL_FAIL
-    metric_lines: tuple[str, ...]
+    name: str
+    jobs: tuple[TrackedJob, ...]
 
-    @property
-    def failed(self) -> bool:
-        """True unless every metric check passed."""
-        return self.status != PASS
-
-    def render(self) -> str:
-        """``[METRIC PASS]    <experiment>`` then the metric lines."""
-        head = f"{'[' + self.status + ']':<16} {self.experiment}"
-        return "\n".join([head, *(f"    {line}" for line in self.metric_lines)])
+    def verdict(self) -> Verdict:
+        """Judge the experiment from every driver log its jobs left."""
+        if not self.jobs:
+            return judge(self.name, [], missing="no runs were submitted")
+        where = ", ".join(str(expected_log(job)) for job in self.jobs)
+        return judge(self.name, driver_logs(self.jobs), missing=f"no driver log found (looked for {where})")
 
 
-def metric_section(log_text: str) -> tuple[str, ...] | None:
-    """The check lines of the last ``Metric Checks`` section of a log, or None.
+def follow(ids: Sequence[str], *, interval: float, queued: Callable[[Sequence[str]], set[str]],
+           wait: Callable[[float], None], out: Emit, err: Emit, clock: Callable[[], str] = timestamp,
+           resume_hint: str = "nrl-launch watch <experiment>…") -> None:
+    """Poll until none of ``ids`` is queued, printing the contract's WATCH lines.
 
-    The section runs from the heading to the first blank line after it; its
-    check lines are those saying PASS or FAIL (table borders and headers of
-    a rendered table are left out).
+    The first poll comes one ``interval`` after the ``Polling`` line. A poll
+    that fails is retried at the next one (said on stderr) and never counts
+    a job as finished. Ctrl-C becomes a LauncherError naming the jobs still
+    queued and the command that resumes.
     """
-    matches = list(_SECTION_RE.finditer(log_text))
-    if not matches:
-        return None
-    lines: list[str] = []
-    started = False
-    for line in log_text[matches[-1].end():].splitlines()[:SECTION_MAX_LINES]:
-        if not line.strip():
-            if started:
-                break
-            continue
-        started = True
-        if _CHECK_RE.search(line):
-            lines.append(line.strip())
-    return tuple(lines)
-
-
-def log_metric_section(log: Path) -> tuple[str, ...] | None:
-    """:func:`metric_section` of a log file; None when unreadable or absent.
-
-    Driver logs can be large: the file is memory-mapped and only the text
-    from the last heading on is decoded.
-    """
+    remaining = list(ids)
+    out(f"[{clock()}] [WATCH]: Tracking {len(remaining)} jobs: {' '.join(remaining)}")
+    out(f"[{clock()}] [WATCH]: Polling every {interval:g}s. Press Enter to refresh immediately.")
     try:
-        with open(log, "rb") as handle:
-            if os.fstat(handle.fileno()).st_size == 0:
-                return None
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                start = data.rfind(b"Metric Checks")
-                if start < 0:
-                    return None
-                line_start = data.rfind(b"\n", 0, start) + 1
-                tail = data[line_start:line_start + SECTION_MAX_BYTES]
-    except (OSError, ValueError):
-        return None
-    return metric_section(tail.decode("utf-8", errors="replace"))
-
-
-def section_failed(lines: Sequence[str]) -> bool:
-    """True when any line of a Metric Checks section says FAIL."""
-    return any(_FAIL_RE.search(line) for line in lines)
-
-
-def judge(experiment: str, logs: Sequence[Path]) -> Verdict:
-    """Verdict of one experiment from its driver logs (job-id order)."""
-    last_section: tuple[str, ...] | None = None
-    for log in logs:
-        section = log_metric_section(log)  # missing or unreadable: no section
-        if section is not None:
-            last_section = section
-    if last_section is None:
-        return Verdict(experiment, GENERAL_FAIL, ())
-    return Verdict(experiment, METRIC_FAIL if section_failed(last_section) else PASS, last_section)
-
-
-def driver_logs(snapshot: Path, ids: Iterable[str]) -> list[Path]:
-    """``<snapshot>/<job id>-logs/ray-driver.log`` of these jobs that exist, by job id.
-
-    Jobs run with the snapshot as working directory, so each experiment's
-    logs sit in its own snapshot folder (``<snapshot root>/*/<job id>-logs``).
-    """
-    logs = (snapshot / f"{job_id}-logs" / "ray-driver.log" for job_id in job_ids(ids))
-    return [log for log in logs if log.is_file()]
-
-
-def verdicts(snapshot_root: Path, jobs: Mapping[str, Sequence[str]]) -> list[Verdict]:
-    """One verdict per experiment (``jobs`` maps experiment → its job ids)."""
-    return [judge(name, driver_logs(snapshot_root / name, ids)) for name, ids in jobs.items()]
-
-
-def follow(
-    job_ids: Sequence[str],
-    *,
-    interval: float,
-    queued: Callable[[Sequence[str]], set[str]],
-    wait: Callable[[float], None] = time.sleep,
-    report: Callable[[str], None],
-    clock: Callable[[], str] = lambda: time.strftime("%Y-%m-%d %H:%M:%S"),
-    resume_hint: str = "nrl-launch watch <experiment>…",
-) -> None:
-    """Poll until none of ``job_ids`` is queued; report progress lines.
-
-    A failing Slurm query is retried at the next poll with a warning: a
-    controller restart must not end a night-long watch with a traceback.
-    Ctrl-C becomes a LauncherError naming the jobs still queued.
-    """
-    remaining = list(job_ids)
-    try:
-        _poll(remaining, interval, queued, wait, report, clock)
+        _poll(remaining, interval, queued, wait, out, err, clock)
     except KeyboardInterrupt as e:
         raise LauncherError(f"stopped watching; jobs that may still be queued or running: "
                             f"{' '.join(remaining) or 'none'}. Resume with: {resume_hint}") from e
+    out(f"[{clock()}] [WATCH]: All tracked jobs have finished.")
 
 
 def _poll(remaining: list[str], interval: float, queued: Callable[[Sequence[str]], set[str]],
-          wait: Callable[[float], None], report: Callable[[str], None], clock: Callable[[], str]) -> None:
-    # ``remaining`` is updated in place so an interrupt can report it.
+          wait: Callable[[float], None], out: Emit, err: Emit, clock: Callable[[], str]) -> None:
+    # ``remaining`` is updated in place so that an interrupt can report it.
     while remaining:
+        wait(interval)
         try:
             still = queued(remaining)
         except SlurmError as e:
-            report(f"[{clock()}] [WARNING]: cannot reach Slurm ({e}); retrying in {interval:g}s")
-            wait(interval)
+            err(f"[{clock()}] [WARNING]: cannot reach Slurm ({e}); retrying in {interval:g}s")
             continue
         finished = [j for j in remaining if j not in still]
         remaining[:] = [j for j in remaining if j in still]
         if finished:
-            report(f"[{clock()}] Finished jobs: {' '.join(finished)}")
-        report(f"[{clock()}] Remaining: {len(remaining)}")
-        if remaining:
-            wait(interval)
+            out(f"[{clock()}] [WATCH]: Finished jobs: {' '.join(finished)}")
+        out(f"[{clock()}] [WATCH]: Remaining: {len(remaining)}")
+
+
+def report(verdicts: Sequence[Verdict], out: Emit) -> bool:
+    """Print each experiment's check, verdict and evidence, then the summary;
+    return True when any experiment failed."""
+    for verdict in verdicts:
+        out(f"[WATCH]: Checking {verdict.experiment}")
+        out(verdict.line())
+        for line in verdict.evidence:
+            out(line)
+    failed = any(v.failed for v in verdicts)
+    out(SOME_FAILED if failed else ALL_PASSED)
+    return failed
+
+
+def watch_and_judge(experiments: Sequence[TrackedExperiment], slurm: SlurmClient, *, interval: float,
+                    out: Emit, err: Emit, wait: Callable[[float], None], resume_hint: str) -> list[Verdict]:
+    """Follow every job of ``experiments`` to its end, then print and return the verdicts."""
+    ids = [job.job_id for exp in experiments for job in exp.jobs]
+    follow(ids, interval=interval, queued=slurm.queued, wait=wait, out=out, err=err, resume_hint=resume_hint)
+    verdicts = [exp.verdict() for exp in experiments]
+    report(verdicts, out)
+    return verdicts
 
 
 def wait_or_enter(seconds: float) -> None:
@@ -177,21 +119,23 @@ def wait_or_enter(seconds: float) -> None:
         sys.stdin.readline()  # consume the Enter so the next wait blocks again
 
 
-def recorded_jobs(snapshot_root: Path, experiments: Sequence[str]) -> dict[str, list[str]]:
-    """Job ids each experiment's manifest records (launcher and continue.sh runs)."""
-    jobs = {}
-    for name in experiments:
-        folder = snapshot_root / name
-        if not folder.is_dir():
-            raise SnapshotError(f"no snapshot of experiment {name!r} in {snapshot_root}")
-        jobs[name] = job_ids(run["job_id"] for run in read_manifest(folder).get("runs") or [])
-    return jobs
+def from_runs(name: str, snapshot: Path, runs: Sequence[Mapping[str, str]]) -> TrackedExperiment:
+    """The experiment whose manifest (in ``snapshot``) records ``runs``."""
+    roots = {run.get("job_id", ""): log_root(snapshot, run.get("base_log_dir")) for run in runs}
+    return TrackedExperiment(name, tuple(TrackedJob(i, roots[i]) for i in job_ids(roots)))  # submission order
 
 
-def watch_experiments(snapshot_root: Path, experiments: Sequence[str], slurm: SlurmClient, *, interval: float,
-                      report: Callable[[str], None], wait: Callable[[float], None] = wait_or_enter) -> list[Verdict]:
+def recorded(snapshot_root: Path, name: str) -> TrackedExperiment:
+    """The jobs an experiment's manifest records (launcher and continue.sh runs)."""
+    folder = snapshot_root / name
+    if not folder.is_dir():
+        raise SnapshotError(f"no snapshot of experiment {name!r} in {snapshot_root}")
+    return from_runs(name, folder, read_manifest(folder)["runs"])
+
+
+def watch_experiments(snapshot_root: Path, names: Sequence[str], slurm: SlurmClient, *, interval: float,
+                      out: Emit, err: Emit, wait: Callable[[float], None] = wait_or_enter) -> list[Verdict]:
     """``nrl-launch watch``: follow already submitted experiments, then judge them."""
-    jobs = recorded_jobs(snapshot_root, experiments)
-    follow([i for ids in jobs.values() for i in ids], interval=interval, report=report, wait=wait,
-           queued=slurm.queued, resume_hint=f"nrl-launch watch {' '.join(experiments)}")
-    return verdicts(snapshot_root, jobs)
+    experiments = [recorded(snapshot_root, name) for name in names]
+    return watch_and_judge(experiments, slurm, interval=interval, out=out, err=err, wait=wait,
+                           resume_hint=f"nrl-launch watch {' '.join(names)}")
