@@ -87,24 +87,19 @@ def test_short_meta_sanitizes_like_git(tmp_path: Path) -> None:
     assert find_repo(repo).short_meta == git(repo, "log", "-1", "--format=%h-%f").strip()
 
 
-def test_list_tracked_files_recurses_and_skips_deleted(tree: Path) -> None:
+def test_list_tracked_files_is_what_git_lists(tree: Path, tmp_path: Path) -> None:
     from nrl_launch.gitrepo import list_tracked_files
 
     write(tree / "untracked.txt", "x")
-    write(tree / "debug.log", "x")
+    write(tree / "debug.log", "x")  # ignored
     assert list_tracked_files(tree) == TREE_FILES
     (tree / "README.md").unlink()
-    assert "README.md" not in list_tracked_files(tree)
-
-
-def test_list_tracked_files_skips_uninitialized_submodule(tree: Path, tmp_path: Path) -> None:
-    from nrl_launch.gitrepo import list_tracked_files
-
+    assert "README.md" in list_tracked_files(tree)  # tracked still; the snapshot skips it
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(tree), str(clone))  # submodules not initialized
     files = list_tracked_files(clone)
     assert "README.md" in files
-    assert not any(f.startswith("third_party/sub") for f in files)
+    assert [f for f in files if f.startswith("third_party/")] == ["third_party/sub"]  # the gitlink itself
 
 
 def test_tracked_path(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,7 +16,7 @@ from nrl_launch.cli import LAUNCH_OPTIONS, CliContext, main
 from nrl_launch.errors import LauncherError
 from nrl_launch.launch import launch
 from nrl_launch.settings import make_settings
-from testkit import BASE_ENV, REPO, FakeJob, FakeSlurm, Project, SlurmOnPath, config_block, git
+from testkit import BASE_ENV, REPO, FakeJob, FakeSlurm, Project, SlurmOnPath, config_block, git, write
 
 STAMP_RE = r"\d{6}-\d{6}"
 
@@ -182,6 +182,34 @@ def test_same_experiment_twice_is_an_error(project: Project, slurm_on_path: Slur
     assert result.exit_code == 1
     assert "experiment 'sft-a'" in result.stderr
     assert slurm_on_path.calls() == []
+
+
+@pytest.mark.parametrize("dryrun", ["", "2"])
+def test_same_basename_in_two_folders_is_refused_by_a_launch_that_snapshots(project: Project, fake_slurm: FakeSlurm,
+                                                                            dryrun: str) -> None:
+    llm = project.add_recipe("sft-a")
+    vlm = project.add_recipe("sft-a", kind="vlm")
+    result = launch_in_process([str(llm), str(vlm)], {**BASE_ENV, "DRYRUN": dryrun}, fake_slurm)
+    assert result.exit_code == 1
+    assert f"[ERROR]: {vlm}: experiment 'sft-a' is also given as {llm}" in result.stderr
+    assert fake_slurm.calls == [] and not (project.root / "code_snapshots").exists()
+
+
+def test_dryrun1_counts_a_duplicate_twice_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # as the bash launcher did for a **/*.sh glob that finds llm/x.sh and vlm/x.sh
+    for kind, minutes in (("llm", 60), ("vlm", 30)):
+        write(tmp_path / kind / "x.sh", config_block(NUM_NODES=1, NUM_RUNS=1, NUM_MINUTES=minutes))
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["llm/x.sh", "vlm/x.sh"], {**BASE_ENV, "DRYRUN": "1"})
+    assert result.exit_code == 0, result.output
+    assert stdout_lines(result) == [
+        "[INFO]: 8 GPUhrs to run llm/x.sh",
+        "[DRY_RUN]: Skipping creation of snapshot and submission of llm/x.sh.",
+        "[INFO]: 4 GPUhrs to run vlm/x.sh",
+        "[DRY_RUN]: Skipping creation of snapshot and submission of vlm/x.sh.",
+        "[INFO]: Total GPU hours: 12",
+    ]
+    assert "[WARNING]: experiment 'x' is given 2 times (llm/x.sh, vlm/x.sh)" in result.stderr
 
 
 # ---------------------------------------------------------------- full launch

@@ -14,7 +14,7 @@ from nrl_launch import snapshot as snapshot_mod
 from nrl_launch.errors import SnapshotError
 from nrl_launch.manifest import MANIFEST_NAME, read_manifest
 from nrl_launch.snapshot import SnapshotBatch, ensure_snapshot
-from testkit import TREE_FILES, copy_tree, write
+from testkit import TREE_FILES, copy_tree, git, write
 
 
 @pytest.fixture
@@ -57,6 +57,19 @@ def test_snapshot_contents(tree: Path, tmp_path: Path) -> None:
     assert (dest / "third_party/sub/deps/nested/nested.txt").read_text() == "nested edited\n"
     assert not (dest / "untracked.txt").exists() and not (dest / "debug.log").exists()
     assert result.bytes == sum((tree / f).lstat().st_size for f in TREE_FILES if f != "run-link.sh")
+
+
+def test_deleted_files_are_skipped_and_unchecked_out_submodules_are_empty_folders(tree: Path,
+                                                                                   tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(tree), str(clone))  # the submodule is registered, not checked out
+    (clone / "README.md").unlink()  # deleted in the working tree, still tracked
+    batch = SnapshotBatch(clone, tracked(clone))
+    for dest in (tmp_path / "copy", tmp_path / "linked"):  # the first copy, and a link to it
+        batch.ensure(dest)
+        assert snapshot_files(dest) == [".gitignore", ".gitmodules", "run-link.sh", "tests/test_suites/llm/exp1.sh"]
+        assert (dest / "third_party" / "sub").is_dir()
+        assert list((dest / "third_party" / "sub").iterdir()) == []
 
 
 def test_exec_bits_and_symlinks_kept(tree: Path, tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ Every failure is reported as ``GitError``.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,24 +193,14 @@ def _untracked(script: Path) -> GitError:
 
 
 def list_tracked_files(root: Path) -> list[str]:
-    """Every tracked file of the repository at ``root`` and of its submodules
-    (recursively), as POSIX paths relative to ``root``, sorted.
+    """Every tracked path of the repository at ``root`` and of its submodules
+    (recursively), as POSIX paths relative to ``root``, sorted: what
+    ``git ls-files --recurse-submodules`` lists.
 
-    Tracked files deleted from the working tree are skipped, as are
-    submodules that are not checked out.
+    The working tree is not looked at: a tracked file deleted from it is still
+    listed, and a submodule that is not checked out is listed as its folder.
+    The snapshot, which reads every path anyway, skips the former and keeps the
+    latter as an empty folder.
     """
     repo = _open_repo(Path(root))
-    top = _top(repo)
-    out = _git(repo, "ls_files", "-z", "--recurse-submodules")
-    files = []
-    for rel in _split_z(out):
-        try:
-            st = os.lstat(top / rel)
-        except FileNotFoundError:
-            continue  # deleted in the working tree
-        except OSError as e:
-            raise GitError(f"cannot stat tracked file {rel}: {e}") from e
-        if not stat.S_ISDIR(st.st_mode):  # an uninitialized submodule
-            files.append(rel)
-    return sorted(set(files))
-
+    return sorted(set(_split_z(_git(repo, "ls_files", "-z", "--recurse-submodules"))))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from nrl_launch.errors import LauncherError
 from nrl_launch.lines import dry_run_line, info_line, total_line
-from nrl_launch.plan import Experiment, plan_experiments, total_gpu_hours
+from nrl_launch.plan import Experiment, duplicates, plan_experiments, total_gpu_hours
 from nrl_launch.settings import DryRun, LaunchSettings
 from nrl_launch.slurm import SlurmClient
 
@@ -46,10 +46,13 @@ class LaunchResult:
         return any(v.failed for v in self.verdicts)
 
 
-def _warn_defaults(experiments: Sequence[Experiment], err: Emit) -> None:
+def _warn(experiments: Sequence[Experiment], err: Emit) -> None:
     for exp in experiments:
         if exp.config.num_runs_defaulted:
             err(f"[WARNING]: {exp.script}: NUM_RUNS is not set in the CONFIG block; using {exp.config.num_runs}")
+    for name, scripts in duplicates(experiments).items():
+        err(f"[WARNING]: experiment {name!r} is given {len(scripts)} times ({', '.join(scripts)}): its GPU-hours "
+            "are counted each time, as the bash launcher did; a launch that snapshots refuses it")
 
 
 def dry_run(experiments: Sequence[Experiment], out: Emit) -> LaunchResult:
@@ -80,8 +83,8 @@ def launch(scripts: Sequence[str], settings: LaunchSettings, *, environ: Mapping
     ``environ`` is what the CONFIG blocks may read; ``slurm`` runs every
     Slurm command; ``wait`` sleeps between WATCH polls.
     """
-    experiments = plan_experiments(scripts, environ)
-    _warn_defaults(experiments, err)
+    experiments = plan_experiments(scripts, environ, allow_duplicates=settings.dryrun is DryRun.GPU_HOURS)
+    _warn(experiments, err)
     if settings.dryrun is DryRun.GPU_HOURS:
         return dry_run(experiments, out)
     pipeline = _load_pipeline()(settings, slurm, out=out, err=err, progress=progress)

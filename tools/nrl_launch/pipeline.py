@@ -179,10 +179,11 @@ class Pipeline:
 
     def watch(self, launched: Launched, wait: Callable[[float], None] | None) -> list[Verdict]:
         """Follow the submitted jobs until they leave the queue, then print and return the verdicts."""
-        experiments = [
-            watch.TrackedExperiment(p.name, tuple(TrackedJob(job_id, log_root(p.snapshot_dir, self.settings.base_log_dir))
-                                                  for job_id in launched.jobs[p.name]))
-            for p in launched.planned]
+        experiments = []
+        for p in launched.planned:
+            root = log_root(p.snapshot_dir, self.settings.base_log_dir)
+            jobs = tuple(TrackedJob(job_id, root) for job_id in launched.jobs[p.name])
+            experiments.append(watch.TrackedExperiment(p.name, jobs))
         return watch.watch_and_judge(experiments, self.slurm, interval=self.settings.watch_interval, out=self.out,
                                      err=self.err, wait=wait or watch.wait_or_enter,
                                      resume_hint=resume_hint(launched.planned, self.settings))

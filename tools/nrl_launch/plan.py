@@ -64,23 +64,35 @@ def experiment_name(script: str) -> str:
     return base[: -len(".sh")] if base.endswith(".sh") else base
 
 
-def plan_experiments(scripts: Sequence[str], environ: Mapping[str, str]) -> tuple[Experiment, ...]:
-    """Read and validate every script's CONFIG block (each on its own)."""
+def plan_experiments(scripts: Sequence[str], environ: Mapping[str, str], *,
+                     allow_duplicates: bool = False) -> tuple[Experiment, ...]:
+    """Read and validate every script's CONFIG block (each on its own).
+
+    The same experiment name twice is an error unless ``allow_duplicates``
+    (DRYRUN=1 counts it twice, as the bash launcher did): two runs of it
+    would share one snapshot and one singleton chain and interleave.
+    """
     if not scripts:
         raise PlanError("no SCRIPT given: pass one or more recipe scripts")
     experiments: list[Experiment] = []
     seen: dict[str, str] = {}
     for script in scripts:
         name = experiment_name(script)
-        if name in seen:
-            # Both would share one snapshot and one singleton chain: the runs
-            # would interleave and the GPU-hours be counted twice.
+        if name in seen and not allow_duplicates:
             raise PlanError(f"experiment {name!r} is also given as {seen[name]}; give each experiment once",
                             where=script)
-        seen[name] = script
+        seen.setdefault(name, script)
         config = read_recipe(script, environ)
         experiments.append(Experiment(script, os.path.abspath(script), name, config))
     return tuple(experiments)
+
+
+def duplicates(experiments: Sequence[Experiment]) -> dict[str, list[str]]:
+    """Experiment name -> the scripts that share it, for names given more than once."""
+    scripts: dict[str, list[str]] = {}
+    for exp in experiments:
+        scripts.setdefault(exp.name, []).append(exp.script)
+    return {name: given for name, given in scripts.items() if len(given) > 1}
 
 
 def total_gpu_hours(experiments: Sequence[Experiment]) -> int:

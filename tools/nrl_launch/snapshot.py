@@ -70,6 +70,21 @@ class _Entry(NamedTuple):
     mode: int  # permission bits of the snapshot file (write bits cleared)
 
 
+class _Listing(NamedTuple):
+    """What a snapshot of the tree holds: its files and its empty folders."""
+
+    entries: tuple[_Entry, ...]
+    # Folders of submodules that are registered but not checked out: they
+    # appear empty in the snapshot, as rsync --files-from would leave them.
+    empty_dirs: tuple[str, ...]
+
+    def make_folders(self, root: Path) -> None:
+        """Create every folder the listing needs under ``root``."""
+        _make_dirs(root, (e.rel for e in self.entries))
+        for rel in self.empty_dirs:
+            os.makedirs(root / rel, exist_ok=True)
+
+
 class _CrossDevice(Exception):
     """Internal: hard links are impossible between the base and the destination."""
 
@@ -304,7 +319,7 @@ class _BaseCopy:
     """The first snapshot a batch made: later ones link to (or copy) it."""
 
     path: Path
-    entries: tuple[_Entry, ...]
+    listing: _Listing
 
 
 class SnapshotBatch:
@@ -344,7 +359,7 @@ class SnapshotBatch:
         tmp = _make_tmp(dest)
         published = False
         try:
-            filled, entries = self._fill(tmp, progress)
+            filled, listing = self._fill(tmp, progress)
             result = replace(filled, path=dest)
             self._write_manifest(tmp, manifest, result)
             published = _publish(tmp, dest)
@@ -356,7 +371,7 @@ class SnapshotBatch:
         if not published:
             return self._reuse_after_race(dest)
         if self._base is None:
-            self._base = _BaseCopy(dest, entries)
+            self._base = _BaseCopy(dest, listing)
         return result
 
     def _reuse_after_race(self, dest: Path) -> SnapshotResult:
@@ -374,15 +389,15 @@ class SnapshotBatch:
             manifest, result.mode_used, result.files, result.bytes)
         manifest_mod.write_manifest(tmp, data)
 
-    def _fill(self, tmp: Path, progress: Progress | None) -> tuple[SnapshotResult, tuple[_Entry, ...]]:
-        """Populate ``tmp``; the result's path is a placeholder. Also returns the entries copied."""
+    def _fill(self, tmp: Path, progress: Progress | None) -> tuple[SnapshotResult, _Listing]:
+        """Populate ``tmp``; the result's path is a placeholder. Also returns what was copied."""
         base = self._base
         if base is None:
-            entries = self._scan()
-            return self._copy_from(self.src_root, entries, tmp, progress), entries
+            listing = self._scan()
+            return self._copy_from(self.src_root, listing, tmp, progress), listing
         if self.mode != "copy":
             try:
-                return self._link_from(base, tmp, progress), base.entries
+                return self._link_from(base, tmp, progress), base.listing
             except _CrossDevice as e:
                 if self.mode == "link":
                     raise SnapshotError(
@@ -390,13 +405,14 @@ class SnapshotBatch:
                         f"(different filesystems); use SNAPSHOT_MODE=auto or copy") from e
                 _remove_tree(tmp)
                 tmp.mkdir()
-        return self._copy_from(base.path, base.entries, tmp, progress), base.entries
+        return self._copy_from(base.path, base.listing, tmp, progress), base.listing
 
     # -- copying
 
-    def _scan(self) -> tuple[_Entry, ...]:
-        """lstat the listed files of the source tree (skipping vanished ones)."""
+    def _scan(self) -> _Listing:
+        """lstat the listed paths of the source tree (skipping vanished ones)."""
         entries = []
+        empty_dirs = []
         for rel in self.files:
             src = os.path.join(self.src_root, rel)
             try:
@@ -405,16 +421,19 @@ class SnapshotBatch:
                     entries.append(_Entry(rel, True, os.readlink(src), 0, 0))
                 elif stat.S_ISREG(st.st_mode):
                     entries.append(_Entry(rel, False, "", st.st_size, read_only_mode(st.st_mode)))
+                elif stat.S_ISDIR(st.st_mode):  # a submodule that is not checked out
+                    empty_dirs.append(rel)
             except FileNotFoundError:
                 continue  # deleted from the working tree
             except OSError as e:
                 raise SnapshotError(f"cannot read {src}: {e}") from e
-        return tuple(entries)
+        return _Listing(tuple(entries), tuple(empty_dirs))
 
-    def _copy_from(self, src_root: Path, entries: tuple[_Entry, ...], tmp: Path,
+    def _copy_from(self, src_root: Path, listing: _Listing, tmp: Path,
                    progress: Progress | None) -> SnapshotResult:
-        """Copy ``entries`` from ``src_root`` into ``tmp``."""
-        _make_dirs(tmp, (e.rel for e in entries))
+        """Copy the ``listing`` of ``src_root`` into ``tmp``."""
+        listing.make_folders(tmp)
+        entries = listing.entries
         src_text, tmp_text = str(src_root), str(tmp)
 
         def work(chunk: Sequence[_Entry]) -> tuple[int, int]:
@@ -450,7 +469,8 @@ class SnapshotBatch:
             raise SnapshotError(f"cannot inspect {base.path} or {tmp}: {e}") from e
         if not same_device:
             raise _CrossDevice(str(tmp))
-        _make_dirs(tmp, (e.rel for e in base.entries))
+        base.listing.make_folders(tmp)
+        entries = base.listing.entries
         base_text, tmp_text = str(base.path), str(tmp)
 
         def work(chunk: Sequence[_Entry]) -> None:
@@ -462,12 +482,12 @@ class SnapshotBatch:
                     os.link(os.path.join(base_text, entry.rel), dst, follow_symlinks=False)
 
         try:
-            _run_parallel(work, base.entries, self.workers, progress)
+            _run_parallel(work, entries, self.workers, progress)
         except OSError as e:
             if e.errno == errno.EXDEV:
                 raise _CrossDevice(str(tmp)) from e
             raise SnapshotError(f"cannot hard-link {base.path} into {tmp}: {e}") from e
-        return SnapshotResult(tmp, True, "link", len(base.entries), sum(e.size for e in base.entries))
+        return SnapshotResult(tmp, True, "link", len(entries), sum(e.size for e in entries))
 
 
 def ensure_snapshot(src_root: Path, files: Sequence[str], dest: Path, *, mode: str = "auto",
