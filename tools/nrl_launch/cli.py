@@ -283,5 +283,27 @@ def watch(experiments: tuple[str, ...], watch_interval: str | None, project_root
         click.get_current_context().exit(1)
 
 
+@main.command()
+@click.argument("experiment")
+@option_for("SNAPSHOT_MODE")
+@snapshot_root_option
+@reports_errors
+def snapshot(experiment: str, snapshot_mode: str | None, project_root: str | None,
+             code_snapshot_dirname: str | None) -> None:
+    """Create (or reuse) the code snapshot of EXPERIMENT and print its absolute path.
+
+    The snapshot is <project root>/<CODE_SNAPSHOT_DIRNAME>/EXPERIMENT, made
+    exactly as a launch makes it; tools/code_snapshot.sh calls this.
+    """
+    from pathlib import Path
+
+    from nrl_launch.pipeline import take_snapshot
+    from nrl_launch.settings import parse_snapshot_dirname, parse_snapshot_mode
+
+    folder = take_snapshot(Path(project_root or "."), experiment, dirname=parse_snapshot_dirname(code_snapshot_dirname),
+                           mode=parse_snapshot_mode(snapshot_mode), err=_echo_err, progress=_snapshot_progress)
+    click.echo(folder)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -45,7 +45,7 @@ def _iso(when: dt.datetime | str | None) -> str:
     return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def build_manifest(repo_info: RepoInfo, *, config_values: Mapping[str, str], gpu_hours: int,
+def build_manifest(repo_info: RepoInfo, *, config_values: Mapping[str, str], gpu_hours: int | None,
                    experiment: str | None = None, script: str | None = None,
                    mode: str | None = None, files: int | None = None, size: int | None = None,
                    created: dt.datetime | str | None = None,
@@ -71,7 +71,7 @@ def build_manifest(repo_info: RepoInfo, *, config_values: Mapping[str, str], gpu
         },
         "snapshot": {"mode": mode, "files": files, "bytes": size},
         "config": {str(k): str(v) for k, v in config_values.items()},
-        "gpu_hours": int(gpu_hours),
+        "gpu_hours": gpu_hours,  # None: a snapshot made by code_snapshot.sh, not for a recipe
         "runs": [],
     }
 

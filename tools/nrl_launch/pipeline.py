@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from nrl_launch.gitrepo import RepoInfo
 from nrl_launch.joblogs import TrackedJob, log_root
 from nrl_launch.lines import info_line, skip_submission_line, submitting_line
 from nrl_launch.plan import Experiment, Submission, build_submissions
-from nrl_launch.settings import DryRun, LaunchSettings
+from nrl_launch.settings import DryRun, LaunchSettings, SnapshotMode
 from nrl_launch.slurm import SlurmClient
 from nrl_launch.snapshot import SnapshotBatch, existing_snapshot
 from nrl_launch.verdict import Verdict
@@ -97,19 +97,9 @@ class Pipeline:
 
     def make_snapshots(self, planned: Sequence[PlannedExperiment]) -> None:
         """Create (or reuse) every experiment's snapshot; one copy per repository."""
-        batches: dict[Path, SnapshotBatch] = {}
+        maker = SnapshotMaker(self.settings.snapshot_mode, self.err, self.progress)
         for p in planned:
-            if existing_snapshot(p.snapshot_dir) is not None:
-                self.err(f"Using existing code snapshot in {p.snapshot_dir}")
-                for reason in stale_reasons(p):
-                    self.err(f"[WARNING]: reusing {p.snapshot_dir}: {reason}")
-                continue
-            self.err(f"Creating new code snapshot in {p.snapshot_dir}")
-            root = p.repo.info.root
-            if root not in batches:
-                batches[root] = SnapshotBatch(root, p.repo.files, mode=self.settings.snapshot_mode)
-            batches[root].ensure(p.snapshot_dir, manifest=new_manifest(p),
-                                 progress=self.progress(p.snapshot_dir) if self.progress else None)
+            maker.provide(p.repo, p.snapshot_dir, new_manifest(p))
 
     # ---- Slurm
 
@@ -189,6 +179,46 @@ class Pipeline:
                                      resume_hint=resume_hint(launched.planned, self.settings))
 
 
+class SnapshotMaker:
+    """Creates or reuses the snapshots of one command: the launcher's and
+    ``tools/code_snapshot.sh``'s one way to a snapshot. The first snapshot of
+    a repository is a copy of its tree; later ones share it (SNAPSHOT_MODE)."""
+
+    def __init__(self, mode: SnapshotMode, err: Emit, progress: Callable[[Path], Progress | None] | None) -> None:
+        self.mode = mode
+        self.err = err
+        self.progress = progress
+        self.batches: dict[Path, SnapshotBatch] = {}
+
+    def provide(self, repo: Repository, dest: Path, new_manifest: Mapping[str, Any]) -> None:
+        """Make sure a complete snapshot of ``repo`` is at ``dest``, saying which on stderr."""
+        if existing_snapshot(dest) is not None:
+            self.err(f"Using existing code snapshot in {dest}")
+            for reason in stale_reasons(dest, repo.info):
+                self.err(f"[WARNING]: reusing {dest}: {reason}")
+            return
+        self.err(f"Creating new code snapshot in {dest}")
+        root = repo.info.root
+        if root not in self.batches:
+            self.batches[root] = SnapshotBatch(root, repo.files, mode=self.mode)
+        self.batches[root].ensure(dest, manifest=new_manifest, progress=self.progress(dest) if self.progress else None)
+
+
+def take_snapshot(project_dir: Path, name: str, *, dirname: str, mode: SnapshotMode, err: Emit,
+                  progress: Callable[[Path], Progress | None] | None = None) -> Path:
+    """``nrl-launch snapshot``: the snapshot ``<project root>/<CODE_SNAPSHOT_DIRNAME>/<name>``
+    of the repository holding ``project_dir``, created or reused; its absolute path."""
+    if not name or name.startswith(".") or "/" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise PlanError(f"invalid experiment name {name!r}: a plain folder name is expected")
+    root = gitrepo.work_tree_root(project_dir)
+    repo = Repository.describe(root)
+    check_snapshot_root(dirname, repo.tracked, where=name)
+    dest = root / dirname / name
+    fresh = manifest.build_manifest(repo.info, config_values={}, gpu_hours=None, experiment=name, script=None)
+    SnapshotMaker(mode, err, progress).provide(repo, dest, fresh)
+    return dest
+
+
 def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings) -> tuple[PlannedExperiment, ...]:
     """Git checks and submission plans for every experiment (nothing written).
 
@@ -207,7 +237,7 @@ def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings
         except LauncherError as e:
             e.about(exp.script)
             raise
-        check_snapshot_root(exp, settings.snapshot_dirname, repo.tracked)
+        check_snapshot_root(settings.snapshot_dirname, repo.tracked, where=exp.script)
         snapshot_dir = root / settings.snapshot_dirname / exp.name
         check_batch_script(exp, settings.batch_script, repo.tracked, snapshot_dir)
         subs = build_submissions(exp, settings, str(snapshot_dir), rel_path, repo.info.short_meta)
@@ -215,13 +245,13 @@ def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings
     return tuple(planned)
 
 
-def check_snapshot_root(exp: Experiment, dirname: str, tracked: frozenset[str]) -> None:
+def check_snapshot_root(dirname: str, tracked: frozenset[str], *, where: str) -> None:
     """Snapshots must not land in a tracked folder (the next snapshot would copy them)."""
     prefix = dirname + "/"
     clash = next((f for f in tracked if f == dirname or f.startswith(prefix)), None)
     if clash is not None:
         raise PlanError(f"CODE_SNAPSHOT_DIRNAME={dirname} is tracked by git ({clash}): choose a folder that is not "
-                        "part of the repository (and list it in .gitignore)", where=exp.script)
+                        "part of the repository (and list it in .gitignore)", where=where)
 
 
 def check_batch_script(exp: Experiment, batch_script: str, tracked: frozenset[str], snapshot_dir: Path) -> None:
@@ -237,14 +267,14 @@ def check_batch_script(exp: Experiment, batch_script: str, tracked: frozenset[st
                         "(the snapshot holds tracked files only)", where=exp.script)
 
 
-def stale_reasons(p: PlannedExperiment) -> list[str]:
+def stale_reasons(snapshot: Path, now: RepoInfo) -> list[str]:
     """Why a reused snapshot may not hold the code the user has now."""
     try:
-        recorded = manifest.read_manifest(p.snapshot_dir)
+        recorded = manifest.read_manifest(snapshot)
     except SnapshotError as e:
         # e.g. a snapshot made by the bash launcher, which wrote no manifest
         return [f"its commit is unknown ({e})"]
-    return manifest.stale_reasons(recorded, p.repo.info)
+    return manifest.stale_reasons(recorded, now)
 
 
 def new_manifest(p: PlannedExperiment) -> dict[str, Any]:

@@ -68,6 +68,14 @@ def parse_dryrun(raw: str | None) -> DryRun:
     raise UsageProblem(f"DRYRUN must be empty, 0, 1 or 2 (got {raw!r})")
 
 
+def parse_snapshot_mode(raw: str | None) -> SnapshotMode:
+    """SNAPSHOT_MODE: auto (default), copy or link."""
+    mode = (raw or "auto").strip()
+    if mode not in SNAPSHOT_MODES:
+        raise UsageProblem(f"SNAPSHOT_MODE must be one of {', '.join(SNAPSHOT_MODES)} (got {mode!r})")
+    return mode
+
+
 def parse_snapshot_dirname(raw: str | None) -> str:
     """CODE_SNAPSHOT_DIRNAME: a relative folder path under the project root.
 
@@ -145,9 +153,7 @@ def _required_nonempty(name: str, value: str | None) -> str:
 def make_settings(raw: dict[str, str | None], launch_stamp: str) -> LaunchSettings:
     """Validate raw option/environment strings (keyed by variable name)."""
     snapshot_dirname = parse_snapshot_dirname(raw.get("CODE_SNAPSHOT_DIRNAME"))
-    mode = (raw.get("SNAPSHOT_MODE") or "auto").strip()
-    if mode not in SNAPSHOT_MODES:
-        raise UsageProblem(f"SNAPSHOT_MODE must be one of {', '.join(SNAPSHOT_MODES)} (got {mode!r})")
+    mode = parse_snapshot_mode(raw.get("SNAPSHOT_MODE"))
     return LaunchSettings(
         container=_required_set("CONTAINER", raw.get("CONTAINER")),
         account=_required_set("ACCOUNT", raw.get("ACCOUNT")),

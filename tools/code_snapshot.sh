@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# tools/code_snapshot.sh EXPERIMENT: create (or reuse) the code snapshot
+# <project root>/<CODE_SNAPSHOT_DIRNAME>/EXPERIMENT of the repository this
+# script lives in, and print its absolute path (only that) on stdout:
+#
+#     SNAPSHOT_DIR=$(bash tools/code_snapshot.sh "$EXP") && cd "$SNAPSHOT_DIR"
+#
+# A thin shim, like tools/launch, over `nrl-launch snapshot`: the same
+# snapshot code as the launcher (atomic, submodules, manifest). Messages and
+# progress go to stderr. Honours CODE_SNAPSHOT_DIRNAME and SNAPSHOT_MODE.
+if [[ $# -ne 1 || -z $1 ]]; then
+    echo "usage: $0 EXPERIMENT  (prints the absolute path of the experiment's code snapshot)" >&2
+    exit 1
+fi
+shim=${BASH_SOURCE[0]}
+if [[ -L $shim ]]; then
+    shim=$(readlink -f -- "$shim")
+fi
+[[ $shim == */* ]] || shim=./$shim
+# As in tools/launch: this checkout's package first, without exporting PYTHONPATH.
+exec "${NRL_LAUNCH_PYTHON:-python3}" -S -c \
+    'import sys; sys.path[0] = sys.argv.pop(1); import nrl_launch.__main__ as m; m.run(fast_start=True)' \
+    "${shim%/*}" snapshot --project-root "${shim%/*}" -- "$1"
