@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 from nrl_launch.cli import LAUNCH_OPTIONS, CliContext, main
 from nrl_launch.errors import LauncherError
 from nrl_launch.launch import launch
+from nrl_launch.manifest import read_manifest
 from nrl_launch.settings import make_settings
 from testkit import BASE_ENV, REPO, FakeJob, FakeSlurm, Project, SlurmOnPath, config_block, git, write
 
@@ -494,6 +496,35 @@ def test_continue_sh_reproduces_the_last_submission(project: Project, slurm_on_p
     assert "NUM_NODES" not in again["env"]  # the recipe plans 1 node, as at launch
     manifest = (snapshot / ".nrl_launch.yaml").read_text()
     assert "job_id: '1004'" in manifest and "via: continue.sh" in manifest and "run: 4/3" in manifest
+
+
+def test_nested_snapshot_dirname_and_base_log_dir_through_launch_continue_status_and_watch(
+        project: Project, slurm_on_path: SlurmOnPath, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # what the bisect helper sets, and a shared log folder
+    dirname = "code_snapshots_bisect/abc1234-Fix-the-loss"
+    logs = tmp_path / "joblogs"
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    env = {**BASE_ENV, "CODE_SNAPSHOT_DIRNAME": dirname, "BASE_LOG_DIR": str(logs)}
+    assert invoke([str(script)], env).exit_code == 0
+    snapshot = project.root / dirname / "sft-a"
+    assert (snapshot / "continue.sh").is_file()
+    assert slurm_on_path.submissions()[0]["env"]["BASE_LOG_DIR"] == str(logs)  # passed into the job
+
+    shell_env = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"]}
+    proc = run_continue(snapshot, tmp_path, shell_env)
+    assert proc.returncode == 0, proc.stderr
+    assert slurm_on_path.submissions()[-1]["env"]["BASE_LOG_DIR"] == str(logs)  # pinned by continue.sh
+    assert [r["base_log_dir"] for r in read_manifest(snapshot)["runs"]] == [str(logs)] * 2
+
+    write(logs / "1002-logs" / "ray-driver.log", "Metric Checks\n  [PASS] loss\n")  # the continue.sh run
+    monkeypatch.chdir(project.root)
+    status = CliRunner().invoke(main, ["status", "--code-snapshot-dirname", dirname, "--format", "json"])
+    assert status.exit_code == 0, status.output
+    assert [(row["experiment"], row["metric_checks"]) for row in json.loads(status.stdout)] == [("sft-a", "PASS")]
+    watched = CliRunner().invoke(main, ["watch", "--code-snapshot-dirname", dirname, "--watch-interval", "0.01",
+                                        "sft-a"])
+    assert watched.exit_code == 0, watched.output
+    assert watched.stdout.splitlines()[-5:-3] == ["[WATCH]: Checking sft-a", "[METRIC PASS]    sft-a"]
 
 
 def test_continue_sh_reports_sbatch_failure(project: Project, slurm_on_path: SlurmOnPath, tmp_path: Path) -> None:

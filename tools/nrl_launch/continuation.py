@@ -13,6 +13,11 @@ from nrl_launch.manifest import MANIFEST_NAME
 from nrl_launch.plan import Submission
 
 
+def _yaml_quote(text: str) -> str:
+    """``text`` as a YAML single-quoted scalar."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _continued(words: list[str]) -> str:
     """One shell word per line, continuation lines indented, for reading."""
     return " \\\n    ".join(words)
@@ -31,6 +36,9 @@ def render_continue_script(sub: Submission, *, script: str, version: str) -> str
     pinned = "\n".join(f"export {name}={q(value)}" if value is not None else f"unset {name}"
                        for name, value in sub.config_env if name not in added) or "# (none)"
     sbatch_words = _continued(["sbatch", *(q(word) for word in sub.argv)])
+    log_dir = dict(sub.env).get("BASE_LOG_DIR")
+    # The manifest line is YAML (single-quoted scalar) inside a shell word.
+    log_entry = f" \\\n        {q('  base_log_dir: ' + _yaml_quote(log_dir))}" if log_dir else ""
     return f"""#!/usr/bin/env bash
 # continue.sh: submit ONE more run of experiment {sub.experiment}.
 #
@@ -69,6 +77,6 @@ if [ -w "$manifest" ]; then
     printf '%s\\n' "- job_id: '$job_id'" \\
         "  submitted_at: '$(date -u +%Y-%m-%dT%H:%M:%SZ)'" \\
         "  run: $run/{sub.total}" \\
-        "  via: continue.sh" >>"$manifest"
+        "  via: continue.sh"{log_entry} >>"$manifest"
 fi
 """
