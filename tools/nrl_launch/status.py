@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from nrl_launch.errors import SlurmError, SnapshotError
+from nrl_launch.layout import DEFAULT_LAYOUT
 from nrl_launch.manifest import MANIFEST_NAME, read_manifest
 from nrl_launch.watch import METRIC_FAIL, PASS, driver_logs, judge
 
 UNKNOWN = "unknown"
 NO_SNAPSHOT = "no snapshot"
-SUITE_KINDS = ("llm", "vlm")
 
 QueryStates = Callable[[list[str]], dict[str, str]]
 
@@ -88,7 +88,7 @@ def _metrics_file(snapshot: Path, experiment: str, manifest: dict[str, Any]) -> 
     candidates = []
     if isinstance(script, str) and script:
         candidates.append(snapshot / Path(script).parent / name / "metrics.json")
-    candidates += [snapshot / "tests/test_suites" / kind / name / "metrics.json" for kind in SUITE_KINDS]
+    candidates += [snapshot / root / name / "metrics.json" for root in DEFAULT_LAYOUT.recipe_roots]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
