@@ -53,7 +53,8 @@ def script(*assignments: str, body: str = 'echo "training"\n', header: str = "")
 
 CONFIG_LINE = 5  # the BEGIN CONFIG marker of script()
 
-DRYRUN_OK = 'if [[ -n "${TEST_DRYRUN:-}" ]]; then\n    echo "dry run: $NUM_NODES nodes"\n    exit 0\nfi\necho "training"\n'
+DRYRUN_OK = ('if [[ -n "${TEST_DRYRUN:-}" ]]; then\n    echo "dry run: $NUM_NODES nodes"\n    exit 0\nfi\n'
+             'echo "training"\n')
 DRYRUN_FAILS = 'if [[ -n "${TEST_DRYRUN:-}" ]]; then\n    echo "no such cluster any more" >&2\n    exit 1\nfi\n'
 
 
