@@ -161,6 +161,10 @@ ERROR_MESSAGES = {
     "dryrun": f"TEST_DRYRUN=1 bash {GB200.rel} exited with status 3: dry run: 4 nodes",
     "algo-unknown": "algo 'reinforce' (the name's first token) is not in [tool.nrl-launch.lint.algos]",
     "suite-file": "suite 'weekly' is configured in pyproject.toml but its file does not exist",
+    "suite-missing": "listed in no suite (suites: nightly, release, nightly_gb200, release_gb200, performance, "
+                     "performance_gb200, nightly_mcore, disabled); to keep a recipe that must not run, list it in "
+                     "tests/test_suites/disabled.txt",
+    "layout": "no YAML mirror root here: YAML mirrors not checked (yaml-root in pyproject.toml)",
     "yaml-defaults": "defaults cycle: examples/configs/grpo_math_1B.yaml -> examples/configs/grpo_common.yaml -> "
                      "examples/configs/grpo_math_1B.yaml",
 }
@@ -174,6 +178,18 @@ def test_planted_error_message(tmp_path: Path, rule_id: str) -> None:
     dryrun = lint.DryrunOptions(timeout=30) if rule_id == "dryrun" else None
     finding, = (f for f in lint.run_lint(root, dryrun=dryrun).findings if f.rule == rule_id)
     assert ERROR_MESSAGES[rule_id] in finding.message
+
+
+def test_configured_recipe_root_must_exist(tmp_path: Path) -> None:
+    root = lintkit.build_realworld(tmp_path / "repo")
+    shutil.rmtree(root / SUITES_DIR / "vlm")
+    report = lint.run_lint(root)
+    layout, = (f for f in report.findings if f.rule == "layout")
+    assert (layout.path, layout.message) == (f"{SUITES_DIR}/vlm", "recipe root: no such folder, but recipe-roots in "
+                                                                  "pyproject.toml names it")
+    # without the configuration a missing default root is fine (this project's behaviour)
+    (root / "pyproject.toml").unlink()
+    assert "layout" not in {f.rule for f in lint.run_lint(root).findings}
 
 
 def test_dryrun_timeout_kills_the_script(tmp_path: Path) -> None:

@@ -59,7 +59,8 @@ def load_recipes(reader: FileReader, collector: Collector, layout: Layout, expli
         if not os.path.isdir(root_abs):
             if explicit_roots or os.path.lexists(root_abs):
                 problem = "not a folder" if os.path.lexists(root_abs) else "no such folder"
-                collector.add(root, None, "layout", f"recipe root {problem} (recipe-roots in pyproject.toml)")
+                origin = ", but recipe-roots in pyproject.toml names it" if explicit_roots else ""
+                collector.add(root, None, "layout", f"recipe root: {problem}{origin}")
             continue
         for rel in reader.find(root, ".sh", skip_outputs=True):
             if reader.is_regular(reader.abs(rel), rel):

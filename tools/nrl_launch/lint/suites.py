@@ -111,10 +111,11 @@ def check_listing(reader: FileReader, collector: Collector, layout: Layout, reci
             else:
                 collector.add(suite.rel, number, "suite-entry", _not_a_recipe(reader, layout, entry))
     names = ", ".join(s.name for s in suites) or "none"
+    parked = [s.rel for s in suites if s.settings.disabled]
+    hint = f"; to keep a recipe that must not run, list it in {parked[0]}" if parked else ""
     for rel, places in listing.items():
         if not places:
-            collector.add(rel, None, "suite-missing", f"listed in no suite (suites: {names}); a recipe that "
-                                                      "should not run belongs in a disabled suite")
+            collector.add(rel, None, "suite-missing", f"listed in no suite (suites: {names}){hint}")
         for suite, number in places[1:]:
             first, first_line = places[0]
             collector.add(suite.rel, number, "suite-duplicate", f"{rel} is already listed at {first.rel}:{first_line}")
