@@ -430,6 +430,15 @@ def test_output_folder_next_to_its_recipe_is_skipped(repo: Path) -> None:
     assert (f"{output}/logs/inner.sh", None, "suite-missing") in found
 
 
+def test_suite_entry_inside_an_output_folder(repo: Path) -> None:
+    inner = "tests/test_suites/llm/" + Path(SFT).stem + "/ckpts/resume.sh"
+    write(repo, inner, "#!/bin/bash\n")
+    write(repo, NIGHTLY, NIGHTLY_TEXT + inner + "\n")
+    finding = only(lint.run_lint(repo))
+    assert (finding.path, finding.line, finding.rule) == (NIGHTLY, 8, "suite-entry")
+    assert finding.message == f"{inner}: inside the output folder of {SFT}, not a recipe"
+
+
 def test_nested_recipe_folders_are_scanned(repo: Path) -> None:
     nested = "tests/test_suites/llm/performance/grpo-qwen3-32b-4n8g-megatron.sh"
     write(repo, nested, script("NUM_NODES=4", "NUM_MINUTES=30"))

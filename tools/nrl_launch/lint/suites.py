@@ -126,6 +126,11 @@ def _not_a_recipe(reader: FileReader, layout: Layout, entry: str) -> str:
     """Why a suite entry is not a recipe script."""
     path = reader.abs(entry)
     if os.path.isfile(path):
+        parts = entry.split("/")
+        owners = ("/".join(parts[:i]) + ".sh" for i in range(len(parts) - 1, 0, -1))
+        owner = next((o for o in owners if layout.root_of(o) and os.path.isfile(reader.abs(o))), None)
+        if owner is not None:
+            return f"{entry}: inside the output folder of {owner}, not a recipe"
         roots = " or ".join(f"{root}/" for root in layout.recipe_roots)
         return f"{entry}: not a recipe script (expected a *.sh under {roots})"
     if os.path.lexists(path):
