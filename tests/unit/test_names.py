@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nrl_launch import names
@@ -186,6 +186,7 @@ _modifier = st.from_regex(r"[a-z][a-z_]{0,4}[0-9]?(\.[0-9])?", fullmatch=True).f
     and not re.fullmatch(r"(tp|pp|cp|ep|etp|dp|vpp)[0-9]", m))
 
 
+@settings(database=None, deadline=None)  # no example files in the worktree; no timing in tests
 @given(algo=st.sampled_from(["sft", "grpo", "vlm_grpo", "distillation", "mopd"]), model=_model,
        nodes=st.integers(1, 64), gpus=st.sampled_from([1, 2, 4, 8]), strategy=_strategy,
        modifiers=st.lists(_modifier, max_size=3), long=st.booleans(),
