@@ -102,8 +102,9 @@ def config_block_values(path: Path) -> dict[str, str]:
 
 
 def test_repository_lint_is_clean_and_nightly_is_big_enough():
-    # names, placement, suites, YAML mirrors and the CONFIG block: nrl-launch lint's rules
-    assert lint.run_lint(REPO, {}).findings == ()
+    # names, placement, suites, YAML mirrors, base YAMLs, the CONFIG block and
+    # the nightly budget: nrl-launch lint's rules, with pyproject.toml's configuration
+    assert lint.run_lint(REPO).findings == ()
     assert len([s for s in NIGHTLY_RECIPES if "/llm/" in s]) >= 6
     assert len([s for s in NIGHTLY_RECIPES if "/vlm/" in s]) >= 2
 
@@ -128,7 +129,7 @@ def test_recipe_runs_as_a_job_would_need(rel):
     name = parse_name(path.name)
     yaml_path = REPO / "examples/configs/recipes" / path.parent.name / (path.stem + ".yaml")
     config = cpu_trainer.load_config(str(yaml_path))
-    assert config["algorithm"] == name.algo
+    assert config["algorithm"] == name.algo.removeprefix("vlm_")
     assert (config["cluster"]["num_nodes"], config["cluster"]["gpus_per_node"]) == (ours.num_nodes, ours.gpus_per_node)
     assert config.get("checks")
 

@@ -215,40 +215,75 @@ def snapshot_root_option(func: Callable[..., Any]) -> Callable[..., Any]:
                              "default: the git root of the current directory.")(func)
 
 
-def _snapshot_root(project_root: str | None, dirname: str | None) -> Path:
+def _git_root_or_cwd() -> Path:
+    """The git root of the current directory; the current directory outside git."""
     from pathlib import Path
 
     from nrl_launch.errors import GitError
     from nrl_launch.gitrepo import work_tree_root
+
+    try:
+        return work_tree_root(Path.cwd())
+    except GitError:
+        return Path.cwd()
+
+
+def _snapshot_root(project_root: str | None, dirname: str | None) -> Path:
+    from pathlib import Path
+
     from nrl_launch.settings import parse_snapshot_dirname
 
     folder = parse_snapshot_dirname(dirname)
-    if project_root is None:
-        try:
-            project_root = str(work_tree_root(Path.cwd()))
-        except GitError:
-            project_root = str(Path.cwd())
-    return Path(project_root) / folder
+    root = Path(project_root) if project_root is not None else _git_root_or_cwd()
+    return root / folder
 
 
-@main.command()
-@click.option("--root", type=click.Path(file_okay=False), default=".", show_default=True,
-              help="Repository to check.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@main.command(context_settings={"max_content_width": 100})
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="Repository to check. Default: the git root of the current directory (the current directory "
+                   "outside git).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True,
+              help="text: one line per finding; json: one document; github: GitHub Actions annotations.")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too (by default only errors fail).")
 @click.option("--budget", "budgets", multiple=True, metavar="SUITE=HOURS",
-              help="Fail when suite SUITE (e.g. nightly) needs more than HOURS GPU-hours. Repeatable.")
+              help="GPU-hour budget of suite SUITE (e.g. nightly=500); overrides pyproject.toml. Repeatable.")
+@click.option("--exec-dryrun", is_flag=True,
+              help="Also run every launched recipe with TEST_DRYRUN=1 (executes the scripts) and report failures.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Dry runs at a time (default: CPU count).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds a dry run may take (default 60).")
 @reports_errors
-def lint(root: str, fmt: str, budgets: tuple[str, ...]) -> None:
-    """Check recipe names, placement, YAML mirrors, suites, CONFIG blocks and budgets."""
+def lint(root: str | None, fmt: str, strict: bool, budgets: tuple[str, ...], exec_dryrun: bool, jobs: int | None,
+         timeout: float | None) -> None:
+    """Check recipes, suites, YAML mirrors, CONFIG blocks and budgets (docs/lint.md).
+
+    Prints the findings and a last line 'N errors, M warnings in K files'
+    (on stderr with --format json). Exit 1 on errors (--strict: on warnings
+    too), 2 when the configuration or an option is wrong.
+    """
     from pathlib import Path
 
     from nrl_launch import lint as linter
 
-    report = linter.run_lint(Path(root), dict(linter.parse_budget(b) for b in budgets))
-    text = linter.render(report, fmt)
-    if text:
-        click.echo(text)
-    if report.findings:
+    if not exec_dryrun and (jobs is not None or timeout is not None):
+        raise UsageProblem("--jobs and --timeout only apply with --exec-dryrun")
+    overrides: dict[str, int] = {}
+    for text in budgets:
+        suite, hours = linter.parse_budget(text)
+        if suite in overrides:
+            raise UsageProblem(f"--budget given twice for suite {suite!r}")
+        overrides[suite] = hours
+    dryrun = None
+    if exec_dryrun:
+        defaults = linter.DryrunOptions()
+        dryrun = linter.DryrunOptions(jobs=jobs or defaults.jobs, timeout=timeout or defaults.timeout)
+    report = linter.run_lint(Path(root) if root is not None else _git_root_or_cwd(), budgets=overrides,
+                             dryrun=dryrun)
+    body = linter.render(report, fmt)
+    if body:
+        click.echo(body)
+    click.echo(linter.summary(report), err=fmt == "json")  # stdout stays one JSON document
+    if report.failed(strict):
         click.get_current_context().exit(1)
 
 

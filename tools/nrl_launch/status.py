@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nrl_launch.errors import SlurmError, SnapshotError
+from nrl_launch.layout import DEFAULT_LAYOUT
 from nrl_launch.manifest import MANIFEST_NAME, read_manifest
 from nrl_launch.slurm import SlurmClient
 from nrl_launch.verdict import METRIC_FAIL, PASS
@@ -25,7 +26,6 @@ from nrl_launch.watch import from_runs
 
 UNKNOWN = "unknown"
 NO_SNAPSHOT = "no snapshot"
-SUITE_KINDS = ("llm", "vlm")
 
 @dataclass(frozen=True)
 class JobState:
@@ -87,7 +87,7 @@ def _metrics_file(snapshot: Path, experiment: str, manifest: dict[str, Any]) -> 
     candidates = []
     if isinstance(script, str) and script:
         candidates.append(snapshot / Path(script).parent / name / "metrics.json")
-    candidates += [snapshot / "tests/test_suites" / kind / name / "metrics.json" for kind in SUITE_KINDS]
+    candidates += [snapshot / root / name / "metrics.json" for root in DEFAULT_LAYOUT.recipe_roots]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

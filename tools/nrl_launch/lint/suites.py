@@ -1,0 +1,143 @@
+"""Suite bookkeeping: the suite files, their entries, and every recipe in exactly one suite.
+
+A suite file lists one recipe script per line, relative to the repository
+root; ``#`` starts a comment (whole-line, or trailing after a blank) and blank
+lines are ignored. With ``[tool.nrl-launch.lint.suites]`` the suites are the
+configured ones (``<suite folder>/<name>.txt``); without it, every ``*.txt``
+directly in the suite folder is a suite. A script listed only in a
+``disabled = true`` suite is accounted for but never launched.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from nrl_launch.layout import Layout
+from nrl_launch.lint.files import FileReader
+from nrl_launch.lint.options import LintConfig, SuiteConfig
+from nrl_launch.lint.recipes import Recipe
+from nrl_launch.lint.report import Collector
+
+_COMMENT_RE = re.compile(r"(?:^|\s)#.*$")
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One suite file and its entries ``(line, normalised repo-relative path)``."""
+
+    settings: SuiteConfig
+    rel: str
+    entries: tuple[tuple[int, str], ...]
+
+    @property
+    def name(self) -> str:
+        """The suite's name as ``--budget`` spells it (``nightly``)."""
+        return self.settings.name
+
+
+# script rel -> [(suite, line)] in suite order
+Listing = Mapping[str, list[tuple[Suite, int]]]
+
+
+def parse_suite(text: str) -> list[tuple[int, str]]:
+    """``(line number, entry)`` of a suite file's text (see the module docstring)."""
+    entries = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        entry = _COMMENT_RE.sub("", raw).strip()
+        if entry:
+            entries.append((number, entry))
+    return entries
+
+
+def read_suites(reader: FileReader, collector: Collector, config: LintConfig) -> list[Suite]:
+    """The suites and their entries; missing, unreadable or unconfigured files are findings."""
+    layout = config.layout
+    present = sorted(name for name, _ in reader.entries(layout.suite_dir) if name.endswith(".txt"))
+    if config.suites is None:
+        wanted = [SuiteConfig(name=filename[: -len(".txt")]) for filename in present]
+    else:
+        wanted = list(config.suites)
+        configured = {layout.suite_file(s.name) for s in wanted}
+        for filename in present:
+            rel = f"{layout.suite_dir}/{filename}"
+            if rel not in configured:
+                collector.add(rel, None, "suite-unconfigured",
+                              "not a configured suite ([tool.nrl-launch.lint.suites] in pyproject.toml): "
+                              "its entries are not counted as listed")
+    suites = []
+    for settings in wanted:
+        suite = _read_suite(reader, collector, layout, settings)
+        if suite is not None:
+            suites.append(suite)
+    return suites
+
+
+def _read_suite(reader: FileReader, collector: Collector, layout: Layout, settings: SuiteConfig) -> Suite | None:
+    rel = layout.suite_file(settings.name)
+    path = reader.abs(rel)
+    if not os.path.lexists(path):
+        collector.add(rel, None, "suite-file",
+                      f"suite {settings.name!r} is configured in pyproject.toml but its file does not exist")
+        return None
+    if not reader.is_regular(path, rel):
+        return None
+    text = reader.read(path, rel)
+    entries = []
+    for number, entry in parse_suite(text or ""):
+        if posixpath.isabs(entry):
+            collector.add(rel, number, "suite-entry", f"{entry}: absolute path; entries are relative to the "
+                                                      "repository root")
+            continue
+        normal = posixpath.normpath(entry)
+        if normal == ".." or normal.startswith("../"):
+            collector.add(rel, number, "suite-entry", f"{entry}: outside the repository")
+            continue
+        entries.append((number, normal))
+    return Suite(settings=settings, rel=rel, entries=tuple(entries))
+
+
+def check_listing(reader: FileReader, collector: Collector, layout: Layout, recipes: Mapping[str, Recipe],
+                  suites: list[Suite]) -> Listing:
+    """Each entry an existing recipe; each recipe listed exactly once across all suites."""
+    listing: dict[str, list[tuple[Suite, int]]] = {rel: [] for rel in recipes}
+    for suite in suites:
+        for number, entry in suite.entries:
+            if entry in listing:
+                listing[entry].append((suite, number))
+            else:
+                collector.add(suite.rel, number, "suite-entry", _not_a_recipe(reader, layout, entry))
+    names = ", ".join(s.name for s in suites) or "none"
+    parked = [s.rel for s in suites if s.settings.disabled]
+    hint = f"; to keep a recipe that must not run, list it in {parked[0]}" if parked else ""
+    for rel, places in listing.items():
+        if not places:
+            collector.add(rel, None, "suite-missing", f"listed in no suite (suites: {names}){hint}")
+        for suite, number in places[1:]:
+            first, first_line = places[0]
+            collector.add(suite.rel, number, "suite-duplicate", f"{rel} is already listed at {first.rel}:{first_line}")
+    return listing
+
+
+def _not_a_recipe(reader: FileReader, layout: Layout, entry: str) -> str:
+    """Why a suite entry is not a recipe script."""
+    path = reader.abs(entry)
+    if os.path.isfile(path):
+        parts = entry.split("/")
+        owners = ("/".join(parts[:i]) + ".sh" for i in range(len(parts) - 1, 0, -1))
+        owner = next((o for o in owners if layout.root_of(o) and os.path.isfile(reader.abs(o))), None)
+        if owner is not None:
+            return f"{entry}: inside the output folder of {owner}, not a recipe"
+        roots = " or ".join(f"{root}/" for root in layout.recipe_roots)
+        return f"{entry}: not a recipe script (expected a *.sh under {roots})"
+    if os.path.lexists(path):
+        return f"{entry}: not a regular file"
+    return f"{entry}: no such file"
+
+
+def launched(listing: Listing, rel: str) -> bool:
+    """True when ``rel`` is listed in a suite that is not disabled."""
+    return any(not suite.settings.disabled for suite, _ in listing.get(rel, ()))
