@@ -216,6 +216,9 @@ class FakeJob:
     cwd: str
     env: dict[str, str]
     state: str = "PENDING"
+    reason: str = "None"
+    exit_code: str = "0:0"
+    nodes: str = ""
 
 
 QUEUED_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING")
@@ -272,14 +275,15 @@ class FakeSlurm:
         """The jobs queued, in submission order."""
         return list(self.jobs.values())
 
-    def add_job(self, job_id: str, state: str) -> None:
+    def add_job(self, job_id: str, state: str, **details: str) -> None:
         """A job submitted earlier (e.g. by another launch), now in ``state``."""
-        self.jobs[job_id] = FakeJob(job_id, (), "", {}, state)
+        self.jobs[job_id] = FakeJob(job_id, (), "", {}, state, **details)
 
-    def finish(self, *ids: str, state: str = "COMPLETED") -> None:
+    def finish(self, *ids: str, state: str = "COMPLETED", exit_code: str = "0:0", nodes: str = "n1") -> None:
         """Make these jobs (all, without ids) leave the queue with ``state``."""
         for job_id in ids or list(self.jobs):
-            self.jobs[job_id].state = state
+            job = self.jobs[job_id]
+            job.state, job.exit_code, job.nodes = state, exit_code, nodes
 
     # ---- the commands
 
@@ -300,14 +304,17 @@ class FakeSlurm:
         queued = [job for job in self.jobs.values() if job.state in QUEUED_STATES]
         if "-j" in call.argv:
             wanted = call.argv[call.argv.index("-j") + 1].split(",")
-            return Completed(0, "".join(f"{j.job_id} {j.state}\n" for j in queued if j.job_id in wanted), "")
+            return Completed(0, "".join(f"{j.job_id}|{j.state}|{j.reason}|{j.nodes}\n"
+                                        for j in queued if j.job_id in wanted), "")
         return Completed(0, "".join(f"{j.job_id}\n" for j in queued), "")
 
     def _sacct(self, call: Call) -> Completed:
         if not self.accounting:
             return Completed(1, "", "sacct: error: Slurm accounting storage is disabled\n")
         wanted = call.argv[call.argv.index("-j") + 1].split(",")
-        return Completed(0, "".join(f"{i}|{self.jobs[i].state}\n" for i in wanted if i in self.jobs), "")
+        jobs = [self.jobs[i] for i in wanted if i in self.jobs]
+        return Completed(0, "".join(f"{j.job_id}|{j.state}|{j.exit_code}|{j.nodes or 'None assigned'}|{j.reason}\n"
+                                    for j in jobs), "")
 
     def _scontrol(self, call: Call) -> Completed:
         if call.argv[1:] == ("ping",):
@@ -315,7 +322,8 @@ class FakeSlurm:
         job = self.jobs.get(call.argv[-1])
         if job is None:
             return Completed(1, "", "slurm_load_jobs error: Invalid job id specified\n")
-        return Completed(0, f"JobId={job.job_id} JobName=x JobState={job.state} Reason=None\n", "")
+        return Completed(0, f"JobId={job.job_id} JobName=x JobState={job.state} Reason={job.reason} "
+                            f"ExitCode={job.exit_code} NodeList={job.nodes or '(null)'}\n", "")
 
     def _scancel(self, call: Call) -> Completed:
         for job_id in call.argv[1:]:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from nrl_launch.errors import SlurmError, SlurmRejected, UsageProblem
-from nrl_launch.slurm import Completed, SlurmClient, job_ids, parse_job_id, parse_timeout, run_command
+from nrl_launch.slurm import Completed, JobInfo, SlurmClient, job_ids, parse_job_id, parse_timeout, run_command
 from testkit import Call, FakeSlurm
 
 ENV = {"PATH": os.environ["PATH"], "SLURM_CONF": "/etc/slurm/test.conf", "HOME": "/home/u"}
@@ -105,8 +105,30 @@ def test_states_use_accounting_when_it_answers() -> None:
 
 
 def test_sacct_state_keeps_its_first_word() -> None:
-    client = FakeSlurm(answers={"sacct": answer("4|CANCELLED by 0\n"), "squeue": answer("")}).client(ENV)
-    assert client.states(["4"]) == {"4": "CANCELLED"}
+    client = FakeSlurm(answers={"sacct": answer("4|CANCELLED by 0|0:15|n2|None\n"), "squeue": answer("")}).client(ENV)
+    assert client.jobs(["4"]) == {"4": JobInfo("4", "CANCELLED", "", "0:15", "n2")}
+
+
+SCONTROL_LINE = ("JobId=9 JobName=acct:exp UserId=root(0) GroupId=root(0) Priority=1 JobState=NODE_FAIL "
+                 "Reason=NodeDown Dependency=(null) Requeue=1 Restarts=0 BatchFlag=1 ExitCode=0:9 "
+                 "RunTime=00:00:12 NodeList=n[1-2] BatchHost=n1 NumNodes=2\n")
+
+
+@pytest.mark.parametrize(
+    ("answers", "expected"),
+    [
+        ({"squeue": answer("9|PENDING|Resources|\n")}, JobInfo("9", "PENDING", "Resources", "", "")),
+        ({"squeue": answer("9|RUNNING|None|n[1-2]\n")}, JobInfo("9", "RUNNING", "", "", "n[1-2]")),
+        ({"squeue": answer(""), "scontrol": answer(SCONTROL_LINE)},
+         JobInfo("9", "NODE_FAIL", "NodeDown", "0:9", "n[1-2]")),
+        ({"squeue": answer(""), "sacct": answer("9|PREEMPTED|0:0|n3|None\n")},
+         JobInfo("9", "PREEMPTED", "", "0:0", "n3")),
+        ({"squeue": answer(""), "sacct": answer("9|PENDING|0:0|None assigned|Dependency\n")},
+         JobInfo("9", "PENDING", "Dependency", "0:0", "")),
+    ],
+)
+def test_jobs_read_state_reason_exit_code_and_nodes(answers: dict, expected: JobInfo) -> None:
+    assert FakeSlurm(answers=answers).client(ENV).jobs(["9"]) == {"9": expected}
 
 
 def test_reachable(fake_slurm: FakeSlurm, tmp_path) -> None:

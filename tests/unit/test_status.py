@@ -75,8 +75,9 @@ def test_collect_status_rows(snapshots: Path) -> None:
     slurm = fake_slurm({"101": "COMPLETED", "102": "RUNNING", "201": "FAILED"})
     rows = collect_status(snapshots, None, slurm.client())
     # one query for every job of every row: squeue, then accounting for those that left the queue
-    assert [c.argv for c in slurm.calls] == [("squeue", "-h", "-o", "%i %T", "-j", "101,102,201"),
-                                             ("sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", "101,201")]
+    assert [c.argv for c in slurm.calls] == [("squeue", "-h", "-o", "%i|%T|%r|%N", "-j", "101,102,201"),
+                                             ("sacct", "-n", "-X", "-P", "-o", "JobID,State,ExitCode,NodeList,Reason",
+                                              "-j", "101,201")]
     assert [r.experiment for r in rows] == ["exp-a", "exp-b", "exp-c"]
     a, b, c = rows
     assert (a.commit, a.dirty, a.runs, a.steps, a.metric_checks) == ("0123456789ab", False, 2, 12, "PASS")

@@ -68,6 +68,17 @@ def _decode(data: bytes | None) -> str:
 
 
 @dataclass(frozen=True)
+class JobInfo:
+    """What Slurm says about one job."""
+
+    job_id: str
+    state: str  # PENDING, RUNNING, COMPLETED, FAILED, NODE_FAIL, ...
+    reason: str = ""  # why it is pending or why it ended ("" for none)
+    exit_code: str = ""  # "<status>:<signal>" once it ended ("" when unknown)
+    nodes: str = ""  # the nodes it ran (or runs) on, Slurm's host list
+
+
+@dataclass(frozen=True)
 class SbatchAnswer:
     """What sbatch said for one accepted submission."""
 
@@ -172,7 +183,11 @@ class SlurmClient:
         return {line.strip() for line in proc.stdout.splitlines()} & set(wanted)
 
     def states(self, ids: Iterable[str]) -> dict[str, str]:
-        """Slurm state per job id: squeue, then sacct, then scontrol for the rest.
+        """Slurm state per job id (see :meth:`jobs`)."""
+        return {job_id: info.state for job_id, info in self.jobs(ids).items()}
+
+    def jobs(self, ids: Iterable[str]) -> dict[str, JobInfo]:
+        """What Slurm knows of each job: squeue, then sacct, then scontrol for the rest.
 
         Ids no source knows are left out (callers show "unknown"). Raises
         SlurmError only when the Slurm client cannot be run at all.
@@ -180,35 +195,58 @@ class SlurmClient:
         wanted = job_ids(ids)
         if not wanted:
             return {}
-        states = self._squeue_states(wanted)
-        missing = [i for i in wanted if i not in states]
+        found = self._squeue_jobs(wanted)
+        missing = [i for i in wanted if i not in found]
         if missing:
-            states.update(self._sacct_states(missing))
-        for job_id in [i for i in wanted if i not in states]:
-            state = self._scontrol_state(job_id)
-            if state:
-                states[job_id] = state
-        return states
+            found.update(self._sacct_jobs(missing))
+        for job_id in [i for i in wanted if i not in found]:
+            info = self._scontrol_job(job_id)
+            if info is not None:
+                found[job_id] = info
+        return {i: found[i] for i in wanted if i in found}
 
-    def _squeue_states(self, ids: list[str]) -> dict[str, str]:
-        proc = self._run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(ids)])
+    def _squeue_jobs(self, ids: list[str]) -> dict[str, JobInfo]:
+        proc = self._run(["squeue", "-h", "-o", "%i|%T|%r|%N", "-j", ",".join(ids)])
         if proc.returncode != 0:
             return {}
-        pairs = (line.split(None, 1) for line in proc.stdout.splitlines())
-        return {pair[0]: pair[1].strip() for pair in pairs if len(pair) == 2 and pair[0] in ids}
+        found = {}
+        for line in proc.stdout.splitlines():
+            fields = line.strip().split("|")
+            if len(fields) == 4 and fields[0] in ids:
+                found[fields[0]] = JobInfo(fields[0], fields[1], _reason_field(fields[2]), "", fields[3])
+        return found
 
-    def _sacct_states(self, ids: list[str]) -> dict[str, str]:
-        proc = self._run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(ids)])
+    def _sacct_jobs(self, ids: list[str]) -> dict[str, JobInfo]:
+        proc = self._run(["sacct", "-n", "-X", "-P", "-o", "JobID,State,ExitCode,NodeList,Reason",
+                          "-j", ",".join(ids)])
         if proc.returncode != 0:
             return {}  # accounting disabled or slurmdbd down
-        states = {}
+        found = {}
         for line in proc.stdout.splitlines():
-            job, _, state = line.partition("|")
-            if job in ids and state:
-                states[job] = state.split()[0]  # "CANCELLED by 0" -> "CANCELLED"
-        return states
+            fields = line.split("|")
+            if len(fields) == 5 and fields[0] in ids and fields[1]:
+                # "CANCELLED by 0" -> "CANCELLED"
+                found[fields[0]] = JobInfo(fields[0], fields[1].split()[0], _reason_field(fields[4]), fields[2],
+                                           _node_field(fields[3]))
+        return found
 
-    def _scontrol_state(self, job_id: str) -> str | None:
+    def _scontrol_job(self, job_id: str) -> JobInfo | None:
         proc = self._run(["scontrol", "show", "job", "-o", job_id])
-        match = re.search(r"\bJobState=(\S+)", proc.stdout) if proc.returncode == 0 else None
-        return match.group(1) if match else None
+        if proc.returncode != 0:
+            return None
+        fields = dict(_SCONTROL_FIELD_RE.findall(proc.stdout))
+        if "JobState" not in fields:
+            return None
+        return JobInfo(job_id, fields["JobState"], _reason_field(fields.get("Reason", "")),
+                       fields.get("ExitCode", ""), _node_field(fields.get("NodeList", "")))
+
+
+_SCONTROL_FIELD_RE = re.compile(r"\b(JobState|Reason|ExitCode|NodeList)=(\S*)")
+
+
+def _reason_field(text: str) -> str:
+    return "" if text in ("None", "(null)") else text
+
+
+def _node_field(text: str) -> str:
+    return "" if text in ("None assigned", "(null)", "None") else text
