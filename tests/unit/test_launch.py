@@ -813,3 +813,15 @@ def test_launch_through_the_client_seam(project: Project, fake_slurm: FakeSlurm)
     assert {(j.env["FOO"], j.env["HF_HOME"], j.env["MOUNTS"]) for j in jobs} == {("bar", "/hf",
                                                                                    f"{snapshot}:{snapshot}")}
     assert result.stdout.splitlines()[-2:] == ["Submitted batch job 1002", "[INFO]: Total GPU hours: 2"]
+
+
+def test_every_missing_variable_in_one_message_with_an_example(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a")
+    result = launch_in_process([str(script)], {"ACCOUNT": "", "HF_HOME": ""}, fake_slurm)
+    assert result.exit_code == 2
+    [error, example, *_] = result.stderr.splitlines()
+    assert error == ("[ERROR]: CONTAINER must be set (an empty value is allowed); PARTITION must be set (an empty "
+                     "value is allowed); HF_HOME must be set and non-empty (it is passed into the job); "
+                     "HF_DATASETS_CACHE must be set and non-empty (it is passed into the job). For example:")
+    assert example.strip().startswith("CONTAINER=<image or empty> ACCOUNT=<account or empty> PARTITION=")
+    assert fake_slurm.calls == []

@@ -119,3 +119,11 @@ def test_an_option_name_simple_slurm_does_not_know_is_a_plan_error() -> None:
     assert _render_option("job_name", "-x") == "--job-name=-x"  # a value starting with "-" stays a value
     with pytest.raises(PlanError, match="simple-slurm rejected sbatch option --jobname"):
         _render_option("jobname", "x")
+
+
+def test_empty_account_and_partition_leave_the_options_out() -> None:
+    # Slurm then uses the user's default account and the default partition
+    exp = experiment(NUM_NODES=1, NUM_RUNS=1, NUM_MINUTES=5)
+    [sub] = build_submissions(exp, settings(ACCOUNT="", PARTITION=""), SNAP, REL, META)
+    assert sub.argv[:3] == ("--nodes=1", "--job-name=:grpo-x-2n8g", "--time=0:5:0")
+    assert not any(a.startswith(("--account", "--partition")) for a in sub.argv)

@@ -118,12 +118,13 @@ def build_command(rel_path: str, experiment: str, git_meta: str, settings: Launc
 
 def _option_values(config: RecipeConfig, settings: LaunchSettings, experiment: str, index: int) -> list[tuple[str,
                    str]]:
-    values = [
-        ("account", settings.account),
-        ("job_name", f"{settings.account}:{experiment}{settings.job_suffix}"),
-        ("partition", settings.partition),
-        ("time", f"0:{config.num_minutes}:0"),
-    ]
+    # An empty ACCOUNT or PARTITION (allowed by the contract) leaves the option
+    # out, so Slurm uses its defaults: sbatch rejects "--partition=" as "(null)".
+    values = [("account", settings.account)] if settings.account else []
+    values.append(("job_name", f"{settings.account}:{experiment}{settings.job_suffix}"))
+    if settings.partition:
+        values.append(("partition", settings.partition))
+    values.append(("time", f"0:{config.num_minutes}:0"))
     if not settings.exclude_gres:
         values.append(("gres", f"gpu:{config.gpus_per_node}"))
     if config.job_reaper_comment:

@@ -138,28 +138,37 @@ def parse_interval(raw: str | None) -> float:
     return value
 
 
-def _required_set(name: str, value: str | None) -> str:
-    if value is None:
-        raise UsageProblem(f"{name} must be set (an empty value is allowed): export {name}=…")
-    return value
+# The variables a launch needs, and whether an empty value will do.
+REQUIRED = (("CONTAINER", True), ("ACCOUNT", True), ("PARTITION", True),
+            ("HF_HOME", False), ("HF_DATASETS_CACHE", False))
+EXAMPLE = ("CONTAINER=<image or empty> ACCOUNT=<account or empty> PARTITION=<partition or empty> "
+           "HF_HOME=<dir> HF_DATASETS_CACHE=<dir> tools/launch tests/test_suites/llm/<recipe>.sh")
 
 
-def _required_nonempty(name: str, value: str | None) -> str:
-    if not value:
-        raise UsageProblem(f"{name} must be set and non-empty: it is passed into the job")
-    return value
+def check_required(raw: dict[str, str | None]) -> None:
+    """Every missing required variable, in one message with a complete example."""
+    problems = []
+    for name, empty_ok in REQUIRED:
+        value = raw.get(name)
+        if value is None and empty_ok:
+            problems.append(f"{name} must be set (an empty value is allowed)")
+        elif not value and not empty_ok:
+            problems.append(f"{name} must be set and non-empty (it is passed into the job)")
+    if problems:
+        raise UsageProblem("; ".join(problems) + f". For example:\n    {EXAMPLE}")
 
 
 def make_settings(raw: dict[str, str | None], launch_stamp: str) -> LaunchSettings:
     """Validate raw option/environment strings (keyed by variable name)."""
     snapshot_dirname = parse_snapshot_dirname(raw.get("CODE_SNAPSHOT_DIRNAME"))
     mode = parse_snapshot_mode(raw.get("SNAPSHOT_MODE"))
+    check_required(raw)
     return LaunchSettings(
-        container=_required_set("CONTAINER", raw.get("CONTAINER")),
-        account=_required_set("ACCOUNT", raw.get("ACCOUNT")),
-        partition=_required_set("PARTITION", raw.get("PARTITION")),
-        hf_home=_required_nonempty("HF_HOME", raw.get("HF_HOME")),
-        hf_datasets_cache=_required_nonempty("HF_DATASETS_CACHE", raw.get("HF_DATASETS_CACHE")),
+        container=raw.get("CONTAINER") or "",
+        account=raw.get("ACCOUNT") or "",
+        partition=raw.get("PARTITION") or "",
+        hf_home=raw.get("HF_HOME") or "",
+        hf_datasets_cache=raw.get("HF_DATASETS_CACHE") or "",
         dryrun=parse_dryrun(raw.get("DRYRUN")),
         extra_env=parse_extra_env(raw.get("EXTRA_ENV")),
         mounts=raw.get("MOUNTS") or "",
