@@ -825,3 +825,45 @@ def test_every_missing_variable_in_one_message_with_an_example(project: Project,
                      "HF_DATASETS_CACHE must be set and non-empty (it is passed into the job). For example:")
     assert example.strip().startswith("CONTAINER=<image or empty> ACCOUNT=<account or empty> PARTITION=")
     assert fake_slurm.calls == []
+
+
+# ---------------------------------------------------------------- suites as arguments
+
+
+def test_a_suite_file_launches_every_entry_as_listed(project: Project, fake_slurm: FakeSlurm,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=60\n", commit=False)
+    project.add_recipe("vlm_sft-b", config="NUM_NODES=2\nNUM_RUNS=1\nNUM_MINUTES=30\n", kind="vlm", commit=False)
+    write(project.root / "tests/test_suites/nightly.txt",
+          "# Nightly\n\ntests/test_suites/llm/sft-a.sh  # the SFT one\n# tests/test_suites/llm/off.sh\n"
+          "tests/test_suites/vlm/vlm_sft-b.sh\n")
+    project.commit("a suite")
+    monkeypatch.chdir(project.root / "tests")  # entries are relative to the repository root, not to the cwd
+    dry = invoke(["test_suites/nightly.txt"], {**BASE_ENV, "DRYRUN": "1"})
+    assert dry.exit_code == 0, dry.output
+    assert stdout_lines(dry) == [
+        "[INFO]: 8 GPUhrs to run tests/test_suites/llm/sft-a.sh",
+        "[DRY_RUN]: Skipping creation of snapshot and submission of tests/test_suites/llm/sft-a.sh.",
+        "[INFO]: 8 GPUhrs to run tests/test_suites/vlm/vlm_sft-b.sh",
+        "[DRY_RUN]: Skipping creation of snapshot and submission of tests/test_suites/vlm/vlm_sft-b.sh.",
+        "[INFO]: Total GPU hours: 16",
+    ]
+    full = launch_in_process(["test_suites/nightly.txt"], BASE_ENV, fake_slurm)
+    assert full.exit_code == 0, full.output
+    assert [job.cwd.rsplit("/", 1)[-1] for job in fake_slurm.submissions()] == ["sft-a", "vlm_sft-b"]
+
+
+@pytest.mark.parametrize(
+    ("suite", "message"),
+    [
+        ("tests/test_suites/llm/gone.sh\n", "tests/test_suites/llm/gone.sh: cannot read"),
+        ("# only comments\n\n", "nightly.txt: the suite lists no script"),
+    ],
+)
+def test_bad_suite_files(project: Project, fake_slurm: FakeSlurm, suite: str, message: str,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    write(project.root / "tests/test_suites/nightly.txt", suite)
+    monkeypatch.chdir(project.root)
+    result = launch_in_process(["tests/test_suites/nightly.txt"], {**BASE_ENV, "DRYRUN": "1"}, fake_slurm)
+    assert result.exit_code == 1
+    assert message in result.stderr and "Traceback" not in result.stderr

@@ -21,7 +21,22 @@ from ``[tool.nrl-launch.lint]`` (see docs/lint.md); ``nrl-launch status`` uses
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
+
+_SUITE_COMMENT_RE = re.compile(r"(?:^|\s)#.*$")
+
+
+def parse_suite(text: str) -> list[tuple[int, str]]:
+    """``(line number, entry)`` of a suite file's text: one recipe script per
+    line, relative to the repository root; ``#`` starts a comment (whole-line,
+    or trailing after a blank); blank lines are ignored."""
+    entries = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        entry = _SUITE_COMMENT_RE.sub("", raw).strip()
+        if entry:
+            entries.append((number, entry))
+    return entries
 
 
 @dataclass(frozen=True)

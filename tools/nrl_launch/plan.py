@@ -16,6 +16,7 @@ from typing import Any
 
 from nrl_launch.config import RecipeConfig, read_recipe
 from nrl_launch.errors import PlanError
+from nrl_launch.layout import parse_suite
 from nrl_launch.settings import LaunchSettings
 
 RELEASE_ARG = "logger.wandb.project=nemo-rl-release"
@@ -64,7 +65,48 @@ def experiment_name(script: str) -> str:
     return base[: -len(".sh")] if base.endswith(".sh") else base
 
 
-def plan_experiments(scripts: Sequence[str], environ: Mapping[str, str], *,
+def _repository_root(folder: str) -> str | None:
+    """The nearest folder at or above ``folder`` holding ``.git`` (no git process:
+    the DRYRUN=1 path runs none)."""
+    while True:
+        if os.path.lexists(os.path.join(folder, ".git")):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def suite_scripts(suite: str) -> list[tuple[str, str]]:
+    """(entry as the suite lists it, path to read) of every script a suite file lists.
+
+    Entries are relative to the repository root (the nearest folder above the
+    suite file holding ``.git``); comments and blank lines are skipped.
+    """
+    try:
+        with open(suite, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise PlanError(f"cannot read the suite file: {e}", where=suite) from e
+    root = _repository_root(os.path.dirname(os.path.abspath(suite)))
+    if root is None:
+        raise PlanError("no git repository above the suite file: its entries are relative to the repository root",
+                        where=suite)
+    entries = [entry for _, entry in parse_suite(text)]
+    if not entries:
+        raise PlanError("the suite lists no script", where=suite)
+    return [(entry, os.path.relpath(os.path.join(root, entry))) for entry in entries]
+
+
+def script_arguments(args: Sequence[str]) -> list[tuple[str, str]]:
+    """(name as shown, path to read) per script: a suite file (``*.txt``) stands for its entries."""
+    scripts: list[tuple[str, str]] = []
+    for arg in args:
+        scripts.extend(suite_scripts(arg) if arg.endswith(".txt") else [(arg, arg)])
+    return scripts
+
+
+def plan_experiments(args: Sequence[str], environ: Mapping[str, str], *,
                      allow_duplicates: bool = False) -> tuple[Experiment, ...]:
     """Read and validate every script's CONFIG block (each on its own).
 
@@ -72,18 +114,18 @@ def plan_experiments(scripts: Sequence[str], environ: Mapping[str, str], *,
     (DRYRUN=1 counts it twice, as the bash launcher did): two runs of it
     would share one snapshot and one singleton chain and interleave.
     """
-    if not scripts:
-        raise PlanError("no SCRIPT given: pass one or more recipe scripts")
+    if not args:
+        raise PlanError("no SCRIPT given: pass one or more recipe scripts (or suite files, *.txt)")
     experiments: list[Experiment] = []
     seen: dict[str, str] = {}
-    for script in scripts:
-        name = experiment_name(script)
+    for shown, path in script_arguments(args):
+        name = experiment_name(shown)
         if name in seen and not allow_duplicates:
             raise PlanError(f"experiment {name!r} is also given as {seen[name]}; give each experiment once",
-                            where=script)
-        seen.setdefault(name, script)
-        config = read_recipe(script, environ)
-        experiments.append(Experiment(script, os.path.abspath(script), name, config))
+                            where=shown)
+        seen.setdefault(name, shown)
+        config = read_recipe(path, environ)
+        experiments.append(Experiment(shown, os.path.abspath(path), name, config))
     return tuple(experiments)
 
 

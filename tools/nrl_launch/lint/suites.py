@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import os
 import posixpath
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from nrl_launch.layout import Layout
+from nrl_launch.layout import Layout, parse_suite
 from nrl_launch.lint.files import FileReader
 from nrl_launch.lint.options import LintConfig, SuiteConfig
 from nrl_launch.lint.recipes import Recipe
 from nrl_launch.lint.report import Collector
-
-_COMMENT_RE = re.compile(r"(?:^|\s)#.*$")
 
 
 @dataclass(frozen=True)
@@ -41,16 +38,6 @@ class Suite:
 
 # script rel -> [(suite, line)] in suite order
 Listing = Mapping[str, list[tuple[Suite, int]]]
-
-
-def parse_suite(text: str) -> list[tuple[int, str]]:
-    """``(line number, entry)`` of a suite file's text (see the module docstring)."""
-    entries = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        entry = _COMMENT_RE.sub("", raw).strip()
-        if entry:
-            entries.append((number, entry))
-    return entries
 
 
 def read_suites(reader: FileReader, collector: Collector, config: LintConfig) -> list[Suite]:
