@@ -304,9 +304,8 @@ class FakeSlurm:
         queued = [job for job in self.jobs.values() if job.state in QUEUED_STATES]
         if "-j" in call.argv:
             wanted = call.argv[call.argv.index("-j") + 1].split(",")
-            return Completed(0, "".join(f"{j.job_id}|{j.state}|{j.reason}|{j.nodes}\n"
-                                        for j in queued if j.job_id in wanted), "")
-        return Completed(0, "".join(f"{j.job_id}\n" for j in queued), "")
+            queued = [job for job in queued if job.job_id in wanted]
+        return Completed(0, "".join(f"{j.job_id}|{j.state}|{j.reason}|{j.nodes}\n" for j in queued), "")
 
     def _sacct(self, call: Call) -> Completed:
         if not self.accounting:

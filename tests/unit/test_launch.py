@@ -13,19 +13,20 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nrl_launch.cli import LAUNCH_OPTIONS, CliContext, main
+from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import LauncherError
 from nrl_launch.launch import launch
 from nrl_launch.manifest import read_manifest
+from nrl_launch.options import LAUNCH_OPTIONS
 from nrl_launch.settings import make_settings
-from testkit import BASE_ENV, REPO, FakeJob, FakeSlurm, Project, SlurmOnPath, config_block, git, write
+from testkit import BASE_ENV, REPO, FakeJob, FakeSlurm, Project, SlurmOnPath, config_block, finish_after, git, write
 
 STAMP_RE = r"\d{6}-\d{6}"
 
 
 def invoke(args: list[str], env: dict[str, str | None]):
     """Run ``nrl-launch launch`` with exactly ``env`` for the launcher's variables."""
-    full: dict[str, str | None] = {envvar: None for _, envvar, _ in LAUNCH_OPTIONS}
+    full: dict[str, str | None] = {option.envvar: None for option in LAUNCH_OPTIONS}
     full.update(env)
     return CliRunner().invoke(main, ["launch", *args], env=full)
 
@@ -725,7 +726,9 @@ def test_watch_resume_hint_names_where_the_snapshots_are(project: Project, fake_
     with pytest.raises(LauncherError) as info:
         launch([str(script)], settings, environ=dict(os.environ), slurm=fake_slurm.client(),
                out=lambda _: None, err=lambda _: None, wait=interrupt)
-    assert f"nrl-launch watch --project-root {project.root} --code-snapshot-dirname snaps sft-a" in str(info.value)
+    assert str(info.value).endswith(f"Resume with: nrl-launch watch --project-root {project.root} "
+                                    "--code-snapshot-dirname snaps --watch-interval 300 sft-a")
+    assert info.value.exit_code == 130
 
 
 @pytest.mark.parametrize(
@@ -795,7 +798,7 @@ def test_dryrun1_path_never_loads_the_pipeline(tmp_path: Path) -> None:
 
 def launch_in_process(args: list[str], env: dict[str, str | None], fake: FakeSlurm):
     """``nrl-launch launch`` through click with Slurm replaced by ``fake`` (PATH untouched)."""
-    full: dict[str, str | None] = {envvar: None for _, envvar, _ in LAUNCH_OPTIONS}
+    full: dict[str, str | None] = {option.envvar: None for option in LAUNCH_OPTIONS}
     full.update(env)
     return CliRunner().invoke(main, ["launch", *args], env=full, obj=CliContext(fake))
 
@@ -867,3 +870,44 @@ def test_bad_suite_files(project: Project, fake_slurm: FakeSlurm, suite: str, me
     result = launch_in_process(["tests/test_suites/nightly.txt"], {**BASE_ENV, "DRYRUN": "1"}, fake_slurm)
     assert result.exit_code == 1
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- the command line
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["stauts"], "[ERROR]: unknown command 'stauts' (did you mean 'status'?)"),
+        (["wacth", "exp"], "[ERROR]: unknown command 'wacth' (did you mean 'watch'?)"),
+        (["frobnicate"], "[ERROR]: unknown command 'frobnicate'; commands: launch, lint, snapshot, status, watch, "
+                         "or a script path to launch"),
+    ],
+)
+def test_a_typo_is_not_taken_for_a_script(args: list[str], message: str, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, args, env=BASE_ENV)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message)
+
+
+def test_an_existing_file_with_a_command_like_name_still_launches(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path / "stauts", config_block(NUM_NODES=1, NUM_RUNS=1, NUM_MINUTES=60))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["stauts"], env={**BASE_ENV, "DRYRUN": "1"})
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "[INFO]: 8 GPUhrs to run stauts"
+
+
+def test_watch_is_a_flag_and_the_variable_still_works(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    fake_slurm.on_poll = finish_after(0)
+    for args, env in (([str(script), "--watch", "--watch-interval", "0.01"], BASE_ENV),
+                      ([str(script)], {**BASE_ENV, "WATCH": "yes", "WATCH_INTERVAL": "0.01"})):
+        result = launch_in_process(args, env, fake_slurm)
+        assert result.exit_code == 1, result.output  # the job left no log: GENERAL FAIL
+        assert "[WATCH]: Checking sft-a" in result.stdout.splitlines()
+    result = launch_in_process([str(script), "--watch-interval", "0.01"], BASE_ENV, fake_slurm)
+    assert result.exit_code == 0 and "[WATCH]" not in result.stdout  # without either, no watching

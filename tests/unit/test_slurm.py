@@ -75,7 +75,7 @@ def test_queued_filters_ids_and_asks_once(fake_slurm: FakeSlurm) -> None:
     fake_slurm.add_job("7", "COMPLETED")
     client = fake_slurm.client(ENV)
     assert client.queued(["5", "7", "8", "x; rm -rf /", "6"]) == {"5", "6"}
-    assert [c.argv for c in fake_slurm.calls] == [("squeue", "--me", "-h", "-o", "%i")]
+    assert [c.argv for c in fake_slurm.calls] == [("squeue", "--me", "-h", "-o", "%i|%T|%r|%N")]
     assert client.queued(["not-an-id"]) == set()
     assert len(fake_slurm.calls) == 1  # nothing to ask about: Slurm is not asked
 

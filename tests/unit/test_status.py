@@ -9,7 +9,7 @@ import pytest
 
 from nrl_launch.manifest import MANIFEST_NAME, append_run, write_manifest
 from nrl_launch.slurm import Completed
-from nrl_launch.status import StatusRow, collect_status, format_json, format_table, max_step
+from nrl_launch.status import collect_status, format_json, format_table, max_step, problem, summary
 from testkit import Call, FakeSlurm
 
 PASS_LOG = """starting
@@ -35,6 +35,7 @@ def make_snapshot(root: Path, name: str, *, kind: str = "llm", runs: list[tuple[
         "experiment": name,
         "script": f"tests/test_suites/{kind}/{name}.sh",
         "source": {"commit": "0123456789abcdef0123", "dirty": dirty, "dirty_files": []},
+        "config": {"NUM_NODES": "1", "MAX_STEPS": "20"},
         "runs": [],
     })
     for job_id, run in runs:
@@ -49,11 +50,11 @@ def make_snapshot(root: Path, name: str, *, kind: str = "llm", runs: list[tuple[
     return folder
 
 
-def fake_slurm(states: dict[str, str] | None = None, error: bool = False) -> FakeSlurm:
+def fake_slurm(states: dict[str, str] | None = None, error: bool = False, reason: str = "None") -> FakeSlurm:
     """A Slurm that knows these jobs (or cannot be reached at all)."""
     fake = FakeSlurm(down=error, accounting=True)
     for job_id, state in (states or {}).items():
-        fake.add_job(job_id, state)
+        fake.add_job(job_id, state, reason=reason if state == "PENDING" else "None")
     return fake
 
 
@@ -73,7 +74,7 @@ def snapshots(tmp_path: Path) -> Path:
 
 def test_collect_status_rows(snapshots: Path) -> None:
     slurm = fake_slurm({"101": "COMPLETED", "102": "RUNNING", "201": "FAILED"})
-    rows = collect_status(snapshots, None, slurm.client())
+    rows = collect_status(snapshots, None, slurm.client()).rows
     # one query for every job of every row: squeue, then accounting for those that left the queue
     assert [c.argv for c in slurm.calls] == [("squeue", "-h", "-o", "%i|%T|%r|%N", "-j", "101,102,201"),
                                              ("sacct", "-n", "-X", "-P", "-o", "JobID,State,ExitCode,NodeList,Reason",
@@ -88,9 +89,9 @@ def test_collect_status_rows(snapshots: Path) -> None:
 
 
 def test_unknown_states(snapshots: Path) -> None:
-    rows = collect_status(snapshots, ["exp-a"], fake_slurm({"101": "COMPLETED"}).client())
+    rows = collect_status(snapshots, ["exp-a"], fake_slurm({"101": "COMPLETED"}).client()).rows
     assert [j.state for j in rows[0].jobs] == ["COMPLETED", "unknown"]
-    rows = collect_status(snapshots, ["exp-a"], fake_slurm(error=True).client())
+    rows = collect_status(snapshots, ["exp-a"], fake_slurm(error=True).client()).rows
     assert [j.state for j in rows[0].jobs] == ["unknown", "unknown"]
 
 
@@ -104,17 +105,17 @@ def test_other_errors_of_the_query_propagate(snapshots: Path) -> None:
 
 def test_named_experiments_and_missing_ones(snapshots: Path) -> None:
     slurm = fake_slurm()
-    rows = collect_status(snapshots, ["exp-c", "nope"], slurm.client())
+    rows = collect_status(snapshots, ["exp-c", "nope"], slurm.client()).rows
     assert [(r.experiment, r.problem) for r in rows] == [("exp-c", None), ("nope", "no snapshot")]
     assert slurm.calls == []  # no job ids: Slurm is not asked
-    assert collect_status(snapshots.parent / "absent", None, slurm.client()) == []
+    assert collect_status(snapshots.parent / "absent", None, slurm.client()).rows == ()
 
 
 def test_snapshot_without_manifest(snapshots: Path) -> None:
     (snapshots / "old").mkdir()
     (snapshots / "broken").mkdir()
     (snapshots / "broken" / MANIFEST_NAME).write_text("runs: [\n")
-    rows = {r.experiment: r for r in collect_status(snapshots, ["old", "broken"], fake_slurm().client())}
+    rows = {r.experiment: r for r in collect_status(snapshots, ["old", "broken"], fake_slurm().client()).rows}
     assert rows["old"].problem == f"no manifest ({MANIFEST_NAME})"
     assert "corrupt manifest" in rows["broken"].problem
 
@@ -124,17 +125,17 @@ def test_verdict_comes_from_the_recorded_jobs_logs_as_watch_reads_them(tmp_path:
     # a stray log of a job the manifest does not record is ignored
     make_snapshot(tmp_path, "x", runs=[("11", "1/1"), ("12", "2/1")],
                   logs={"11": PASS_LOG, "12": "MAX_STEPS reached, exiting\n", "99": FAIL_LOG})
-    assert collect_status(tmp_path, ["x"], fake_slurm().client())[0].metric_checks == "PASS"
+    assert collect_status(tmp_path, ["x"], fake_slurm().client()).rows[0].metric_checks == "PASS"
     # any failed check in any of the experiment's logs fails it, as WATCH judges
     make_snapshot(tmp_path, "y", runs=[("21", "1/2"), ("22", "2/2")], logs={"21": FAIL_LOG, "22": PASS_LOG})
-    assert collect_status(tmp_path, ["y"], fake_slurm().client())[0].metric_checks == "FAIL"
+    assert collect_status(tmp_path, ["y"], fake_slurm().client()).rows[0].metric_checks == "FAIL"
     make_snapshot(tmp_path, "z", runs=[("31", "1/1")], logs={"31": "no checks here\nFAIL\n"})
-    assert collect_status(tmp_path, ["z"], fake_slurm().client())[0].metric_checks is None
+    assert collect_status(tmp_path, ["z"], fake_slurm().client()).rows[0].metric_checks is None
     # a requeued job: the first attempt crashed, the second passed
     folder = make_snapshot(tmp_path, "w", runs=[("41", "1/1")], logs={"41": "node failure\n"})
     (folder / "41-1-logs").mkdir()
     (folder / "41-1-logs" / "ray-driver.log").write_text(PASS_LOG)
-    assert collect_status(tmp_path, ["w"], fake_slurm().client())[0].metric_checks == "PASS"
+    assert collect_status(tmp_path, ["w"], fake_slurm().client()).rows[0].metric_checks == "PASS"
 
 
 def test_logs_under_base_log_dir_are_found(tmp_path: Path) -> None:
@@ -142,7 +143,7 @@ def test_logs_under_base_log_dir_are_found(tmp_path: Path) -> None:
     append_run(folder, "51", "1/1", base_log_dir=str(tmp_path / "logs"))
     (tmp_path / "logs" / "51-logs").mkdir(parents=True)
     (tmp_path / "logs" / "51-logs" / "ray-driver.log").write_text(FAIL_LOG)
-    assert collect_status(tmp_path / "snaps", ["v"], fake_slurm().client())[0].metric_checks == "FAIL"
+    assert collect_status(tmp_path / "snaps", ["v"], fake_slurm().client()).rows[0].metric_checks == "FAIL"
 
 
 def test_max_step(tmp_path: Path) -> None:
@@ -156,15 +157,40 @@ def test_max_step(tmp_path: Path) -> None:
 
 
 def test_formats(snapshots: Path) -> None:
-    rows = collect_status(snapshots, ["exp-a", "exp-b", "nope"],
-                          fake_slurm({"101": "COMPLETED", "102": "RUNNING"}).client())
-    table = format_table(rows).splitlines()
-    assert table[0].split() == ["EXPERIMENT", "COMMIT", "DIRTY", "RUNS", "JOBS", "STEPS", "CHECKS", "NOTE"]
-    assert table[1].split() == ["exp-a", "0123456789ab", "no", "2", "101:COMPLETED,102:RUNNING", "12", "PASS"]
-    assert table[2].split() == ["exp-b", "0123456789ab", "yes", "1", "201:unknown", "3", "FAIL"]
-    assert table[3].split() == ["nope", "-", "-", "-", "-", "-", "-", "no", "snapshot"]
-    data = json.loads(format_json(rows))
-    assert data[0]["jobs"] == [{"job_id": "101", "run": "1/2", "state": "COMPLETED"},
-                               {"job_id": "102", "run": "2/2", "state": "RUNNING"}]
+    found = collect_status(snapshots, ["exp-a", "exp-b", "nope"],
+                           fake_slurm({"101": "COMPLETED", "102": "PENDING"}, reason="Dependency").client())
+    table = format_table(found, wide=True).splitlines()
+    assert table[0].split() == ["EXPERIMENT", "COMMIT", "DIRTY", "RUNS", "JOBS", "STEPS", "CHECKS", "LOG", "NOTE"]
+    log_a = snapshots / "exp-a" / "102-logs" / "ray-driver.log"
+    assert table[1].split() == ["exp-a", "0123456789ab", "no", "2", "101:COMPLETED,102:PENDING(Dependency)",
+                                "12/20", "PASS", str(log_a)]
+    assert table[2].split()[:7] == ["exp-b", "0123456789ab", "yes", "1", "201:unknown", "3/20", "FAIL"]
+    assert table[3].split() == ["nope", "-", "-", "-", "-", "-", "-", "-", "no", "snapshot"]
+    data = json.loads(format_json(found))
+    assert data[0]["jobs"] == [{"job_id": "101", "run": "1/2", "state": "COMPLETED", "reason": ""},
+                               {"job_id": "102", "run": "2/2", "state": "PENDING", "reason": "Dependency"}]
+    assert (data[0]["steps"], data[0]["max_steps"], data[0]["log"]) == (12, 20, str(log_a))
     assert data[2]["problem"] == "no snapshot"
-    assert set(data[0]) == {f for f in StatusRow.__dataclass_fields__}
+    assert summary(found) == ("3 experiments, 3 jobs: 1 passed, 1 failed, 1 with jobs queued, 1 without a "
+                              "verdict yet")
+    assert problem(found) == "no snapshot of nope"
+
+
+def test_table_fits_120_columns_unless_wide(tmp_path: Path) -> None:
+    long_name = "grpo-qwen3-235b-a22b-instruct-2507-32n8g-megatron-tp4pp4ep16-seqpack-fp8-long-context-rollouts.v3"
+    make_snapshot(tmp_path, long_name, runs=[(str(1000 + i), f"{i}/9") for i in range(1, 10)],
+                  logs={"1009": PASS_LOG})
+    found = collect_status(tmp_path, None, fake_slurm({str(1000 + i): "PENDING" for i in range(1, 10)}).client())
+    narrow = format_table(found).splitlines()
+    assert max(len(line) for line in narrow) <= 120
+    assert narrow[1].startswith(long_name[:5]) and "…" in narrow[1]  # cut in the middle, both ends kept
+    wide = format_table(found, wide=True).splitlines()
+    assert wide[1].startswith(long_name + " ") and "…" not in wide[1] and len(wide[1]) > 120
+
+
+def test_slurm_unreachable_is_said_not_hidden(snapshots: Path) -> None:
+    found = collect_status(snapshots, ["exp-a"], fake_slurm(error=True).client())
+    assert [j.state for j in found.rows[0].jobs] == ["unknown", "unknown"]
+    assert "Unable to contact slurm controller" in (found.slurm_error or "")
+    assert problem(found).startswith("cannot ask Slurm about the jobs (")
+    assert format_table(found).splitlines()[-1].startswith("(job states unknown: ")

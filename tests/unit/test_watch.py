@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -14,11 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nrl_launch.cli import CliContext, main
-from nrl_launch.errors import LauncherError, SlurmError
+from nrl_launch.errors import Interrupted, SlurmUnreachable
 from nrl_launch.joblogs import TrackedJob, driver_logs
+from nrl_launch.settings import WatchSettings
+from nrl_launch.slurm import Completed
 from nrl_launch.verdict import GENERAL_FAIL, METRIC_FAIL, PASS, grep_output, judge, ls_lah
-from nrl_launch.watch import ALL_PASSED, SOME_FAILED, TrackedExperiment, follow, report
-from testkit import BASE_ENV, FakeSlurm, Project, SlurmOnPath, driver_log, finish_after, write
+from nrl_launch.watch import ALL_PASSED, SOME_FAILED, TrackedExperiment, Watcher, report
+from testkit import BASE_ENV, Call, FakeSlurm, Project, SlurmOnPath, driver_log, finish_after, write
 
 PASS_LOG = "step 40\nMetric Checks\n  [PASS] train/loss@40 = 0.3 < 0.5\n\ndone\n"
 FAIL_LOG = "step 40\nMetric Checks\n  [FAIL] train/accuracy@40 = 0.8 > 2\n"
@@ -134,20 +139,37 @@ def test_no_log_at_all_names_where_it_looked(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- polling
 
 
+def squeue_script(*answers: set[str] | str) -> Callable[[Call], Completed]:
+    """``squeue --me`` answers, one per poll: the ids still queued, or an error text."""
+    pending = list(answers)
+
+    def reply(call: Call) -> Completed:
+        answer = pending.pop(0)
+        if isinstance(answer, str):
+            return Completed(1, "", answer)
+        return Completed(0, "".join(f"{i}|RUNNING|None|n1\n" for i in sorted(answer)), "")
+
+    return reply
+
+
+def watcher(fake: FakeSlurm, out: list[str], err: list[str], waits: list[float] | None = None,
+            **settings: Any) -> Watcher:
+    return Watcher(fake.client(), WatchSettings(**{"interval": 7, **settings}), out=out.append, err=err.append,
+                   wait=(waits if waits is not None else []).append, clock=lambda: "T",
+                   resume_hint="nrl-launch watch exp")
+
+
+def two_jobs(*ids: str) -> list[TrackedExperiment]:
+    return [TrackedExperiment("exp", tuple(TrackedJob(i, Path("/nowhere")) for i in ids))]
+
+
 def test_follow_prints_the_contracts_lines() -> None:
-    answers: list[set[str] | Exception] = [SlurmError("connection refused"), {"1", "2"}, {"2"}, set()]
+    fake = FakeSlurm(answers={"squeue": squeue_script("squeue: error: connection refused", {"1", "2"}, {"2"},
+                                                      set())})
     out: list[str] = []
     err: list[str] = []
     waits: list[float] = []
-
-    def queued(ids: object) -> set[str]:
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    follow(["1", "2"], interval=7, queued=queued, wait=waits.append, out=out.append, err=err.append,
-           clock=lambda: "T")
+    watcher(fake, out, err, waits).follow(two_jobs("1", "2"))
     assert out == [
         "[T] [WATCH]: Tracking 2 jobs: 1 2",
         "[T] [WATCH]: Polling every 7s. Press Enter to refresh immediately.",
@@ -158,11 +180,40 @@ def test_follow_prints_the_contracts_lines() -> None:
         "[T] [WATCH]: Remaining: 0",
         "[T] [WATCH]: All tracked jobs have finished.",
     ]
-    assert err == ["[T] [WARNING]: cannot reach Slurm (connection refused); retrying in 7s"]
+    assert err[0] == "[T] [WARNING]: cannot reach Slurm (squeue failed: squeue: error: connection refused); " \
+                     "retrying in 7s"
     assert waits == [7, 7, 7, 7]  # the first poll comes one interval after the Polling line
 
 
-def test_follow_ctrl_c_names_the_jobs_still_queued() -> None:
+def test_progress_on_stderr_shows_each_job_and_the_next_poll() -> None:
+    fake = FakeSlurm(on_poll=finish_after(1))
+    fake.add_job("255", "PENDING", reason="Resources")
+    fake.add_job("256", "RUNNING", nodes="n[1-2]")
+    out: list[str] = []
+    err: list[str] = []
+    Watcher(fake.client(), WatchSettings(interval=60), out=out.append, err=err.append, wait=lambda _: None,
+            clock=lambda: "T", interactive=True).follow(two_jobs("255", "256"))
+    assert re.fullmatch(r"\[T\] 255 PENDING \(Resources\), 256 RUNNING on n\[1-2\]; next poll at \d\d:\d\d:\d\d "
+                        r"\(press Enter to poll now\)", err[0]), err
+    assert err[-1] == "[T] no job queued"
+
+
+def test_watch_gives_up_after_polls_fail_for_too_long() -> None:
+    fake = FakeSlurm(down=True)
+    fake.add_job("5", "RUNNING")
+    clock = iter(range(0, 10_000, 600))  # each poll ten minutes after the previous one
+    err: list[str] = []
+    watch = Watcher(fake.client(), WatchSettings(interval=600, give_up=1800), out=lambda _: None, err=err.append,
+                    wait=lambda _: None, now=lambda: float(next(clock)), resume_hint="nrl-launch watch exp")
+    with pytest.raises(SlurmUnreachable) as info:
+        watch.follow(two_jobs("5"))
+    assert len(err) == 3  # the polls at 0, 10 and 20 minutes were retried, the one at 30 minutes gave up
+    assert "gave up watching: Slurm has not answered for 1800 s" in str(info.value)
+    assert str(info.value).endswith("Resume with: nrl-launch watch exp")
+
+
+def test_ctrl_c_names_what_is_queued_and_how_to_resume() -> None:
+    fake = FakeSlurm(answers={"squeue": squeue_script({"6"})})
     waits = [None]
 
     def wait(_: float) -> None:
@@ -170,11 +221,64 @@ def test_follow_ctrl_c_names_the_jobs_still_queued() -> None:
             raise KeyboardInterrupt
         waits.pop()
 
-    with pytest.raises(LauncherError) as info:
-        follow(["5", "6"], interval=1, queued=lambda ids: {"6"}, wait=wait, out=lambda _: None,
-               err=lambda _: None, resume_hint="nrl-launch watch exp")
-    message = str(info.value)
-    assert "may still be queued or running: 6. Resume with: nrl-launch watch exp" in message
+    with pytest.raises(Interrupted) as info:
+        Watcher(fake.client(), WatchSettings(interval=1), out=lambda _: None, err=lambda _: None, wait=wait,
+                resume_hint="nrl-launch watch exp").follow(two_jobs("5", "6"))
+    assert info.value.exit_code == 130
+    assert str(info.value) == ("stopped watching; still queued or running: 6 (cancel them with 'scancel 6'). "
+                               "Resume with: nrl-launch watch exp")
+
+
+def test_stop_chain_on_failure_cancels_the_rest_of_the_chain() -> None:
+    fake = FakeSlurm()
+    for job_id in ("11", "12", "13"):
+        fake.add_job(job_id, "PENDING")
+    fake.jobs["11"].state = "RUNNING"
+
+    def first_run_fails(fake: FakeSlurm) -> None:
+        if fake.jobs["11"].state == "RUNNING":
+            fake.finish("11", state="FAILED", exit_code="1:0")
+
+    fake.on_poll = first_run_fails
+    out: list[str] = []
+    exp = [TrackedExperiment("exp", tuple(TrackedJob(i, Path("/nowhere")) for i in ("11", "12", "13")))]
+    watcher(fake, out, [], stop_chain_on_failure=True).follow(exp)
+    assert "[T] [WATCH]: Cancelled 12 13 of exp: run 11 ended FAILED (STOP_CHAIN_ON_FAILURE)" in out
+    assert ("scancel", "12", "13") in [c.argv for c in fake.calls]
+    assert out[-3:] == ["[T] [WATCH]: Finished jobs: 12 13", "[T] [WATCH]: Remaining: 0",
+                        "[T] [WATCH]: All tracked jobs have finished."]
+    # off by default: the chain runs on
+    fake = FakeSlurm(on_poll=finish_after(0, state="FAILED"))
+    fake.add_job("21", "RUNNING")
+    fake.add_job("22", "PENDING")
+    watcher(fake, out := [], []).follow([TrackedExperiment("e", (TrackedJob("21", Path("/")),
+                                                                 TrackedJob("22", Path("/"))))])
+    assert not any(c.argv[0] == "scancel" for c in fake.calls)
+
+
+def test_a_failing_verdict_says_why_on_stderr(tmp_path: Path) -> None:
+    log = write(tmp_path / "31-logs" / "ray-driver.log", "".join(f"line {i}\n" for i in range(1, 21)) +
+                "Traceback: CUDA out of memory\n")
+    fake = FakeSlurm(accounting=True)
+    fake.add_job("31", "FAILED", exit_code="1:0", nodes="n1")
+    fake.add_job("32", "CANCELLED", exit_code="0:15")
+    out: list[str] = []
+    err: list[str] = []
+    crashed = TrackedExperiment("crashed", (TrackedJob("31", tmp_path), TrackedJob("32", tmp_path)))
+    never = TrackedExperiment("never", (TrackedJob("41", tmp_path),))
+    verdicts = watcher(fake, out, err).watch([crashed, never, TrackedExperiment("empty", ())])
+    assert [v.status for v in verdicts] == [GENERAL_FAIL] * 3
+    assert err[err.index("[WHY] crashed: GENERAL FAIL; jobs: 31 FAILED, exit code 1:0, 32 CANCELLED, "
+                         "exit code 0:15"):][:12] == [
+        "[WHY] crashed: GENERAL FAIL; jobs: 31 FAILED, exit code 1:0, 32 CANCELLED, exit code 0:15",
+        f"[WHY] crashed: last 10 lines of {log}:",
+        *[f"    line {i}" for i in range(12, 21)],
+        "    Traceback: CUDA out of memory",
+    ]
+    assert "[WHY] never: GENERAL FAIL; jobs: 41 unknown to Slurm" in err
+    assert "[WHY] never: no job of this experiment ever started (no driver log)" in err
+    assert "[WHY] empty: no runs were submitted" in err
+    assert not any(line.startswith("[WHY]") for line in out)  # stdout keeps the contract's lines only
 
 
 def test_report_prints_checking_verdict_evidence_and_the_summary(tmp_path: Path) -> None:
@@ -273,8 +377,8 @@ def test_watch_and_status_commands_through_the_client_seam(project: Project, fak
     assert status.exit_code == 0, status.output
     [row] = json.loads(status.stdout)
     assert row["experiment"] == "sft-a" and row["metric_checks"] == "PASS"
-    assert row["jobs"] == [{"job_id": "1001", "run": "1/2", "state": "COMPLETED"},
-                           {"job_id": "1002", "run": "2/2", "state": "PENDING"}]
+    assert row["jobs"] == [{"job_id": "1001", "run": "1/2", "state": "COMPLETED", "reason": ""},
+                           {"job_id": "1002", "run": "2/2", "state": "PENDING", "reason": ""}]
 
     fake_slurm.on_poll = finish_after(1)
     watched = runner.invoke(main, ["watch", "--watch-interval", "0.01", "sft-a"], obj=CliContext(fake_slurm))
@@ -283,4 +387,24 @@ def test_watch_and_status_commands_through_the_client_seam(project: Project, fak
     assert watched.stdout.splitlines()[-4:] == ["[METRIC PASS]    sft-a", f"{log}:Metric Checks",
                                                 f"{log}-  [PASS] loss", ALL_PASSED]
     polls = [c.argv for c in fake_slurm.calls if c.argv[0] == "squeue"]
-    assert polls[-2:] == [("squeue", "--me", "-h", "-o", "%i")] * 2  # polled until the queue was empty
+    assert polls[-2:] == [("squeue", "--me", "-h", "-o", "%i|%T|%r|%N")] * 2  # polled until the queue was empty
+
+
+def test_status_exits_1_for_an_unknown_experiment_or_an_unreachable_slurm(project: Project, fake_slurm: FakeSlurm,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    runner = CliRunner()
+    assert runner.invoke(main, ["launch", str(script)], env=BASE_ENV, obj=CliContext(fake_slurm)).exit_code == 0
+    monkeypatch.chdir(project.root)
+    ok = runner.invoke(main, ["status"], obj=CliContext(fake_slurm))
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout.splitlines()[-1] == ("1 experiment, 1 job: 0 passed, 0 failed, 1 with jobs queued, "
+                                          "1 without a verdict yet")
+    missing = runner.invoke(main, ["status", "sft-a", "nope"], obj=CliContext(fake_slurm))
+    assert missing.exit_code == 1
+    assert "[ERROR]: no snapshot of nope" in missing.stderr
+    fake_slurm.down = True
+    down = runner.invoke(main, ["status"], obj=CliContext(fake_slurm))
+    assert down.exit_code == 1
+    assert "[ERROR]: cannot ask Slurm about the jobs (cannot reach Slurm: " in down.stderr
+    assert 'eval "$(tools/local-slurm up | tail -n 1)"' in down.stderr

@@ -1,11 +1,13 @@
 """The click layer: parse options, call one library function, print its result.
 
-Our own errors become ``[ERROR]: …`` on stderr: ``UsageProblem`` exits 2 (as
-click's usage errors do), every other ``LauncherError`` exits 1.
+Our own errors become ``[ERROR]: …`` on stderr at one boundary
+(:func:`reports_errors`): each ``LauncherError`` carries its exit code
+(``UsageProblem`` 2, as click's usage errors; Ctrl-C 130; the rest 1).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 import time
@@ -18,10 +20,13 @@ import click
 
 from nrl_launch import __version__
 from nrl_launch.errors import LauncherError, UsageProblem
+from nrl_launch.options import options, project_root_option, raw_settings
 from nrl_launch.slurm import Runner, SlurmClient, run_command
 
 if TYPE_CHECKING:  # pathlib is imported where used: the DRYRUN=1 path never needs it
     from pathlib import Path
+
+    from nrl_launch.watch import TrackedExperiment
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ def slurm_client() -> SlurmClient:
 
 
 def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Map our exception hierarchy to click's: usage problems exit 2, the rest 1."""
+    """Map our exception hierarchy to click's: usage problems exit 2, the rest their own code."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -67,13 +72,25 @@ def _show(error: click.ClickException) -> None:
     click.echo(f"[ERROR]: {error.format_message()}{hint}", err=True)
 
 
+def _is_script(arg: str) -> bool:
+    """Whether a first argument that is no command names a script (or a suite file) to launch."""
+    return os.path.exists(arg) or "/" in arg or arg.endswith((".sh", ".txt"))
+
+
 class LauncherGroup(click.Group):
     """``launch`` is the default command (``nrl-launch x.sh`` and ``python -m
-    nrl_launch x.sh`` launch, as spec section 1 says), and errors click reports
-    itself (a missing argument, an unknown option) use the ``[ERROR]:`` format."""
+    nrl_launch x.sh`` launch, as spec section 1 says), a mistyped command is
+    not taken for a script, and errors click reports itself (a missing
+    argument, an unknown option) use the ``[ERROR]:`` format."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
+        first = args[0] if args else None
+        if first is not None and first not in self.commands and first not in ("-h", "--help", "--version"):
+            if not first.startswith("-") and not _is_script(first):
+                close = difflib.get_close_matches(first, list(self.commands), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else \
+                    f"; commands: {', '.join(sorted(self.commands))}, or a script path to launch"
+                raise click.UsageError(f"unknown command '{first}'{hint}", ctx)
             args = ["launch", *args]
         return super().parse_args(ctx, args)
 
@@ -89,59 +106,8 @@ class LauncherGroup(click.Group):
             sys.exit(e.exit_code)
         except click.Abort:
             click.echo("[ERROR]: aborted", err=True)
-            sys.exit(1)
+            sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)
-
-
-def _set_but_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    # click ignores an environment variable whose value is empty; the contract
-    # distinguishes "set to empty" (allowed, e.g. CONTAINER= in CI) from unset.
-    if value is None and param.envvar and os.environ.get(str(param.envvar)) == "":
-        return ""
-    return value
-
-
-def env_option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """An option that also reads ``envvar`` (the option wins), shown in --help."""
-    return click.option(name, envvar=envvar, show_envvar=True, default=None, help=help,
-                        callback=_set_but_empty, **kwargs)
-
-
-# Declared once: (option, environment variable, help).
-LAUNCH_OPTIONS = (
-    ("--container", "CONTAINER", "Container image for the job. Must be set (may be empty)."),
-    ("--account", "ACCOUNT", "Slurm account; also the job-name prefix. Must be set (may be empty)."),
-    ("--partition", "PARTITION", "Slurm partition. Must be set (may be empty)."),
-    ("--hf-home", "HF_HOME", "Hugging Face home, passed into the job. Required, non-empty."),
-    ("--hf-datasets-cache", "HF_DATASETS_CACHE", "Hugging Face datasets cache, passed into the job. Required, "
-                                                 "non-empty."),
-    ("--dryrun", "DRYRUN", "Empty or 0: full launch. 1: print GPU-hours only. 2: also snapshot and write continue.sh, "
-                           "submit nothing."),
-    ("--extra-env", "EXTRA_ENV", "Extra KEY=VALUE shell words added to the job's environment."),
-    ("--mounts", "MOUNTS", "Extra container mounts, appended after the snapshot's own mount."),
-    ("--is-release", "IS_RELEASE", "Non-empty: add logger.wandb.project=nemo-rl-release to the recipe arguments."),
-    ("--exclude-gres", "EXCLUDE_GRES", "Non-empty: do not request --gres=gpu:N."),
-    ("--slurm-job-suffix", "SLURM_JOB_SUFFIX", "Appended to the job name."),
-    ("--extra-script-args", "EXTRA_SCRIPT_ARGS", "Extra shell words appended to the recipe's arguments."),
-    ("--sandbox-container", "SANDBOX_CONTAINER", "Forwarded into the job's environment."),
-    ("--sandbox-command", "SANDBOX_COMMAND", "Forwarded into the job's environment."),
-    ("--sandbox-env-vars", "SANDBOX_ENV_VARS", "Forwarded into the job's environment."),
-    ("--watch", "WATCH", "Non-empty: follow the jobs until they end, then print metric verdicts."),
-    ("--watch-interval", "WATCH_INTERVAL", "Seconds between polls while watching (default 300)."),
-    ("--code-snapshot-dirname", "CODE_SNAPSHOT_DIRNAME", "Snapshot root folder under the project root (default "
-                                                         "code_snapshots)."),
-    ("--snapshot-mode", "SNAPSHOT_MODE", "auto (default), copy or link: how snapshots of one launch share files."),
-    ("--batch-script", "BATCH_SCRIPT", "Batch script submitted from the snapshot root (default ray.sub)."),
-    ("--base-log-dir", "BASE_LOG_DIR", "Folder the jobs write their <job id>-logs folders to (default: the "
-     "snapshot); passed into the job and recorded for watch/status."),
-)
-
-
-def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Attach every LAUNCH_OPTIONS option to ``func``."""
-    for name, envvar, help in reversed(LAUNCH_OPTIONS):
-        func = env_option(name, envvar, help)(func)
-    return func
 
 
 def _echo_err(line: str) -> None:
@@ -186,33 +152,21 @@ def main() -> None:
 
 @main.command(context_settings={"max_content_width": 100})
 @click.argument("scripts", nargs=-1, required=True, metavar="SCRIPT...")
-@launch_options
+@options()
 @reports_errors
-def launch(scripts: tuple[str, ...], **options: str | None) -> None:
-    """Plan, snapshot and submit each recipe SCRIPT (NUM_RUNS chained jobs each)."""
+def launch(scripts: tuple[str, ...], **values: Any) -> None:
+    """Plan, snapshot and submit each recipe SCRIPT (NUM_RUNS chained jobs each).
+
+    A SCRIPT ending in .txt is a suite file: every script it lists is launched.
+    """
     from nrl_launch.launch import launch as run_launch
     from nrl_launch.settings import make_settings
 
-    raw = {envvar: options[name.lstrip("-").replace("-", "_")] for name, envvar, _ in LAUNCH_OPTIONS}
-    settings = make_settings(raw, launch_stamp=time.strftime("%y%m%d-%H%M%S"))
+    settings = make_settings(raw_settings(values), launch_stamp=time.strftime("%y%m%d-%H%M%S"))
     result = run_launch(scripts, settings, environ=dict(os.environ), slurm=slurm_client(), out=click.echo,
-                        err=_echo_err, progress=_snapshot_progress)
+                        err=_echo_err, progress=_snapshot_progress, interactive=sys.stdin.isatty())
     if result.failed:
         click.get_current_context().exit(1)  # verdicts are printed; exit code says it
-
-
-def option_for(envvar: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The LAUNCH_OPTIONS option of ``envvar``, for another command to share."""
-    name, _, help = next(entry for entry in LAUNCH_OPTIONS if entry[1] == envvar)
-    return env_option(name, envvar, help)
-
-
-def snapshot_root_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--project-root`` and ``--code-snapshot-dirname``: where snapshots live."""
-    func = option_for("CODE_SNAPSHOT_DIRNAME")(func)
-    return click.option("--project-root", type=click.Path(file_okay=False), default=None,
-                        help="Project (git) root holding the snapshots; "
-                             "default: the git root of the current directory.")(func)
 
 
 def _git_root_or_cwd() -> Path:
@@ -228,14 +182,16 @@ def _git_root_or_cwd() -> Path:
         return Path.cwd()
 
 
-def _snapshot_root(project_root: str | None, dirname: str | None) -> Path:
+def _project_root(project_root: str | None) -> Path:
     from pathlib import Path
 
+    return Path(project_root).resolve() if project_root is not None else _git_root_or_cwd()
+
+
+def _snapshot_root(project_root: str | None, dirname: str | None) -> Path:
     from nrl_launch.settings import parse_snapshot_dirname
 
-    folder = parse_snapshot_dirname(dirname)
-    root = Path(project_root) if project_root is not None else _git_root_or_cwd()
-    return root / folder
+    return _project_root(project_root) / parse_snapshot_dirname(dirname)
 
 
 @main.command(context_settings={"max_content_width": 100})
@@ -290,38 +246,53 @@ def lint(root: str | None, fmt: str, strict: bool, budgets: tuple[str, ...], exe
 @main.command()
 @click.argument("experiments", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@snapshot_root_option
+@click.option("--wide", is_flag=True, help="Do not shorten columns to fit 120 characters.")
+@project_root_option
 @reports_errors
-def status(experiments: tuple[str, ...], fmt: str, project_root: str | None, code_snapshot_dirname: str | None) -> None:
-    """One row per snapshot: commit, runs, job states, steps reached, last verdict."""
+def status(experiments: tuple[str, ...], fmt: str, wide: bool, project_root: str | None,
+           code_snapshot_dirname: str | None) -> None:
+    """One row per snapshot: commit, runs, job states, steps reached, last verdict.
+
+    Exit 1 when a named experiment has no snapshot or Slurm cannot be asked.
+    """
     from nrl_launch import status as report
 
-    rows = report.collect_status(_snapshot_root(project_root, code_snapshot_dirname), experiments or None,
-                                 slurm_client())
-    click.echo(report.format_json(rows) if fmt == "json" else report.format_table(rows))
+    found = report.collect_status(_snapshot_root(project_root, code_snapshot_dirname), experiments or None,
+                                  slurm_client())
+    click.echo(report.format_json(found) if fmt == "json" else report.format_table(found, wide=wide))
+    click.echo(report.summary(found), err=fmt == "json")  # stdout stays one JSON document
+    problem = report.problem(found)
+    if problem:
+        raise LauncherError(problem)
 
 
 @main.command()
 @click.argument("experiments", nargs=-1, required=True)
-@option_for("WATCH_INTERVAL")
-@snapshot_root_option
+@options("WATCH_INTERVAL", "WATCH_GIVE_UP", "STOP_CHAIN_ON_FAILURE")
+@project_root_option
 @reports_errors
-def watch(experiments: tuple[str, ...], watch_interval: str | None, project_root: str | None,
-          code_snapshot_dirname: str | None) -> None:
+def watch(experiments: tuple[str, ...], project_root: str | None, code_snapshot_dirname: str | None,
+          **values: Any) -> None:
     """Follow the recorded jobs of EXPERIMENTS until they end, then print verdicts."""
-    from nrl_launch.settings import parse_interval
-    from nrl_launch.watch import watch_experiments
+    from nrl_launch.pipeline import watch_command
+    from nrl_launch.settings import make_watch_settings, parse_snapshot_dirname
+    from nrl_launch.watch import Watcher, recorded
 
-    verdicts = watch_experiments(_snapshot_root(project_root, code_snapshot_dirname), experiments, slurm_client(),
-                                 interval=parse_interval(watch_interval), out=click.echo, err=_echo_err)
-    if any(v.failed for v in verdicts):
+    settings = make_watch_settings(raw_settings(values, ["WATCH_INTERVAL", "WATCH_GIVE_UP",
+                                                         "STOP_CHAIN_ON_FAILURE"]))
+    root = _project_root(project_root)
+    dirname = parse_snapshot_dirname(code_snapshot_dirname)
+    tracked: list[TrackedExperiment] = [recorded(root / dirname, name) for name in experiments]
+    watcher = Watcher(slurm_client(), settings, out=click.echo, err=_echo_err, interactive=sys.stdin.isatty(),
+                      resume_hint=watch_command(root, dirname, settings, experiments))
+    if any(v.failed for v in watcher.watch(tracked)):
         click.get_current_context().exit(1)
 
 
 @main.command()
 @click.argument("experiment")
-@option_for("SNAPSHOT_MODE")
-@snapshot_root_option
+@options("SNAPSHOT_MODE")
+@project_root_option
 @reports_errors
 def snapshot(experiment: str, snapshot_mode: str | None, project_root: str | None,
              code_snapshot_dirname: str | None) -> None:

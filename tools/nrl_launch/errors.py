@@ -107,3 +107,9 @@ class SubmissionStopped(LauncherError):
                 summary += " — and possibly one more: check squeue --me"
         return f"{super().__str__()}. {summary}"
 
+
+
+class Interrupted(LauncherError):
+    """Ctrl-C: what is still queued and how to resume (exit 130, as a shell reports SIGINT)."""
+
+    exit_code = 130

@@ -77,7 +77,7 @@ def _load_pipeline() -> type[Pipeline]:
 
 def launch(scripts: Sequence[str], settings: LaunchSettings, *, environ: Mapping[str, str], slurm: SlurmClient,
            out: Emit, err: Emit, wait: Callable[[float], None] | None = None,
-           progress: ProgressFactory | None = None) -> LaunchResult:
+           progress: ProgressFactory | None = None, interactive: bool = False) -> LaunchResult:
     """Run one launch as spec sections 2-8 describe; raise LauncherError on any problem.
 
     ``environ`` is what the CONFIG blocks may read; ``slurm`` runs every
@@ -91,5 +91,6 @@ def launch(scripts: Sequence[str], settings: LaunchSettings, *, environ: Mapping
     launched = pipeline.launch(experiments)
     total = total_gpu_hours(experiments)
     out(total_line(total))  # CI parses it: the last line unless WATCH follows
-    verdicts = pipeline.watch(launched, wait) if settings.watch and settings.dryrun is DryRun.OFF else []
+    watching = settings.watch and settings.dryrun is DryRun.OFF
+    verdicts = pipeline.watch(launched, wait, interactive) if watching else []
     return LaunchResult(total, launched.jobs, tuple(verdicts))

@@ -23,7 +23,7 @@ from nrl_launch.gitrepo import RepoInfo
 from nrl_launch.joblogs import TrackedJob, log_root
 from nrl_launch.lines import info_line, skip_submission_line, submitting_line
 from nrl_launch.plan import Experiment, Submission, build_submissions
-from nrl_launch.settings import DryRun, LaunchSettings, SnapshotMode
+from nrl_launch.settings import DryRun, LaunchSettings, SnapshotMode, WatchSettings
 from nrl_launch.slurm import SlurmClient
 from nrl_launch.snapshot import SnapshotBatch, existing_snapshot
 from nrl_launch.verdict import Verdict
@@ -167,16 +167,17 @@ class Pipeline:
 
     # ---- WATCH
 
-    def watch(self, launched: Launched, wait: Callable[[float], None] | None) -> list[Verdict]:
+    def watch(self, launched: Launched, wait: Callable[[float], None] | None, interactive: bool) -> list[Verdict]:
         """Follow the submitted jobs until they leave the queue, then print and return the verdicts."""
         experiments = []
         for p in launched.planned:
             root = log_root(p.snapshot_dir, self.settings.base_log_dir)
             jobs = tuple(TrackedJob(job_id, root) for job_id in launched.jobs[p.name])
             experiments.append(watch.TrackedExperiment(p.name, jobs))
-        return watch.watch_and_judge(experiments, self.slurm, interval=self.settings.watch_interval, out=self.out,
-                                     err=self.err, wait=wait or watch.wait_or_enter,
-                                     resume_hint=resume_hint(launched.planned, self.settings))
+        watcher = watch.Watcher(self.slurm, self.settings.watching, out=self.out, err=self.err,
+                                wait=wait or watch.wait_or_enter, interactive=interactive,
+                                resume_hint=resume_hint(launched.planned, self.settings))
+        return watcher.watch(experiments)
 
 
 class SnapshotMaker:
@@ -312,7 +313,16 @@ def resume_hint(planned: Sequence[PlannedExperiment], settings: LaunchSettings) 
     by_root: dict[str, list[str]] = {}
     for p in planned:
         by_root.setdefault(str(p.repo.info.root), []).append(p.name)
-    return "; ".join(
-        f"nrl-launch watch --project-root {shlex.quote(root)} --code-snapshot-dirname "
-        f"{shlex.quote(settings.snapshot_dirname)} " + " ".join(shlex.quote(n) for n in names)
-        for root, names in by_root.items())
+    return "; ".join(watch_command(Path(root), settings.snapshot_dirname, settings.watching, names)
+                     for root, names in by_root.items())
+
+
+def watch_command(project_root: Path, snapshot_dirname: str, watching: WatchSettings, names: Sequence[str]) -> str:
+    """The ``nrl-launch watch`` command line that follows ``names`` with these settings."""
+    words = ["nrl-launch", "watch", "--project-root", str(project_root), "--code-snapshot-dirname", snapshot_dirname,
+             "--watch-interval", f"{watching.interval:g}"]
+    if watching.give_up != WatchSettings().give_up:
+        words += ["--watch-give-up", f"{watching.give_up:g}"]
+    if watching.stop_chain_on_failure:
+        words += ["--stop-chain-on-failure", "1"]
+    return " ".join(shlex.quote(word) for word in [*words, *names])

@@ -19,6 +19,16 @@ SnapshotMode = Literal["auto", "copy", "link"]
 SNAPSHOT_MODES: tuple[SnapshotMode, ...] = get_args(SnapshotMode)
 DEFAULT_SNAPSHOT_DIRNAME = "code_snapshots"
 DEFAULT_WATCH_INTERVAL = 300.0
+DEFAULT_WATCH_GIVE_UP = 1800.0
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """How WATCH (and ``nrl-launch watch``) follows jobs."""
+
+    interval: float = DEFAULT_WATCH_INTERVAL  # seconds between polls
+    give_up: float = DEFAULT_WATCH_GIVE_UP  # seconds of failed polls in a row before giving up
+    stop_chain_on_failure: bool = False  # cancel the rest of a chain whose run FAILED
 
 
 class DryRun(IntEnum):
@@ -49,7 +59,7 @@ class LaunchSettings:
     sandbox_command: str = ""
     sandbox_env_vars: str = ""
     watch: bool = False
-    watch_interval: float = DEFAULT_WATCH_INTERVAL
+    watching: WatchSettings = field(default_factory=WatchSettings)
     snapshot_dirname: str = DEFAULT_SNAPSHOT_DIRNAME
     snapshot_mode: SnapshotMode = "auto"
     batch_script: str = "ray.sub"
@@ -125,17 +135,35 @@ def check_shell_words(name: str, raw: str | None) -> str:
     return text
 
 
-def parse_interval(raw: str | None) -> float:
-    """WATCH_INTERVAL: a positive number of seconds, default 300."""
+MAX_SECONDS = 7 * 24 * 3600.0  # a week: more is a typo, and sleep() would overflow on "1e300"
+
+
+def _seconds(name: str, raw: str | None, default: float) -> float:
+    """A positive number of seconds up to a week (``default`` when unset or blank)."""
     if raw is None or not raw.strip():
-        return DEFAULT_WATCH_INTERVAL
+        return default
     try:
         value = float(raw)
     except ValueError as e:
-        raise UsageProblem(f"WATCH_INTERVAL must be a number of seconds (got {raw!r})") from e
-    if not value > 0:
-        raise UsageProblem(f"WATCH_INTERVAL must be positive (got {raw!r})")
+        raise UsageProblem(f"{name} must be a number of seconds (got {raw!r})") from e
+    if not 0 < value <= MAX_SECONDS:  # also refuses nan and inf
+        raise UsageProblem(f"{name} must be a positive number of seconds, at most {MAX_SECONDS:g} "
+                           f"(a week) (got {raw!r})")
     return value
+
+
+def parse_interval(raw: str | None) -> float:
+    """WATCH_INTERVAL: a positive number of seconds, default 300."""
+    return _seconds("WATCH_INTERVAL", raw, DEFAULT_WATCH_INTERVAL)
+
+
+def make_watch_settings(raw: dict[str, str | None]) -> WatchSettings:
+    """WATCH_INTERVAL, WATCH_GIVE_UP and STOP_CHAIN_ON_FAILURE, validated."""
+    return WatchSettings(
+        interval=parse_interval(raw.get("WATCH_INTERVAL")),
+        give_up=_seconds("WATCH_GIVE_UP", raw.get("WATCH_GIVE_UP"), DEFAULT_WATCH_GIVE_UP),
+        stop_chain_on_failure=bool(raw.get("STOP_CHAIN_ON_FAILURE")),
+    )
 
 
 # The variables a launch needs, and whether an empty value will do.
@@ -180,7 +208,7 @@ def make_settings(raw: dict[str, str | None], launch_stamp: str) -> LaunchSettin
         sandbox_command=raw.get("SANDBOX_COMMAND") or "",
         sandbox_env_vars=raw.get("SANDBOX_ENV_VARS") or "",
         watch=bool(raw.get("WATCH")),
-        watch_interval=parse_interval(raw.get("WATCH_INTERVAL")),
+        watching=make_watch_settings(raw),
         snapshot_dirname=snapshot_dirname,
         snapshot_mode=mode,
         batch_script=(raw.get("BATCH_SCRIPT") or "ray.sub").strip(),

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from nrl_launch.errors import SlurmError, SlurmRejected, UsageProblem
+from nrl_launch.errors import SlurmError, SlurmRejected, SlurmUnreachable, UsageProblem
 
 DEFAULT_TIMEOUT = 120.0
 TIMEOUT_VARIABLE = "NRL_SLURM_TIMEOUT"
@@ -117,6 +117,18 @@ def parse_job_id(answer: str) -> str:
     return match.group(1)
 
 
+# What the Slurm client says when it has no configuration or no controller to talk to.
+_UNREACHABLE_RE = re.compile(r"Unable to contact slurm controller|Could not establish a configuration source|"
+                             r"resolve_ctls_from_dns_srv|Connection refused|Socket timed out|"
+                             r"Zero Bytes were transmitted or received")
+UNREACHABLE_HINT = ('is SLURM_CONF set? for the local cluster: eval "$(tools/local-slurm up | tail -n 1)"')
+
+
+def unreachable(proc: Completed) -> bool:
+    """True when a failed command says Slurm itself cannot be reached (not a refusal)."""
+    return proc.returncode != 0 and bool(_UNREACHABLE_RE.search(proc.stderr + proc.stdout))
+
+
 def _reason(proc: Completed) -> str:
     text = proc.stderr.strip() or proc.stdout.strip()
     return text or f"exit status {proc.returncode}"
@@ -174,13 +186,35 @@ class SlurmClient:
 
     def queued(self, ids: Iterable[str]) -> set[str]:
         """The subset of ``ids`` still in the queue (pending or running)."""
-        wanted = job_ids(ids)
+        return set(self.queue(ids))
+
+    def queue(self, ids: Iterable[str]) -> dict[str, JobInfo]:
+        """Those of ``ids`` that ``squeue --me`` still lists, with their state and reason.
+
+        A job has finished when it is no longer listed (spec section 8). One
+        squeue call; SlurmError when it fails (never "finished" by mistake).
+        """
+        wanted = set(job_ids(ids))
         if not wanted:
-            return set()
-        proc = self._run(["squeue", "--me", "-h", "-o", "%i"])
+            return {}
+        proc = self._run(["squeue", "--me", "-h", "-o", "%i|%T|%r|%N"])
         if proc.returncode != 0:
             raise SlurmError(f"squeue failed: {_reason(proc)}")
-        return {line.strip() for line in proc.stdout.splitlines()} & set(wanted)
+        listed = {}
+        for line in proc.stdout.splitlines():
+            fields = line.strip().split("|")
+            if len(fields) == 4 and fields[0] in wanted:
+                listed[fields[0]] = JobInfo(fields[0], fields[1], _reason_field(fields[2]), "", fields[3])
+        return listed
+
+    def cancel(self, ids: Iterable[str]) -> None:
+        """``scancel`` these jobs, in one call."""
+        wanted = job_ids(ids)
+        if not wanted:
+            return
+        proc = self._run(["scancel", *wanted])
+        if proc.returncode != 0:
+            raise SlurmError(f"scancel failed: {_reason(proc)}")
 
     def states(self, ids: Iterable[str]) -> dict[str, str]:
         """Slurm state per job id (see :meth:`jobs`)."""
@@ -207,7 +241,9 @@ class SlurmClient:
 
     def _squeue_jobs(self, ids: list[str]) -> dict[str, JobInfo]:
         proc = self._run(["squeue", "-h", "-o", "%i|%T|%r|%N", "-j", ",".join(ids)])
-        if proc.returncode != 0:
+        if unreachable(proc):
+            raise SlurmUnreachable(f"cannot reach Slurm: {_reason(proc).splitlines()[-1]}; {UNREACHABLE_HINT}")
+        if proc.returncode != 0:  # e.g. "Invalid job id specified" for jobs Slurm no longer lists
             return {}
         found = {}
         for line in proc.stdout.splitlines():

@@ -1,23 +1,25 @@
 """``nrl-launch status``: what became of each snapshotted experiment.
 
 Gathering and formatting. Job states come from the Slurm client handed in
-(one query for every job of every row); when it raises ``SlurmError`` every
-job's state is ``unknown``.
+(one query for every job of every row). When Slurm cannot be asked, the
+states are ``unknown`` and the report says why (``slurm_error``): the command
+then exits non-zero rather than pass off ``unknown`` as an answer.
 
 An experiment named on the command line without a snapshot folder gets a row
-whose ``problem`` is ``"no snapshot"`` (it is not an error): the table shows
-every asked-for name.
+whose ``problem`` is ``"no snapshot"``: the table shows every asked-for name,
+and the command exits non-zero.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from nrl_launch.errors import SlurmError, SnapshotError
+from nrl_launch.joblogs import driver_logs
 from nrl_launch.layout import DEFAULT_LAYOUT
 from nrl_launch.manifest import MANIFEST_NAME, read_manifest
 from nrl_launch.slurm import SlurmClient
@@ -26,6 +28,9 @@ from nrl_launch.watch import from_runs
 
 UNKNOWN = "unknown"
 NO_SNAPSHOT = "no snapshot"
+TABLE_WIDTH = 120
+QUEUED = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
+
 
 @dataclass(frozen=True)
 class JobState:
@@ -34,6 +39,7 @@ class JobState:
     job_id: str
     run: str  # e.g. "2/3"
     state: str  # Slurm state, or "unknown"
+    reason: str = ""  # why it is pending (Slurm's reason), "" otherwise
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,18 @@ class StatusRow:
     runs: int = 0  # runs submitted (launcher + continue.sh)
     jobs: tuple[JobState, ...] = field(default_factory=tuple)
     steps: int | None = None  # max step in metrics.json
+    max_steps: int | None = None  # MAX_STEPS of the CONFIG block, when recorded
     metric_checks: str | None = None  # "PASS", "FAIL" or None (no checks yet)
+    log: str | None = None  # the newest driver log of the experiment
     problem: str | None = None  # "no snapshot", or why the manifest is unusable
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """Every row, and why job states are unknown when Slurm could not be asked."""
+
+    rows: tuple[StatusRow, ...]
+    slurm_error: str | None = None
 
 
 def _snapshot_dirs(root: Path, experiments: Sequence[str] | None) -> list[tuple[str, Path]]:
@@ -101,16 +117,6 @@ def metric_checks(name: str, snapshot: Path, runs: Sequence[dict[str, str]]) -> 
     return {PASS: "PASS", METRIC_FAIL: "FAIL"}.get(verdict.status)
 
 
-def _query(slurm: SlurmClient, job_ids: list[str]) -> dict[str, str]:
-    """States of ``job_ids``; empty when there are none or Slurm can't say."""
-    if not job_ids:
-        return {}
-    try:
-        return slurm.states(job_ids)
-    except SlurmError:
-        return {}
-
-
 def _row(name: str, folder: Path) -> StatusRow:
     """The row of one snapshot, job states not yet filled in."""
     if not folder.is_dir():
@@ -125,7 +131,10 @@ def _row(name: str, folder: Path) -> StatusRow:
     commit = str(source.get("commit") or "")[:12] or None
     runs = manifest["runs"]
     metrics = _metrics_file(folder, name, manifest)
-    row = StatusRow(
+    values = manifest.get("config")
+    max_steps = str(values.get("MAX_STEPS", "")) if isinstance(values, dict) else ""
+    logs = driver_logs(from_runs(name, folder, runs).jobs)
+    return StatusRow(
         experiment=name,
         snapshot=str(folder),
         commit=commit,
@@ -133,51 +142,101 @@ def _row(name: str, folder: Path) -> StatusRow:
         runs=len(runs),
         jobs=tuple(JobState(r.get("job_id", ""), r.get("run", ""), UNKNOWN) for r in runs),
         steps=max_step(metrics) if metrics else None,
+        max_steps=int(max_steps) if max_steps.isdigit() else None,
         metric_checks=metric_checks(name, folder, runs),
+        log=str(logs[-1]) if logs else None,
     )
-    return row
 
 
 def collect_status(snapshot_root: Path, experiments: Sequence[str] | None,
-                   slurm: SlurmClient) -> list[StatusRow]:
+                   slurm: SlurmClient) -> StatusReport:
     """One StatusRow per snapshot folder under ``snapshot_root`` (or per name in
-    ``experiments``). Slurm is queried once for every job id of every row."""
+    ``experiments``). Slurm is asked once about every job id of every row."""
     rows = [_row(name, folder) for name, folder in _snapshot_dirs(Path(snapshot_root), experiments)]
-    job_ids = sorted({job.job_id for row in rows for job in row.jobs if job.job_id})
-    states = _query(slurm, job_ids)
-    return [_with_states(row, states) for row in rows]
+    ids = sorted({job.job_id for row in rows for job in row.jobs if job.job_id})
+    if not ids:
+        return StatusReport(tuple(rows))
+    try:
+        infos = slurm.jobs(ids)
+    except SlurmError as e:
+        return StatusReport(tuple(rows), slurm_error=str(e))
+    filled = []
+    for row in rows:
+        jobs = tuple(replace(j, state=infos[j.job_id].state, reason=infos[j.job_id].reason)
+                     if j.job_id in infos else j for j in row.jobs)
+        filled.append(replace(row, jobs=jobs))
+    return StatusReport(tuple(filled))
 
 
-def _with_states(row: StatusRow, states: dict[str, str]) -> StatusRow:
-    """``row`` with each job's state filled from ``states``."""
-    jobs = tuple(JobState(j.job_id, j.run, states.get(j.job_id) or UNKNOWN) for j in row.jobs)
-    return StatusRow(**{**asdict(row), "jobs": jobs})
+def problem(report: StatusReport) -> str | None:
+    """Why ``nrl-launch status`` exits non-zero: Slurm unreachable, or a named experiment without snapshot."""
+    if report.slurm_error:
+        return f"cannot ask Slurm about the jobs ({report.slurm_error})"
+    missing = [row.experiment for row in report.rows if row.problem == NO_SNAPSHOT]
+    if missing:
+        return f"no snapshot of {', '.join(missing)}"
+    return None
+
+
+def summary(report: StatusReport) -> str:
+    """One line: how many experiments passed, failed, are running, have no verdict yet."""
+    rows = report.rows
+    queued = sum(1 for row in rows if any(job.state in QUEUED for job in row.jobs))
+    passed = sum(1 for row in rows if row.metric_checks == "PASS")
+    failed = sum(1 for row in rows if row.metric_checks == "FAIL")
+    jobs = sum(len(row.jobs) for row in rows)
+    return (f"{len(rows)} experiment{'s' * (len(rows) != 1)}, {jobs} job{'s' * (jobs != 1)}: {passed} passed, "
+            f"{failed} failed, {queued} with jobs queued, {len(rows) - passed - failed} without a verdict yet")
+
+
+def _shorten(text: str, width: int) -> str:
+    """``text`` cut in the middle to ``width`` characters (names keep their ends)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
 def _cell_jobs(row: StatusRow) -> str:
-    """JOBS cell: ``id:STATE`` per job, comma separated."""
-    return ",".join(f"{j.job_id}:{j.state}" for j in row.jobs) or "-"
+    """JOBS cell: ``id:STATE`` per job (``(reason)`` for a pending one), comma separated."""
+    cells = [f"{j.job_id}:{j.state}" + (f"({j.reason})" if j.reason and j.state == "PENDING" else "")
+             for j in row.jobs]
+    return ",".join(cells) or "-"
 
 
 def _cells(row: StatusRow) -> list[str]:
     """The table cells of one row."""
     if row.problem:
-        return [row.experiment, "-", "-", "-", "-", "-", "-", row.problem]
+        return [row.experiment, "-", "-", "-", "-", "-", "-", "-", row.problem]
     dirty = "-" if row.dirty is None else ("yes" if row.dirty else "no")
-    return [row.experiment, row.commit or "-", dirty, str(row.runs), _cell_jobs(row),
-            "-" if row.steps is None else str(row.steps), row.metric_checks or "-", ""]
+    steps = "-" if row.steps is None else str(row.steps)
+    if row.max_steps is not None:
+        steps = f"{'0' if row.steps is None else row.steps}/{row.max_steps}"
+    return [row.experiment, row.commit or "-", dirty, str(row.runs), _cell_jobs(row), steps,
+            row.metric_checks or "-", row.log or "-", ""]
 
 
-TABLE_HEADER = ["EXPERIMENT", "COMMIT", "DIRTY", "RUNS", "JOBS", "STEPS", "CHECKS", "NOTE"]
+TABLE_HEADER = ["EXPERIMENT", "COMMIT", "DIRTY", "RUNS", "JOBS", "STEPS", "CHECKS", "LOG", "NOTE"]
+_SHRINKABLE = (0, 4, 7)  # EXPERIMENT, JOBS, LOG are cut in the middle to fit
+_MIN_WIDTH = 12
 
 
-def format_table(rows: Sequence[StatusRow]) -> str:
-    """A fixed-width text table of ``rows`` (header included, no trailing newline)."""
-    table = [TABLE_HEADER] + [_cells(row) for row in rows]
+def format_table(report: StatusReport, wide: bool = False) -> str:
+    """A text table (header included, no trailing newline), at most 120 columns unless ``wide``."""
+    table = [TABLE_HEADER] + [_cells(row) for row in report.rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(TABLE_HEADER))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in table)
+    while not wide and sum(widths) + 2 * (len(widths) - 1) > TABLE_WIDTH:
+        column = max(_SHRINKABLE, key=lambda i: widths[i])
+        if widths[column] <= _MIN_WIDTH:
+            break
+        widths[column] -= 1
+    lines = ["  ".join(_shorten(cell, w).ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+             for line in table]
+    if report.slurm_error:
+        lines.append(f"(job states unknown: {report.slurm_error})")
+    return "\n".join(lines)
 
 
-def format_json(rows: Sequence[StatusRow]) -> str:
-    """``rows`` as a JSON list of objects (jobs as a list of {job_id, run, state})."""
-    return json.dumps([asdict(row) for row in rows], indent=2)
+def format_json(report: StatusReport) -> str:
+    """The rows as a JSON list of objects (jobs as a list of {job_id, run, state, reason})."""
+    return json.dumps([asdict(row) for row in report.rows], indent=2)

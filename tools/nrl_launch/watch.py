@@ -1,10 +1,10 @@
 """WATCH (spec section 8): follow submitted jobs, then judge each experiment.
 
 Everything the contract lists goes to stdout through ``out`` in exactly its
-form; retries and other diagnostics go to stderr through ``err``. Polling
-takes the Slurm query and the wait as parameters, and verdicts come from log
-files only (:mod:`nrl_launch.verdict`), so both are testable without a
-cluster.
+form; progress, retries and the reasons behind a failing verdict go to stderr
+through ``err``. The :class:`Watcher` takes the Slurm client, the wait and the
+clocks as parameters, and verdicts come from log files only
+(:mod:`nrl_launch.verdict`), so all of it is testable without a cluster.
 """
 
 from __future__ import annotations
@@ -14,15 +14,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nrl_launch.errors import LauncherError, SlurmError, SnapshotError
+from nrl_launch.errors import Interrupted, SlurmError, SlurmUnreachable, SnapshotError
 from nrl_launch.joblogs import TrackedJob, driver_logs, expected_log, log_root
 from nrl_launch.manifest import read_manifest
-from nrl_launch.slurm import SlurmClient, job_ids
-from nrl_launch.verdict import Verdict, judge
+from nrl_launch.settings import WatchSettings
+from nrl_launch.slurm import JobInfo, SlurmClient, job_ids
+from nrl_launch.verdict import GENERAL_FAIL, Verdict, judge
 
 Emit = Callable[[str], None]
 ALL_PASSED = "[INFO]: All tests passed. Exiting with status 0."
 SOME_FAILED = "[INFO]: One or more tests failed. Exiting with status 1."
+PROGRESS_JOBS = 8  # jobs named in one progress line; the rest are counted
+LOG_TAIL = 10  # driver log lines shown for a failed job
 
 
 def timestamp() -> str:
@@ -37,50 +40,17 @@ class TrackedExperiment:
     name: str
     jobs: tuple[TrackedJob, ...]
 
+    @property
+    def ids(self) -> list[str]:
+        """The job ids, in submission order."""
+        return [job.job_id for job in self.jobs]
+
     def verdict(self) -> Verdict:
         """Judge the experiment from every driver log its jobs left."""
         if not self.jobs:
             return judge(self.name, [], missing="no runs were submitted")
         where = ", ".join(str(expected_log(job)) for job in self.jobs)
         return judge(self.name, driver_logs(self.jobs), missing=f"no driver log found (looked for {where})")
-
-
-def follow(ids: Sequence[str], *, interval: float, queued: Callable[[Sequence[str]], set[str]],
-           wait: Callable[[float], None], out: Emit, err: Emit, clock: Callable[[], str] = timestamp,
-           resume_hint: str = "nrl-launch watch <experiment>…") -> None:
-    """Poll until none of ``ids`` is queued, printing the contract's WATCH lines.
-
-    The first poll comes one ``interval`` after the ``Polling`` line. A poll
-    that fails is retried at the next one (said on stderr) and never counts
-    a job as finished. Ctrl-C becomes a LauncherError naming the jobs still
-    queued and the command that resumes.
-    """
-    remaining = list(ids)
-    out(f"[{clock()}] [WATCH]: Tracking {len(remaining)} jobs: {' '.join(remaining)}")
-    out(f"[{clock()}] [WATCH]: Polling every {interval:g}s. Press Enter to refresh immediately.")
-    try:
-        _poll(remaining, interval, queued, wait, out, err, clock)
-    except KeyboardInterrupt as e:
-        raise LauncherError(f"stopped watching; jobs that may still be queued or running: "
-                            f"{' '.join(remaining) or 'none'}. Resume with: {resume_hint}") from e
-    out(f"[{clock()}] [WATCH]: All tracked jobs have finished.")
-
-
-def _poll(remaining: list[str], interval: float, queued: Callable[[Sequence[str]], set[str]],
-          wait: Callable[[float], None], out: Emit, err: Emit, clock: Callable[[], str]) -> None:
-    # ``remaining`` is updated in place so that an interrupt can report it.
-    while remaining:
-        wait(interval)
-        try:
-            still = queued(remaining)
-        except SlurmError as e:
-            err(f"[{clock()}] [WARNING]: cannot reach Slurm ({e}); retrying in {interval:g}s")
-            continue
-        finished = [j for j in remaining if j not in still]
-        remaining[:] = [j for j in remaining if j in still]
-        if finished:
-            out(f"[{clock()}] [WATCH]: Finished jobs: {' '.join(finished)}")
-        out(f"[{clock()}] [WATCH]: Remaining: {len(remaining)}")
 
 
 def report(verdicts: Sequence[Verdict], out: Emit) -> bool:
@@ -96,16 +66,6 @@ def report(verdicts: Sequence[Verdict], out: Emit) -> bool:
     return failed
 
 
-def watch_and_judge(experiments: Sequence[TrackedExperiment], slurm: SlurmClient, *, interval: float,
-                    out: Emit, err: Emit, wait: Callable[[float], None], resume_hint: str) -> list[Verdict]:
-    """Follow every job of ``experiments`` to its end, then print and return the verdicts."""
-    ids = [job.job_id for exp in experiments for job in exp.jobs]
-    follow(ids, interval=interval, queued=slurm.queued, wait=wait, out=out, err=err, resume_hint=resume_hint)
-    verdicts = [exp.verdict() for exp in experiments]
-    report(verdicts, out)
-    return verdicts
-
-
 def wait_or_enter(seconds: float) -> None:
     """Sleep ``seconds``, returning early when Enter is pressed on a terminal."""
     import select
@@ -117,6 +77,168 @@ def wait_or_enter(seconds: float) -> None:
     ready, _, _ = select.select([sys.stdin], [], [], seconds)
     if ready:
         sys.stdin.readline()  # consume the Enter so the next wait blocks again
+
+
+class Watcher:
+    """Follows the jobs of some experiments until none is queued, then judges them.
+
+    ``resume_hint`` is the command that picks up where an interrupted watch
+    stops; ``interactive`` says whether Enter polls at once (a terminal).
+    """
+
+    def __init__(self, slurm: SlurmClient, settings: WatchSettings, *, out: Emit, err: Emit,
+                 wait: Callable[[float], None] = wait_or_enter, clock: Callable[[], str] = timestamp,
+                 now: Callable[[], float] = time.monotonic, resume_hint: str = "nrl-launch watch <experiment>…",
+                 interactive: bool = False) -> None:
+        self.slurm = slurm
+        self.settings = settings
+        self.out = out
+        self.err = err
+        self.wait = wait
+        self.clock = clock
+        self.now = now
+        self.resume_hint = resume_hint
+        self.interactive = interactive
+
+    def watch(self, experiments: Sequence[TrackedExperiment]) -> list[Verdict]:
+        """Follow every job to its end, then print the verdicts (stdout) and their reasons (stderr)."""
+        self.follow(experiments)
+        verdicts = [exp.verdict() for exp in experiments]
+        report(verdicts, self.out)
+        for exp, verdict in zip(experiments, verdicts, strict=True):
+            if verdict.failed:
+                for line in explain(exp, verdict, self.slurm):
+                    self.err(line)
+        return verdicts
+
+    def follow(self, experiments: Sequence[TrackedExperiment]) -> None:
+        """Poll until none of the experiments' jobs is queued, printing the contract's lines."""
+        remaining = [i for exp in experiments for i in exp.ids]
+        interval = self.settings.interval
+        self.out(f"[{self.clock()}] [WATCH]: Tracking {len(remaining)} jobs: {' '.join(remaining)}")
+        self.out(f"[{self.clock()}] [WATCH]: Polling every {interval:g}s. Press Enter to refresh immediately.")
+        try:
+            self._poll(experiments, remaining)
+        except KeyboardInterrupt as e:
+            queued = " ".join(remaining)
+            cancel = f" (cancel them with 'scancel {queued}')" if remaining else ""
+            raise Interrupted(f"stopped watching; still queued or running: {queued or 'none'}{cancel}. "
+                              f"Resume with: {self.resume_hint}") from e
+        self.out(f"[{self.clock()}] [WATCH]: All tracked jobs have finished.")
+
+    def _poll(self, experiments: Sequence[TrackedExperiment], remaining: list[str]) -> None:
+        # ``remaining`` is updated in place so that an interrupt can report it.
+        failing_since: float | None = None
+        while remaining:
+            self.wait(self.settings.interval)
+            try:
+                queue = self.slurm.queue(remaining)
+            except SlurmError as e:
+                moment = self.now()
+                failing_since = moment if failing_since is None else failing_since
+                self._unreachable(e, moment - failing_since)
+                continue
+            failing_since = None
+            finished = [j for j in remaining if j not in queue]
+            remaining[:] = [j for j in remaining if j in queue]
+            if finished:
+                self.out(f"[{self.clock()}] [WATCH]: Finished jobs: {' '.join(finished)}")
+            self.out(f"[{self.clock()}] [WATCH]: Remaining: {len(remaining)}")
+            if finished and self.settings.stop_chain_on_failure:
+                self._stop_failed_chains(experiments, finished, queue)
+            self.err(self._progress(queue, remaining))
+
+    def _unreachable(self, error: SlurmError, failing_for: float) -> None:
+        """Warn about a failed poll; give up once polls have failed for ``give_up`` seconds."""
+        if failing_for >= self.settings.give_up:
+            raise SlurmUnreachable(f"gave up watching: Slurm has not answered for {failing_for:.0f} s ({error}). "
+                                   f"Resume with: {self.resume_hint}")
+        self.err(f"[{self.clock()}] [WARNING]: cannot reach Slurm ({error}); retrying in "
+                 f"{self.settings.interval:g}s")
+
+    def _progress(self, queue: Mapping[str, JobInfo], remaining: Sequence[str]) -> str:
+        """One stderr line: each queued job's state (and pending reason), and the next poll."""
+        shown = []
+        for job_id in remaining[:PROGRESS_JOBS]:
+            info = queue[job_id]
+            detail = f" ({info.reason})" if info.reason else (f" on {info.nodes}" if info.nodes else "")
+            shown.append(f"{job_id} {info.state}{detail}")
+        if len(remaining) > PROGRESS_JOBS:
+            shown.append(f"and {len(remaining) - PROGRESS_JOBS} more")
+        next_poll = time.strftime("%H:%M:%S", time.localtime(time.time() + self.settings.interval))
+        enter = " (press Enter to poll now)" if self.interactive else ""
+        jobs = ", ".join(shown) if shown else "no job queued"
+        return f"[{self.clock()}] {jobs}; next poll at {next_poll}{enter}" if remaining else \
+            f"[{self.clock()}] {jobs}"
+
+    def _stop_failed_chains(self, experiments: Sequence[TrackedExperiment], finished: Sequence[str],
+                            queue: Mapping[str, JobInfo]) -> None:
+        """STOP_CHAIN_ON_FAILURE: cancel the queued later runs of a chain whose run ended FAILED."""
+        try:
+            ended = self.slurm.jobs(finished)
+        except SlurmError as e:
+            self.err(f"[{self.clock()}] [WARNING]: cannot tell how jobs {' '.join(finished)} ended ({e})")
+            return
+        for exp in experiments:
+            failed = next((i for i in exp.ids if i in ended and ended[i].state == "FAILED"), None)
+            if failed is None:
+                continue
+            later = [i for i in exp.ids[exp.ids.index(failed) + 1:] if i in queue]
+            if later:
+                self.slurm.cancel(later)
+                self.out(f"[{self.clock()}] [WATCH]: Cancelled {' '.join(later)} of {exp.name}: run {failed} "
+                         "ended FAILED (STOP_CHAIN_ON_FAILURE)")
+
+
+def explain(exp: TrackedExperiment, verdict: Verdict, slurm: SlurmClient) -> list[str]:
+    """Why an experiment failed, for stderr: how each job ended, and the end of a failed job's log."""
+    if not exp.jobs:
+        return [f"[WHY] {exp.name}: no runs were submitted"]
+    try:
+        infos = slurm.jobs(exp.ids)
+    except SlurmError as e:
+        infos = {}
+        lines = [f"[WHY] {exp.name}: cannot ask Slurm how its jobs ended ({e})"]
+    else:
+        lines = []
+    ended = ", ".join(_ended(job_id, infos.get(job_id)) for job_id in exp.ids)
+    lines.append(f"[WHY] {exp.name}: {verdict.status}; jobs: {ended}")
+    logs = driver_logs(exp.jobs)
+    if verdict.status == GENERAL_FAIL and not logs:
+        lines.append(f"[WHY] {exp.name}: no job of this experiment ever started (no driver log)")
+    for job in exp.jobs:
+        info = infos.get(job.job_id)
+        if info is not None and (info.state == "FAILED" or info.exit_code not in ("", "0:0")):
+            lines.extend(_log_tail(exp.name, driver_logs([job])[-1:]))
+    return lines
+
+
+def _ended(job_id: str, info: JobInfo | None) -> str:
+    if info is None:
+        return f"{job_id} unknown to Slurm"
+    code = f", exit code {info.exit_code}" if info.exit_code else ""
+    return f"{job_id} {info.state}{code}"
+
+
+def tail_lines(path: Path, count: int, block: int = 1 << 16) -> list[str]:
+    """The last ``count`` lines of a file, reading only its end (driver logs can be large)."""
+    with open(path, "rb") as handle:
+        size = handle.seek(0, 2)
+        handle.seek(max(0, size - block))
+        data = handle.read()
+    return data.decode("utf-8", errors="replace").splitlines()[-count:]
+
+
+def _log_tail(name: str, logs: Sequence[Path]) -> list[str]:
+    lines = []
+    for log in logs:
+        try:
+            tail = tail_lines(log, LOG_TAIL)
+        except OSError:
+            continue
+        lines.append(f"[WHY] {name}: last {len(tail)} lines of {log}:")
+        lines.extend(f"    {line}" for line in tail)
+    return lines
 
 
 def from_runs(name: str, snapshot: Path, runs: Sequence[Mapping[str, str]]) -> TrackedExperiment:
@@ -131,11 +253,3 @@ def recorded(snapshot_root: Path, name: str) -> TrackedExperiment:
     if not folder.is_dir():
         raise SnapshotError(f"no snapshot of experiment {name!r} in {snapshot_root}")
     return from_runs(name, folder, read_manifest(folder)["runs"])
-
-
-def watch_experiments(snapshot_root: Path, names: Sequence[str], slurm: SlurmClient, *, interval: float,
-                      out: Emit, err: Emit, wait: Callable[[float], None] = wait_or_enter) -> list[Verdict]:
-    """``nrl-launch watch``: follow already submitted experiments, then judge them."""
-    experiments = [recorded(snapshot_root, name) for name in names]
-    return watch_and_judge(experiments, slurm, interval=interval, out=out, err=err, wait=wait,
-                           resume_hint=f"nrl-launch watch {' '.join(names)}")

@@ -87,12 +87,12 @@ def squeue(args: list[str]) -> int:
     if "FAKE_JOB_STATES" in os.environ:
         for job_id, state in states().items():
             if state in ("PENDING", "RUNNING"):
-                print(f"{job_id}|{state}|None|n1" if "-j" in args else job_id)
+                print(f"{job_id}|{state}|None|n1")
         return 0
     polls = int(os.environ.get("FAKE_SQUEUE_POLLS", "0"))
     if call - int(os.environ.get("FAKE_SQUEUE_DOWN", "0")) <= polls:
         for job_id in submitted_ids():
-            print(f"{job_id}|RUNNING|None|n1" if "-j" in args else job_id)
+            print(f"{job_id}|RUNNING|None|n1")
     return 0
 
 
