@@ -19,7 +19,20 @@ from nrl_launch.launch import launch
 from nrl_launch.manifest import read_manifest
 from nrl_launch.options import LAUNCH_OPTIONS
 from nrl_launch.settings import make_settings
-from testkit import BASE_ENV, REPO, FakeJob, FakeSlurm, Project, SlurmOnPath, config_block, finish_after, git, write
+from nrl_launch.slurm import Completed
+from testkit import (
+    BASE_ENV,
+    REPO,
+    Call,
+    FakeJob,
+    FakeSlurm,
+    Project,
+    SlurmOnPath,
+    config_block,
+    finish_after,
+    git,
+    write,
+)
 
 STAMP_RE = r"\d{6}-\d{6}"
 
@@ -911,3 +924,66 @@ def test_watch_is_a_flag_and_the_variable_still_works(project: Project, fake_slu
         assert "[WATCH]: Checking sft-a" in result.stdout.splitlines()
     result = launch_in_process([str(script), "--watch-interval", "0.01"], BASE_ENV, fake_slurm)
     assert result.exit_code == 0 and "[WATCH]" not in result.stdout  # without either, no watching
+
+
+# ---------------------------------------------------------------- pre-flight, relaunch, next steps
+
+
+def test_preflight_comes_before_any_snapshot_and_names_every_refusal(project: Project, fake_slurm: FakeSlurm) -> None:
+    a = project.add_recipe("sft-a")
+    b = project.add_recipe("sft-b")
+    c = project.add_recipe("sft-c")
+    seen: list[list[str]] = []
+
+    def refuse_two(call: Call) -> Completed:
+        seen.append(sorted(os.listdir(call.cwd or ".")))  # what Slurm sees beside the submission
+        if call.argv[1] == "--test-only" and ":sft-c" not in " ".join(call.argv):
+            return Completed(1, "", "sbatch: error: Requested node configuration is not available\n")
+        return Completed(0, "", "sbatch: Job 9 to start at 2026-01-01T00:00:00\n")
+
+    fake_slurm.answers["sbatch"] = refuse_two
+    result = launch_in_process([str(a), str(b), str(c)], BASE_ENV, fake_slurm)
+    assert result.exit_code == 1
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("[ERROR]")]
+    assert f"{a}: Slurm would reject experiment sft-a: sbatch: error: Requested node configuration" in error
+    assert f"{b}: Slurm would reject experiment sft-b" in error and "sft-c" not in error
+    assert error.endswith("Nothing was submitted.")
+    assert seen == [["ray.sub"]] * 3  # the batch script, and nothing else yet
+    assert not (project.root / "code_snapshots").exists()  # a refused plan leaves no snapshot
+
+
+def test_relaunching_says_what_the_snapshot_holds_and_runs_its_code(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    first_meta = project.meta()
+    assert launch_in_process([str(script)], BASE_ENV, fake_slurm).exit_code == 0
+    write(project.root / "README.md", "newer docs\n")
+    project.commit("Newer docs")
+    again = launch_in_process([str(script)], BASE_ENV, fake_slurm)
+    assert again.exit_code == 0, again.output
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    notes = [line for line in again.stderr.splitlines() if line.startswith("[INFO]: sft-a:")]
+    assert notes == [f"[INFO]: sft-a: the snapshot holds commit {first_meta} and 1 recorded run (last verdict: "
+                     "none yet); the recipe resumes from its checkpoint there.",
+                     f"[INFO]: sft-a: to start over instead: rm -rf {snapshot} (or another CODE_SNAPSHOT_DIRNAME "
+                     "than code_snapshots)"]
+    commands = [job.env["COMMAND"] for job in fake_slurm.submissions()]
+    assert all(f"++git_meta={first_meta} " in command for command in commands)  # the code that runs, not HEAD's
+    assert project.meta() != first_meta
+
+
+def test_a_launch_ends_with_the_next_commands(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
+    result = launch_in_process([str(script)], BASE_ENV, fake_slurm)
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[-1] == "[INFO]: Total GPU hours: 2"  # stdout unchanged
+    tail = result.stderr.splitlines()[-3:]
+    assert tail[0] == "[INFO]: Next:"
+    assert tail[1].split("   #")[0].strip() == (f"nrl-launch status --project-root {project.root} "
+                                                "--code-snapshot-dirname code_snapshots sft-a")
+    assert tail[2].split("   #")[0].strip() == (f"nrl-launch watch --project-root {project.root} "
+                                                "--code-snapshot-dirname code_snapshots --watch-interval 300 sft-a")
+    dry = launch_in_process([str(script)], {**BASE_ENV, "DRYRUN": "2"}, fake_slurm)
+    hints = [line for line in dry.stderr.splitlines() if "DRYRUN=2 submits nothing" in line]
+    assert hints == [f"[INFO]: sft-a: DRYRUN=2 submits nothing. 'bash {project.root}/code_snapshots/sft-a/continue.sh' "
+                     "submits ONE run; launch without DRYRUN for all 2 planned runs."]
+    assert "[INFO]: Next:" not in dry.stderr

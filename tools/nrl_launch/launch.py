@@ -93,4 +93,7 @@ def launch(scripts: Sequence[str], settings: LaunchSettings, *, environ: Mapping
     out(total_line(total))  # CI parses it: the last line unless WATCH follows
     watching = settings.watch and settings.dryrun is DryRun.OFF
     verdicts = pipeline.watch(launched, wait, interactive) if watching else []
+    if not watching:
+        for line in pipeline.next_steps(launched):
+            err(line)
     return LaunchResult(total, launched.jobs, tuple(verdicts))

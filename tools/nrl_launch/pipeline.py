@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,7 @@ from nrl_launch.plan import Experiment, Submission, build_submissions
 from nrl_launch.settings import DryRun, LaunchSettings, SnapshotMode, WatchSettings
 from nrl_launch.slurm import SlurmClient
 from nrl_launch.snapshot import SnapshotBatch, existing_snapshot
-from nrl_launch.verdict import Verdict
+from nrl_launch.verdict import GENERAL_FAIL, Verdict
 
 Emit = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -83,13 +85,16 @@ class Pipeline:
         self.progress = progress
 
     def launch(self, experiments: Sequence[Experiment]) -> Launched:
-        """Plan, snapshot, pre-flight and submit ``experiments`` (or skip submitting, DRYRUN=2)."""
+        """Plan, pre-flight, snapshot and submit ``experiments`` (or skip submitting, DRYRUN=2).
+
+        The pre-flight comes first, so a plan Slurm refuses leaves no snapshot behind.
+        """
         planned = plan_submissions(experiments, self.settings)
-        self.make_snapshots(planned)
         if self.settings.dryrun is DryRun.NO_SUBMIT:
             self.dryrun2_preflight(planned)
         else:
             self.preflight(planned)
+        self.make_snapshots(planned)
         write_continue_scripts(planned)
         return Launched(planned, self.submit_all(planned))
 
@@ -99,22 +104,33 @@ class Pipeline:
         """Create (or reuse) every experiment's snapshot; one copy per repository."""
         maker = SnapshotMaker(self.settings.snapshot_mode, self.err, self.progress)
         for p in planned:
-            maker.provide(p.repo, p.snapshot_dir, new_manifest(p))
+            if not maker.provide(p.repo, p.snapshot_dir, new_manifest(p)):
+                for line in reuse_notes(p, self.settings):
+                    self.err(line)
 
     # ---- Slurm
 
     def preflight(self, planned: Sequence[PlannedExperiment]) -> None:
-        """``sbatch --test-only`` for every experiment before anything is queued."""
-        for p in planned:
-            sub = p.submissions[0]
-            try:
-                self.slurm.test_only(sub.argv, cwd=sub.cwd, job_env=dict(sub.env))
-            except SlurmRejected as e:
-                raise SlurmRejected(f"Slurm would reject experiment {p.name}: {e}. Nothing was submitted.",
-                                    where=p.experiment.script) from e
-            except SlurmError as e:
-                e.about(p.experiment.script)
-                raise
+        """``sbatch --test-only`` for every experiment before any snapshot or job; every
+        rejection is reported (one error naming each refused experiment and Slurm's reason)."""
+        rejected = []
+        with tempfile.TemporaryDirectory(prefix="nrl-preflight-") as folder:
+            for p in planned:
+                sub = p.submissions[0]
+                # Slurm reads the batch script's #SBATCH lines: ask from a folder holding the
+                # copy the job will run (the snapshot does not exist yet).
+                cwd = Path(folder) / p.name
+                cwd.mkdir()
+                _copy_batch_script(p, self.settings.batch_script, cwd)
+                try:
+                    self.slurm.test_only(sub.argv, cwd=str(cwd), job_env=dict(sub.env))
+                except SlurmRejected as e:
+                    rejected.append(f"{p.experiment.script}: Slurm would reject experiment {p.name}: {e}")
+                except SlurmError as e:
+                    e.about(p.experiment.script)
+                    raise
+        if rejected:
+            raise SlurmRejected("; ".join(rejected) + ". Nothing was submitted.")
 
     def dryrun2_preflight(self, planned: Sequence[PlannedExperiment]) -> None:
         """DRYRUN=2 asks Slurm too when it can, but only warns: nothing is submitted."""
@@ -145,6 +161,11 @@ class Pipeline:
     def _submit_experiment(self, p: PlannedExperiment, job_ids: list[str]) -> None:
         exp = p.experiment
         self.out(info_line(exp))
+        if self.settings.dryrun is DryRun.NO_SUBMIT:
+            count = len(p.submissions)
+            self.err(f"[INFO]: {exp.name}: DRYRUN=2 submits nothing. 'bash {shlex.quote(str(p.snapshot_dir))}/"
+                     f"continue.sh' submits ONE run; launch without DRYRUN for all {count} planned "
+                     f"run{'s' * (count != 1)}.")
         for sub in p.submissions:
             self.out(submitting_line(sub, exp))
             if self.settings.dryrun is DryRun.NO_SUBMIT:
@@ -166,6 +187,22 @@ class Pipeline:
                 self.err(f"[WARNING]: could not record job {answer.job_id} in the manifest: {e}")
 
     # ---- WATCH
+
+    def next_steps(self, launched: Launched) -> list[str]:
+        """The commands worth typing after a launch that did not watch (stderr)."""
+        if self.settings.dryrun is DryRun.NO_SUBMIT or not any(launched.jobs.values()):
+            return []
+        by_root: dict[Path, list[str]] = {}
+        for p in launched.planned:
+            by_root.setdefault(p.repo.info.root, []).append(p.name)
+        lines = ["[INFO]: Next:"]
+        for root, names in by_root.items():
+            where = ["--project-root", str(root), "--code-snapshot-dirname", self.settings.snapshot_dirname]
+            lines.append("    " + " ".join(shlex.quote(w) for w in ["nrl-launch", "status", *where, *names]) +
+                         "   # job states, steps, verdicts")
+            lines.append("    " + watch_command(root, self.settings.snapshot_dirname, self.settings.watching, names) +
+                         "   # follow to the verdicts")
+        return lines
 
     def watch(self, launched: Launched, wait: Callable[[float], None] | None, interactive: bool) -> list[Verdict]:
         """Follow the submitted jobs until they leave the queue, then print and return the verdicts."""
@@ -191,18 +228,20 @@ class SnapshotMaker:
         self.progress = progress
         self.batches: dict[Path, SnapshotBatch] = {}
 
-    def provide(self, repo: Repository, dest: Path, new_manifest: Mapping[str, Any]) -> None:
-        """Make sure a complete snapshot of ``repo`` is at ``dest``, saying which on stderr."""
+    def provide(self, repo: Repository, dest: Path, new_manifest: Mapping[str, Any]) -> bool:
+        """Make sure a complete snapshot of ``repo`` is at ``dest``, saying which on stderr;
+        True when it was created, False when an existing one is reused."""
         if existing_snapshot(dest) is not None:
             self.err(f"Using existing code snapshot in {dest}")
             for reason in stale_reasons(dest, repo.info):
                 self.err(f"[WARNING]: reusing {dest}: {reason}")
-            return
+            return False
         self.err(f"Creating new code snapshot in {dest}")
         root = repo.info.root
         if root not in self.batches:
             self.batches[root] = SnapshotBatch(root, repo.files, mode=self.mode)
         self.batches[root].ensure(dest, manifest=new_manifest, progress=self.progress(dest) if self.progress else None)
+        return True
 
 
 def take_snapshot(project_dir: Path, name: str, *, dirname: str, mode: SnapshotMode, err: Emit,
@@ -241,7 +280,9 @@ def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings
         check_snapshot_root(settings.snapshot_dirname, repo.tracked, where=exp.script)
         snapshot_dir = root / settings.snapshot_dirname / exp.name
         check_batch_script(exp, settings.batch_script, repo.tracked, snapshot_dir)
-        subs = build_submissions(exp, settings, str(snapshot_dir), rel_path, repo.info.short_meta)
+        # ++git_meta names the code that runs: a reused snapshot's own commit, not HEAD's
+        git_meta = recorded_meta(snapshot_dir) or repo.info.short_meta
+        subs = build_submissions(exp, settings, str(snapshot_dir), rel_path, git_meta)
         planned.append(PlannedExperiment(exp, repo, rel_path, snapshot_dir, subs))
     return tuple(planned)
 
@@ -266,6 +307,53 @@ def check_batch_script(exp: Experiment, batch_script: str, tracked: frozenset[st
     elif Path(batch_script).as_posix() not in tracked:
         raise PlanError(f"batch script {batch_script} is not a tracked file of the repository "
                         "(the snapshot holds tracked files only)", where=exp.script)
+
+
+def recorded_meta(snapshot: Path) -> str | None:
+    """The ``<short sha>-<subject>`` an existing snapshot's manifest records, if any."""
+    if existing_snapshot(snapshot) is None:
+        return None
+    try:
+        source = manifest.read_manifest(snapshot).get("source")
+    except SnapshotError:
+        return None
+    meta = source.get("short_meta") if isinstance(source, dict) else None
+    return meta if isinstance(meta, str) and meta else None
+
+
+def reuse_notes(p: PlannedExperiment, settings: LaunchSettings) -> list[str]:
+    """What a reused snapshot already holds and what relaunching it means (stderr)."""
+    try:
+        recorded = manifest.read_manifest(p.snapshot_dir)
+    except SnapshotError:
+        return [f"[INFO]: {p.name}: the snapshot has no manifest: its commit and runs are unknown"]
+    source = recorded.get("source")
+    source = source if isinstance(source, dict) else {}
+    commit = str(source.get("short_meta") or source.get("commit") or "unknown")
+    dirty = " (with uncommitted changes)" if source.get("dirty") else ""
+    runs = recorded["runs"]
+    last = "no run yet"
+    if runs:
+        status = watch.from_runs(p.name, p.snapshot_dir, runs).verdict().status
+        last = "none yet" if status == GENERAL_FAIL else status
+    start_over = f"rm -rf {shlex.quote(str(p.snapshot_dir))}"
+    return [f"[INFO]: {p.name}: the snapshot holds commit {commit}{dirty} and {len(runs)} recorded "
+            f"run{'s' * (len(runs) != 1)} (last verdict: {last}); the recipe resumes from its checkpoint there.",
+            f"[INFO]: {p.name}: to start over instead: {start_over} (or another CODE_SNAPSHOT_DIRNAME than "
+            f"{settings.snapshot_dirname})"]
+
+
+def _copy_batch_script(p: PlannedExperiment, batch_script: str, folder: Path) -> None:
+    """Put the batch script the job will run into ``folder`` (an absolute one needs no copy)."""
+    if Path(batch_script).is_absolute():
+        return
+    source = p.snapshot_dir / batch_script if existing_snapshot(p.snapshot_dir) else p.repo.info.root / batch_script
+    target = folder / batch_script
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        shutil.copyfile(source, target)
+    except OSError as e:
+        raise PlanError(f"cannot read the batch script {source}: {e}", where=p.experiment.script) from e
 
 
 def stale_reasons(snapshot: Path, now: RepoInfo) -> list[str]:
