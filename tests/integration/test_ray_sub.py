@@ -202,7 +202,7 @@ def test_unreachable_node_fails_the_job_without_running_command(local_slurm: Loc
     batch_node, lost_node = nodes[0], nodes[-1]
     _wait_all_idle(local_slurm)  # the job must start at once, before Slurm notices
     # The node's slurmd dies; slurmctld still thinks the node is idle (it
-    # would notice at its next ping, up to ~100 s later) and allocates it.
+    # would notice only minutes later, through its pings) and allocates it.
     os.kill(local_slurm.slurmd_pid(lost_node), signal.SIGKILL)
     try:
         job = _submit(local_slurm, tmp_path, {"COMMAND": f"touch {tmp_path}/ran"},
