@@ -220,31 +220,46 @@ def test_up_changes_the_node_count_and_down_stops_every_daemon(tmp_path_factory:
     assert pgrep.returncode == 1 and pgrep.stdout == "", pgrep.stdout
 
 
-@pytest.mark.parametrize("args, extra_env, message", [
-    (("up", "--nodes", "0"), {}, "node count must be a whole number from 1 to 64 (got '0')"),
-    (("up", "--nodes=two"), {}, "node count must be a whole number from 1 to 64 (got 'two')"),
-    (("up",), {"LOCAL_SLURM_NODES": "65"}, "node count must be a whole number from 1 to 64 (got '65')"),
-    (("--nodes", "2", "up", "--bogus"), {}, "unknown argument '--bogus'"),
-    (("up",), {"LOCAL_SLURM_PORT": "{busy}"}, "is already in use"),
-])
-def test_failed_up_prints_false_last_so_eval_stops(local_slurm: LocalSlurm, tmp_path: Path, args: tuple[str, ...],
-                                                   extra_env: dict[str, str], message: str) -> None:
-    busy = re.search(r"^SlurmctldPort=(\d+)$", local_slurm.slurm_conf.read_text(), re.M)
-    assert busy, "no SlurmctldPort in the session cluster's slurm.conf"
-    state = tmp_path / "st"
-    env = _private_env(state, **{k: v.format(busy=busy.group(1)) for k, v in extra_env.items()})
+def _assert_failed_up(env: dict[str, str], args: tuple[str, ...], message: str) -> None:
+    """``tools/local-slurm *args`` fails with ``message``, prints only
+    ``false`` on stdout, creates nothing, and the README's
+    ``eval "$(tools/local-slurm up | tail -n 1)" && ...`` stops."""
+    state = Path(env["LOCAL_SLURM_STATE"])
     res = _local_slurm(env, *args)
     assert res.returncode == 1, res.stdout
     assert res.stdout == "false\n", res.stdout
     assert message in res.stderr, res.stderr
     assert not state.exists(), "a rejected 'up' left a state folder"
-    # the README's idiom: eval "$(tools/local-slurm up | tail -n 1)" && ...
     quoted = " ".join(f"'{a}'" for a in args)
     idiom = subprocess.run(
         ["bash", "-c", f'eval "$({LOCAL_SLURM} {quoted} | tail -n 1)" && echo WENT-ON'],
         capture_output=True, text=True, env=env, timeout=120,
     )
     assert idiom.returncode != 0 and "WENT-ON" not in idiom.stdout, idiom.stdout
+
+
+@pytest.mark.cluster_free
+@pytest.mark.parametrize("args, extra_env, message", [
+    (("up", "--nodes", "0"), {}, "node count must be a whole number from 1 to 64 (got '0')"),
+    (("up", "--nodes=two"), {}, "node count must be a whole number from 1 to 64 (got 'two')"),
+    (("up",), {"LOCAL_SLURM_NODES": "65"}, "node count must be a whole number from 1 to 64 (got '65')"),
+    (("up", "--nodes", "99999999999999999999"), {}, "node count must be a whole number from 1 to 64"),
+    (("--nodes", "2", "up", "--bogus"), {}, "unknown argument '--bogus'"),
+    (("up", "status"), {}, "only one command allowed"),
+    (("up",), {"LOCAL_SLURM_GPUS": "0"}, "LOCAL_SLURM_GPUS must be a whole number from 1 to 64"),
+    (("up",), {"LOCAL_SLURM_PORT": "65500"}, "LOCAL_SLURM_PORT must be a port number below 65471"),
+    (("up",), {"LOCAL_SLURM_TIMEOUT": "soon"}, "LOCAL_SLURM_TIMEOUT must be a whole number of seconds"),
+])
+def test_bad_up_arguments_print_false_last_so_eval_stops(tmp_path: Path, args: tuple[str, ...],
+                                                         extra_env: dict[str, str], message: str) -> None:
+    _assert_failed_up(_private_env(tmp_path / "st", **extra_env), args, message)
+
+
+def test_up_on_a_busy_port_prints_false_last_so_eval_stops(local_slurm: LocalSlurm, tmp_path: Path) -> None:
+    busy = re.search(r"^SlurmctldPort=(\d+)$", local_slurm.slurm_conf.read_text(), re.M)
+    assert busy, "no SlurmctldPort in the session cluster's slurm.conf"
+    env = _private_env(tmp_path / "st", LOCAL_SLURM_PORT=busy.group(1))
+    _assert_failed_up(env, ("up", "--nodes", "2"), f"port {busy.group(1)} is already in use")
 
 
 @pytest.mark.cluster_free
