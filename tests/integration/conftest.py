@@ -1,14 +1,22 @@
-"""Fixtures for end-to-end tests against a real single-node Slurm cluster.
+"""Fixtures for end-to-end tests against a real local Slurm cluster.
 
 The cluster is the one ``tools/local-slurm`` starts (Slurm 22.05 + MUNGE,
-partition ``local``, one node advertising ``gpu:8``).  The session fixture
-``local_slurm`` runs ``tools/local-slurm up`` -- idempotent, so it is cheap
+partition ``local``, emulated nodes ``node1..nodeN`` each advertising
+``gpu:8``).  The session fixture ``local_slurm`` runs ``tools/local-slurm up``
+with ``LOCAL_SLURM_NODES`` nodes (default 3: a retry after a node failure
+must be able to avoid the failed job's nodes) -- idempotent, so it is cheap
 when CI already brought the cluster up -- points ``SLURM_CONF`` at it for the
 session, and stops it again at the end only if this session started it (set
 ``LOCAL_SLURM_KEEP=1`` to leave it running).
 
+Without Slurm (``sbatch`` missing and ``up`` unable to install it) the
+end-to-end tests are skipped on a developer's machine but FAIL in CI
+(``CI`` set to ``true`` or ``1``): a CI job that quietly skips them proves
+nothing.
+
 Every test collected under ``tests/integration`` gets the ``slurm`` marker
-(declared in setup.cfg), so ``pytest -m "not slurm"`` skips them all.
+(declared in setup.cfg), so ``pytest -m "not slurm"`` skips them all --
+except tests marked ``cluster_free``, which need no cluster.
 """
 
 from __future__ import annotations
@@ -18,9 +26,10 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +41,7 @@ _HERE = Path(__file__).resolve().parent
 # generous: the first `up` on a fresh machine apt-installs Slurm and MUNGE
 UP_TIMEOUT_S = 900
 _EXPORT_RE = re.compile(r"^export SLURM_CONF=(\S+)\s*$")
+DEFAULT_TEST_NODES = 3
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -39,13 +49,49 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slurm: needs a reachable Slurm cluster (tools/local-slurm up)"
     )
+    config.addinivalue_line(
+        "markers", "cluster_free: a test under tests/integration that needs no Slurm cluster"
+    )
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         path = Path(str(getattr(item, "path", item.fspath))).resolve()
-        if _HERE in path.parents and item.get_closest_marker("slurm") is None:
+        if (_HERE in path.parents and item.get_closest_marker("slurm") is None
+                and item.get_closest_marker("cluster_free") is None):
             item.add_marker(pytest.mark.slurm)
+
+
+def slurm_required(env: Mapping[str, str]) -> bool:
+    """True when a missing Slurm must fail the run instead of skipping it:
+    in CI, i.e. ``CI`` is ``true`` (any case) or ``1``."""
+    return env.get("CI", "").strip().lower() in ("true", "1")
+
+
+def cluster_verdict(up_ok: bool, sbatch_found: bool, up_tail: str,
+                    env: Mapping[str, str]) -> tuple[str, str]:
+    """What the session does after ``tools/local-slurm up``: ``("run", "")``,
+    or ``("skip" | "fail", reason)``.  A failed ``up`` with Slurm installed
+    is a broken cluster: always a failure.  No ``sbatch`` at all is a
+    machine without Slurm: skipped, except in CI (:func:`slurm_required`)."""
+    if up_ok and sbatch_found:
+        return "run", ""
+    if up_ok:
+        reason = ("sbatch not found on PATH although tools/local-slurm up "
+                  "succeeded: run tools/local-slurm up and check PATH")
+    elif sbatch_found:
+        return "fail", f"tools/local-slurm up failed:\n{up_tail}"
+    else:
+        reason = f"sbatch not found: run tools/local-slurm up (it failed here: {up_tail or 'no output'})"
+    if slurm_required(env):
+        return "fail", f"{reason} (CI={env.get('CI')}: a missing Slurm fails the run in CI)"
+    return "skip", reason
+
+
+def cluster_node_count(env: Mapping[str, str]) -> str:
+    """Node count for the test cluster: ``LOCAL_SLURM_NODES`` when set and
+    non-empty (tools/local-slurm validates it), else 3."""
+    return env.get("LOCAL_SLURM_NODES", "").strip() or str(DEFAULT_TEST_NODES)
 
 
 @dataclass(frozen=True)
@@ -58,13 +104,13 @@ class JobInfo:
     exit_code: int | None
     signal: int | None
     source: str  # "scontrol" or "jobcomp"
-    fields: dict = field(default_factory=dict, repr=False, compare=False)
+    fields: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __str__(self) -> str:
         return self.state
 
 
-def _parse_fields(text: str) -> dict:
+def _parse_fields(text: str) -> dict[str, str]:
     """``Key=Value`` pairs of a one-line scontrol/jobcomp record (values that
     contain spaces are truncated; JobState/ExitCode never do)."""
     out = {}
@@ -75,7 +121,7 @@ def _parse_fields(text: str) -> dict:
     return out
 
 
-def _job_info(job_id: str, fields: dict, source: str) -> JobInfo:
+def _job_info(job_id: str, fields: dict[str, str], source: str) -> JobInfo:
     state = fields.get("JobState", "UNKNOWN")
     code = sig = None
     m = re.fullmatch(r"(\d+):(\d+)", fields.get("ExitCode", ""))
@@ -91,6 +137,30 @@ class LocalSlurm:
     partition: str = "local"
     started_here: bool = False
 
+    def nodes(self) -> list[str]:
+        """Names of the cluster's nodes, in order (node1, node2, ...)."""
+        res = self.run("sinfo", "-h", "-N", "-p", self.partition, "-o", "%N", check=True)
+        return sorted(set(res.stdout.split()), key=lambda n: (len(n), n))
+
+    def node_states(self) -> dict[str, str]:
+        """{node: state} as sinfo shows it (``idle``, ``down*``, ...)."""
+        res = self.run("sinfo", "-h", "-N", "-p", self.partition, "-o", "%N %T", check=True)
+        return dict(line.split() for line in res.stdout.splitlines() if line.strip())
+
+    def slurmd_pid(self, node: str) -> int:
+        """Pid of the slurmd emulating ``node`` (from its pid file)."""
+        return int((self.state_dir / "run" / f"slurmd-{node}.pid").read_text().strip())
+
+    def up(self) -> None:
+        """``tools/local-slurm up`` on this cluster, keeping its node count:
+        restarts a missing daemon, resumes DOWN nodes, waits until all are
+        idle (fails the test if it cannot)."""
+        env = {k: v for k, v in os.environ.items() if k != "LOCAL_SLURM_NODES"}
+        res = subprocess.run([str(LOCAL_SLURM), "--state", str(self.state_dir), "up"],
+                             capture_output=True, text=True, env=env, timeout=120)
+        if res.returncode != 0:
+            pytest.fail(f"tools/local-slurm up failed:\n{res.stderr}", pytrace=False)
+
     @property
     def jobcomp_file(self) -> Path:
         try:
@@ -101,13 +171,14 @@ class LocalSlurm:
             pass
         return self.state_dir / "log" / "jobcomp.txt"
 
-    def env(self, **extra: str) -> dict:
+    def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
         env["SLURM_CONF"] = str(self.slurm_conf)
         env.update(extra)
         return env
 
-    def run(self, *args: str, check: bool = False, timeout: float = 60, **kw):
+    def run(self, *args: str, check: bool = False, timeout: float = 60,
+            **kw: Any) -> subprocess.CompletedProcess[str]:
         """Run a Slurm client command (text mode, output captured)."""
         kw.setdefault("env", self.env())
         return subprocess.run(
@@ -116,7 +187,7 @@ class LocalSlurm:
         )
 
     def sbatch(self, *args: str, cwd: str | Path | None = None,
-               env: dict | None = None) -> str:
+               env: dict[str, str] | None = None) -> str:
         """``sbatch --parsable <args>``; returns the job id (fails the test on error)."""
         res = self.run("sbatch", "--parsable", *args, cwd=cwd,
                        env=env if env is not None else self.env())
@@ -141,7 +212,7 @@ class LocalSlurm:
         return None
 
     def wait_for_jobs(self, job_ids: Iterable[str | int] | str | int,
-                      timeout: float = 60, poll: float = 0.2) -> dict:
+                      timeout: float = 60, poll: float = 0.2) -> dict[str, JobInfo | None]:
         """Poll squeue until none of ``job_ids`` is pending/running/completing.
         Returns {job_id: JobInfo}; raises TimeoutError after ``timeout`` s."""
         if isinstance(job_ids, (str, int)):
@@ -163,7 +234,16 @@ class LocalSlurm:
         return {j: self.job_state(j) for j in sorted(wanted, key=lambda s: (len(s), s))}
 
 
-def _daemons_up(env: dict) -> bool:
+    def finished(self, job_id: str, timeout: float = 60) -> JobInfo:
+        """Wait for one job to leave the queue; its final state (fails the
+        test when Slurm no longer knows the job)."""
+        info = self.wait_for_jobs([job_id], timeout=timeout)[str(job_id)]
+        if info is None:
+            pytest.fail(f"job {job_id} left the queue but Slurm has no record of it")
+        return info
+
+
+def _daemons_up(env: dict[str, str]) -> bool:
     try:
         res = subprocess.run([str(LOCAL_SLURM), "status"], capture_output=True,
                              text=True, env=env, timeout=60)
@@ -173,9 +253,11 @@ def _daemons_up(env: dict) -> bool:
 
 
 @pytest.fixture(scope="session")
-def local_slurm():
-    """A running single-node Slurm (tools/local-slurm up) with SLURM_CONF set."""
+def local_slurm() -> Iterator[LocalSlurm]:
+    """A running local Slurm of ``LOCAL_SLURM_NODES`` (default 3) nodes
+    (tools/local-slurm up) with SLURM_CONF set."""
     env = dict(os.environ)
+    env["LOCAL_SLURM_NODES"] = cluster_node_count(env)
     was_up = _daemons_up(env)
     try:
         res = subprocess.run([str(LOCAL_SLURM), "up"], capture_output=True,
@@ -184,24 +266,20 @@ def local_slurm():
     except (OSError, subprocess.TimeoutExpired) as exc:
         up_ok, up_out, res = False, f"{type(exc).__name__}: {exc}", None
 
-    if not up_ok:
-        tail = "\n".join(up_out.splitlines()[-15:])
-        if shutil.which("sbatch") is None:
-            pytest.skip(
-                "sbatch not found: run tools/local-slurm up "
-                f"(it failed here: {tail or 'no output'})",
-            )
-        pytest.fail(f"tools/local-slurm up failed:\n{tail}", pytrace=False)
+    tail = "\n".join(up_out.splitlines()[-15:])
+    action, reason = cluster_verdict(up_ok, shutil.which("sbatch") is not None, tail, env)
+    if action == "skip":
+        pytest.skip(reason)
+    if action == "fail":
+        pytest.fail(reason, pytrace=False)
 
+    assert res is not None  # up_ok
     last = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
     m = _EXPORT_RE.match(last)
     if not m:
         pytest.fail(f"tools/local-slurm up: last stdout line is not "
                     f"'export SLURM_CONF=...': {last!r}", pytrace=False)
     conf = Path(m.group(1))
-    if shutil.which("sbatch") is None:
-        pytest.skip("sbatch not found on PATH although tools/local-slurm up "
-                    "succeeded: run tools/local-slurm up and check PATH")
 
     cluster = LocalSlurm(state_dir=conf.parent, slurm_conf=conf,
                          started_here=not was_up)
