@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import LOCAL_SLURM, LocalSlurm, cluster_node_count, cluster_verdict
+from testkit import LOCAL_SLURM, LocalSlurm, cluster_node_count, cluster_verdict
 
 PRIVATE_PORT_OFFSET = 100
 

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import LocalSlurm
-from .test_launch_e2e import Launcher, config_value, read_runs_log, verdict_blocks
+from testkit import Launcher, LocalSlurm, config_value, read_runs_log, verdict_blocks
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NIGHTLY = REPO_ROOT / "tests" / "test_suites" / "nightly.txt"

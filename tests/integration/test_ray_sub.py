@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import RAY_SUB, JobInfo, LocalSlurm
+from testkit import RAY_SUB, LocalSlurm, SlurmJob
 
 JOB_TIMEOUT_S = 120
 
@@ -164,7 +164,7 @@ def _wait_all_idle(cluster: LocalSlurm, timeout: float = 60) -> None:
 _ACTIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED")
 
 
-def _wait_for_attempt(cluster: LocalSlurm, job: str, restarts: int) -> JobInfo:
+def _wait_for_attempt(cluster: LocalSlurm, job: str, restarts: int) -> SlurmJob:
     """The job's state once its attempt number ``restarts`` has ended."""
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while True:
