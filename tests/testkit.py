@@ -246,6 +246,7 @@ class FakeSlurm:
     on_poll: Callable[[FakeSlurm], None] | None = None
     calls: list[Call] = field(default_factory=list)
     jobs: dict[str, FakeJob] = field(default_factory=dict)
+    node_states: dict[str, str] = field(default_factory=dict)  # sinfo's %T per node; absent: idle
 
     def __call__(self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str],
                  timeout: float) -> Completed:
@@ -325,11 +326,28 @@ class FakeSlurm:
         return Completed(0, f"JobId={job.job_id} JobName=x JobState={job.state} Reason={job.reason} "
                             f"ExitCode={job.exit_code} NodeList={job.nodes or '(null)'}\n", "")
 
+    def _sinfo(self, call: Call) -> Completed:
+        names = expand_hostlist(call.argv[call.argv.index("-n") + 1]) if "-n" in call.argv else list(self.node_states)
+        return Completed(0, "".join(f"{name}|{self.node_states.get(name, 'idle')}\n" for name in names), "")
+
     def _scancel(self, call: Call) -> Completed:
         for job_id in call.argv[1:]:
             if job_id in self.jobs and self.jobs[job_id].state in QUEUED_STATES:
                 self.jobs[job_id].state = "CANCELLED"
         return Completed(0, "", "")
+
+
+def expand_hostlist(hostlist: str) -> list[str]:
+    """Slurm's ``n[1-3],m7`` as names, for the fake's sinfo (one bracket per name, as Slurm prints them)."""
+    names: list[str] = []
+    for prefix, ranges, plain in re.findall(r"([^,\[]+)\[([^\]]+)\]|([^,\[\]]+)", hostlist):
+        if plain:
+            names.append(plain)
+            continue
+        for part in ranges.split(","):
+            first, _, last = part.partition("-")
+            names += [f"{prefix}{str(i).zfill(len(first))}" for i in range(int(first), int(last or first) + 1)]
+    return names
 
 
 def finish_after(polls: int, state: str = "COMPLETED") -> Callable[[FakeSlurm], None]:

@@ -266,27 +266,103 @@ def status(experiments: tuple[str, ...], fmt: str, wide: bool, project_root: str
         raise LauncherError(problem)
 
 
+WATCH_VARIABLES = ("WATCH_INTERVAL", "WATCH_GIVE_UP", "STOP_CHAIN_ON_FAILURE", "MAX_RETRIES")
+
+
 @main.command()
 @click.argument("experiments", nargs=-1, required=True)
-@options("WATCH_INTERVAL", "WATCH_GIVE_UP", "STOP_CHAIN_ON_FAILURE")
+@options(*WATCH_VARIABLES)
 @project_root_option
 @reports_errors
 def watch(experiments: tuple[str, ...], project_root: str | None, code_snapshot_dirname: str | None,
           **values: Any) -> None:
-    """Follow the recorded jobs of EXPERIMENTS until they end, then print verdicts."""
-    from nrl_launch.pipeline import watch_command
-    from nrl_launch.settings import make_watch_settings, parse_snapshot_dirname
-    from nrl_launch.watch import Watcher, recorded
+    """Follow the recorded jobs of EXPERIMENTS until they end, then print verdicts.
 
-    settings = make_watch_settings(raw_settings(values, ["WATCH_INTERVAL", "WATCH_GIVE_UP",
-                                                         "STOP_CHAIN_ON_FAILURE"]))
+    With --max-retries, a run lost to a node failure or preemption is submitted
+    again as the snapshot's continue.sh would (retries recorded earlier count).
+    """
+    from nrl_launch.pipeline import watch_command
+    from nrl_launch.retry import retrier_for_snapshots
+    from nrl_launch.settings import make_watch_settings, parse_snapshot_dirname
+    from nrl_launch.watch import Watcher, recorded, timestamp
+
+    settings = make_watch_settings(raw_settings(values, WATCH_VARIABLES))
     root = _project_root(project_root)
     dirname = parse_snapshot_dirname(code_snapshot_dirname)
     tracked: list[TrackedExperiment] = [recorded(root / dirname, name) for name in experiments]
-    watcher = Watcher(slurm_client(), settings, out=click.echo, err=_echo_err, interactive=sys.stdin.isatty(),
-                      resume_hint=watch_command(root, dirname, settings, experiments))
+    slurm = slurm_client()
+    retrier = retrier_for_snapshots(slurm, settings.max_retries, root / dirname, experiments, out=click.echo,
+                                    err=_echo_err, clock=timestamp) if settings.max_retries else None
+    watcher = Watcher(slurm, settings, out=click.echo, err=_echo_err, interactive=sys.stdin.isatty(),
+                      resume_hint=watch_command(root, dirname, settings, experiments), retrier=retrier)
     if any(v.failed for v in watcher.watch(tracked)):
         click.get_current_context().exit(1)
+
+
+@main.command()
+@click.argument("experiments", nargs=-1, required=True)
+@click.option("--dry-run", is_flag=True, help="Say what would be cancelled; cancel and record nothing.")
+@project_root_option
+@reports_errors
+def cancel(experiments: tuple[str, ...], dry_run: bool, project_root: str | None,
+           code_snapshot_dirname: str | None) -> None:
+    """scancel every queued or running job recorded for EXPERIMENTS (one scancel call).
+
+    The cancellation is recorded in each experiment's manifest; 'nrl-launch
+    status' shows it, and continue.sh still adds a run afterwards. Cancelling
+    again finds nothing left to cancel.
+    """
+    from nrl_launch import cancel as cancelling
+
+    slurm = slurm_client()
+    plans = cancelling.plan_cancel(_snapshot_root(project_root, code_snapshot_dirname), experiments, slurm)
+    if dry_run:
+        cancelling.dry_run(plans, out=click.echo)
+    else:
+        cancelling.cancel(plans, slurm, out=click.echo, err=_echo_err)
+
+
+def _write_stdout(data: bytes) -> None:
+    stream = click.get_binary_stream("stdout")
+    stream.write(data)
+    stream.flush()
+
+
+@main.command()
+@click.argument("experiment")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing as the log grows, moving on to the next run's "
+              "log, until no job of the experiment is left in the queue.")
+@click.option("--job", "job_id", default=None, metavar="ID", help="This job's log instead of the current run's.")
+@click.option("--interval", type=click.FloatRange(min=0.05, max=3600), default=2.0, show_default=True,
+              help="Seconds between looks at the log while following.")
+@project_root_option
+@reports_errors
+def logs(experiment: str, follow: bool, job_id: str | None, interval: float, project_root: str | None,
+         code_snapshot_dirname: str | None) -> None:
+    """Print the current run's ray-driver.log of EXPERIMENT (its Slurm --output file before
+    the driver log exists). Reads files only: works from a login node.
+    """
+    from nrl_launch import follow_logs
+    from nrl_launch.errors import SnapshotError
+
+    snapshot = _snapshot_root(project_root, code_snapshot_dirname) / experiment
+    if not snapshot.is_dir():
+        raise SnapshotError(f"no snapshot of experiment {experiment!r} in {snapshot.parent}")
+    jobs = follow_logs.recorded_jobs(snapshot, job_id)
+    if not jobs:
+        raise LauncherError(f"no run of {experiment} is recorded in its manifest: nothing has a log")
+    if not follow:
+        follow_logs.show(snapshot, experiment, jobs, write=_write_stdout, err=_echo_err)
+        return
+    follower = follow_logs.Follower(snapshot, experiment, lambda: follow_logs.recorded_jobs(snapshot, job_id),
+                                    slurm_client(), write=_write_stdout, err=_echo_err, wait=time.sleep,
+                                    interval=interval)
+    try:
+        follower.run()
+    except KeyboardInterrupt as e:
+        from nrl_launch.errors import Interrupted
+
+        raise Interrupted(f"stopped following the logs of {experiment}") from e
 
 
 @main.command()

@@ -72,3 +72,20 @@ def driver_logs(jobs: Iterable[TrackedJob]) -> list[Path]:
 def expected_log(job: TrackedJob) -> Path:
     """Where the first attempt of ``job`` writes its driver log."""
     return job.log_root / f"{job.job_id}-logs" / DRIVER_LOG
+
+
+def output_file(snapshot: Path, experiment: str, job_id: str) -> Path | None:
+    """The job's Slurm ``--output`` file, if it exists: ``slurm-<stamp>-<job id>-<experiment>-<i>.<N>.out``
+    in the snapshot (the job's working directory; spec section 5 names it with ``%j``)."""
+    pattern = re.compile(rf"slurm-.+-{re.escape(job_id)}-{re.escape(experiment)}-\d+\.\d+\.out")
+    try:
+        names = sorted(name for name in os.listdir(snapshot) if pattern.fullmatch(name))
+    except OSError:
+        return None
+    return snapshot / names[-1] if names else None
+
+
+def newest_driver_log(job: TrackedJob) -> Path | None:
+    """The driver log of the job's latest attempt (a requeued job has several), if any."""
+    logs = driver_logs([job])
+    return logs[-1] if logs else None

@@ -6,6 +6,11 @@ a run with ``printf '%s\\n' "- job_id: '123'" "  submitted_at: '...'"
 "  run: 4/3" "  via: continue.sh" >> .nrl_launch.yaml``. With no run yet the
 file ends with a bare ``runs:`` line (null, read back as an empty list).
 
+Besides runs (entries with a ``job_id``), ``runs:`` holds the records of
+``nrl-launch cancel``: entries without ``job_id`` (``cancelled: '<ids>'``),
+which every reader of runs skips (:func:`job_runs`; ``continue.sh`` counts
+only ``- job_id:`` lines).
+
 This module does not import GitPython; ``RepoInfo`` is only a type hint.
 """
 
@@ -13,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from nrl_launch.gitrepo import RepoInfo
 
 MANIFEST_NAME = ".nrl_launch.yaml"
-VIA_VALUES = ("launcher", "continue.sh")
+VIA_RETRY = "retry"  # a run WATCH submitted again after an infrastructure failure (MAX_RETRIES)
+VIA_VALUES = ("launcher", "continue.sh", VIA_RETRY)
+CANCELLED_KEY = "cancelled"  # a cancellation entry: the job ids it cancelled, space separated
 
 
 def utc_now_iso() -> str:
@@ -163,14 +170,40 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 
 def append_run(directory: Path, job_id: str, run_label: str, via: str = "launcher",
-               when: dt.datetime | str | None = None, base_log_dir: str | None = None) -> None:
+               when: dt.datetime | str | None = None, base_log_dir: str | None = None,
+               details: Mapping[str, str] | None = None) -> None:
     """Append one run entry to the manifest's ``runs:`` list, by appending
     text (the file is not rewritten). SnapshotError if there is no manifest.
 
     ``base_log_dir`` (BASE_LOG_DIR of the run, when set) tells WATCH and
-    ``status`` where the run's logs are."""
-    path = Path(directory) / MANIFEST_NAME
-    text = _dump([_run_entry(job_id, run_label, via, when, base_log_dir)])
+    ``status`` where the run's logs are; ``details`` are more fields (a
+    retry's ``retry_of``, ...), after the standard ones, which they cannot replace."""
+    entry = _run_entry(job_id, run_label, via, when, base_log_dir)
+    entry.update({str(k): str(v) for k, v in (details or {}).items() if k not in entry})
+    _append_text(Path(directory) / MANIFEST_NAME, _dump([entry]))
+
+
+def append_cancellation(directory: Path, job_ids: Sequence[str], when: dt.datetime | str | None = None) -> None:
+    """Record that ``nrl-launch cancel`` cancelled ``job_ids`` (an entry without ``job_id``)."""
+    if not job_ids:
+        raise SnapshotError("a cancellation entry needs at least one job id")
+    entry = {CANCELLED_KEY: " ".join(job_ids), "cancelled_at": _iso(when), "via": "nrl-launch cancel"}
+    _append_text(Path(directory) / MANIFEST_NAME, _dump([entry]))
+
+
+def job_runs(runs: Sequence[Mapping[str, str]]) -> list[Mapping[str, str]]:
+    """The entries of ``runs:`` that are submitted runs (they have a ``job_id``), in order."""
+    return [run for run in runs if run.get("job_id")]
+
+
+def cancellations(runs: Sequence[Mapping[str, str]]) -> list[tuple[str, list[str]]]:
+    """(when, job ids) of every cancellation entry of ``runs:``, in order."""
+    return [(run.get("cancelled_at", ""), run[CANCELLED_KEY].split()) for run in runs
+            if not run.get("job_id") and run.get(CANCELLED_KEY)]
+
+
+def _append_text(path: Path, text: str) -> None:
+    """Append ``text`` (whole entries) to the manifest ``path``, after a newline if it lacks its last one."""
     try:
         with open(path, "r+b") as handle:
             handle.seek(0, os.SEEK_END)
@@ -181,7 +214,7 @@ def append_run(directory: Path, job_id: str, run_label: str, via: str = "launche
             handle.seek(0, os.SEEK_END)
             handle.write(text.encode("utf-8"))
     except FileNotFoundError as e:
-        raise SnapshotError(f"{path}: no manifest to record the run in") from e
+        raise SnapshotError(f"{path}: no manifest to record in") from e
     except OSError as e:
         raise SnapshotError(f"cannot append to the manifest {path}: {e}") from e
 

@@ -60,6 +60,8 @@ LAUNCH_OPTIONS = (
               "up (default 1800)."),
     EnvOption("--stop-chain-on-failure", "STOP_CHAIN_ON_FAILURE", "Non-empty: while watching, cancel the later runs "
               "of a chain whose run FAILED."),
+    EnvOption("--max-retries", "MAX_RETRIES", "While watching, resubmit an experiment's run up to this many times "
+              "after its job ended NODE_FAIL, BOOT_FAIL or PREEMPTED, or failed ray.sub's node check (default 0)."),
     EnvOption("--code-snapshot-dirname", "CODE_SNAPSHOT_DIRNAME", "Snapshot root folder under the project root "
               "(default code_snapshots; several components are fine)."),
     EnvOption("--snapshot-mode", "SNAPSHOT_MODE", "auto (default), copy or link: how snapshots of one launch share "

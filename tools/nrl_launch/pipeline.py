@@ -25,6 +25,8 @@ from nrl_launch.gitrepo import RepoInfo
 from nrl_launch.joblogs import TrackedJob, log_root
 from nrl_launch.lines import info_line, skip_submission_line, submitting_line
 from nrl_launch.plan import Experiment, Submission, build_submissions
+from nrl_launch.rerun import NextRun, save_next_run
+from nrl_launch.retry import Retrier, RetryBook
 from nrl_launch.settings import DryRun, LaunchSettings, SnapshotMode, WatchSettings
 from nrl_launch.slurm import SlurmClient
 from nrl_launch.snapshot import SnapshotBatch, existing_snapshot
@@ -211,9 +213,14 @@ class Pipeline:
             root = log_root(p.snapshot_dir, self.settings.base_log_dir)
             jobs = tuple(TrackedJob(job_id, root) for job_id in launched.jobs[p.name])
             experiments.append(watch.TrackedExperiment(p.name, jobs))
+        retrier = None
+        if self.settings.watching.max_retries:
+            books = {p.name: RetryBook(NextRun.of(p.submissions[-1])) for p in launched.planned}
+            retrier = Retrier(self.slurm, self.settings.watching.max_retries, books, out=self.out, err=self.err,
+                              clock=watch.timestamp)
         watcher = watch.Watcher(self.slurm, self.settings.watching, out=self.out, err=self.err,
                                 wait=wait or watch.wait_or_enter, interactive=interactive,
-                                resume_hint=resume_hint(launched.planned, self.settings))
+                                resume_hint=resume_hint(launched.planned, self.settings), retrier=retrier)
         return watcher.watch(experiments)
 
 
@@ -331,7 +338,7 @@ def reuse_notes(p: PlannedExperiment, settings: LaunchSettings) -> list[str]:
     source = source if isinstance(source, dict) else {}
     commit = str(source.get("short_meta") or source.get("commit") or "unknown")
     dirty = " (with uncommitted changes)" if source.get("dirty") else ""
-    runs = recorded["runs"]
+    runs = manifest.job_runs(recorded["runs"])
     last = "no run yet"
     if runs:
         status = watch.from_runs(p.name, p.snapshot_dir, runs).verdict().status
@@ -374,7 +381,8 @@ def new_manifest(p: PlannedExperiment) -> dict[str, Any]:
 
 
 def write_continue_scripts(planned: Sequence[PlannedExperiment]) -> None:
-    """Write each snapshot's continue.sh (after the pre-flight accepted the plan)."""
+    """Write each snapshot's continue.sh (after the pre-flight accepted the plan), and the
+    same submission as data for the retries of ``nrl-launch watch`` (:mod:`nrl_launch.rerun`)."""
     for p in planned:
         script = render_continue_script(p.submissions[-1], script=p.rel_path, version=__version__)
         path = p.snapshot_dir / "continue.sh"
@@ -382,6 +390,7 @@ def write_continue_scripts(planned: Sequence[PlannedExperiment]) -> None:
             _write_executable(path, script)
         except OSError as e:
             raise SnapshotError(f"cannot write {path}: {e}") from e
+        save_next_run(NextRun.of(p.submissions[-1]))
 
 
 def _write_executable(path: Path, text: str) -> None:
@@ -413,4 +422,6 @@ def watch_command(project_root: Path, snapshot_dirname: str, watching: WatchSett
         words += ["--watch-give-up", f"{watching.give_up:g}"]
     if watching.stop_chain_on_failure:
         words += ["--stop-chain-on-failure", "1"]
+    if watching.max_retries:
+        words += ["--max-retries", str(watching.max_retries)]
     return " ".join(shlex.quote(word) for word in [*words, *names])

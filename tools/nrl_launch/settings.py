@@ -29,6 +29,7 @@ class WatchSettings:
     interval: float = DEFAULT_WATCH_INTERVAL  # seconds between polls
     give_up: float = DEFAULT_WATCH_GIVE_UP  # seconds of failed polls in a row before giving up
     stop_chain_on_failure: bool = False  # cancel the rest of a chain whose run FAILED
+    max_retries: int = 0  # runs resubmitted per experiment after an infrastructure failure
 
 
 class DryRun(IntEnum):
@@ -157,12 +158,26 @@ def parse_interval(raw: str | None) -> float:
     return _seconds("WATCH_INTERVAL", raw, DEFAULT_WATCH_INTERVAL)
 
 
+MAX_RETRIES_LIMIT = 100  # more is a typo: each retry is a whole run of the recipe
+
+
+def parse_max_retries(raw: str | None) -> int:
+    """MAX_RETRIES: a whole number from 0 (default: no retry, as the bash launcher) to 100."""
+    text = (raw or "").strip()
+    if not text:
+        return 0
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_RETRIES_LIMIT:
+        raise UsageProblem(f"MAX_RETRIES must be a whole number from 0 to {MAX_RETRIES_LIMIT} (got {raw!r})")
+    return int(text)
+
+
 def make_watch_settings(raw: dict[str, str | None]) -> WatchSettings:
-    """WATCH_INTERVAL, WATCH_GIVE_UP and STOP_CHAIN_ON_FAILURE, validated."""
+    """WATCH_INTERVAL, WATCH_GIVE_UP, STOP_CHAIN_ON_FAILURE and MAX_RETRIES, validated."""
     return WatchSettings(
         interval=parse_interval(raw.get("WATCH_INTERVAL")),
         give_up=_seconds("WATCH_GIVE_UP", raw.get("WATCH_GIVE_UP"), DEFAULT_WATCH_GIVE_UP),
         stop_chain_on_failure=bool(raw.get("STOP_CHAIN_ON_FAILURE")),
+        max_retries=parse_max_retries(raw.get("MAX_RETRIES")),
     )
 
 

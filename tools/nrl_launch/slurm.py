@@ -277,6 +277,35 @@ class SlurmClient:
                        fields.get("ExitCode", ""), _node_field(fields.get("NodeList", "")))
 
 
+    def unhealthy_nodes(self, nodes: str) -> list[str]:
+        """The nodes of Slurm's host list ``nodes`` (``node[1-3]``) that ``sinfo`` reports down,
+        drained or draining, failing, or not responding; SlurmError when sinfo fails."""
+        if not nodes or not HOSTLIST_RE.fullmatch(nodes):
+            return []
+        proc = self._run(["sinfo", "-h", "-N", "-n", nodes, "-o", "%N|%T"])
+        if proc.returncode != 0:
+            raise SlurmError(f"sinfo failed: {_reason(proc)}")
+        bad: list[str] = []
+        for line in proc.stdout.splitlines():
+            name, _, state = line.strip().partition("|")
+            if name and unhealthy_state(state) and name not in bad:  # one line per node and partition
+                bad.append(name)
+        return bad
+
+
+# A Slurm host list: names, ranges in brackets, commas (what %N and NodeList print).
+HOSTLIST_RE = re.compile(r"[A-Za-z0-9_.\-\[\],]+")
+# sinfo's long node states (%T) in which a node must not get the job again.
+_UNHEALTHY_STATES = frozenset({"down", "drain", "drained", "draining", "fail", "failing", "inval", "unknown",
+                               "not_responding"})
+
+
+def unhealthy_state(state: str) -> bool:
+    """True for an ``sinfo -o %T`` state of a failed or failing node; a trailing ``*`` means not responding."""
+    text = state.strip().lower()
+    return text.endswith("*") or text.rstrip("~#%$@^-!").split("+")[0] in _UNHEALTHY_STATES
+
+
 _SCONTROL_FIELD_RE = re.compile(r"\b(JobState|Reason|ExitCode|NodeList)=(\S*)")
 
 

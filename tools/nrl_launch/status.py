@@ -13,7 +13,7 @@ and the command exits non-zero.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from nrl_launch.errors import SlurmError, SnapshotError
 from nrl_launch.joblogs import driver_logs
 from nrl_launch.layout import DEFAULT_LAYOUT
-from nrl_launch.manifest import MANIFEST_NAME, read_manifest
+from nrl_launch.manifest import MANIFEST_NAME, VIA_RETRY, cancellations, job_runs, read_manifest
 from nrl_launch.slurm import SlurmClient
 from nrl_launch.verdict import METRIC_FAIL, PASS
 from nrl_launch.watch import from_runs
@@ -43,6 +43,25 @@ class JobState:
 
 
 @dataclass(frozen=True)
+class Retry:
+    """A run submitted by WATCH after an infrastructure failure (MAX_RETRIES)."""
+
+    job_id: str  # the retry's job
+    retry_of: str  # the job the infrastructure lost
+    after: str  # how that job ended: NODE_FAIL, BOOT_FAIL, PREEMPTED or NODE_CHECK_FAILED
+    failed_on: str  # the nodes it ran on
+    exclude: str  # the nodes the retry was told to avoid ("" for none)
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """One ``nrl-launch cancel`` of the experiment."""
+
+    at: str  # when, as the manifest records it
+    jobs: tuple[str, ...]  # the jobs it cancelled
+
+
+@dataclass(frozen=True)
 class StatusRow:
     """The status of one experiment's snapshot."""
 
@@ -57,6 +76,8 @@ class StatusRow:
     metric_checks: str | None = None  # "PASS", "FAIL" or None (no checks yet)
     log: str | None = None  # the newest driver log of the experiment
     problem: str | None = None  # "no snapshot", or why the manifest is unusable
+    retries: tuple[Retry, ...] = ()
+    cancellations: tuple[Cancellation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,7 +131,7 @@ def _metrics_file(snapshot: Path, experiment: str, manifest: dict[str, Any]) -> 
     return None
 
 
-def metric_checks(name: str, snapshot: Path, runs: Sequence[dict[str, str]]) -> str | None:
+def metric_checks(name: str, snapshot: Path, runs: Sequence[Mapping[str, str]]) -> str | None:
     """"PASS"/"FAIL" as WATCH would judge the experiment from its jobs' driver
     logs (same logs, same rule); None when no log has a Metric Checks line."""
     verdict = from_runs(name, snapshot, runs).verdict()
@@ -129,7 +150,8 @@ def _row(name: str, folder: Path) -> StatusRow:
     recorded = manifest.get("source")
     source: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     commit = str(source.get("commit") or "")[:12] or None
-    runs = manifest["runs"]
+    entries = manifest["runs"]
+    runs = job_runs(entries)
     metrics = _metrics_file(folder, name, manifest)
     values = manifest.get("config")
     max_steps = str(values.get("MAX_STEPS", "")) if isinstance(values, dict) else ""
@@ -145,6 +167,9 @@ def _row(name: str, folder: Path) -> StatusRow:
         max_steps=int(max_steps) if max_steps.isdigit() else None,
         metric_checks=metric_checks(name, folder, runs),
         log=str(logs[-1]) if logs else None,
+        retries=tuple(Retry(r["job_id"], r.get("retry_of", ""), r.get("after", ""), r.get("failed_on", ""),
+                            r.get("exclude", "")) for r in runs if r.get("via") == VIA_RETRY),
+        cancellations=tuple(Cancellation(at, tuple(ids)) for at, ids in cancellations(entries)),
     )
 
 
@@ -213,7 +238,21 @@ def _cells(row: StatusRow) -> list[str]:
     if row.max_steps is not None:
         steps = f"{'0' if row.steps is None else row.steps}/{row.max_steps}"
     return [row.experiment, row.commit or "-", dirty, str(row.runs), _cell_jobs(row), steps,
-            row.metric_checks or "-", row.log or "-", ""]
+            row.metric_checks or "-", row.log or "-", note(row)]
+
+
+def note(row: StatusRow) -> str:
+    """NOTE cell of a row without problem: its retries and cancellations, e.g.
+    ``1 retry after NODE_FAIL; cancelled 3 jobs``."""
+    parts = []
+    if row.retries:
+        count = len(row.retries)
+        causes = ", ".join(dict.fromkeys(r.after or "?" for r in row.retries))
+        parts.append(f"{count} {'retry' if count == 1 else 'retries'} after {causes}")
+    cancelled = sum(len(c.jobs) for c in row.cancellations)
+    if cancelled:
+        parts.append(f"cancelled {cancelled} job{'s' * (cancelled != 1)}")
+    return "; ".join(parts)
 
 
 TABLE_HEADER = ["EXPERIMENT", "COMMIT", "DIRTY", "RUNS", "JOBS", "STEPS", "CHECKS", "LOG", "NOTE"]
@@ -238,5 +277,6 @@ def format_table(report: StatusReport, wide: bool = False) -> str:
 
 
 def format_json(report: StatusReport) -> str:
-    """The rows as a JSON list of objects (jobs as a list of {job_id, run, state, reason})."""
+    """The rows as a JSON list of objects (jobs as a list of {job_id, run, state, reason}; retries
+    as {job_id, retry_of, after, failed_on, exclude}; cancellations as {at, jobs})."""
     return json.dumps([asdict(row) for row in report.rows], indent=2)

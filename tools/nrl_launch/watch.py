@@ -13,13 +13,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nrl_launch.errors import Interrupted, SlurmError, SlurmUnreachable, SnapshotError
 from nrl_launch.joblogs import TrackedJob, driver_logs, expected_log, log_root
-from nrl_launch.manifest import read_manifest
+from nrl_launch.manifest import job_runs, read_manifest
 from nrl_launch.settings import WatchSettings
 from nrl_launch.slurm import JobInfo, SlurmClient, job_ids
 from nrl_launch.verdict import GENERAL_FAIL, Verdict, judge
+
+if TYPE_CHECKING:  # the launch and the watch command make the retrier
+    from nrl_launch.retry import Retrier
 
 Emit = Callable[[str], None]
 ALL_PASSED = "[INFO]: All tests passed. Exiting with status 0."
@@ -89,7 +93,8 @@ class Watcher:
     def __init__(self, slurm: SlurmClient, settings: WatchSettings, *, out: Emit, err: Emit,
                  wait: Callable[[float], None] = wait_or_enter, clock: Callable[[], str] = timestamp,
                  now: Callable[[], float] = time.monotonic, resume_hint: str = "nrl-launch watch <experiment>…",
-                 interactive: bool = False) -> None:
+                 interactive: bool = False, retrier: Retrier | None = None) -> None:
+        self.retrier = retrier  # MAX_RETRIES: resubmits runs lost to the infrastructure
         self.slurm = slurm
         self.settings = settings
         self.out = out
@@ -101,34 +106,41 @@ class Watcher:
         self.interactive = interactive
 
     def watch(self, experiments: Sequence[TrackedExperiment]) -> list[Verdict]:
-        """Follow every job to its end, then print the verdicts (stdout) and their reasons (stderr)."""
-        self.follow(experiments)
-        verdicts = [exp.verdict() for exp in experiments]
+        """Follow every job to its end, then print the verdicts (stdout) and their reasons (stderr).
+
+        The verdicts read every job of each experiment, retries included."""
+        tracked = self.follow(experiments)
+        verdicts = [exp.verdict() for exp in tracked]
         report(verdicts, self.out)
-        for exp, verdict in zip(experiments, verdicts, strict=True):
+        for exp, verdict in zip(tracked, verdicts, strict=True):
             if verdict.failed:
                 for line in explain(exp, verdict, self.slurm):
                     self.err(line)
         return verdicts
 
-    def follow(self, experiments: Sequence[TrackedExperiment]) -> None:
-        """Poll until none of the experiments' jobs is queued, printing the contract's lines."""
-        remaining = [i for exp in experiments for i in exp.ids]
+    def follow(self, experiments: Sequence[TrackedExperiment]) -> list[TrackedExperiment]:
+        """Poll until none of the experiments' jobs is queued, printing the contract's lines;
+        the experiments with the jobs that retries added."""
+        tracked = list(experiments)
+        remaining = [i for exp in tracked for i in exp.ids]
         interval = self.settings.interval
         self.out(f"[{self.clock()}] [WATCH]: Tracking {len(remaining)} jobs: {' '.join(remaining)}")
         self.out(f"[{self.clock()}] [WATCH]: Polling every {interval:g}s. Press Enter to refresh immediately.")
         try:
-            self._poll(experiments, remaining)
+            self._poll(tracked, remaining)
         except KeyboardInterrupt as e:
             queued = " ".join(remaining)
             cancel = f" (cancel them with 'scancel {queued}')" if remaining else ""
             raise Interrupted(f"stopped watching; still queued or running: {queued or 'none'}{cancel}. "
                               f"Resume with: {self.resume_hint}") from e
         self.out(f"[{self.clock()}] [WATCH]: All tracked jobs have finished.")
+        return tracked
 
-    def _poll(self, experiments: Sequence[TrackedExperiment], remaining: list[str]) -> None:
-        # ``remaining`` is updated in place so that an interrupt can report it.
+    def _poll(self, experiments: list[TrackedExperiment], remaining: list[str]) -> None:
+        # ``remaining`` is updated in place so that an interrupt can report it,
+        # and ``experiments`` so that the verdicts read the retries' logs.
         failing_since: float | None = None
+        unjudged: list[str] = []  # finished jobs whose end Slurm could not tell yet
         while remaining:
             self.wait(self.settings.interval)
             try:
@@ -143,10 +155,39 @@ class Watcher:
             remaining[:] = [j for j in remaining if j in queue]
             if finished:
                 self.out(f"[{self.clock()}] [WATCH]: Finished jobs: {' '.join(finished)}")
+            ended = self._ended(unjudged + finished, unjudged) if finished or unjudged else {}
+            if self.retrier is not None:
+                self._retry(experiments, ended, queue, remaining)
             self.out(f"[{self.clock()}] [WATCH]: Remaining: {len(remaining)}")
-            if finished and self.settings.stop_chain_on_failure:
-                self._stop_failed_chains(experiments, finished, queue)
+            if ended and self.settings.stop_chain_on_failure:
+                self._stop_failed_chains(experiments, ended, queue)
             self.err(self._progress(queue, remaining))
+
+    def _ended(self, ids: list[str], unjudged: list[str]) -> dict[str, JobInfo]:
+        """How the jobs that left the queue ended, when retries or STOP_CHAIN_ON_FAILURE need it.
+
+        When Slurm cannot tell, ``unjudged`` keeps them for the next poll."""
+        if self.retrier is None and not self.settings.stop_chain_on_failure:
+            return {}
+        try:
+            ended = self.slurm.jobs(ids)
+        except SlurmError as e:
+            self.err(f"[{self.clock()}] [WARNING]: cannot tell how jobs {' '.join(ids)} ended ({e})")
+            unjudged[:] = ids
+            return {}
+        unjudged.clear()
+        return ended
+
+    def _retry(self, experiments: list[TrackedExperiment], ended: Mapping[str, JobInfo],
+               queue: Mapping[str, JobInfo], remaining: list[str]) -> None:
+        """MAX_RETRIES: the retrier's new jobs join their experiments and the tracked set."""
+        assert self.retrier is not None
+        added = self.retrier.after_poll(experiments, ended, queue)
+        for index, jobs in enumerate(added):
+            if jobs:
+                exp = experiments[index]
+                experiments[index] = TrackedExperiment(exp.name, exp.jobs + tuple(jobs))
+                remaining.extend(job.job_id for job in jobs)
 
     def _unreachable(self, error: SlurmError, failing_for: float) -> None:
         """Warn about a failed poll; give up once polls have failed for ``give_up`` seconds."""
@@ -171,14 +212,9 @@ class Watcher:
         return f"[{self.clock()}] {jobs}; next poll at {next_poll}{enter}" if remaining else \
             f"[{self.clock()}] {jobs}"
 
-    def _stop_failed_chains(self, experiments: Sequence[TrackedExperiment], finished: Sequence[str],
+    def _stop_failed_chains(self, experiments: Sequence[TrackedExperiment], ended: Mapping[str, JobInfo],
                             queue: Mapping[str, JobInfo]) -> None:
         """STOP_CHAIN_ON_FAILURE: cancel the queued later runs of a chain whose run ended FAILED."""
-        try:
-            ended = self.slurm.jobs(finished)
-        except SlurmError as e:
-            self.err(f"[{self.clock()}] [WARNING]: cannot tell how jobs {' '.join(finished)} ended ({e})")
-            return
         for exp in experiments:
             failed = next((i for i in exp.ids if i in ended and ended[i].state == "FAILED"), None)
             if failed is None:
@@ -252,4 +288,4 @@ def recorded(snapshot_root: Path, name: str) -> TrackedExperiment:
     folder = snapshot_root / name
     if not folder.is_dir():
         raise SnapshotError(f"no snapshot of experiment {name!r} in {snapshot_root}")
-    return from_runs(name, folder, read_manifest(folder)["runs"])
+    return from_runs(name, folder, job_runs(read_manifest(folder)["runs"]))

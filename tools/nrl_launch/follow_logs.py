@@ -1,0 +1,204 @@
+"""``nrl-launch logs``: an experiment's current run log, printed or followed.
+
+Only files are read for the logs (no ``srun``), so it works from a login node
+that sees the shared filesystem; Slurm is asked only which jobs are still
+queued (``squeue --me``).
+
+* The jobs are the runs the experiment's manifest records, in submission
+  order (launcher, ``continue.sh`` and retry runs alike).
+* A job has *started* once it left a log. The current run is the newest
+  started job.
+* A job's log is the driver log of its latest attempt
+  (``<log root>/<id>[-<restarts>]-logs/ray-driver.log``, :mod:`nrl_launch.joblogs`)
+  or, before that exists, its Slurm ``--output`` file in the snapshot (which
+  also holds what Slurm itself says, e.g. a node failure). A batch script
+  that writes no driver log is thus followed through its ``--output`` file.
+* ``--follow`` prints as the log grows, moves on when the chain advances (a
+  later job leaves a log, or Slurm requeued the job and a newer attempt
+  writes its own driver log), and ends once no job of the experiment is
+  queued and the last log is printed to its end. The manifest is read again
+  whenever Slurm is asked, so runs added meanwhile (a retry, ``continue.sh``)
+  are followed too. Which file is printed is said on stderr
+  (``==> <path> (job <id>) <==``); stdout carries the log's bytes unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from nrl_launch import manifest
+from nrl_launch.errors import LauncherError, SlurmError, SnapshotError
+from nrl_launch.joblogs import TrackedJob, expected_log, log_root, newest_driver_log, output_file
+from nrl_launch.slurm import SlurmClient, job_ids
+
+Emit = Callable[[str], None]
+Write = Callable[[bytes], None]
+CHUNK = 1 << 20  # bytes read at a time
+
+
+def recorded_jobs(snapshot: Path, only: str | None = None) -> list[TrackedJob]:
+    """The experiment's jobs, in submission order (just ``only`` when given); SnapshotError
+    when the snapshot has no manifest, or ``only`` is not one of its jobs."""
+    runs = manifest.job_runs(manifest.read_manifest(snapshot)["runs"])
+    roots = {run["job_id"]: log_root(snapshot, run.get("base_log_dir")) for run in runs}
+    jobs = [TrackedJob(job_id, roots[job_id]) for job_id in job_ids(roots)]
+    if only is None:
+        return jobs
+    chosen = [job for job in jobs if job.job_id == only]
+    if not chosen:
+        recorded = " ".join(job.job_id for job in jobs) or "none"
+        raise SnapshotError(f"job {only} is not a run of {snapshot.name} (its jobs: {recorded})")
+    return chosen
+
+
+def run_log(job: TrackedJob, snapshot: Path, experiment: str, *, output: bool = True) -> Path | None:
+    """The log of ``job``: its latest driver log, else (with ``output``) its Slurm --output file."""
+    log = newest_driver_log(job)
+    if log is None and output:
+        log = output_file(snapshot, experiment, job.job_id)
+    return log
+
+
+def current_run(jobs: Sequence[TrackedJob], snapshot: Path, experiment: str) -> int | None:
+    """The index of the newest started job (the last one with a log), None when none started."""
+    started = [i for i, job in enumerate(jobs) if run_log(job, snapshot, experiment) is not None]
+    return started[-1] if started else None
+
+
+def header(path: Path, job: TrackedJob) -> str:
+    """The stderr line naming the file whose bytes follow on stdout."""
+    return f"==> {path} (job {job.job_id}) <=="
+
+
+def show(snapshot: Path, experiment: str, jobs: Sequence[TrackedJob], *, write: Write, err: Emit) -> None:
+    """Print the current run's whole log; LauncherError when no job has left a log yet."""
+    index = current_run(jobs, snapshot, experiment)
+    if index is None:
+        where = ", ".join(str(expected_log(job)) for job in jobs[:1])
+        raise LauncherError(f"no log of {experiment} yet: none of its {len(jobs)} jobs has started "
+                            f"(looked for {where or 'a recorded job'} and the jobs' --output files in {snapshot})")
+    job = jobs[index]
+    path = run_log(job, snapshot, experiment)
+    assert path is not None  # current_run found it
+    err(header(path, job))
+    copy_from(path, 0, write)
+
+
+def copy_from(path: Path, offset: int, write: Write) -> int:
+    """Write the bytes of ``path`` from ``offset`` to its end; the new offset (0 when the file shrank)."""
+    try:
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size < offset:
+                offset = 0  # truncated or replaced: start again
+            handle.seek(offset)
+            while chunk := handle.read(CHUNK):
+                write(chunk)
+                offset += len(chunk)
+    except OSError:
+        return offset  # gone for now (e.g. an NFS hiccup): try again next round
+    return offset
+
+
+class Follower:
+    """``--follow``: one experiment's chain of logs, printed as they grow."""
+
+    def __init__(self, snapshot: Path, experiment: str, jobs_of: Callable[[], list[TrackedJob]],
+                 slurm: SlurmClient, *, write: Write, err: Emit, wait: Callable[[float], None],
+                 interval: float) -> None:
+        self.snapshot = snapshot
+        self.experiment = experiment
+        self.jobs_of = jobs_of  # read again whenever Slurm is asked: runs may be added
+        self.slurm = slurm
+        self.write = write
+        self.err = err
+        self.wait = wait
+        self.interval = interval
+        self.index = 0  # the job being printed
+        self.path: Path | None = None  # its log being printed
+        self.offset = 0
+        self.output_only: set[str] = set()  # jobs seen with an --output file and no driver log yet
+        self.printed = False
+
+    def run(self) -> None:
+        """Follow from the current run until the chain has no job left."""
+        jobs = self.jobs_of()
+        self.index = current_run(jobs, self.snapshot, self.experiment) or 0
+        while True:
+            grew = self._pump(jobs, final=False)
+            if self._advance(jobs):
+                continue
+            if not grew:
+                jobs = self.jobs_of()
+                if not self._queued(jobs):
+                    self._pump(jobs, final=True)  # what was written before the last job left the queue
+                    if not self._advance(jobs):
+                        break
+                    continue
+            self.wait(self.interval)
+        if not self.printed:
+            self.err(f"[INFO]: {self.experiment}: no job left in the queue, and none of its jobs wrote a log")
+
+    def _pump(self, jobs: Sequence[TrackedJob], *, final: bool) -> bool:
+        """Print what the current log gained (choosing the log first); True when it grew."""
+        if self.index >= len(jobs):
+            return False
+        job = jobs[self.index]
+        if self.path is None:
+            self.path = self._choose(job, final)
+            if self.path is None:
+                return False
+            self.offset = 0
+            self.err(header(self.path, job))
+        before = self.offset
+        self.offset = copy_from(self.path, self.offset, self._emit)
+        return self.offset != before
+
+    def _choose(self, job: TrackedJob, final: bool) -> Path | None:
+        """The job's log to follow. An --output file without a driver log is taken from the second
+        round on (or at the end): a batch script writes its driver log right after Slurm makes
+        the --output file, and following the driver log prints no line twice."""
+        log = newest_driver_log(job)
+        if log is not None:
+            return log
+        output = output_file(self.snapshot, self.experiment, job.job_id)
+        if output is not None and (final or job.job_id in self.output_only):
+            return output
+        if output is not None:
+            self.output_only.add(job.job_id)
+        return None
+
+    def _advance(self, jobs: Sequence[TrackedJob]) -> bool:
+        """Move on to a newer attempt of the job or to a later job that started, after printing
+        the rest of the current log; True when it moved."""
+        if self.index < len(jobs) and self.path is not None and self.path.name == "ray-driver.log":
+            newer = newest_driver_log(jobs[self.index])
+            if newer is not None and newer != self.path:
+                self._drain()
+                self.path, self.offset = newer, 0
+                self.err(header(newer, jobs[self.index]))
+                return True
+        later = next((i for i in range(self.index + 1, len(jobs))
+                      if run_log(jobs[i], self.snapshot, self.experiment) is not None), None)
+        if later is None:
+            return False
+        self._drain()
+        self.index, self.path, self.offset = later, None, 0
+        return True
+
+    def _drain(self) -> None:
+        if self.path is not None:
+            self.offset = copy_from(self.path, self.offset, self._emit)
+
+    def _queued(self, jobs: Sequence[TrackedJob]) -> bool:
+        """True while any job of the experiment is queued (or Slurm cannot say)."""
+        try:
+            return bool(self.slurm.queued(job.job_id for job in jobs))
+        except SlurmError as e:
+            self.err(f"[WARNING]: cannot ask Slurm which jobs are queued ({e}); following on")
+            return True
+
+    def _emit(self, data: bytes) -> None:
+        self.printed = True
+        self.write(data)

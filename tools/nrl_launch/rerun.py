@@ -1,0 +1,164 @@
+"""One more run of an experiment, submitted the way ``continue.sh`` submits it.
+
+A retry after an infrastructure failure (:mod:`nrl_launch.retry`) is one more
+run exactly like ``continue.sh``'s: the sbatch arguments, working directory and
+job environment of the launcher's last run of the experiment, with what the
+CONFIG block read from the launcher's environment pinned, chained behind the
+rest by the singleton dependency -- plus ``--exclude`` for failed nodes.
+
+Inside a launch, that submission is in memory. ``nrl-launch watch`` runs in
+another process, days later perhaps, so the launcher also writes it as data
+into the snapshot, beside ``continue.sh`` and from the same
+:class:`~nrl_launch.plan.Submission`: ``<snapshot>/.nrl_launch.next-run.json``.
+``continue.sh`` stays bash for people (it is never parsed back); this file is
+what the launcher reads. A snapshot launched before this file existed has no
+record to retry from, and WATCH says so instead of guessing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nrl_launch.errors import SnapshotError
+from nrl_launch.manifest import job_runs
+from nrl_launch.plan import Submission
+from nrl_launch.slurm import SbatchAnswer, SlurmClient
+
+NEXT_RUN_NAME = ".nrl_launch.next-run.json"
+FORMAT = 1  # bumped when the file's fields change meaning
+
+
+@dataclass(frozen=True)
+class NextRun:
+    """What ``continue.sh`` of one experiment submits, as data."""
+
+    experiment: str
+    cwd: str  # the snapshot: sbatch runs there, and the manifest is there
+    argv: tuple[str, ...]  # sbatch options, then the batch script
+    env: tuple[tuple[str, str], ...]  # added to the environment for the job
+    config_env: tuple[tuple[str, str | None], ...]  # CONFIG inputs pinned (None: unset)
+    total: int  # NUM_RUNS of the launch, for the run label
+
+    @classmethod
+    def of(cls, sub: Submission) -> NextRun:
+        """The run ``continue.sh`` rendered from ``sub`` (the launcher's last run) submits."""
+        return cls(sub.experiment, sub.cwd, sub.argv, sub.env, sub.config_env, sub.total)
+
+    @property
+    def snapshot_dir(self) -> Path:
+        """The experiment's snapshot folder."""
+        return Path(self.cwd)
+
+    @property
+    def base_log_dir(self) -> str | None:
+        """BASE_LOG_DIR of the job, when the launch set it."""
+        return dict(self.env).get("BASE_LOG_DIR") or None
+
+    def sbatch_args(self, exclude: str = "") -> tuple[str, ...]:
+        """The sbatch arguments, with ``--exclude=<exclude>`` before the batch script when given."""
+        if not exclude:
+            return self.argv
+        return (*self.argv[:-1], f"--exclude={exclude}", self.argv[-1])
+
+    def environment(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """The environment sbatch runs with: ``environ`` with the CONFIG inputs pinned as
+        ``continue.sh`` pins them (``export``/``unset``), then the job's variables."""
+        env = dict(environ)
+        added = {name for name, _ in self.env}
+        for name, value in self.config_env:
+            if name in added:
+                continue
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        env.update(self.env)
+        return env
+
+
+def next_run_label(runs: Sequence[Mapping[str, str]], total: int) -> str:
+    """The ``run`` label of one more run, as ``continue.sh`` writes it: recorded runs + 1, then ``/NUM_RUNS``."""
+    return f"{len(job_runs(runs)) + 1}/{total}"
+
+
+def submit(slurm: SlurmClient, run: NextRun, exclude: str = "") -> SbatchAnswer:
+    """``sbatch`` one more run of the experiment (SlurmError when sbatch refuses or fails)."""
+    client = SlurmClient(run.environment(slurm.environ), slurm.runner, timeout=slurm.timeout)
+    return client.submit(run.sbatch_args(exclude), cwd=run.cwd, job_env={})
+
+
+# ---------------------------------------------------------------- the file in the snapshot
+
+
+def save_next_run(run: NextRun) -> Path:
+    """Write ``run`` into its snapshot (atomically); SnapshotError on failure."""
+    path = run.snapshot_dir / NEXT_RUN_NAME
+    data = {"format": FORMAT, "experiment": run.experiment, "cwd": run.cwd, "argv": list(run.argv),
+            "env": [list(pair) for pair in run.env], "config_env": [list(pair) for pair in run.config_env],
+            "total": run.total}
+    tmp = path.with_name(f"{NEXT_RUN_NAME}.tmp-{os.getpid()}")
+    try:
+        # ensure_ascii: a value holding a non-UTF-8 byte (a surrogate escape) survives as \udcXX
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="ascii")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise SnapshotError(f"cannot write {path}: {e}") from e
+    return path
+
+
+def load_next_run(snapshot: Path) -> NextRun:
+    """The run recorded in ``snapshot``; SnapshotError saying why when there is none to use."""
+    path = snapshot / NEXT_RUN_NAME
+    try:
+        data = json.loads(path.read_text(encoding="ascii"))
+    except FileNotFoundError as e:
+        raise SnapshotError(f"{path} does not exist (a launch by an older nrl-launch, or DRYRUN=1): "
+                            "no submission to repeat; 'bash continue.sh' submits one more run by hand") from e
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise SnapshotError(f"cannot read {path}: {e}") from e
+    try:
+        return _from_data(data)
+    except (KeyError, TypeError, ValueError) as e:
+        raise SnapshotError(f"{path}: not a submission record of this nrl-launch ({e})") from e
+
+
+def _from_data(data: Any) -> NextRun:
+    """A NextRun from the file's JSON, every field checked (TypeError/ValueError otherwise)."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"format {data.get('format') if isinstance(data, dict) else None!r}, expected {FORMAT}")
+    argv = _strings(data["argv"])
+    if not argv:
+        raise ValueError("argv is empty")
+    total = data["total"]
+    if not isinstance(total, int) or isinstance(total, bool) or total < 1:
+        raise ValueError(f"total {total!r} is not a positive whole number")
+    env = tuple((name, value) for name, value in (_pair(p) for p in data["env"]) if value is not None)
+    if len(env) != len(data["env"]):
+        raise ValueError("env holds a null value")
+    return NextRun(_string(data["experiment"]), _string(data["cwd"]), argv, env,
+                   tuple(_pair(p) for p in data["config_env"]), total)
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is not a string")
+    return value
+
+
+def _strings(values: Any) -> tuple[str, ...]:
+    if not isinstance(values, list):
+        raise TypeError(f"{values!r} is not a list")
+    return tuple(_string(v) for v in values)
+
+
+def _pair(value: Any) -> tuple[str, str | None]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise TypeError(f"{value!r} is not a [name, value] pair")
+    name, text = value
+    return _string(name), None if text is None else _string(text)

@@ -1,0 +1,233 @@
+"""Retries after infrastructure failures (MAX_RETRIES), decided while watching.
+
+A run is *lost to the infrastructure* when its job ended ``NODE_FAIL``,
+``BOOT_FAIL`` or ``PREEMPTED``, or when ``ray.sub``'s node check found a node
+of the allocation that did not answer: the job then ends ``FAILED`` with exit
+code 75 (EX_TEMPFAIL) and its driver log names the silent nodes. Both exit 75
+and that log line are needed, so a recipe that happens to exit 75 is not
+taken for a node failure. A job that fails by itself (``FAILED``,
+``TIMEOUT``, ``OUT_OF_MEMORY``, a metric ``FAIL``) is never retried, nor one
+that ``scancel`` or STOP_CHAIN_ON_FAILURE cancelled.
+
+Once nothing of the experiment's chain is still queued, each lost run is
+replaced by one more run, submitted as ``continue.sh`` would
+(:mod:`nrl_launch.rerun`), up to MAX_RETRIES per experiment. Waiting for the
+chain to drain keeps the order of the runs: the later runs of the chain train
+on, and the extra run comes last, as a ``continue.sh`` run would. No run is
+added once the experiment's logs hold a ``Metric Checks`` section: the recipe
+has reached its end, and the verdict is known.
+
+Which nodes the extra run avoids (``--exclude``): after a node check, the
+nodes that did not answer; after ``NODE_FAIL`` or ``BOOT_FAIL``, the failed
+job's nodes that ``sinfo`` reports down, drained, failing or not responding
+-- and every node of the failed job when Slurm names none of them (it may have
+taken the node back already); after ``PREEMPTED``, none (the nodes are fine).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nrl_launch import manifest
+from nrl_launch.errors import SlurmError, SnapshotError
+from nrl_launch.joblogs import TrackedJob, driver_logs, log_root
+from nrl_launch.rerun import NextRun, load_next_run, next_run_label, submit
+from nrl_launch.slurm import JobInfo, SlurmClient
+from nrl_launch.verdict import GENERAL_FAIL
+
+if TYPE_CHECKING:  # watch.py imports this module
+    from nrl_launch.watch import TrackedExperiment
+
+Emit = Callable[[str], None]
+INFRA_STATES = frozenset({"NODE_FAIL", "BOOT_FAIL", "PREEMPTED"})
+NODE_CHECK_FAILED = "NODE_CHECK_FAILED"  # how a retry line names ray.sub's failed node check
+NODE_CHECK_EXIT = 75  # ray.sub's exit status when a node did not answer (EX_TEMPFAIL)
+# ray.sub's line: "[ray.sub] node check FAILED after 10.2s (srun exit 1): no answer from node2 node3 (answered: node1)"
+_NODE_CHECK_RE = re.compile(r"^\[ray\.sub\] node check FAILED .*?: no answer from (.*?) \(answered:", re.MULTILINE)
+_NODE_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+")
+_LOG_TAIL_BYTES = 1 << 16  # the node check is at the start of a log that ended at once
+
+
+@dataclass(frozen=True)
+class InfraFailure:
+    """A run lost to the infrastructure."""
+
+    job_id: str
+    state: str  # Slurm's state, or NODE_CHECK_FAILED
+    nodes: str  # the nodes the job ran on, Slurm's host list ("" when it got none)
+    silent: tuple[str, ...] = ()  # the nodes ray.sub's node check heard nothing from
+
+
+def node_check_silent(log: Path) -> tuple[str, ...] | None:
+    """The nodes a driver log says did not answer ray.sub's node check; None without such a line."""
+    try:
+        with open(log, "rb") as handle:
+            text = handle.read(_LOG_TAIL_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    match = _NODE_CHECK_RE.search(text)
+    if match is None:
+        return None
+    return tuple(word for word in match.group(1).split() if _NODE_NAME_RE.fullmatch(word))
+
+
+def infra_failure(info: JobInfo, log: Path | None) -> InfraFailure | None:
+    """How ``info``'s job was lost to the infrastructure, or None when it was not
+    (``log`` is its last driver log, read only for an exit status of 75)."""
+    if info.state in INFRA_STATES:
+        return InfraFailure(info.job_id, info.state, info.nodes)
+    if info.state == "FAILED" and info.exit_code.split(":")[0] == str(NODE_CHECK_EXIT) and log is not None:
+        silent = node_check_silent(log)
+        if silent is not None:
+            return InfraFailure(info.job_id, NODE_CHECK_FAILED, info.nodes, silent)
+    return None
+
+
+def exclusion(failure: InfraFailure, unhealthy: Callable[[str], list[str]]) -> str:
+    """The ``--exclude`` value of the run replacing ``failure`` ("" for none); ``unhealthy``
+    names the nodes of a host list that Slurm reports failed (SlurmError when it cannot say)."""
+    if failure.state == "PREEMPTED" or not failure.nodes:
+        return ",".join(failure.silent)
+    if failure.silent:
+        return ",".join(failure.silent)
+    try:
+        bad = unhealthy(failure.nodes)
+    except SlurmError:
+        bad = []
+    return ",".join(bad) if bad else failure.nodes
+
+
+@dataclass
+class RetryBook:
+    """One experiment's retries: what to submit, how many were made, what is still to answer."""
+
+    next_run: NextRun | None
+    why_not: str = ""  # why there is no next_run
+    used: int = 0  # retries made for the tracked jobs
+    answered: set[str] = field(default_factory=set)  # failed jobs already retried (or given up on)
+    pending: list[InfraFailure] = field(default_factory=list)  # lost runs, answered once the chain drains
+
+
+def book_from_snapshot(snapshot: Path, runs: Sequence[Mapping[str, str]]) -> RetryBook:
+    """The book of an experiment ``nrl-launch watch`` follows: its recorded retries count,
+    and the runs they replaced are answered."""
+    retries = [run for run in manifest.job_runs(runs) if run.get("via") == manifest.VIA_RETRY]
+    try:
+        next_run, why_not = load_next_run(snapshot), ""
+    except SnapshotError as e:
+        next_run, why_not = None, str(e)
+    return RetryBook(next_run, why_not, used=len(retries),
+                     answered={run["retry_of"] for run in retries if run.get("retry_of")})
+
+
+class Retrier:
+    """Resubmits the runs of watched experiments that the infrastructure lost."""
+
+    def __init__(self, slurm: SlurmClient, max_retries: int, books: Mapping[str, RetryBook], *, out: Emit,
+                 err: Emit, clock: Callable[[], str]) -> None:
+        self.slurm = slurm
+        self.max_retries = max_retries
+        self.books = dict(books)
+        self.out = out
+        self.err = err
+        self.clock = clock
+
+    def after_poll(self, experiments: Sequence[TrackedExperiment], ended: Mapping[str, JobInfo],
+                   queued: Collection[str]) -> list[list[TrackedJob]]:
+        """Note the lost runs among ``ended``; for each experiment with nothing in ``queued``, submit
+        one run per lost run. Returns the new jobs of each experiment (in the order given)."""
+        added = []
+        for exp in experiments:
+            book = self.books.get(exp.name)
+            jobs: list[TrackedJob] = []
+            if book is not None:
+                self._note(exp, book, ended)
+                if book.pending and not any(job.job_id in queued for job in exp.jobs):
+                    jobs = self._answer(exp, book)
+            added.append(jobs)
+        return added
+
+    def _note(self, exp: TrackedExperiment, book: RetryBook, ended: Mapping[str, JobInfo]) -> None:
+        known = book.answered | {failure.job_id for failure in book.pending}
+        for job in exp.jobs:
+            info = ended.get(job.job_id)
+            if info is None or job.job_id in known:
+                continue
+            failure = infra_failure(info, next(iter(driver_logs([job])[-1:]), None))
+            if failure is not None:
+                book.pending.append(failure)
+
+    def _answer(self, exp: TrackedExperiment, book: RetryBook) -> list[TrackedJob]:
+        """Submit one run per pending failure (within the limit); the new jobs."""
+        pending, book.pending = book.pending, []
+        book.answered.update(failure.job_id for failure in pending)
+        if exp.verdict().status != GENERAL_FAIL:
+            self.err(f"[{self.clock()}] [INFO]: {exp.name}: not retrying job {_ids(pending)}: the logs already "
+                     "hold the Metric Checks (the recipe reached its end)")
+            return []
+        jobs = []
+        for failure in pending:
+            job = self._retry(exp.name, book, failure)
+            if job is not None:
+                jobs.append(job)
+        return jobs
+
+    def _retry(self, name: str, book: RetryBook, failure: InfraFailure) -> TrackedJob | None:
+        lost = f"job {failure.job_id} ended {failure.state}"
+        if book.used >= self.max_retries:
+            self.err(f"[{self.clock()}] [INFO]: {name}: {lost}; not retried: MAX_RETRIES={self.max_retries} "
+                     "reached")
+            return None
+        if book.next_run is None:
+            self.err(f"[{self.clock()}] [WARNING]: {name}: {lost}; cannot retry it: {book.why_not}")
+            return None
+        exclude = exclusion(failure, self.slurm.unhealthy_nodes)
+        try:
+            answer = submit(self.slurm, book.next_run, exclude)
+        except SlurmError as e:
+            self.err(f"[{self.clock()}] [WARNING]: {name}: {lost}; the retry could not be submitted: {e}")
+            return None
+        book.used += 1
+        self.out(retry_line(self.clock(), name, failure, book.used, self.max_retries, answer.job_id))
+        avoid = f"excluding {exclude}" if exclude else "on any node"
+        self.err(f"[{self.clock()}] {name}: job {answer.job_id} repeats the last run {avoid} ({answer.text})")
+        self._record(name, book.next_run, failure, exclude, answer.job_id)
+        return TrackedJob(answer.job_id, log_root(book.next_run.snapshot_dir, book.next_run.base_log_dir))
+
+    def _record(self, name: str, run: NextRun, failure: InfraFailure, exclude: str, job_id: str) -> None:
+        """The retry's manifest entry: a run (``via: retry``) saying which job it replaces and why."""
+        details = {"retry_of": failure.job_id, "after": failure.state, "failed_on": failure.nodes}
+        if exclude:
+            details["exclude"] = exclude
+        try:
+            runs = manifest.read_manifest(run.snapshot_dir)["runs"]
+            manifest.append_run(run.snapshot_dir, job_id, next_run_label(runs, run.total), via=manifest.VIA_RETRY,
+                                base_log_dir=run.base_log_dir, details=details)
+        except SnapshotError as e:
+            # the job is queued: losing its entry is not worth stopping the watch
+            self.err(f"[{self.clock()}] [WARNING]: {name}: could not record retry job {job_id} in the manifest: {e}")
+
+
+def retry_line(ts: str, name: str, failure: InfraFailure, k: int, limit: int, job_id: str) -> str:
+    """The stdout line of one retry."""
+    return (f"[{ts}] [WATCH]: Retrying {name} after {failure.state} on {failure.nodes or 'no node'} "
+            f"({k}/{limit}): job {job_id}")
+
+
+def _ids(failures: Sequence[InfraFailure]) -> str:
+    return " ".join(failure.job_id for failure in failures)
+
+
+
+def retrier_for_snapshots(slurm: SlurmClient, max_retries: int, snapshot_root: Path, names: Sequence[str], *,
+                          out: Emit, err: Emit, clock: Callable[[], str]) -> Retrier:
+    """The retrier of ``nrl-launch watch``: each experiment's book from its snapshot."""
+    books = {}
+    for name in names:
+        snapshot = snapshot_root / name
+        books[name] = book_from_snapshot(snapshot, manifest.read_manifest(snapshot)["runs"])
+    return Retrier(slurm, max_retries, books, out=out, err=err, clock=clock)
