@@ -72,6 +72,8 @@ def node_check_silent(log: Path) -> tuple[str, ...] | None:
     match = _NODE_CHECK_RE.search(text)
     if match is None:
         return None
+    if match.group(1).startswith("("):  # "(every node answered, but srun failed)", "(unknown: ...)"
+        return ()
     return tuple(word for word in match.group(1).split() if _NODE_NAME_RE.fullmatch(word))
 
 

@@ -201,7 +201,10 @@ class Watcher:
         """One stderr line: each queued job's state (and pending reason), and the next poll."""
         shown = []
         for job_id in remaining[:PROGRESS_JOBS]:
-            info = queue[job_id]
+            info = queue.get(job_id)
+            if info is None:  # a retry submitted after this poll
+                shown.append(f"{job_id} submitted")
+                continue
             detail = f" ({info.reason})" if info.reason else (f" on {info.nodes}" if info.nodes else "")
             shown.append(f"{job_id} {info.state}{detail}")
         if len(remaining) > PROGRESS_JOBS:

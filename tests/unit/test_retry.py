@@ -1,0 +1,498 @@
+"""Retries after infrastructure failures: which endings count, when a run is
+added, the limit, the --exclude value, and that a retry is continue.sh's run.
+
+Slurm is the in-process ``FakeSlurm`` (it records every command); snapshots,
+manifests and driver logs are real files; ray.sub's node-check line comes from
+running the real ray.sub with bash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nrl_launch.cli import CliContext, main
+from nrl_launch.errors import SlurmError, SnapshotError, UsageProblem
+from nrl_launch.joblogs import TrackedJob
+from nrl_launch.manifest import append_run, read_manifest, write_manifest
+from nrl_launch.rerun import NEXT_RUN_NAME, NextRun, load_next_run, save_next_run, submit
+from nrl_launch.retry import (
+    NODE_CHECK_FAILED,
+    InfraFailure,
+    Retrier,
+    RetryBook,
+    exclusion,
+    infra_failure,
+    node_check_silent,
+)
+from nrl_launch.settings import WatchSettings, parse_max_retries
+from nrl_launch.slurm import Completed, JobInfo, SlurmClient, unhealthy_state
+from nrl_launch.verdict import GENERAL_FAIL, PASS
+from nrl_launch.watch import TrackedExperiment, Watcher
+from testkit import BASE_ENV, RAY_SUB, FakeJob, FakeSlurm, Project, SlurmOnPath, write
+
+PASS_LOG = "step 4\nMetric Checks\n  [PASS] train/loss@4 = 0.3 < 0.5\n\ndone\n"
+HALF_LOG = "[ray.sub] job started\nstep 1\nstep 2\n"  # a run the node failure cut short
+ARGV = ("--nodes=2", "--account=acct", "--job-name=acct:exp", "--time=0:10:0",
+        "--output=slurm-261129-101010-%j-exp-1.1.out", "--dependency=singleton", "ray.sub")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def snapshot_with_runs(tmp_path: Path, *job_ids: str, total: int = 1) -> Path:
+    """A snapshot folder whose manifest records these launcher runs."""
+    folder = tmp_path / "code_snapshots" / "exp"
+    folder.mkdir(parents=True)
+    write_manifest(folder, {"experiment": "exp", "runs": []})
+    for index, job_id in enumerate(job_ids, start=1):
+        append_run(folder, job_id, f"{index}/{total}")
+    return folder
+
+
+def next_run(snapshot: Path, total: int = 1) -> NextRun:
+    return NextRun("exp", str(snapshot), ARGV, (("HF_HOME", "/hf"), ("COMMAND", "uv run x.sh 'a b'")),
+                   (("MAX_STEPS", "6"), ("NUM_NODES", None)), total)
+
+
+def passing_retries(job: FakeJob) -> None:
+    """``on_submit``: every retry runs and passes its checks."""
+    write(Path(job.cwd) / f"{job.job_id}-logs" / "ray-driver.log", PASS_LOG)
+
+
+MAX_POLLS = 30  # a watch that polls more often in these tests would poll forever: a bug
+
+
+def steps(*moves: Callable[[FakeSlurm], None]) -> Callable[[FakeSlurm], None]:
+    """``on_poll``: the n-th poll (``squeue --me``) first applies ``moves[n]`` (nothing after the last)."""
+    pending = list(moves)
+    return polls(lambda fake, n: pending.pop(0)(fake) if pending else None)
+
+
+def polls(move: Callable[[FakeSlurm, int], None]) -> Callable[[FakeSlurm], None]:
+    """``on_poll``: ``move(fake, n)`` at the n-th poll (``squeue --me``); the test fails past MAX_POLLS."""
+    count = [0]
+
+    def hook(fake: FakeSlurm) -> None:
+        if "--me" not in fake.calls[-1].argv:
+            return
+        count[0] += 1
+        if count[0] > MAX_POLLS:
+            raise AssertionError(f"still polling after {MAX_POLLS} polls: {fake.jobs}")
+        move(fake, count[0])
+
+    return hook
+
+
+def fail_every_queued_job(fake: FakeSlurm, n: int) -> None:
+    """A ``polls`` move: every queued job ends NODE_FAIL (jobs finish normally from poll 10 on, so
+    that a broken limit shows up as too many retries rather than a watch without end)."""
+    for job_id, job in fake.jobs.items():
+        if job.state in ("RUNNING", "PENDING"):
+            node_fail(job_id)(fake) if n < 10 else finish(job_id)(fake)
+
+
+def node_fail(job_id: str, nodes: str = "n[1-2]", down: str = "n2") -> Callable[[FakeSlurm], None]:
+    def move(fake: FakeSlurm) -> None:
+        fake.finish(job_id, state="NODE_FAIL", exit_code="0:15", nodes=nodes)
+        if down:
+            fake.node_states[down] = "down"
+
+    return move
+
+
+def finish(job_id: str, state: str = "COMPLETED", exit_code: str = "0:0") -> Callable[[FakeSlurm], None]:
+    return lambda fake: fake.finish(job_id, state=state, exit_code=exit_code, nodes="n[1-3]")
+
+
+def run_watch(fake: FakeSlurm, snapshot: Path, ids: tuple[str, ...], *, max_retries: int = 1,
+              book: RetryBook | None = None) -> tuple[str, list[str], list[str]]:
+    """Watch experiment ``exp`` (jobs ``ids``) with retries; (verdict status, stdout, stderr)."""
+    out: list[str] = []
+    err: list[str] = []
+    client = fake.client({"PATH": os.environ["PATH"], "NUM_NODES": "4", "MAX_STEPS": "99"})
+    retrier = Retrier(client, max_retries, {"exp": book or RetryBook(next_run(snapshot))}, out=out.append,
+                      err=err.append, clock=lambda: "T")
+    watcher = Watcher(client, WatchSettings(interval=1, max_retries=max_retries), out=out.append, err=err.append,
+                      wait=lambda _: None, clock=lambda: "T", retrier=retrier)
+    [verdict] = watcher.watch([TrackedExperiment("exp", tuple(TrackedJob(i, snapshot) for i in ids))])
+    return verdict.status, out, err
+
+
+def sbatches(fake: FakeSlurm) -> list[tuple[str, ...]]:
+    return [c.argv for c in fake.calls if c.argv[0] == "sbatch"]
+
+
+# ---------------------------------------------------------------- which endings are lost runs
+
+FAKE_SRUN = "#!/bin/bash\nprintf '%s\\n' $FAKE_SRUN_ANSWER\nexit 1\n"
+FAKE_SCONTROL = "#!/bin/bash\nprintf 'node1\\nnode2\\nnode3\\n'\n"
+
+
+def ray_sub_node_check_log(tmp_path: Path, answer: str) -> Path:
+    """The driver log the real ray.sub writes when only ``answer`` answers its node check."""
+    bin_dir = tmp_path / "bin"
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+        write(bin_dir / name, text, 0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "CONTAINER": "",
+           "SLURM_SUBMIT_DIR": str(tmp_path), "SLURM_JOB_ID": "9", "SLURM_JOB_NUM_NODES": "3",
+           "SLURM_JOB_NODELIST": "node[1-3]", "COMMAND": "true", "FAKE_SRUN_ANSWER": answer}
+    done = subprocess.run(["bash", str(RAY_SUB)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 75, done
+    return tmp_path / "9-logs" / "ray-driver.log"
+
+
+@pytest.mark.parametrize(("answer", "silent"), [("node1", ("node2", "node3")), ("node1 node3", ("node2",)),
+                                                ("node1 node2 node3", ())])  # srun failed, every node answered
+def test_the_silent_nodes_of_ray_subs_node_check(tmp_path: Path, answer: str, silent: tuple[str, ...]) -> None:
+    assert node_check_silent(ray_sub_node_check_log(tmp_path, answer)) == silent
+    assert node_check_silent(write(tmp_path / "other.log", "[ray.sub] node check: all 3 nodes answered\n")) is None
+    assert node_check_silent(tmp_path / "missing.log") is None
+
+
+@pytest.mark.parametrize(("state", "exit_code", "node_check", "lost"), [
+    ("NODE_FAIL", "0:15", False, "NODE_FAIL"),
+    ("BOOT_FAIL", "0:0", False, "BOOT_FAIL"),
+    ("PREEMPTED", "0:15", False, "PREEMPTED"),
+    ("FAILED", "75:0", True, NODE_CHECK_FAILED),
+    ("FAILED", "75:0", False, None),  # a recipe that exits 75 by itself
+    ("FAILED", "1:0", True, None),  # the line alone is not enough either
+    ("FAILED", "1:0", False, None),
+    ("TIMEOUT", "0:15", False, None),
+    ("OUT_OF_MEMORY", "0:125", False, None),
+    ("CANCELLED", "0:15", False, None),
+    ("COMPLETED", "0:0", False, None),
+])
+def test_which_endings_are_lost_to_the_infrastructure(tmp_path: Path, state: str, exit_code: str,
+                                                      node_check: bool, lost: str | None) -> None:
+    log = ray_sub_node_check_log(tmp_path, "node1") if node_check else write(tmp_path / "x.log", HALF_LOG)
+    failure = infra_failure(JobInfo("9", state, "", exit_code, "node[1-3]"), log)
+    assert (failure.state if failure else None) == lost
+    if lost == NODE_CHECK_FAILED:
+        assert failure == InfraFailure("9", NODE_CHECK_FAILED, "node[1-3]", ("node2", "node3"))
+
+
+@pytest.mark.parametrize(("failure", "states", "expected"), [
+    (InfraFailure("1", "NODE_FAIL", "n[1-2]"), {"n2": "down"}, "n2"),  # the node Slurm took down
+    (InfraFailure("1", "NODE_FAIL", "n[1-3]"), {"n1": "drained", "n3": "idle*"}, "n1,n3"),
+    (InfraFailure("1", "BOOT_FAIL", "n[1-2]"), {"n1": "fail"}, "n1"),
+    (InfraFailure("1", "NODE_FAIL", "n[1-2]"), {}, "n[1-2]"),  # Slurm names none: every node of the job
+    (InfraFailure("1", "NODE_FAIL", "n[1-2]"), None, "n[1-2]"),  # sinfo fails: the same
+    (InfraFailure("1", "PREEMPTED", "n[1-2]"), {"n2": "down"}, ""),  # the nodes are fine
+    (InfraFailure("1", NODE_CHECK_FAILED, "n[1-3]", ("n3",)), {"n1": "down"}, "n3"),  # the log says which
+    (InfraFailure("1", "BOOT_FAIL", ""), {"n1": "down"}, ""),  # no node at all
+])
+def test_the_nodes_a_retry_excludes(failure: InfraFailure, states: dict[str, str] | None, expected: str) -> None:
+    fake = FakeSlurm(node_states=states or {})
+    if states is None:
+        fake.answers["sinfo"] = lambda call: Completed(1, "", "sinfo: error\n")
+    assert exclusion(failure, fake.client().unhealthy_nodes) == expected
+
+
+@pytest.mark.parametrize(("state", "unhealthy"), [
+    ("down", True), ("down*", True), ("idle*", True), ("drained", True), ("draining", True), ("drain", True),
+    ("fail", True), ("failing", True), ("not_responding", True), ("unknown", True), ("DOWN", True),
+    ("idle", False), ("allocated", False), ("mixed", False), ("completing", False), ("idle~", False),
+    ("reserved", False), ("planned", False),
+])
+def test_node_states_that_make_a_node_unhealthy(state: str, unhealthy: bool) -> None:
+    assert unhealthy_state(state) is unhealthy
+
+
+def test_unhealthy_nodes_asks_sinfo_about_the_jobs_nodes_only() -> None:
+    fake = FakeSlurm(node_states={"n1": "idle", "n2": "down*", "n7": "down"})
+    client = fake.client()
+    assert client.unhealthy_nodes("n[1-2]") == ["n2"]
+    assert fake.calls[-1].argv == ("sinfo", "-h", "-N", "-n", "n[1-2]", "-o", "%N|%T")
+    assert client.unhealthy_nodes("") == [] and client.unhealthy_nodes("n1;rm -rf /") == []
+    assert len(fake.calls) == 1  # nothing that is not a host list reaches a command line
+    fake.answers["sinfo"] = lambda call: Completed(1, "", "boom\n")
+    with pytest.raises(SlurmError, match="sinfo failed: boom"):
+        client.unhealthy_nodes("n1")
+
+
+@pytest.mark.parametrize(("raw", "value"), [(None, 0), ("", 0), ("0", 0), ("3", 3), (" 2 ", 2), ("100", 100)])
+def test_max_retries_values(raw: str | None, value: int) -> None:
+    assert parse_max_retries(raw) == value
+
+
+@pytest.mark.parametrize("raw", ["-1", "x", "1.5", "101", "٣", "1e2"])
+def test_max_retries_rejects(raw: str) -> None:
+    with pytest.raises(UsageProblem, match="MAX_RETRIES must be a whole number from 0 to 100"):
+        parse_max_retries(raw)
+
+
+# ---------------------------------------------------------------- the watcher retries
+
+
+def test_a_node_failure_is_retried_on_the_other_nodes(tmp_path: Path) -> None:
+    snapshot = snapshot_with_runs(tmp_path, "101")
+    write(snapshot / "101-logs" / "ray-driver.log", HALF_LOG)
+    fake = FakeSlurm(on_submit=passing_retries, on_poll=steps(node_fail("101"), finish("1002")))
+    fake.add_job("101", "RUNNING", nodes="n[1-2]")
+    status, out, err = run_watch(fake, snapshot, ("101",))
+    assert status == PASS  # the verdict reads the retry's log too
+    assert out[:8] == [
+        "[T] [WATCH]: Tracking 1 jobs: 101",
+        "[T] [WATCH]: Polling every 1s. Press Enter to refresh immediately.",
+        "[T] [WATCH]: Finished jobs: 101",
+        "[T] [WATCH]: Retrying exp after NODE_FAIL on n[1-2] (1/1): job 1002",
+        "[T] [WATCH]: Remaining: 1",
+        "[T] [WATCH]: Finished jobs: 1002",
+        "[T] [WATCH]: Remaining: 0",
+        "[T] [WATCH]: All tracked jobs have finished.",
+    ]
+    assert out[8:10] == ["[WATCH]: Checking exp", "[METRIC PASS]    exp"]
+    assert "[T] exp: job 1002 repeats the last run excluding n2 (Submitted batch job 1002)" in err
+    [retry] = [job for job in fake.submissions() if job.argv]
+    assert retry.argv == (*ARGV[:-1], "--exclude=n2", "ray.sub")
+    assert retry.cwd == str(snapshot)
+    assert (retry.env["COMMAND"], retry.env["HF_HOME"], retry.env["MAX_STEPS"]) == ("uv run x.sh 'a b'", "/hf", "6")
+    assert "NUM_NODES" not in retry.env  # pinned as unset, as continue.sh does
+    assert read_manifest(snapshot)["runs"][-1] == {
+        "job_id": "1002", "submitted_at": read_manifest(snapshot)["runs"][-1]["submitted_at"], "run": "2/1",
+        "via": "retry", "retry_of": "101", "after": "NODE_FAIL", "failed_on": "n[1-2]", "exclude": "n2"}
+
+
+@pytest.mark.parametrize("max_retries", [1, 2, 3])
+def test_at_most_max_retries_per_experiment(tmp_path: Path, max_retries: int) -> None:
+    snapshot = snapshot_with_runs(tmp_path, "101")
+    fake = FakeSlurm()
+    fake.add_job("101", "RUNNING")
+    fake.on_poll = polls(fail_every_queued_job)
+    status, out, err = run_watch(fake, snapshot, ("101",), max_retries=max_retries)
+    assert status == GENERAL_FAIL
+    retries = [line for line in out if "Retrying" in line]
+    assert retries == [f"[T] [WATCH]: Retrying exp after NODE_FAIL on n[1-2] ({k}/{max_retries}): job {1001 + k}"
+                       for k in range(1, max_retries + 1)]
+    assert len(sbatches(fake)) == max_retries
+    last = str(1001 + max_retries)
+    assert f"[T] [INFO]: exp: job {last} ended NODE_FAIL; not retried: MAX_RETRIES={max_retries} reached" in err
+    assert [run["via"] for run in read_manifest(snapshot)["runs"]] == ["launcher"] + ["retry"] * max_retries
+
+
+def test_no_retry_while_the_chain_still_has_a_queued_run(tmp_path: Path) -> None:
+    snapshot = snapshot_with_runs(tmp_path, "101", "102", total=2)
+    fake = FakeSlurm(on_submit=passing_retries)
+    fake.add_job("101", "RUNNING", nodes="n[1-2]")
+    fake.add_job("102", "PENDING")
+    submitted_at: list[int] = []
+
+    def second_run_starts(f: FakeSlurm) -> None:
+        node_fail("101")(f)
+        f.jobs["102"].state = "RUNNING"
+
+    def second_run_ends(f: FakeSlurm) -> None:
+        submitted_at.append(len(sbatches(f)))  # nothing submitted while 102 was queued
+        write(snapshot / "102-logs" / "ray-driver.log", HALF_LOG)  # it trained, without reaching the end
+        finish("102")(f)
+
+    fake.on_poll = steps(second_run_starts, second_run_ends, finish("1003"))
+    status, out, _ = run_watch(fake, snapshot, ("101", "102"))
+    assert submitted_at == [0]
+    assert status == PASS
+    assert out[2:6] == ["[T] [WATCH]: Finished jobs: 101", "[T] [WATCH]: Remaining: 1",
+                        "[T] [WATCH]: Finished jobs: 102",
+                        "[T] [WATCH]: Retrying exp after NODE_FAIL on n[1-2] (1/1): job 1003"]
+
+
+def test_no_retry_once_the_logs_hold_the_metric_checks(tmp_path: Path) -> None:
+    snapshot = snapshot_with_runs(tmp_path, "101", "102", total=2)
+    fake = FakeSlurm()
+    fake.add_job("101", "RUNNING", nodes="n[1-2]")
+    fake.add_job("102", "PENDING")
+    write(snapshot / "102-logs" / "ray-driver.log", PASS_LOG)  # the later run reached MAX_STEPS anyway
+    fake.on_poll = steps(node_fail("101"), finish("102"))
+    status, out, err = run_watch(fake, snapshot, ("101", "102"))
+    assert status == PASS
+    assert sbatches(fake) == [] and not any("Retrying" in line for line in out)
+    assert ("[T] [INFO]: exp: not retrying job 101: the logs already hold the Metric Checks (the recipe reached "
+            "its end)") in err
+
+
+@pytest.mark.parametrize(("state", "exit_code"), [("FAILED", "1:0"), ("FAILED", "75:0"), ("TIMEOUT", "0:15"),
+                                                  ("OUT_OF_MEMORY", "0:125"), ("CANCELLED", "0:15"),
+                                                  ("COMPLETED", "0:0")])
+def test_a_job_that_ends_by_itself_is_never_retried(tmp_path: Path, state: str, exit_code: str) -> None:
+    snapshot = snapshot_with_runs(tmp_path, "101")
+    write(snapshot / "101-logs" / "ray-driver.log", HALF_LOG)
+    fake = FakeSlurm(on_poll=steps(finish("101", state, exit_code)))
+    fake.add_job("101", "RUNNING")
+    status, out, err = run_watch(fake, snapshot, ("101",), max_retries=5)
+    assert status == GENERAL_FAIL
+    assert [c.argv[0] for c in fake.calls if c.argv[0] in ("sbatch", "sinfo")] == []
+    assert not any("Retrying" in line for line in out) and not any("retr" in line for line in err)
+
+
+def test_a_failed_node_check_is_retried_without_the_silent_nodes(tmp_path: Path) -> None:
+    snapshot = snapshot_with_runs(tmp_path, "9")
+    ray_sub_node_check_log(snapshot, "node1 node2")  # node3 did not answer
+    fake = FakeSlurm(on_submit=passing_retries,
+                     on_poll=steps(lambda f: f.finish("9", state="FAILED", exit_code="75:0", nodes="node[1-3]"),
+                                   finish("1002")))
+    fake.add_job("9", "RUNNING")
+    status, out, _ = run_watch(fake, snapshot, ("9",))
+    assert status == PASS
+    assert "[T] [WATCH]: Retrying exp after NODE_CHECK_FAILED on node[1-3] (1/1): job 1002" in out
+    assert sbatches(fake)[0][-2:] == ("--exclude=node3", "ray.sub")
+    assert not any(c.argv[0] == "sinfo" for c in fake.calls)  # the log said which node
+
+
+def test_a_retry_sbatch_refuses_is_reported_and_the_watch_ends(tmp_path: Path) -> None:
+    snapshot = snapshot_with_runs(tmp_path, "101")
+    fake = FakeSlurm(on_poll=steps(node_fail("101", down="")))
+    fake.add_job("101", "RUNNING")
+    fake.answers["sbatch"] = lambda call: Completed(
+        1, "", "sbatch: error: Requested node configuration is not available\n")
+    status, out, err = run_watch(fake, snapshot, ("101",))
+    assert status == GENERAL_FAIL
+    assert sbatches(fake)[0][-2:] == ("--exclude=n[1-2]", "ray.sub")  # Slurm named no failed node
+    assert any(line.startswith("[T] [WARNING]: exp: job 101 ended NODE_FAIL; the retry could not be submitted: "
+                               "sbatch failed: sbatch: error: Requested node configuration") for line in err), err
+    assert out[-1].endswith("Exiting with status 1.")
+
+
+def test_without_a_recorded_submission_watch_says_why_it_cannot_retry(tmp_path: Path) -> None:
+    snapshot = snapshot_with_runs(tmp_path, "101")
+    fake = FakeSlurm(on_poll=steps(node_fail("101")))
+    fake.add_job("101", "RUNNING")
+    book = RetryBook(None, why_not="no record")
+    status, _, err = run_watch(fake, snapshot, ("101",), book=book)
+    assert status == GENERAL_FAIL and sbatches(fake) == []
+    assert "[T] [WARNING]: exp: job 101 ended NODE_FAIL; cannot retry it: no record" in err
+
+
+# ---------------------------------------------------------------- a retry is continue.sh's run
+
+
+def test_next_run_survives_the_file(tmp_path: Path) -> None:
+    run = NextRun("exp", str(tmp_path), ("--nodes=1", "ray.sub"),
+                  (("A", "x y 'z'"), ("B", "caf\udce9"), ("C", "")), (("N", None), ("M", "6")), 3)
+    save_next_run(run)
+    assert load_next_run(tmp_path) == run
+    assert json.loads((tmp_path / NEXT_RUN_NAME).read_text())["format"] == 1
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (None, "does not exist (a launch by an older nrl-launch, or DRYRUN=1)"),
+    ("{", "cannot read"),
+    ('{"format": 2}', "not a submission record of this nrl-launch (format 2, expected 1)"),
+    ('{"format": 1, "experiment": "e", "cwd": "/s", "argv": [], "env": [], "config_env": [], "total": 1}',
+     "argv is empty"),
+    ('{"format": 1, "experiment": "e", "cwd": "/s", "argv": ["x"], "env": [["A", null]], "config_env": [], '
+     '"total": 1}', "env holds a null value"),
+    ('{"format": 1, "experiment": "e", "cwd": "/s", "argv": ["x"], "env": [], "config_env": [], "total": 0}',
+     "total 0 is not a positive whole number"),
+    ('{"format": 1, "experiment": "e", "cwd": "/s", "argv": [1], "env": [], "config_env": [], "total": 1}',
+     "1 is not a string"),
+    ('{"format": 1, "experiment": "e", "cwd": "/s", "argv": ["x"], "env": [], "total": 1}', "'config_env'"),
+])
+def test_a_missing_or_broken_record_is_a_clear_error(tmp_path: Path, text: str | None, message: str) -> None:
+    if text is not None:
+        (tmp_path / NEXT_RUN_NAME).write_text(text)
+    with pytest.raises(SnapshotError) as info:
+        load_next_run(tmp_path)
+    assert message in str(info.value) and NEXT_RUN_NAME in str(info.value)
+
+
+def test_a_retry_submits_what_continue_sh_submits(project: Project, slurm_on_path: SlurmOnPath,
+                                                  tmp_path: Path) -> None:
+    config = ('NUM_NODES="${NUM_NODES:-2}"\nSTEPS_PER_RUN=${STEPS_PER_RUN:-20}\nMAX_STEPS=${MAX_STEPS:-40}\n'
+              "NUM_RUNS=$(( (MAX_STEPS + STEPS_PER_RUN - 1) / STEPS_PER_RUN ))\nNUM_MINUTES=10\n")
+    script = project.add_recipe("sft-a", config=config)
+    env = {**BASE_ENV, "EXTRA_ENV": "FOO='x y'", "EXTRA_SCRIPT_ARGS": "a=1 'b=2 3'", "MAX_STEPS": "6",
+           "BASE_LOG_DIR": str(tmp_path / "logs")}
+    launched = CliRunner().invoke(main, ["launch", str(script)], env=env)
+    assert launched.exit_code == 0, launched.output
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    shell = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"], "HOME": str(tmp_path),
+             "NUM_NODES": "7", "MAX_STEPS": "99"}  # a shell that would plan another run
+    by_bash = subprocess.run(["bash", str(snapshot / "continue.sh")], cwd=tmp_path, env=shell, capture_output=True,
+                             text=True)
+    assert by_bash.returncode == 0, by_bash.stderr
+    submit(SlurmClient(shell), load_next_run(snapshot), exclude="n2")
+    continued, retried = slurm_on_path.submissions()[-2:]
+    assert retried["argv"] == [*continued["argv"][:-1], "--exclude=n2", continued["argv"][-1]]
+    assert retried["cwd"] == continued["cwd"] == str(snapshot)
+    bash_own = {"PWD", "OLDPWD", "SHLVL", "_"}
+    assert ({k: v for k, v in retried["env"].items() if k not in bash_own} ==
+            {k: v for k, v in continued["env"].items() if k not in bash_own})
+    assert (retried["env"]["MAX_STEPS"], "NUM_NODES" in retried["env"]) == ("6", False)
+
+
+# ---------------------------------------------------------------- through the commands
+
+
+def test_watch_with_max_retries_through_the_launch(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=2\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    fake_slurm.on_submit = lambda job: passing_retries(job) if job.job_id == "1002" else None
+    fake_slurm.on_poll = steps(node_fail("1001"), finish("1002"))
+    result = CliRunner().invoke(main, ["launch", str(script)],
+                                env={**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01", "MAX_RETRIES": "1"},
+                                obj=CliContext(fake_slurm))
+    assert result.exit_code == 0, result.output
+    first, retry = fake_slurm.submissions()
+    assert retry.argv == (*first.argv[:-1], "--exclude=n2", first.argv[-1])
+    assert (retry.cwd, retry.env) == (first.cwd, first.env)
+    lines = [line.split("] ", 1)[-1] for line in result.stdout.splitlines()]
+    assert "[WATCH]: Retrying sft-a after NODE_FAIL on n[1-2] (1/1): job 1002" in lines
+    assert lines[-1] == "[INFO]: All tests passed. Exiting with status 0."
+    runs = read_manifest(project.root / "code_snapshots" / "sft-a")["runs"]
+    assert [(r["job_id"], r["run"], r["via"], r.get("retry_of")) for r in runs] == [
+        ("1001", "1/1", "launcher", None), ("1002", "2/1", "retry", "1001")]
+
+
+def test_without_max_retries_a_node_failure_fails_the_experiment(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=2\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    fake_slurm.on_poll = steps(node_fail("1001"))
+    result = CliRunner().invoke(main, ["launch", str(script)], env={**BASE_ENV, "WATCH": "1",
+                                                                    "WATCH_INTERVAL": "0.01"},
+                                obj=CliContext(fake_slurm))
+    assert result.exit_code == 1
+    assert len(fake_slurm.submissions()) == 1 and "Retrying" not in result.stdout
+    assert "[GENERAL FAIL]   sft-a" in result.stdout
+    assert not any(c.argv[0] == "sinfo" for c in fake_slurm.calls)
+
+
+def test_watch_command_retries_from_the_snapshots_record(project: Project, fake_slurm: FakeSlurm,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=2\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    runner = CliRunner()
+    assert runner.invoke(main, ["launch", str(script)], env=BASE_ENV, obj=CliContext(fake_slurm)).exit_code == 0
+    monkeypatch.chdir(project.root)
+    node_fail("1001")(fake_slurm)  # while nobody watched
+    fake_slurm.on_poll = polls(fail_every_queued_job)
+    watched = runner.invoke(main, ["watch", "--watch-interval", "0.01", "--max-retries", "1", "sft-a"],
+                            obj=CliContext(fake_slurm))
+    assert watched.exit_code == 1
+    first, retry = fake_slurm.submissions()
+    assert retry.argv == (*first.argv[:-1], "--exclude=n2", first.argv[-1]) and retry.cwd == first.cwd
+    assert "Retrying sft-a after NODE_FAIL on n[1-2] (1/1): job 1002" in watched.stdout
+    # the retry recorded earlier counts, and job 1001 is answered: a second watch adds nothing
+    again = runner.invoke(main, ["watch", "--watch-interval", "0.01", "--max-retries", "1", "sft-a"],
+                          obj=CliContext(fake_slurm))
+    assert again.exit_code == 1 and len(fake_slurm.submissions()) == 2
+    assert "job 1002 ended NODE_FAIL; not retried: MAX_RETRIES=1 reached" in again.stderr
+    assert "job 1001" not in again.stderr
+    # one more allowed: 1002 is retried, 1001 still not
+    third = runner.invoke(main, ["watch", "--watch-interval", "0.01", "--max-retries", "2", "sft-a"],
+                          obj=CliContext(fake_slurm))
+    assert "Retrying sft-a after NODE_FAIL on n[1-2] (2/2): job 1003" in third.stdout
+    assert [(r["job_id"], r.get("retry_of")) for r in read_manifest(project.root / "code_snapshots" /
+                                                                    "sft-a")["runs"]] == [
+        ("1001", None), ("1002", "1001"), ("1003", "1002")]
+
+
+def test_the_resume_command_keeps_max_retries(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    result = CliRunner().invoke(main, ["launch", str(script)], env={**BASE_ENV, "MAX_RETRIES": "2"},
+                                obj=CliContext(fake_slurm))
+    assert result.exit_code == 0
+    assert any("nrl-launch watch" in line and line.split("   #")[0].endswith("--max-retries 2 sft-a")
+               for line in result.stderr.splitlines()), result.stderr
