@@ -1,0 +1,182 @@
+"""``nrl-launch cancel`` and what ``status`` shows of cancellations and retries.
+
+Launches go through the real CLI into a real git repository with the
+in-process ``FakeSlurm``; ``continue.sh`` runs with bash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from nrl_launch.cli import CliContext, main
+from nrl_launch.errors import SnapshotError
+from nrl_launch.manifest import append_run, read_manifest
+from nrl_launch.slurm import Completed
+from testkit import BASE_ENV, Call, FakeSlurm, Project, write
+
+THREE_RUNS = "NUM_NODES=1\nNUM_RUNS=3\nNUM_MINUTES=10\n"
+
+
+@pytest.fixture
+def launched(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """Two experiments launched: sft-a (jobs 1001-1003) and sft-b (1004-1006), all pending."""
+    for name in ("sft-a", "sft-b"):
+        script = project.add_recipe(name, config=THREE_RUNS)
+        result = CliRunner().invoke(main, ["launch", str(script)], env=BASE_ENV, obj=CliContext(fake_slurm))
+        assert result.exit_code == 0, result.output
+    monkeypatch.chdir(project.root)
+    return project
+
+
+def run(fake: FakeSlurm, *args: str) -> Result:
+    return CliRunner().invoke(main, list(args), obj=CliContext(fake))
+
+
+def scancels(fake: FakeSlurm) -> list[tuple[str, ...]]:
+    return [c.argv for c in fake.calls if c.argv[0] == "scancel"]
+
+
+def manifest_text(project: Project, name: str) -> str:
+    return (project.root / "code_snapshots" / name / ".nrl_launch.yaml").read_text()
+
+
+def test_cancel_stops_every_queued_job_in_one_scancel_and_records_it(launched: Project,
+                                                                     fake_slurm: FakeSlurm) -> None:
+    fake_slurm.finish("1004")  # sft-b's first run is over: nothing to cancel there
+    fake_slurm.jobs["1005"].state = "RUNNING"
+    result = run(fake_slurm, "cancel", "sft-a", "sft-b")
+    assert result.exit_code == 0, result.output
+    assert scancels(fake_slurm) == [("scancel", "1001", "1002", "1003", "1005", "1006")]
+    assert result.stdout.splitlines() == ["[INFO]: sft-a: cancelled 3 jobs: 1001 1002 1003",
+                                          "[INFO]: sft-b: cancelled 2 jobs: 1005 1006"]
+    assert {job.state for job in fake_slurm.jobs.values()} == {"CANCELLED", "COMPLETED"}
+    runs = read_manifest(launched.root / "code_snapshots" / "sft-a")["runs"]
+    assert [r.get("job_id") for r in runs] == ["1001", "1002", "1003", None]
+    assert (runs[-1]["cancelled"], runs[-1]["via"]) == ("1001 1002 1003", "nrl-launch cancel")
+    assert read_manifest(launched.root / "code_snapshots" / "sft-b")["runs"][-1]["cancelled"] == "1005 1006"
+
+
+def test_cancel_is_idempotent(launched: Project, fake_slurm: FakeSlurm) -> None:
+    assert run(fake_slurm, "cancel", "sft-a").exit_code == 0
+    before = manifest_text(launched, "sft-a")
+    again = run(fake_slurm, "cancel", "sft-a")
+    assert again.exit_code == 0, again.output
+    assert again.stdout == "[INFO]: sft-a: nothing to cancel (none of its 3 jobs is queued or running)\n"
+    assert len(scancels(fake_slurm)) == 1  # the first cancel's only
+    assert manifest_text(launched, "sft-a") == before
+
+
+def test_dry_run_cancels_and_records_nothing(launched: Project, fake_slurm: FakeSlurm) -> None:
+    before = manifest_text(launched, "sft-a")
+    fake_slurm.finish("1006")
+    result = run(fake_slurm, "cancel", "--dry-run", "sft-a", "sft-b")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["[DRY_RUN]: sft-a: would cancel 3 jobs: 1001 1002 1003",
+                                          "[DRY_RUN]: sft-b: would cancel 2 jobs: 1004 1005",
+                                          "[DRY_RUN]: would run: scancel 1001 1002 1003 1004 1005"]
+    assert scancels(fake_slurm) == []
+    assert manifest_text(launched, "sft-a") == before
+    assert fake_slurm.jobs["1001"].state == "PENDING"
+
+
+@pytest.mark.parametrize("names", [["nope"], ["sft-a", "nope"]])
+def test_an_unknown_experiment_cancels_nothing(launched: Project, fake_slurm: FakeSlurm, names: list[str]) -> None:
+    calls = len(fake_slurm.calls)
+    result = run(fake_slurm, "cancel", *names)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("[ERROR]: no snapshot of experiment 'nope' in ")
+    assert "nothing was cancelled" in result.stderr and "Traceback" not in result.output
+    assert len(fake_slurm.calls) == calls  # Slurm not even asked
+
+
+def test_an_unreachable_slurm_cancels_and_records_nothing(launched: Project, fake_slurm: FakeSlurm) -> None:
+    before = manifest_text(launched, "sft-a")
+    fake_slurm.down = True
+    result = run(fake_slurm, "cancel", "sft-a")
+    assert result.exit_code == 1
+    assert "[ERROR]: squeue failed: " in result.stderr and "Unable to contact slurm controller" in result.stderr
+    assert manifest_text(launched, "sft-a") == before
+
+
+def test_scancel_complaining_about_a_job_that_just_ended(launched: Project, fake_slurm: FakeSlurm) -> None:
+    def scancel(call: Call) -> Completed:
+        for job_id in call.argv[1:]:
+            fake_slurm.jobs[job_id].state = "CANCELLED"
+        return Completed(1, "", "scancel: error: Kill job error on job id 1001: Job/step already completing\n")
+
+    fake_slurm.answers["scancel"] = scancel
+    result = run(fake_slurm, "cancel", "sft-a")
+    assert result.exit_code == 0, result.output  # nothing is left queued: done
+    assert result.stdout == "[INFO]: sft-a: cancelled 3 jobs: 1001 1002 1003\n"
+    fake_slurm.answers["scancel"] = lambda call: Completed(1, "", "scancel: error: Access/permission denied\n")
+    assert run(fake_slurm, "cancel", "sft-b").exit_code == 1  # still queued: the error stands
+    assert "cancelled" not in read_manifest(launched.root / "code_snapshots" / "sft-b")["runs"][-1]
+
+
+def test_continue_sh_and_status_after_a_cancel(launched: Project, fake_slurm: FakeSlurm, tmp_path: Path) -> None:
+    assert run(fake_slurm, "cancel", "sft-a").exit_code == 0
+    snapshot = launched.root / "code_snapshots" / "sft-a"
+    # continue.sh needs only bash and an sbatch: this one answers like Slurm
+    write(tmp_path / "bin" / "sbatch", "#!/bin/bash\necho 'Submitted batch job 2001'\n", 0o755)
+    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "HOME": str(tmp_path)}
+    done = subprocess.run(["bash", str(snapshot / "continue.sh")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    runs = read_manifest(snapshot)["runs"]
+    assert [(r.get("job_id"), r.get("run")) for r in runs] == [("1001", "1/3"), ("1002", "2/3"), ("1003", "3/3"),
+                                                              (None, None), ("2001", "4/3")]
+    fake_slurm.add_job("2001", "PENDING")
+    status = run(fake_slurm, "status", "--format", "json", "sft-a")
+    assert status.exit_code == 0, status.output
+    [row] = json.loads(status.stdout)
+    assert row["runs"] == 4
+    assert [(j["job_id"], j["state"]) for j in row["jobs"]] == [("1001", "CANCELLED"), ("1002", "CANCELLED"),
+                                                               ("1003", "CANCELLED"), ("2001", "PENDING")]
+    assert [c["jobs"] for c in row["cancellations"]] == [["1001", "1002", "1003"]]
+    assert row["cancellations"][0]["at"] == runs[3]["cancelled_at"]
+    assert row["retries"] == []
+    table = run(fake_slurm, "status", "sft-a")
+    assert table.stdout.splitlines()[1].endswith("cancelled 3 jobs"), table.stdout
+
+
+def test_status_shows_retries(launched: Project, fake_slurm: FakeSlurm) -> None:
+    snapshot = launched.root / "code_snapshots" / "sft-a"
+    append_run(snapshot, "1007", "4/3", via="retry",
+               details={"retry_of": "1003", "after": "NODE_FAIL", "failed_on": "n[1-2]", "exclude": "n2"})
+    append_run(snapshot, "1008", "5/3", via="retry",
+               details={"retry_of": "1007", "after": "PREEMPTED", "failed_on": "n[1-2]"})
+    fake_slurm.add_job("1007", "PREEMPTED")
+    fake_slurm.add_job("1008", "RUNNING")
+    status = run(fake_slurm, "status", "--format", "json", "sft-a", "sft-b")
+    rows = {row["experiment"]: row for row in json.loads(status.stdout)}
+    assert rows["sft-a"]["retries"] == [
+        {"job_id": "1007", "retry_of": "1003", "after": "NODE_FAIL", "failed_on": "n[1-2]", "exclude": "n2"},
+        {"job_id": "1008", "retry_of": "1007", "after": "PREEMPTED", "failed_on": "n[1-2]", "exclude": ""}]
+    assert rows["sft-b"]["retries"] == [] and rows["sft-a"]["runs"] == 5
+    assert run(fake_slurm, "cancel", "sft-a").exit_code == 0
+    table = run(fake_slurm, "status", "sft-a", "sft-b").stdout.splitlines()
+    assert table[0].split()[-1] == "NOTE"
+    assert table[1].startswith("sft-a") and table[1].endswith("2 retries after NODE_FAIL, PREEMPTED; cancelled 4 jobs")
+    assert table[2].startswith("sft-b") and not table[2].endswith("jobs")
+
+
+def test_manifest_entries_of_retries_and_cancellations(tmp_path: Path) -> None:
+    from nrl_launch.manifest import append_cancellation, cancellations, job_runs, write_manifest
+
+    write_manifest(tmp_path, {"experiment": "x", "runs": []})
+    append_run(tmp_path, "7", "1/1")
+    append_run(tmp_path, "8", "2/1", via="retry", details={"job_id": "666", "via": "other", "retry_of": "7"})
+    append_cancellation(tmp_path, ["8"], when="2026-11-29T01:00:09+00:00")
+    entries = read_manifest(tmp_path)["runs"]
+    assert [(r["job_id"], r["via"], r.get("retry_of")) for r in job_runs(entries)] == [("7", "launcher", None),
+                                                                                      ("8", "retry", "7")]
+    assert cancellations(entries) == [("2026-11-29T01:00:09+00:00", ["8"])]
+    with pytest.raises(SnapshotError, match="needs at least one job id"):
+        append_cancellation(tmp_path, [])
+    with pytest.raises(SnapshotError, match="no manifest to record in"):
+        append_cancellation(tmp_path / "nowhere", ["1"])
