@@ -16,7 +16,6 @@ from typing import Any
 
 from nrl_launch.config import RecipeConfig, read_recipe
 from nrl_launch.errors import PlanError
-from nrl_launch.layout import parse_suite
 from nrl_launch.settings import LaunchSettings
 
 RELEASE_ARG = "logger.wandb.project=nemo-rl-release"
@@ -92,6 +91,8 @@ def suite_scripts(suite: str) -> list[tuple[str, str]]:
     if root is None:
         raise PlanError("no git repository above the suite file: its entries are relative to the repository root",
                         where=suite)
+    from nrl_launch.layout import parse_suite  # only when a suite file is given
+
     entries = [entry for _, entry in parse_suite(text)]
     if not entries:
         raise PlanError("the suite lists no script", where=suite)

@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, NamedTuple
 
 from nrl_launch.errors import SlurmError, SlurmRejected, SlurmUnreachable, UsageProblem
 
 DEFAULT_TIMEOUT = 120.0
 TIMEOUT_VARIABLE = "NRL_SLURM_TIMEOUT"
 
-# sbatch's answer: "Submitted batch job 123" or "... 123 on cluster foo".
-_SUBMITTED_RE = re.compile(r"^Submitted batch job (\d+)(?: on cluster \S+)?$", re.MULTILINE)
+# sbatch's answer: "Submitted batch job 123" or "... 123 on cluster foo". (The patterns of
+# this module are compiled at first use, by re's own cache: a GPU-hour estimate never uses them.)
+_SUBMITTED = r"^Submitted batch job (\d+)(?: on cluster \S+)?$"
 
 
-@dataclass(frozen=True)
-class Completed:
+class Completed(NamedTuple):
     """What a finished command said: exit status and decoded output."""
 
     returncode: int
@@ -36,16 +35,19 @@ class Completed:
     stderr: str
 
 
-class Runner(Protocol):
-    """Runs one command to completion.
+if TYPE_CHECKING:  # only the type checker needs the protocol class
+    from typing import Protocol
 
-    Raises ``FileNotFoundError`` when the program does not exist, another
-    ``OSError`` when it cannot be started, and ``TimeoutError`` when it did
-    not finish within ``timeout`` seconds (the runner kills it).
-    """
+    class Runner(Protocol):
+        """Runs one command to completion.
 
-    def __call__(self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str],
-                 timeout: float) -> Completed: ...
+        Raises ``FileNotFoundError`` when the program does not exist, another
+        ``OSError`` when it cannot be started, and ``TimeoutError`` when it did
+        not finish within ``timeout`` seconds (the runner kills it).
+        """
+
+        def __call__(self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str],
+                     timeout: float) -> Completed: ...
 
 
 def run_command(argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str], timeout: float) -> Completed:
@@ -67,8 +69,7 @@ def _decode(data: bytes | None) -> str:
     return (data or b"").decode("utf-8", errors="replace")
 
 
-@dataclass(frozen=True)
-class JobInfo:
+class JobInfo(NamedTuple):
     """What Slurm says about one job."""
 
     job_id: str
@@ -78,8 +79,7 @@ class JobInfo:
     nodes: str = ""  # the nodes it ran (or runs) on, Slurm's host list
 
 
-@dataclass(frozen=True)
-class SbatchAnswer:
+class SbatchAnswer(NamedTuple):
     """What sbatch said for one accepted submission."""
 
     job_id: str
@@ -111,22 +111,22 @@ def job_ids(ids: Iterable[object]) -> list[str]:
 
 def parse_job_id(answer: str) -> str:
     """The job id in sbatch's answer; SlurmError when there is none."""
-    match = _SUBMITTED_RE.search(answer)
+    match = re.search(_SUBMITTED, answer, re.MULTILINE)
     if match is None:
         raise SlurmError(f"sbatch answered without a job id: {answer.strip()!r}")
     return match.group(1)
 
 
 # What the Slurm client says when it has no configuration or no controller to talk to.
-_UNREACHABLE_RE = re.compile(r"Unable to contact slurm controller|Could not establish a configuration source|"
-                             r"resolve_ctls_from_dns_srv|Connection refused|Socket timed out|"
-                             r"Zero Bytes were transmitted or received")
+_UNREACHABLE = (r"Unable to contact slurm controller|Could not establish a configuration source|"
+                r"resolve_ctls_from_dns_srv|Connection refused|Socket timed out|"
+                r"Zero Bytes were transmitted or received")
 UNREACHABLE_HINT = ('is SLURM_CONF set? for the local cluster: eval "$(tools/local-slurm up | tail -n 1)"')
 
 
 def unreachable(proc: Completed) -> bool:
     """True when a failed command says Slurm itself cannot be reached (not a refusal)."""
-    return proc.returncode != 0 and bool(_UNREACHABLE_RE.search(proc.stderr + proc.stdout))
+    return proc.returncode != 0 and bool(re.search(_UNREACHABLE, proc.stderr + proc.stdout))
 
 
 def _reason(proc: Completed) -> str:
@@ -270,14 +270,14 @@ class SlurmClient:
         proc = self._run(["scontrol", "show", "job", "-o", job_id])
         if proc.returncode != 0:
             return None
-        fields = dict(_SCONTROL_FIELD_RE.findall(proc.stdout))
+        fields = dict(re.findall(_SCONTROL_FIELD, proc.stdout))
         if "JobState" not in fields:
             return None
         return JobInfo(job_id, fields["JobState"], _reason_field(fields.get("Reason", "")),
                        fields.get("ExitCode", ""), _node_field(fields.get("NodeList", "")))
 
 
-_SCONTROL_FIELD_RE = re.compile(r"\b(JobState|Reason|ExitCode|NodeList)=(\S*)")
+_SCONTROL_FIELD = r"\b(JobState|Reason|ExitCode|NodeList)=(\S*)"
 
 
 def _reason_field(text: str) -> str:
