@@ -646,11 +646,16 @@ def test_python_dash_m_and_help() -> None:
     assert proc.returncode == 0 and "CONTAINER" in proc.stdout
 
 
-def test_installed_console_script() -> None:
-    script = shutil.which("nrl-launch")
-    if script is None:
-        pytest.skip("nrl-launch is not installed: run pip install -e . (the README's set-up does)")
-    proc = subprocess.run([script, "--help"], capture_output=True, text=True)
+def test_installed_console_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The one installed for the interpreter running the tests: another
+    # nrl-launch first on PATH (another environment, another checkout) proves
+    # nothing, so a broken one is put there first.
+    write(tmp_path / "decoy" / "nrl-launch", "#!/bin/sh\necho 'not the installed one' >&2\nexit 1\n", 0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'decoy'}{os.pathsep}{os.environ['PATH']}")
+    script = Path(sys.executable).parent / "nrl-launch"
+    if not script.is_file():
+        pytest.skip(f"{script} is not installed: run pip install -e . (the README's set-up does)")
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert all(command in proc.stdout for command in ("launch", "lint", "status", "watch"))
 
