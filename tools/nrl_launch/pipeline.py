@@ -2,9 +2,11 @@
 
 Order matters for the contract: every script is read and every git check
 made before the first snapshot; every snapshot made and every submission
-pre-flighted before the first real ``sbatch``. This module is loaded by one
-guarded import in :mod:`nrl_launch.launch`; the DRYRUN=1 path never loads it
-(nor GitPython and simple-slurm, which it imports).
+pre-flighted before the first real ``sbatch``. From the first snapshot to the
+last submission the launch holds the lock of every experiment it launches
+(:mod:`nrl_launch.locks`). This module is loaded by one guarded import in
+:mod:`nrl_launch.launch`; the DRYRUN=1 path never loads it (nor GitPython and
+simple-slurm, which it imports).
 """
 
 from __future__ import annotations
@@ -18,10 +20,20 @@ from typing import Any
 
 from nrl_launch import __version__, gitrepo, manifest, watch
 from nrl_launch.continuation import render_continue_script
-from nrl_launch.errors import LauncherError, PlanError, SlurmError, SlurmRejected, SnapshotError, SubmissionStopped
+from nrl_launch.errors import (
+    LauncherError,
+    PlanError,
+    SlurmError,
+    SlurmRejected,
+    SlurmUncertain,
+    SlurmUnreachable,
+    SnapshotError,
+    SubmissionStopped,
+)
 from nrl_launch.gitrepo import RepoInfo
 from nrl_launch.joblogs import TrackedJob, log_root
 from nrl_launch.lines import info_line, skip_submission_line, submitting_line
+from nrl_launch.locks import experiment_locks
 from nrl_launch.plan import Experiment, Submission, build_submissions
 from nrl_launch.settings import DryRun, LaunchSettings, SnapshotMode
 from nrl_launch.slurm import SlurmClient
@@ -85,13 +97,17 @@ class Pipeline:
     def launch(self, experiments: Sequence[Experiment]) -> Launched:
         """Plan, snapshot, pre-flight and submit ``experiments`` (or skip submitting, DRYRUN=2)."""
         planned = plan_submissions(experiments, self.settings)
-        self.make_snapshots(planned)
-        if self.settings.dryrun is DryRun.NO_SUBMIT:
-            self.dryrun2_preflight(planned)
-        else:
-            self.preflight(planned)
-        write_continue_scripts(planned)
-        return Launched(planned, self.submit_all(planned))
+        # One launch (or continue.sh, or code_snapshot.sh) per experiment at a
+        # time, from its snapshot to its last manifest entry.
+        with experiment_locks((p.snapshot_dir for p in planned), self.err):
+            self.make_snapshots(planned)
+            if self.settings.dryrun is DryRun.NO_SUBMIT:
+                self.dryrun2_preflight(planned)
+            else:
+                self.preflight(planned)
+            write_continue_scripts(planned)
+            jobs = self.submit_all(planned)
+        return Launched(planned, jobs)
 
     # ---- snapshots
 
@@ -109,6 +125,8 @@ class Pipeline:
             sub = p.submissions[0]
             try:
                 self.slurm.test_only(sub.argv, cwd=sub.cwd, job_env=dict(sub.env))
+            except SlurmUnreachable:
+                raise  # about Slurm, not about this experiment
             except SlurmRejected as e:
                 raise SlurmRejected(f"Slurm would reject experiment {p.name}: {e}. Nothing was submitted.",
                                     where=p.experiment.script) from e
@@ -138,6 +156,8 @@ class Pipeline:
                 self._submit_experiment(p, jobs[p.name])
         except KeyboardInterrupt as e:
             raise SubmissionStopped("interrupted while submitting", jobs) from e
+        except SlurmUncertain as e:
+            raise SubmissionStopped(str(e), jobs, certain=False) from e
         except SlurmError as e:
             raise SubmissionStopped(str(e), jobs) from e
         return jobs
@@ -150,10 +170,14 @@ class Pipeline:
             if self.settings.dryrun is DryRun.NO_SUBMIT:
                 self.out(skip_submission_line(exp, str(p.snapshot_dir)))
                 continue
+            where = f"{exp.script}: run {sub.run_label} of {exp.name}"
             try:
                 answer = self.slurm.submit(sub.argv, cwd=sub.cwd, job_env=dict(sub.env))
+            except KeyboardInterrupt as e:
+                # sbatch got the Ctrl-C too, perhaps after queueing the job
+                raise SlurmUncertain("interrupted while submitting (sbatch was running)", where=where) from e
             except SlurmError as e:
-                e.about(f"{exp.script}: run {sub.run_label} of {exp.name}")
+                e.about(where)
                 raise
             self.out(answer.text)
             job_ids.append(answer.job_id)
@@ -191,17 +215,25 @@ class SnapshotMaker:
         self.batches: dict[Path, SnapshotBatch] = {}
 
     def provide(self, repo: Repository, dest: Path, new_manifest: Mapping[str, Any]) -> None:
-        """Make sure a complete snapshot of ``repo`` is at ``dest``, saying which on stderr."""
+        """Make sure a complete snapshot of ``repo`` is at ``dest``, saying which on stderr.
+
+        Every snapshot that is reused goes through :func:`stale_reasons`, also
+        one that another process (one that does not take the lock, e.g. an
+        older launcher) published while this one was copying.
+        """
         if existing_snapshot(dest) is not None:
             self.err(f"Using existing code snapshot in {dest}")
-            for reason in stale_reasons(dest, repo.info):
-                self.err(f"[WARNING]: reusing {dest}: {reason}")
-            return
-        self.err(f"Creating new code snapshot in {dest}")
-        root = repo.info.root
-        if root not in self.batches:
-            self.batches[root] = SnapshotBatch(root, repo.files, mode=self.mode)
-        self.batches[root].ensure(dest, manifest=new_manifest, progress=self.progress(dest) if self.progress else None)
+        else:
+            self.err(f"Creating new code snapshot in {dest}")
+            root = repo.info.root
+            if root not in self.batches:
+                self.batches[root] = SnapshotBatch(root, repo.files, mode=self.mode)
+            progress = self.progress(dest) if self.progress else None
+            if self.batches[root].ensure(dest, manifest=new_manifest, progress=progress).created:
+                return
+            self.err(f"[WARNING]: another process created {dest} while this one was copying: using its snapshot")
+        for reason in stale_reasons(dest, repo.info):
+            self.err(f"[WARNING]: reusing {dest}: {reason}")
 
 
 def take_snapshot(project_dir: Path, name: str, *, dirname: str, mode: SnapshotMode, err: Emit,
@@ -215,7 +247,8 @@ def take_snapshot(project_dir: Path, name: str, *, dirname: str, mode: SnapshotM
     check_snapshot_root(dirname, repo.tracked, where=name)
     dest = root / dirname / name
     fresh = manifest.build_manifest(repo.info, config_values={}, gpu_hours=None, experiment=name, script=None)
-    SnapshotMaker(mode, err, progress).provide(repo, dest, fresh)
+    with experiment_locks([dest], err):
+        SnapshotMaker(mode, err, progress).provide(repo, dest, fresh)
     return dest
 
 
@@ -228,8 +261,10 @@ def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings
     repos: dict[Path, Repository] = {}
     planned = []
     for exp in experiments:
+        check_experiment_name(exp)
         try:
-            root = gitrepo.work_tree_root(Path(exp.path).parent)
+            # A recipe inside a submodule runs in the superproject's tree.
+            root = gitrepo.project_root(Path(exp.path).parent)
             if root not in repos:
                 repos[root] = Repository.describe(root)
             repo = repos[root]
@@ -243,6 +278,17 @@ def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings
         subs = build_submissions(exp, settings, str(snapshot_dir), rel_path, repo.info.short_meta)
         planned.append(PlannedExperiment(exp, repo, rel_path, snapshot_dir, subs))
     return tuple(planned)
+
+
+def check_experiment_name(exp: Experiment) -> None:
+    """A snapshot folder must be a plain, visible folder name.
+
+    Hidden names beside the snapshots are the launcher's own (temporary
+    folders, lock files) and ``status`` does not list them.
+    """
+    if exp.name.startswith(".") or not exp.name:
+        raise PlanError(f"experiment name {exp.name!r} starts with '.' or is empty: its snapshot would be a hidden "
+                        "folder (rename the script)", where=exp.script)
 
 
 def check_snapshot_root(dirname: str, tracked: frozenset[str], *, where: str) -> None:
@@ -299,7 +345,9 @@ def _write_executable(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically and make it executable."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        # surrogateescape: a non-UTF-8 byte of a file name or a value (which
+        # Python holds as a surrogate escape) is written back as that byte.
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
         tmp.chmod(0o755)
         os.replace(tmp, path)
     except OSError:

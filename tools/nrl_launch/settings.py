@@ -19,6 +19,7 @@ SnapshotMode = Literal["auto", "copy", "link"]
 SNAPSHOT_MODES: tuple[SnapshotMode, ...] = get_args(SnapshotMode)
 DEFAULT_SNAPSHOT_DIRNAME = "code_snapshots"
 DEFAULT_WATCH_INTERVAL = 300.0
+MAX_WATCH_INTERVAL = 86400.0  # one day
 
 
 class DryRun(IntEnum):
@@ -126,15 +127,20 @@ def check_shell_words(name: str, raw: str | None) -> str:
 
 
 def parse_interval(raw: str | None) -> float:
-    """WATCH_INTERVAL: a positive number of seconds, default 300."""
+    """WATCH_INTERVAL: a positive number of seconds up to a day, default 300.
+
+    inf, nan and anything beyond a day are errors: a sleep that long is a
+    mistake (and beyond what ``time.sleep`` accepts, a crash).
+    """
     if raw is None or not raw.strip():
         return DEFAULT_WATCH_INTERVAL
     try:
         value = float(raw)
     except ValueError as e:
         raise UsageProblem(f"WATCH_INTERVAL must be a number of seconds (got {raw!r})") from e
-    if not value > 0:
-        raise UsageProblem(f"WATCH_INTERVAL must be positive (got {raw!r})")
+    if not 0 < value <= MAX_WATCH_INTERVAL:
+        raise UsageProblem(f"WATCH_INTERVAL must be a positive number of seconds, at most {MAX_WATCH_INTERVAL:g} "
+                           f"(one day) (got {raw!r})")
     return value
 
 
