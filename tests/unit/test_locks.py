@@ -8,6 +8,8 @@ import fcntl
 import json
 import os
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from nrl_launch.settings import make_settings
 from nrl_launch.snapshot import ensure_snapshot
 from testkit import (
     BASE_ENV,
+    REPO,
     FakeSlurm,
     Project,
     SlurmOnPath,
@@ -185,3 +188,33 @@ def test_an_experiment_name_starting_with_a_dot_is_refused(project: Project, fak
     assert result.exit_code == 1
     assert "[ERROR]: " in result.stderr and "starts with '.'" in result.stderr
     assert not (project.root / "code_snapshots").exists() and fake_slurm.calls == []
+
+
+# One process locking a suite of 1,000 experiments under a given limit of open files.
+LOCK_MANY = """
+import resource, sys
+from pathlib import Path
+from nrl_launch.errors import SnapshotError
+from nrl_launch.locks import experiment_locks
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, int(sys.argv[1])))
+try:
+    with experiment_locks([Path(sys.argv[2]) / f"exp{i}" for i in range(1000)], print):
+        print("held")
+except SnapshotError as e:
+    print(e)
+"""
+
+
+@pytest.mark.parametrize(
+    ("hard", "said"),
+    [(4096, "held"),
+     (512, "cannot lock 1000 experiments at once: the limit of open files is 512 (ulimit -Hn); launch them in "
+           "smaller groups")],
+)
+def test_a_large_suite_raises_the_open_files_limit_or_says_why_it_cannot(tmp_path: Path, hard: int,
+                                                                        said: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tools")}
+    proc = subprocess.run([sys.executable, "-c", LOCK_MANY, str(hard), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == said + "\n"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import resource
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ LOCK_SUFFIX = ".lock"
 # flock(2) is not available on every network filesystem (e.g. Lustre mounted
 # without -o flock): there the launch goes on without it, and says so.
 _NO_LOCKING_ERRNOS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP}
+SPARE_DESCRIPTORS = 256  # for everything else a launch opens while it holds the locks
 
 
 def lock_path(snapshot_dir: Path) -> Path:
@@ -84,12 +86,28 @@ def lock_order(snapshot_dirs: Iterable[Path]) -> list[Path]:
     return sorted({Path(d) for d in snapshot_dirs}, key=lambda d: os.fsencode(lock_path(d)))
 
 
+def _make_room_for(count: int) -> None:
+    """Raise the soft limit of open files so that ``count`` lock files can stay
+    open (a suite of a thousand recipes exceeds the usual 1024); SnapshotError
+    when even the hard limit is too low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = count + SPARE_DESCRIPTORS
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise SnapshotError(f"cannot lock {count} experiments at once: the limit of open files is {hard} "
+                            f"(ulimit -Hn); launch them in smaller groups")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
 @contextmanager
 def experiment_locks(snapshot_dirs: Iterable[Path], err: Emit) -> Iterator[None]:
     """Hold the locks of every snapshot in ``snapshot_dirs`` for the ``with`` block."""
+    ordered = lock_order(snapshot_dirs)
+    _make_room_for(len(ordered))
     held: list[int] = []
     try:
-        for snapshot_dir in lock_order(snapshot_dirs):
+        for snapshot_dir in ordered:
             fd = _acquire(snapshot_dir, err)
             if fd is not None:
                 held.append(fd)
