@@ -7,6 +7,7 @@ Our own errors become ``[ERROR]: …`` on stderr at one boundary
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
@@ -157,6 +158,11 @@ def _snapshot_progress(dest: Path) -> Callable[[int, int], None] | None:
 @click.version_option(__version__, prog_name="nrl-launch")
 def main() -> None:
     """Launch RL recipe test suites on Slurm as snapshotted, chained jobs."""
+    # A non-UTF-8 byte of an argument or an environment variable is held by
+    # Python as a surrogate escape; a strict UTF-8 stdout would refuse it with
+    # a traceback. Written back as the byte it was, a path prints as given.
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
+        sys.stdout.reconfigure(errors="surrogateescape")
 
 
 @main.command(context_settings={"max_content_width": 100})

@@ -925,4 +925,7 @@ def read_recipe(path: str, environ: Mapping[str, str]) -> RecipeConfig:
         raise ConfigError(path, None, f"cannot read: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(path, None, f"cannot read: not valid UTF-8 ({exc.reason})") from exc
+    if text.startswith("\ufeff"):  # bash would take it for part of the first line's first word
+        raise ConfigError(path, 1, "the file starts with a UTF-8 byte order mark (BOM): save it as UTF-8 "
+                                   "without BOM")
     return parse_recipe(text, path, environ)

@@ -135,33 +135,35 @@ def check_shell_words(name: str, raw: str | None) -> str:
     return text
 
 
-MAX_SECONDS = 7 * 24 * 3600.0  # a week: more is a typo, and sleep() would overflow on "1e300"
+# Longer is a mistake, and beyond what time.sleep() accepts ("1e300") a crash.
+DAY, WEEK = 86400.0, 7 * 86400.0
 
 
-def _seconds(name: str, raw: str | None, default: float) -> float:
-    """A positive number of seconds up to a week (``default`` when unset or blank)."""
+def _seconds(name: str, raw: str | None, default: float, maximum: float) -> float:
+    """A positive number of seconds up to ``maximum`` (``default`` when unset or blank)."""
     if raw is None or not raw.strip():
         return default
     try:
         value = float(raw)
     except ValueError as e:
         raise UsageProblem(f"{name} must be a number of seconds (got {raw!r})") from e
-    if not 0 < value <= MAX_SECONDS:  # also refuses nan and inf
-        raise UsageProblem(f"{name} must be a positive number of seconds, at most {MAX_SECONDS:g} "
-                           f"(a week) (got {raw!r})")
+    if not 0 < value <= maximum:  # also refuses nan and inf
+        span = "one day" if maximum == DAY else "one week"
+        raise UsageProblem(f"{name} must be a positive number of seconds, at most {maximum:g} ({span}) "
+                           f"(got {raw!r})")
     return value
 
 
 def parse_interval(raw: str | None) -> float:
     """WATCH_INTERVAL: a positive number of seconds, default 300."""
-    return _seconds("WATCH_INTERVAL", raw, DEFAULT_WATCH_INTERVAL)
+    return _seconds("WATCH_INTERVAL", raw, DEFAULT_WATCH_INTERVAL, DAY)
 
 
 def make_watch_settings(raw: dict[str, str | None]) -> WatchSettings:
     """WATCH_INTERVAL, WATCH_GIVE_UP and STOP_CHAIN_ON_FAILURE, validated."""
     return WatchSettings(
         interval=parse_interval(raw.get("WATCH_INTERVAL")),
-        give_up=_seconds("WATCH_GIVE_UP", raw.get("WATCH_GIVE_UP"), DEFAULT_WATCH_GIVE_UP),
+        give_up=_seconds("WATCH_GIVE_UP", raw.get("WATCH_GIVE_UP"), DEFAULT_WATCH_GIVE_UP, WEEK),
         stop_chain_on_failure=bool(raw.get("STOP_CHAIN_ON_FAILURE")),
     )
 

@@ -17,14 +17,25 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from nrl_launch.errors import SlurmError, SlurmRejected, SlurmUnreachable, UsageProblem
+from nrl_launch.errors import SlurmError, SlurmRejected, SlurmUncertain, SlurmUnreachable, UsageProblem
 
 DEFAULT_TIMEOUT = 120.0
 TIMEOUT_VARIABLE = "NRL_SLURM_TIMEOUT"
 
-# sbatch's answer: "Submitted batch job 123" or "... 123 on cluster foo". (The patterns of
-# this module are compiled at first use, by re's own cache: a GPU-hour estimate never uses them.)
-_SUBMITTED = r"^Submitted batch job (\d+)(?: on cluster \S+)?$"
+# sbatch's answer: "Submitted batch job 123" or "... 123 on cluster foo".
+_SUBMITTED_RE = re.compile(r"^Submitted batch job (\d+)(?: on cluster \S+)?$", re.MULTILINE)
+
+# How the Slurm client says that there is no Slurm to talk to, and the short
+# reason the launcher gives for each. Without a slurm.conf (and no DNS SRV
+# record) every command ends with "fatal: Could not establish a configuration
+# source" after some "resolve_ctls_from_dns_srv" lines; with a controller that
+# is down, "Unable to contact slurm controller (connect failure)".
+_UNREACHABLE = (
+    (re.compile(r"Could not establish a configuration source|resolve_ctls_from_dns_srv"),
+     "no Slurm configuration found (Could not establish a configuration source)"),
+    (re.compile(r"Unable to contact slurm controller(?: \([^)\n]*\))?", re.IGNORECASE), None),
+)
+LOCAL_CLUSTER_HINT = 'eval "$(tools/local-slurm up | tail -n 1)"'
 
 
 class Completed(NamedTuple):
@@ -109,29 +120,51 @@ def job_ids(ids: Iterable[object]) -> list[str]:
     return list(dict.fromkeys(text for text in map(str, ids) if text.isascii() and text.isdigit()))
 
 
-def parse_job_id(answer: str) -> str:
-    """The job id in sbatch's answer; SlurmError when there is none."""
-    match = re.search(_SUBMITTED, answer, re.MULTILINE)
-    if match is None:
-        raise SlurmError(f"sbatch answered without a job id: {answer.strip()!r}")
-    return match.group(1)
+def parse_answer(proc: Completed) -> SbatchAnswer:
+    """The job id of a successful sbatch, from its stdout or else its stderr
+    (some site wrappers print it there).
+
+    The text to print is sbatch's stdout when the id is there, else the one
+    ``Submitted batch job`` line: stdout must carry it for the tools that parse
+    the launcher's output. SlurmUncertain when neither stream has an id: sbatch
+    said it succeeded, so a job may be queued.
+    """
+    for stream in (proc.stdout, proc.stderr):
+        match = _SUBMITTED_RE.search(stream)
+        if match is not None:
+            text = stream.rstrip("\n") if stream is proc.stdout else match.group(0)
+            return SbatchAnswer(job_id=match.group(1), text=text)
+    raise SlurmUncertain(f"sbatch answered without a job id (exit status 0; stdout: {proc.stdout.strip()!r}; "
+                         f"stderr: {proc.stderr.strip()!r})")
 
 
-# What the Slurm client says when it has no configuration or no controller to talk to.
-_UNREACHABLE = (r"Unable to contact slurm controller|Could not establish a configuration source|"
-                r"resolve_ctls_from_dns_srv|Connection refused|Socket timed out|"
-                r"Zero Bytes were transmitted or received")
-UNREACHABLE_HINT = ('is SLURM_CONF set? for the local cluster: eval "$(tools/local-slurm up | tail -n 1)"')
+def unreachable_reason(proc: Completed) -> str | None:
+    """The short reason when a failed command says there is no Slurm to talk to, else None."""
+    text = f"{proc.stderr}\n{proc.stdout}"
+    for pattern, reason in _UNREACHABLE:
+        match = pattern.search(text)
+        if match is not None:
+            return reason or match.group(0)
+    return None
 
 
-def unreachable(proc: Completed) -> bool:
-    """True when a failed command says Slurm itself cannot be reached (not a refusal)."""
-    return proc.returncode != 0 and bool(re.search(_UNREACHABLE, proc.stderr + proc.stdout))
+def unreachable_message(reason: str) -> str:
+    """The one line the launcher says when it cannot reach Slurm."""
+    return f"cannot reach Slurm: {reason}; is SLURM_CONF set? for the local cluster: {LOCAL_CLUSTER_HINT}"
 
 
 def _reason(proc: Completed) -> str:
     text = proc.stderr.strip() or proc.stdout.strip()
     return text or f"exit status {proc.returncode}"
+
+
+def _failure(proc: Completed, prefix: str = "", error: type[SlurmError] = SlurmError) -> SlurmError:
+    """The error for a failed command: SlurmUnreachable when Slurm is not there
+    at all, else ``error`` with Slurm's reason after ``prefix``."""
+    reason = unreachable_reason(proc)
+    if reason is not None:
+        return SlurmUnreachable(unreachable_message(reason))
+    return error(prefix + _reason(proc))
 
 
 class SlurmClient:
@@ -153,10 +186,12 @@ class SlurmClient:
         try:
             return self.runner(list(argv), cwd=cwd, env=env, timeout=self.timeout)
         except FileNotFoundError as e:
-            raise SlurmError(f"{argv[0]} not found on PATH: is the Slurm client installed (or SLURM_CONF set)?") from e
+            raise SlurmUnreachable(f"{argv[0]} not found on PATH: is the Slurm client installed "
+                                   "(or SLURM_CONF set)?") from e
         except TimeoutError as e:
-            raise SlurmError(f"{argv[0]} did not answer within {self.timeout:g} s "
-                             f"(set {TIMEOUT_VARIABLE} to wait longer)") from e
+            # Killed at the timeout: whether it acted (queued a job) is unknown.
+            raise SlurmUncertain(f"{argv[0]} did not answer within {self.timeout:g} s "
+                                 f"(set {TIMEOUT_VARIABLE} to wait longer)") from e
         except OSError as e:
             raise SlurmError(f"could not run {argv[0]}: {e}") from e
 
@@ -164,14 +199,14 @@ class SlurmClient:
         """Queue one job: ``sbatch *argv`` in ``cwd``, ``job_env`` added to the environment."""
         proc = self._run(["sbatch", *argv], cwd=cwd, job_env=job_env)
         if proc.returncode != 0:
-            raise SlurmError(f"sbatch failed: {_reason(proc)}")
-        return SbatchAnswer(job_id=parse_job_id(proc.stdout), text=proc.stdout.rstrip("\n"))
+            raise _failure(proc, "sbatch failed: ")
+        return parse_answer(proc)
 
     def test_only(self, argv: Sequence[str], *, cwd: str, job_env: Mapping[str, str]) -> None:
         """Ask Slurm whether it would accept this submission (``sbatch --test-only``)."""
         proc = self._run(["sbatch", "--test-only", *argv], cwd=cwd, job_env=job_env)
         if proc.returncode != 0:
-            raise SlurmRejected(_reason(proc))
+            raise _failure(proc, error=SlurmRejected)
 
     def reachable(self) -> bool:
         """True when the Slurm client is installed and ``scontrol ping`` finds a controller."""
@@ -241,8 +276,9 @@ class SlurmClient:
 
     def _squeue_jobs(self, ids: list[str]) -> dict[str, JobInfo]:
         proc = self._run(["squeue", "-h", "-o", "%i|%T|%r|%N", "-j", ",".join(ids)])
-        if unreachable(proc):
-            raise SlurmUnreachable(f"cannot reach Slurm: {_reason(proc).splitlines()[-1]}; {UNREACHABLE_HINT}")
+        reason = unreachable_reason(proc) if proc.returncode != 0 else None
+        if reason is not None:
+            raise SlurmUnreachable(unreachable_message(reason))
         if proc.returncode != 0:  # e.g. "Invalid job id specified" for jobs Slurm no longer lists
             return {}
         found = {}
@@ -270,14 +306,14 @@ class SlurmClient:
         proc = self._run(["scontrol", "show", "job", "-o", job_id])
         if proc.returncode != 0:
             return None
-        fields = dict(re.findall(_SCONTROL_FIELD, proc.stdout))
+        fields = dict(_SCONTROL_FIELD_RE.findall(proc.stdout))
         if "JobState" not in fields:
             return None
         return JobInfo(job_id, fields["JobState"], _reason_field(fields.get("Reason", "")),
                        fields.get("ExitCode", ""), _node_field(fields.get("NodeList", "")))
 
 
-_SCONTROL_FIELD = r"\b(JobState|Reason|ExitCode|NodeList)=(\S*)"
+_SCONTROL_FIELD_RE = re.compile(r"\b(JobState|Reason|ExitCode|NodeList)=(\S*)")
 
 
 def _reason_field(text: str) -> str:
