@@ -10,7 +10,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 from nrl_launch.errors import UsageProblem
 
@@ -22,9 +22,12 @@ DEFAULT_WATCH_INTERVAL = 300.0
 DEFAULT_WATCH_GIVE_UP = 1800.0
 
 
-@dataclass(frozen=True)
-class WatchSettings:
-    """How WATCH (and ``nrl-launch watch``) follows jobs."""
+class WatchSettings(NamedTuple):
+    """How WATCH (and ``nrl-launch watch``) follows jobs.
+
+    (A NamedTuple rather than a dataclass: it is built on the DRYRUN=1 path
+    too, where a dataclass's generated methods cost measurable start-up time.)
+    """
 
     interval: float = DEFAULT_WATCH_INTERVAL  # seconds between polls
     give_up: float = DEFAULT_WATCH_GIVE_UP  # seconds of failed polls in a row before giving up
