@@ -396,7 +396,7 @@ REJECTED = [
     ("X=\"${U-$'a'}\"", "ANSI-C quoting"),
     ("X=$(( $'1' ))", "ANSI-C quoting"),
     # odd quoting inside a double-quoted ${…} (bash's results are erratic there)
-    ('X="${U-"a$"}"', '"$\\"" inside a double-quoted string inside "${…}"'),
+    ('X="${U-"a$"}"', '$"…" inside a "…" string inside a double-quoted ${…}'),
     ("X=\"${U-'\"'}\"", "a single quote inside a double-quoted ${…}"),
     ("X=\"${U-'$V'}\"", "a single quote inside a double-quoted ${…}"),
     ("X=\"${U-'a\\b'}\"", "a single quote inside a double-quoted ${…}"),
@@ -405,6 +405,7 @@ REJECTED = [
     ("X=a\x01b", "control character U+0001"),
     ("X='a\x7fb'", "control character U+007F"),
     ("X=a\x00", "control character U+0000"),
+    ("X=a\ud800", "a lone surrogate U+D800"),
 ]
 
 
@@ -567,6 +568,15 @@ def test_reasonable_word_nesting_matches_bash() -> None:
     assert values["X"] == run_bash(f'X={word}\nprintf %s "$X"', {"A": "a"}).stdout == "a1"
 
 
+@needs_bash
+def test_nesting_at_both_limits_stays_within_pythons_stack() -> None:
+    # 39 nested ${…} around a $(( )) of 39 nested parentheses: the deepest
+    # accepted input, evaluated with Python's default recursion limit.
+    word = "${U-" * 38 + "$((" + "(1+" * 39 + "1" + ")" * 39 + "))" + "}" * 38
+    values, _ = evaluate_block(block("X=" + word), "r.sh", {})
+    assert values["X"] == run_bash(f'X={word}\nprintf %s "$X"', {}).stdout == "40"
+
+
 def test_byte_order_mark_is_an_error_naming_it() -> None:
     with pytest.raises(ConfigError, match="byte order mark") as caught:
         parse_recipe("\ufeff" + block("NUM_NODES=1", "NUM_MINUTES=1"), "r.sh", {})
@@ -629,8 +639,9 @@ def test_begin_inside_a_block_is_an_error_naming_both() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_recipe(text, "r.sh", {})
     assert caught.value.line == 5
-    assert "a second BEGIN CONFIG marker inside the CONFIG block of lines 3-7 (BEGIN at line 3)" in (
-        caught.value.message
+    assert caught.value.message == (
+        "a second BEGIN CONFIG marker, inside the block that starts at line 3 (its END is at line 7): "
+        "one block per script"
     )
 
 

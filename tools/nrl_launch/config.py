@@ -22,6 +22,16 @@ Layers:
 Nothing is cached between calls: each call sees only its own block and the
 ``environ`` mapping it was given (the old bash tool leaked variables from one
 recipe into the next).
+
+Rejected although bash gives them a meaning (an error is always acceptable, a
+different value never is): special parameters (``$#``, ``$?``, ``$0``…,
+also as ``${…}``); ``$'…'`` wherever bash decodes it; inside a double-quoted
+``${NAME-word}``, single quotes around anything but plain text and ``$"``
+inside a nested ``"…"``; reading or assigning bash's own variables
+(``BASH_OWN_VARIABLES``); control characters and non-UTF-8 bytes in the
+block, a UTF-8 BOM at the start of the file; more than ``_MAX_DEPTH`` levels
+of nesting; a second CONFIG block. Resource counts must be single positive
+integer constants (in any of bash's bases) within ``_COUNT_LIMITS``.
 """
 
 from __future__ import annotations
@@ -753,7 +763,7 @@ class _Expander:
         if following == "'":
             self.fail(_not_allowed("ANSI-C quoting \"$'…'\""))
         if mode == _DQ_BRACE_DQ:
-            self.fail(_not_allowed('"$\\"" inside a double-quoted string inside "${…}"'))
+            self.fail(_not_allowed('$"…" inside a "…" string inside a double-quoted ${…}'))
         # $"…" is translated through the message catalog; without one it is
         # "…": the quote is then read in the current mode.
         return "", pos + 1
@@ -958,11 +968,22 @@ def _find_block(text: str, path: str) -> tuple[int, list[str]]:
     if end is None:
         message = 'BEGIN CONFIG marker without a matching "# ===== END CONFIG =====" line'
         raise ConfigError(path, begin_line, message)
-    end_line = _line_of(text, end.start())
+    _refuse_second_block(text, path, begin, end)
+    body_start = text.index("\n", begin.start()) + 1
+    body = text[body_start:end.start()]
+    _check_characters(body, path, begin_line + 1)
+    lines = body.split("\n")
+    lines.pop()  # the (empty) text between the last newline and the END marker
+    return begin_line, lines
+
+
+def _refuse_second_block(text: str, path: str, begin: re.Match[str], end: re.Match[str]) -> None:
+    """ConfigError for a BEGIN marker inside the block or after its END, naming both lines."""
+    begin_line, end_line = _line_of(text, begin.start()), _line_of(text, end.start())
     inner = _BEGIN_RE.search(text, begin.end(), end.start())
     if inner is not None:
-        message = (f"a second BEGIN CONFIG marker inside the CONFIG block of lines {begin_line}-{end_line} "
-                   f"(BEGIN at line {begin_line}): one block per script")
+        message = (f"a second BEGIN CONFIG marker, inside the block that starts at line {begin_line} "
+                   f"(its END is at line {end_line}): one block per script")
         raise ConfigError(path, _line_of(text, inner.start()), message)
     again = _BEGIN_RE.search(text, end.end())
     if again is not None:
@@ -970,12 +991,6 @@ def _find_block(text: str, path: str) -> tuple[int, list[str]]:
         message = (f"a second CONFIG block (BEGIN at line {again_line}) after the one of lines "
                    f"{begin_line}-{end_line}: one block per script")
         raise ConfigError(path, again_line, message)
-    body_start = text.index("\n", begin.start()) + 1
-    body = text[body_start:end.start()]
-    _check_characters(body, path, begin_line + 1)
-    lines = body.split("\n")
-    lines.pop()  # the (empty) text between the last newline and the END marker
-    return begin_line, lines
 
 
 def _check_characters(body: str, path: str, first_line: int) -> None:
@@ -987,9 +1002,10 @@ def _check_characters(body: str, path: str, first_line: int) -> None:
     char = bad.group()
     if char == "\r":
         message = "carriage return in the line (CRLF line endings): save the script with LF"
+    elif 0xDC80 <= ord(char) <= 0xDCFF:  # how "surrogateescape" keeps a byte that is not UTF-8
+        message = f"a byte that is not UTF-8 (0x{ord(char) - 0xDC00:02x}) in the CONFIG block: save the script as UTF-8"
     elif _SURROGATE_RE.match(char):
-        byte = ord(char) - 0xDC00  # what surrogateescape maps the byte to
-        message = f"a byte that is not UTF-8 (0x{byte:02x}) in the CONFIG block: save the script as UTF-8"
+        message = f"a lone surrogate U+{ord(char):04X} in the CONFIG block"
     else:
         message = f"control character U+{ord(char):04X} in the CONFIG block"
     raise ConfigError(path, line, message)
