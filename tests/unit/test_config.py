@@ -255,6 +255,8 @@ LINE_CASES = [
     ('X="${U-"${V-"\\b"}"}"', "X", {}),
     ('X="${U-"${V-\\b}"}"', "X", {}),
     ('X=${U-"${V-"\\b"}"}', "X", {}),
+    ('X="${U-"$V x\\c${V}\\d$((1))\\e"}"', "X", {"V": "7"}),
+    ('X="${U-$V\\c}"', "X", {"V": "7"}),
     ('X="${U-\\b}"', "X", {}),
     ('X="${U-\\\'}"', "X", {}),
     ("X=\"${U-'}'}\"", "X", {}),
@@ -401,6 +403,11 @@ REJECTED = [
     ("X=\"${U-'$V'}\"", "a single quote inside a double-quoted ${…}"),
     ("X=\"${U-'a\\b'}\"", "a single quote inside a double-quoted ${…}"),
     ("X=\"${U-'a}\"", "a single quote inside a double-quoted ${…}"),
+    # there bash drops backslashes before expanding ("$V\c" reads "Vc"; found by fuzz_config.py)
+    ('X="${U-"$V\\c"}"', 'a backslash right after "$" or "$NAME" in a "…" string inside a double-quoted ${…}'),
+    ('X="${U-"a$V\\_"}"', 'a backslash right after "$" or "$NAME"'),
+    ('X="${U-"$\\V"}"', 'a backslash right after "$" or "$NAME"'),
+    ('X="${U-$"$V\\c"}"', 'a backslash right after "$" or "$NAME"'),
     # control characters
     ("X=a\x01b", "control character U+0001"),
     ("X='a\x7fb'", "control character U+007F"),

@@ -559,6 +559,8 @@ _ESCAPABLE = {
 # Inside a double-quoted ${…}, bash keeps single quotes as text but still
 # pairs them ("${U-'}'}" is "'}'"); only plain text between them is supported.
 _DQ_BRACE_SQ_RE = re.compile(r"'[^'\\\"$`]*'")
+# A "$" or "$NAME" that ends the text before a backslash (see _Expander._escape).
+_AFTER_DOLLAR_RE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\Z")
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PARAM_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(\}|:-|-)?")
@@ -693,6 +695,11 @@ class _Expander:
         """The text of the backslash escape at ``pos`` (two characters long)."""
         if pos + 1 >= len(self.line):
             self.fail(_not_allowed("line continuation (a trailing backslash)"))
+        if mode == _DQ_BRACE_DQ and _AFTER_DOLLAR_RE.search(self.line, 0, pos):
+            # There bash drops the backslash before expanding: "${U-"$V\c"}" reads
+            # the variable "Vc" and "${U-"$\V"}" is "$V" expanded.
+            self.fail(_not_allowed('a backslash right after "$" or "$NAME" in a "…" string inside a '
+                                   "double-quoted ${…}"))
         escapable = _ESCAPABLE[mode]
         following = self.line[pos + 1]
         if escapable is None or following in escapable:
