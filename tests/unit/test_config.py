@@ -516,36 +516,39 @@ def test_own_variables_include_every_variable_bash_sets_in_a_clean_environment()
     assert sorted(set(listed) - BASH_OWN_VARIABLES) == []
 
 
-@needs_bash
-def test_own_variables_include_those_bash_overrides_from_the_environment() -> None:
-    probe = 'for n in $NAMES; do [ "${!n-unset}" = envvalue ] || printf "%s\\n" "$n"; done'
-    candidates = [name for name in sorted(BASH_OWN_VARIABLES | {"HOME", "LANG", "TMPDIR", "MODEL"})
-                  if name not in ("_", "PATH", "POSIXLY_CORRECT")]  # kept for bash's own use below
-    env = {name: "envvalue" for name in candidates} | {"NAMES": " ".join(candidates)}
-    changed = set(run_bash(probe, env).stdout.split())
-    assert "PPID" in changed and "HOME" not in changed  # the probe worked
-    assert sorted(changed - BASH_OWN_VARIABLES) == []
-
-
-def _man_bash_set_by_the_shell() -> list[str]:
-    """The names man bash lists under "The following variables are set by the shell"."""
+def _man_bash_shell_variables() -> tuple[list[str], list[str]]:
+    """The names man bash lists in "Shell Variables": (set by the shell, used by the shell)."""
     man = shutil.which("man")
     if man is None:
         pytest.skip("man is not installed")
     done = subprocess.run([man, "bash"], capture_output=True, text=True, check=False,
                           env={"MANWIDTH": "200", "PATH": "/usr/bin:/bin", "LANG": "C"})
     text = done.stdout
-    start = text.find("The following variables are set by the shell")
-    end = text.find("The following variables are used by the shell", start)
-    if done.returncode != 0 or start < 0 or end < 0:
+    marks = [text.find(mark) for mark in ("The following variables are set by the shell",
+                                          "The following variables are used by the shell", "\n   Arrays")]
+    if done.returncode != 0 or min(marks) < 0:
         pytest.skip("the bash manual page is not available")
-    return re.findall(r"^ {7}([A-Z_][A-Z0-9_]*)(?: |$)", text[start:end], re.M)
+    name = re.compile(r"^ {7}([A-Z_][A-Z0-9_]*)(?: |$)", re.M)
+    return name.findall(text, marks[0], marks[1]), name.findall(text, marks[1], marks[2])
 
 
 def test_own_variables_include_every_variable_man_bash_says_the_shell_sets() -> None:
-    listed = _man_bash_set_by_the_shell()
-    assert "BASHPID" in listed and "RANDOM" in listed  # the parsing worked
-    assert sorted(set(listed) - BASH_OWN_VARIABLES) == []
+    set_by_shell, _ = _man_bash_shell_variables()
+    assert "BASHPID" in set_by_shell and "RANDOM" in set_by_shell  # the parsing worked
+    assert sorted(set(set_by_shell) - BASH_OWN_VARIABLES) == []
+
+
+@needs_bash
+def test_own_variables_include_every_variable_bash_overrides_from_the_environment() -> None:
+    # Every variable of the manual's section, set in the environment: those
+    # bash does not keep as they are must be in the set.
+    set_by_shell, used_by_shell = _man_bash_shell_variables()
+    candidates = sorted({*set_by_shell, *used_by_shell, "TERM", "MODEL"})
+    probe = 'for n in $NAMES; do [ "${!n-unset}" = envvalue ] || printf "%s\\n" "$n"; done'
+    env = {name: "envvalue" for name in candidates} | {"NAMES": " ".join(candidates)}
+    changed = set(run_bash(probe, env).stdout.split())
+    assert {"PPID", "IFS"} <= changed and "HOME" not in changed  # the probe worked
+    assert sorted(changed - BASH_OWN_VARIABLES) == []
 
 
 # --------------------------------------------------------------------------
