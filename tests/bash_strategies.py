@@ -279,7 +279,7 @@ def reason_class(message: str) -> str:
         prefix, message = "arithmetic: ", message.split('": ', 1)[-1]
     message = re.sub(r'"[^"]*"', '"…"', message)
     message = re.sub(r"'[^']*'", "'…'", message)
-    message = re.sub(r"[0-9][0-9,]*", "N", message)
+    message = re.sub(r"0x[0-9a-fA-F]+|[0-9]+(?:,[0-9]{3})*", "N", message)
     return prefix + re.split(r" \(|: |; ", message, maxsplit=1)[0][:90]
 
 

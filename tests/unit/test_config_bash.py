@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(BASH is None, reason="bash is not installed")
 
 # Small and reproducible for CI; the benchmark script does the long runs.
 CI_SETTINGS = settings(
-    max_examples=300,
+    max_examples=500,
     derandomize=True,
     deadline=None,
     database=None,
