@@ -66,8 +66,9 @@ def test_is_valid_bash() -> None:
 def test_bash_own_variables_are_neither_unset_nor_exported() -> None:
     # `unset UID` is an error in bash (read-only): with `set -e` the script would stop there.
     text = render_continue_script(reference_submission(), script="x.sh", version="0")
+    # (BASH_ENV is only read by bash: pinning it is what the launch's own jobs had)
     assert re.findall(r"^(?:unset|export) (\w+)", text, re.MULTILINE) == [
-        "MAX_STEPS", "STEPS_PER_RUN", "NUM_NODES", "FOO", "HF_HOME", "MOUNTS", "BASE_LOG_DIR", "COMMAND"]
+        "MAX_STEPS", "STEPS_PER_RUN", "NUM_NODES", "BASH_ENV", "FOO", "HF_HOME", "MOUNTS", "BASE_LOG_DIR", "COMMAND"]
 
 
 @pytest.mark.parametrize("value", ["plain", "with space", "it's", '"dq"', "$HOME", "`cmd`", "a\nb", "back\\slash", ""])
@@ -158,15 +159,13 @@ def test_hostile_names_and_values_submit_exactly_the_launchers_run(tmp_path: Pat
     assert [run["run"] for run in read_manifest(snapshot)["runs"]] == ["1/2", "2/2", "3"]
 
 
-def test_a_config_block_reading_bash_own_variables_does_not_break_continue_sh(
-        project: Project, slurm_on_path: SlurmOnPath, tmp_path: Path) -> None:
-    config = ONE_RUN + "A=${UID:-1}\nB=${EUID:-1}\nC=${PPID:-1}\nD=${SHELLOPTS:-x}\nE=${BASHOPTS:-x}\nF=${G:-1}\n"
-    script = project.add_recipe("sft-a", config=config)
-    launch([str(script)], BASE_ENV)
-    proc = run_continue(project.root / "code_snapshots" / "sft-a", tmp_path, shell_env(tmp_path, G="set later"))
-    assert proc.returncode == 0, proc.stderr
-    assert len(slurm_on_path.submissions()) == 2
-    assert "G" not in slurm_on_path.submissions()[-1]["env"]  # unset at launch time: unset again
+def test_a_config_block_reading_bash_own_variables_is_refused_before_continue_sh_exists(
+        project: Project, slurm_on_path: SlurmOnPath) -> None:
+    # Reading $UID in a CONFIG block is an error (config.BASH_OWN_VARIABLES), so no continue.sh can pin it
+    script = project.add_recipe("sft-a", config=ONE_RUN + "A=${UID:-1}\n")
+    result = CliRunner().invoke(main, ["launch", str(script)], env=launch_env(BASE_ENV))
+    assert result.exit_code == 1 and "UID" in result.stderr
+    assert not (project.root / "code_snapshots").exists() and slurm_on_path.calls() == []
 
 
 def test_non_utf8_values_reach_the_job_byte_exact(project: Project, slurm_on_path: SlurmOnPath,

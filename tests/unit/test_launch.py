@@ -993,3 +993,13 @@ def test_a_launch_ends_with_the_next_commands(project: Project, fake_slurm: Fake
     assert hints == [f"[INFO]: sft-a: DRYRUN=2 submits nothing. 'bash {project.root}/code_snapshots/sft-a/continue.sh' "
                      "submits ONE run; launch without DRYRUN for all 2 planned runs."]
     assert "[INFO]: Next:" not in dry.stderr
+
+
+def test_a_count_in_another_base_is_read_as_bash_does_and_said(project: Project, fake_slurm: FakeSlurm) -> None:
+    # the bash launcher computed GPU-hours with $(( )): NUM_NODES=010 is 8 nodes there
+    script = project.add_recipe("sft-a", config="NUM_NODES=010\nNUM_RUNS=1\nNUM_MINUTES=60\n")
+    result = launch_in_process([str(script)], BASE_ENV, fake_slurm)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == f"[INFO]: 64 GPUhrs to run {script}"
+    assert f"[WARNING]: {script}:4: NUM_NODES=010 is read as 8 (octal), as bash arithmetic does" in result.stderr
+    assert fake_slurm.submissions()[0].argv[0] == "--nodes=8"  # what the GPU-hours counted

@@ -86,8 +86,9 @@ def test_a_recipe_with_a_byte_order_mark_is_a_clear_error(project: Project, fake
     project.commit("a recipe saved with a BOM")
     result = invoke(["launch", str(script)], {**BASE_ENV, "DRYRUN": dryrun}, fake_slurm)
     assert result.exit_code == 1
-    assert result.stderr == f"[ERROR]: {script}:1: the file starts with a UTF-8 byte order mark (BOM): save it " \
-                            "as UTF-8 without BOM\n"
+    assert result.stderr == (f"[ERROR]: {script}:1: the file starts with a UTF-8 byte order mark (BOM): bash "
+                             'reads it as part of the first line, so neither "#!" nor a marker there works as such; '
+                             "save the file without a BOM\n")
     assert result.stdout == "" and fake_slurm.calls == []
 
 

@@ -20,15 +20,12 @@ import re
 import shlex
 from pathlib import Path
 
+from nrl_launch.config import BASH_OWN_VARIABLES
 from nrl_launch.errors import PlanError
 from nrl_launch.locks import lock_path, waiting_line
 from nrl_launch.manifest import MANIFEST_NAME, TIMESTAMP_FORMAT, entry_field_line
 from nrl_launch.plan import Submission, output_file
 
-# Names bash makes read-only or gives a meaning of its own: `unset`/`export`
-# of them fails or changes the shell, and their value describes the shell, not
-# the launch. (To be replaced by config.BASH_OWN_VARIABLES once it exists.)
-_BASH_OWN_RE = re.compile(r"(BASH.*|UID|EUID|PPID|SHELLOPTS)\Z")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _RUN_MARK = "\0"  # stands for the run number while splitting the --output word (never in a file name)
 
@@ -50,7 +47,7 @@ def _pinned(sub: Submission) -> str:
     """``export``/``unset`` lines for what the CONFIG block read from the environment."""
     added = {name for name, _ in sub.env}
     lines = [f"export {_name(name)}={shlex.quote(value)}" if value is not None else f"unset {_name(name)}"
-             for name, value in sub.config_env if name not in added and not _BASH_OWN_RE.match(name)]
+             for name, value in sub.config_env if name not in added and name not in BASH_OWN_VARIABLES]
     return "\n".join(lines) or "# (none)"
 
 

@@ -50,6 +50,8 @@ def _warn(experiments: Sequence[Experiment], err: Emit) -> None:
     for exp in experiments:
         if exp.config.num_runs_defaulted:
             err(f"[WARNING]: {exp.script}: NUM_RUNS is not set in the CONFIG block; using {exp.config.num_runs}")
+        for count in exp.config.non_decimal:  # e.g. NUM_NODES=010: bash arithmetic reads 8
+            err(f"[WARNING]: {exp.script}:{count.line}: {count.describe()}")
     for name, scripts in duplicates(experiments).items():
         err(f"[WARNING]: experiment {name!r} is given {len(scripts)} times ({', '.join(scripts)}): its GPU-hours "
             "are counted each time, as the bash launcher did; a launch that snapshots refuses it")

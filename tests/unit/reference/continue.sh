@@ -45,6 +45,7 @@ run=$(( $(grep -c '^- job_id:' "$MANIFEST" || true) + 1 ))
 export MAX_STEPS=6
 export STEPS_PER_RUN=2
 unset NUM_NODES
+export BASH_ENV=/x
 
 # Added to your environment for the job, as the launcher did.
 export FOO='a '"'"'quoted'"'"' $value'
