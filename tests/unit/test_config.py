@@ -1023,3 +1023,21 @@ def test_read_recipe_reports_crlf(tmp_path) -> None:  # type: ignore[no-untyped-
         read_recipe(str(script), {})
     assert caught.value.line == 3
 
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"A": "B+1", "B": "1"}, "4"),
+        ({"A": "B+1", "B": "5"}, "12"),  # the same expression, a value read through A changed
+        ({"A": "7"}, "14"),
+        ({}, "0"),
+        ({"A": "B+1", "B": "1"}, "4"),  # and back: the remembered result is right again
+    ],
+)
+def test_arithmetic_results_are_reused_only_for_the_same_values(environ: dict[str, str], expected: str) -> None:
+    # evaluations of one expression are remembered across recipes of a launch;
+    # a result must never outlive the values it was computed from
+    block = "# ===== BEGIN CONFIG =====\nX=$(( A * 2 ))\nY=$(( 0 && UID ))\n# ===== END CONFIG =====\n"
+    values, _ = evaluate_block(block, "x.sh", environ)
+    assert values == {"X": expected, "Y": "0"}  # UID sits in a branch bash never evaluates: not read

@@ -176,6 +176,11 @@ _MOD = 1 << 64
 _SIGN_BIT = 1 << 63
 _INT64_MAX = _SIGN_BIT - 1
 
+# Patterns are compiled here when every evaluation uses them (``*_RE``) and
+# kept as plain strings, compiled at first use through re's own cache, when
+# only an unusual construct or an error message needs them: compiling them all
+# at import would cost each DRYRUN=1 run a measurable share of its start-up.
+
 _ARITH_NONBLANK_RE = re.compile(r"[^ \t\n]")
 # Longest operators first so that "<<=" wins over "<<" over "<".
 _ARITH_TOKEN_RE = re.compile(
@@ -186,7 +191,7 @@ _ARITH_TOKEN_RE = re.compile(
 )
 # One integer constant as bash arithmetic writes it (the "num" token above).
 _CONSTANT_RE = re.compile(r"[0-9][0-9A-Za-z_@#]*")
-_IDENT_AHEAD_RE = re.compile(r"[ \t\n]*[A-Za-z_]")
+_IDENT_AHEAD = r"[ \t\n]*[A-Za-z_]"
 _ASSIGN_OPS = frozenset({"=", "+=", "-=", "*=", "/=", "%=", "<<=", ">>=", "&=", "^=", "|="})
 _SIMPLE_INT_RE = re.compile(r"[ \t\n]*[1-9][0-9]{0,17}[ \t\n]*")
 
@@ -315,7 +320,7 @@ def _tokenize(text: str) -> list[_Token]:
             # Bash reads "++"/"--" as increment/decrement after a name or
             # before one; otherwise as two unary operators (so --5 is 5).
             after_name = bool(tokens) and tokens[-1].kind == "name"
-            if after_name or _IDENT_AHEAD_RE.match(text, match.end()):
+            if after_name or re.compile(_IDENT_AHEAD).match(text, match.end()):
                 raise _ArithProblem(f'increment/decrement "{token}" is not allowed')
             tokens.append(_Token("op", token[0], pos))
             pos += 1
@@ -514,9 +519,37 @@ class _Arith:
         return _Arith(text, self._lookup, self._depth + 1).evaluate()
 
 
+# Results of earlier evaluations: expression -> [(names read in order with their
+# values, result)]. A suite repeats the same few expressions with the same few
+# values (NUM_RUNS=$(( (MAX_STEPS + STEPS_PER_RUN - 1) / STEPS_PER_RUN ))).
+_ARITH_RESULTS: dict[str, list[tuple[tuple[tuple[str, str | None], ...], int]]] = {}
+_ARITH_RESULTS_PER_TEXT = 16
+
+
 def _evaluate_arithmetic(text: str, lookup: _Lookup) -> int:
-    """Evaluate bash arithmetic ``text``; raises _ArithProblem on errors."""
-    return _Arith(text, lookup, 0).evaluate()
+    """Evaluate bash arithmetic ``text``; raises _ArithProblem on errors.
+
+    An earlier result is reused when the names it read, looked up again in the
+    same order, still have the same values: evaluation is deterministic, so it
+    would read exactly those names and compute the same value. (The lookups
+    are repeated, so their effects — an error for bash's own variables, the
+    record of what the block read from the environment — happen as before.)
+    """
+    for reads, result in _ARITH_RESULTS.get(text, ()):
+        if all(lookup(name) == value for name, value in reads):
+            return result
+    seen: list[tuple[str, str | None]] = []
+
+    def recording(name: str) -> str | None:
+        value = lookup(name)
+        seen.append((name, value))
+        return value
+
+    result = _Arith(text, recording, 0).evaluate()
+    entries = _ARITH_RESULTS.setdefault(text, [])
+    if len(entries) < _ARITH_RESULTS_PER_TEXT:
+        entries.append((tuple(seen), result))
+    return result
 
 
 # --------------------------------------------------------------------------
@@ -558,18 +591,18 @@ _ESCAPABLE = {
 }
 # Inside a double-quoted ${…}, bash keeps single quotes as text but still
 # pairs them ("${U-'}'}" is "'}'"); only plain text between them is supported.
-_DQ_BRACE_SQ_RE = re.compile(r"'[^'\\\"$`]*'")
+_DQ_BRACE_SQ = r"'[^'\\\"$`]*'"
 # A "$" or "$NAME" that ends the text before a backslash (see _Expander._escape).
-_AFTER_DOLLAR_RE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\Z")
+_AFTER_DOLLAR = r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\Z"
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PARAM_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(\}|:-|-)?")
-_PARAM_OP_RE = re.compile(r"##|%%|//|\^\^|,,|:[-=+?]|.")
+_PARAM_OP = r"##|%%|//|\^\^|,,|:[-=+?]|."
 _SPECIAL_PARAMS = "0123456789@*#?$!-"
-_REDIRECT_WORD_RE = re.compile(r"[0-9]*[<>]")
-_REDIRECT_RUN_RE = re.compile(r"[<>][<>&|]*")
-_DQ_SKIP_RE = re.compile(r'"(?:[^"\\]|\\.)*"')
-_SQ_SKIP_RE = re.compile(r"'[^']*'")
+_REDIRECT_WORD = r"[0-9]*[<>]"
+_REDIRECT_RUN = r"[<>][<>&|]*"
+_DQ_SKIP = r'"(?:[^"\\]|\\.)*"'
+_SQ_SKIP = r"'[^']*'"
 _OPERATOR_NAMES = {
     ";": 'command separator ";"',
     "|": 'pipe "|"',
@@ -616,7 +649,7 @@ class _Expander:
             return
         if line[pos] in ";|&<>()":
             self._operator(pos, pos)
-        redirect = _REDIRECT_WORD_RE.match(line, pos)
+        redirect = re.compile(_REDIRECT_WORD).match(line, pos)
         if redirect:  # e.g. "2>file"
             self._operator(redirect.end() - 1, pos)
         extra = line[pos:].split(None, 1)[0]
@@ -630,7 +663,7 @@ class _Expander:
         line = self.line
         char = line[pos]
         if char in "<>":
-            run = _REDIRECT_RUN_RE.match(line, pos)
+            run = re.compile(_REDIRECT_RUN).match(line, pos)
             assert run is not None  # the pattern matches any "<" or ">"
             self.fail(_not_allowed(f'redirection "{run.group()}"'))
         if line.startswith(("&&", "||"), pos):
@@ -695,7 +728,7 @@ class _Expander:
         """The text of the backslash escape at ``pos`` (two characters long)."""
         if pos + 1 >= len(self.line):
             self.fail(_not_allowed("line continuation (a trailing backslash)"))
-        if mode == _DQ_BRACE_DQ and _AFTER_DOLLAR_RE.search(self.line, 0, pos):
+        if mode == _DQ_BRACE_DQ and re.compile(_AFTER_DOLLAR).search(self.line, 0, pos):
             # There bash drops the backslash before expanding: "${U-"$V\c"}" reads
             # the variable "Vc" and "${U-"$\V"}" is "$V" expanded.
             self.fail(_not_allowed('a backslash right after "$" or "$NAME" in a "…" string inside a '
@@ -722,7 +755,7 @@ class _Expander:
         """The single-quoted string at ``pos`` (reached in _TOP, _BRACE, _DQ_BRACE)."""
         line = self.line
         if mode == _DQ_BRACE:
-            match = _DQ_BRACE_SQ_RE.match(line, pos)
+            match = re.compile(_DQ_BRACE_SQ).match(line, pos)
             if match is None:
                 self.fail(
                     _not_allowed("a single quote inside a double-quoted ${…} other than around plain text")
@@ -801,7 +834,7 @@ class _Expander:
             self.fail('unterminated parameter expansion "${" (missing "}")')
         if name is None:
             self.fail(_not_allowed(_odd_parameter(line[after], line[after + 1:after + 2])) + supported)
-        op = _PARAM_OP_RE.match(line, after)
+        op = re.compile(_PARAM_OP).match(line, after)
         assert op is not None  # the pattern matches any character
         self.fail(_not_allowed(f'parameter expansion "${{{name}{op.group()}…}}"') + supported)
 
@@ -865,7 +898,7 @@ def _find_arithmetic_end(line: str, pos: int) -> tuple[int, str | None]:
         elif char == "\\":
             pos += 1
         elif char in "\"'":
-            skip = (_DQ_SKIP_RE if char == '"' else _SQ_SKIP_RE).match(line, pos)
+            skip = re.compile(_DQ_SKIP if char == '"' else _SQ_SKIP).match(line, pos)
             if skip is None:
                 return -1, "unterminated quote inside $(( ))"
             pos = skip.end() - 1
@@ -882,11 +915,11 @@ _ASSIGN_RE = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)=")
 _SIMPLE_ASSIGN_RE = re.compile(
     r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)=([^ \t\r\\'\"$`;|&<>()~]*)(?:[ \t]+(?:#.*)?)?"
 )
-_FIRST_WORD_RE = re.compile(r"[ \t]*([^ \t;|&<>()]*)")
-_FUNCTION_RE = re.compile(r"[ \t]*[A-Za-z_][A-Za-z0-9_.:-]*[ \t]*\(")
-_ARRAY_ELEMENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\[")
-_APPEND_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+=")
-_SPACED_ASSIGN_RE = re.compile(r"[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]+=")
+_FIRST_WORD = r"[ \t]*([^ \t;|&<>()]*)"
+_FUNCTION = r"[ \t]*[A-Za-z_][A-Za-z0-9_.:-]*[ \t]*\("
+_ARRAY_ELEMENT = r"[A-Za-z_][A-Za-z0-9_]*\["
+_APPEND = r"[A-Za-z_][A-Za-z0-9_]*\+="
+_SPACED_ASSIGN = r"[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]+="
 _DECLARATIONS = frozenset({"export", "local", "declare", "readonly", "typeset", "unset"})
 _KEYWORDS = frozenset({
     "if", "then", "elif", "else", "fi", "for", "while", "until", "do", "done",
@@ -897,7 +930,7 @@ _KEYWORDS = frozenset({
 def _describe_non_assignment(line: str) -> str:
     """Explain why a block line that is not ``NAME=word`` is rejected."""
     stripped = line.lstrip(" \t")
-    first = _FIRST_WORD_RE.match(line)
+    first = re.compile(_FIRST_WORD).match(line)
     assert first is not None  # the pattern matches any line
     word = first.group(1)
     if word in _DECLARATIONS:
@@ -914,16 +947,16 @@ def _describe_non_assignment(line: str) -> str:
         return _not_allowed('subshell "( … )"')
     if stripped[:1] in (";", "|", "&", "<", ">"):
         return _not_allowed(f'operator "{stripped[0]}" at the start of a line')
-    if _FUNCTION_RE.match(line):
+    if re.compile(_FUNCTION).match(line):
         return _not_allowed(f'function definition "{word}()"')
-    if _ARRAY_ELEMENT_RE.match(word):
+    if re.compile(_ARRAY_ELEMENT).match(word):
         return _not_allowed(f'array element assignment "{word.split("[")[0]}[…]="')
-    if _APPEND_RE.match(word):
+    if re.compile(_APPEND).match(word):
         return _not_allowed(f'append assignment "{word.split("+=")[0]}+="')
     if "=" in word:
         name = word.split("=", 1)[0]
         return f'invalid variable name "{name}" in assignment "{word}"'
-    if _SPACED_ASSIGN_RE.match(line):
+    if re.compile(_SPACED_ASSIGN).match(line):
         return f'"{stripped}" is a command, not an assignment: remove the blanks around "="'
     if "=" not in line:
         return (
@@ -939,7 +972,7 @@ _BOM = "\ufeff"
 # means CRLF line endings) and the surrogate escapes that stand for bytes
 # that are not UTF-8 (read_recipe decodes with "surrogateescape").
 _BAD_CHAR_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
-_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_SURROGATE = "[\ud800-\udfff]"
 
 
 def _line_of(text: str, pos: int) -> int:
@@ -986,13 +1019,17 @@ def _find_block(text: str, path: str) -> tuple[int, list[str]]:
 
 def _refuse_second_block(text: str, path: str, begin: re.Match[str], end: re.Match[str]) -> None:
     """ConfigError for a BEGIN marker inside the block or after its END, naming both lines."""
-    begin_line, end_line = _line_of(text, begin.start()), _line_of(text, end.start())
+    if text.find("BEGIN CONFIG", begin.end()) < 0:  # the usual case, found without a regex
+        return
     inner = _BEGIN_RE.search(text, begin.end(), end.start())
+    again = _BEGIN_RE.search(text, end.end())
+    if inner is None and again is None:
+        return
+    begin_line, end_line = _line_of(text, begin.start()), _line_of(text, end.start())
     if inner is not None:
         message = (f"a second BEGIN CONFIG marker, inside the block that starts at line {begin_line} "
                    f"(its END is at line {end_line}): one block per script")
         raise ConfigError(path, _line_of(text, inner.start()), message)
-    again = _BEGIN_RE.search(text, end.end())
     if again is not None:
         again_line = _line_of(text, again.start())
         message = (f"a second CONFIG block (BEGIN at line {again_line}) after the one of lines "
@@ -1011,7 +1048,7 @@ def _check_characters(body: str, path: str, first_line: int) -> None:
         message = "carriage return in the line (CRLF line endings): save the script with LF"
     elif 0xDC80 <= ord(char) <= 0xDCFF:  # how "surrogateescape" keeps a byte that is not UTF-8
         message = f"a byte that is not UTF-8 (0x{ord(char) - 0xDC00:02x}) in the CONFIG block: save the script as UTF-8"
-    elif _SURROGATE_RE.match(char):
+    elif re.compile(_SURROGATE).match(char):
         message = f"a lone surrogate U+{ord(char):04X} in the CONFIG block"
     else:
         message = f"control character U+{ord(char):04X} in the CONFIG block"
@@ -1043,7 +1080,7 @@ class _Scope:
         if name in self.values:
             return self.values[name]
         value = self._environ.get(name)
-        if value is not None and _SURROGATE_RE.search(value):
+        if value is not None and not value.isascii() and re.compile(_SURROGATE).search(value):
             raise _NameProblem(
                 f'the environment variable "{name}" is not valid UTF-8; set it to UTF-8 text'
             )
@@ -1162,6 +1199,8 @@ class _Counts:
 
     def _constant(self, name: str, written: str) -> int:
         """The positive integer constant ``written`` as bash arithmetic reads it."""
+        if len(written) <= 18 and _PLAIN_DECIMAL_RE.fullmatch(written):
+            return int(written)  # the common case: plain decimal, far below 2**63
         if not _CONSTANT_RE.fullmatch(written):
             self._fail(name, f"{name} must be a positive integer, got {written!r}")
         try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Literal, NamedTuple, get_args
 
@@ -23,11 +22,7 @@ DEFAULT_WATCH_GIVE_UP = 1800.0
 
 
 class WatchSettings(NamedTuple):
-    """How WATCH (and ``nrl-launch watch``) follows jobs.
-
-    (A NamedTuple rather than a dataclass: it is built on the DRYRUN=1 path
-    too, where a dataclass's generated methods cost measurable start-up time.)
-    """
+    """How WATCH (and ``nrl-launch watch``) follows jobs (a NamedTuple, as LaunchSettings)."""
 
     interval: float = DEFAULT_WATCH_INTERVAL  # seconds between polls
     give_up: float = DEFAULT_WATCH_GIVE_UP  # seconds of failed polls in a row before giving up
@@ -42,9 +37,13 @@ class DryRun(IntEnum):
     NO_SUBMIT = 2  # also snapshot and write continue.sh, but submit nothing
 
 
-@dataclass(frozen=True)
-class LaunchSettings:
-    """What one launch was asked to do (independent of the scripts)."""
+class LaunchSettings(NamedTuple):
+    """What one launch was asked to do (independent of the scripts).
+
+    Immutable, like every settings record here; a NamedTuple rather than a
+    frozen dataclass because the class is built at every start, DRYRUN=1 too,
+    and a dataclass of two dozen fields costs that start a few milliseconds.
+    """
 
     container: str
     account: str
@@ -62,12 +61,12 @@ class LaunchSettings:
     sandbox_command: str = ""
     sandbox_env_vars: str = ""
     watch: bool = False
-    watching: WatchSettings = field(default_factory=WatchSettings)
+    watching: WatchSettings = WatchSettings()
     snapshot_dirname: str = DEFAULT_SNAPSHOT_DIRNAME
     snapshot_mode: SnapshotMode = "auto"
     batch_script: str = "ray.sub"
     base_log_dir: str = ""  # BASE_LOG_DIR: where jobs write their <id>-logs (default: the snapshot)
-    launch_stamp: str = field(default="")  # YYMMDD-HHMMSS of the launch
+    launch_stamp: str = ""  # YYMMDD-HHMMSS of the launch
 
 
 def parse_dryrun(raw: str | None) -> DryRun:
