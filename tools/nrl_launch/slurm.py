@@ -232,15 +232,10 @@ class SlurmClient:
         wanted = set(job_ids(ids))
         if not wanted:
             return {}
-        proc = self._run(["squeue", "--me", "-h", "-o", "%i|%T|%r|%N"])
+        proc = self._run(["squeue", "--me", "-h", "-o", _SQUEUE_FORMAT])
         if proc.returncode != 0:
             raise SlurmError(f"squeue failed: {_reason(proc)}")
-        listed = {}
-        for line in proc.stdout.splitlines():
-            fields = line.strip().split("|")
-            if len(fields) == 4 and fields[0] in wanted:
-                listed[fields[0]] = JobInfo(fields[0], fields[1], _reason_field(fields[2]), "", fields[3])
-        return listed
+        return _squeue_lines(proc.stdout, wanted)
 
     def cancel(self, ids: Iterable[str]) -> None:
         """``scancel`` these jobs, in one call."""
@@ -275,18 +270,13 @@ class SlurmClient:
         return {i: found[i] for i in wanted if i in found}
 
     def _squeue_jobs(self, ids: list[str]) -> dict[str, JobInfo]:
-        proc = self._run(["squeue", "-h", "-o", "%i|%T|%r|%N", "-j", ",".join(ids)])
+        proc = self._run(["squeue", "-h", "-o", _SQUEUE_FORMAT, "-j", ",".join(ids)])
         reason = unreachable_reason(proc) if proc.returncode != 0 else None
         if reason is not None:
             raise SlurmUnreachable(unreachable_message(reason))
         if proc.returncode != 0:  # e.g. "Invalid job id specified" for jobs Slurm no longer lists
             return {}
-        found = {}
-        for line in proc.stdout.splitlines():
-            fields = line.strip().split("|")
-            if len(fields) == 4 and fields[0] in ids:
-                found[fields[0]] = JobInfo(fields[0], fields[1], _reason_field(fields[2]), "", fields[3])
-        return found
+        return _squeue_lines(proc.stdout, set(ids))
 
     def _sacct_jobs(self, ids: list[str]) -> dict[str, JobInfo]:
         proc = self._run(["sacct", "-n", "-X", "-P", "-o", "JobID,State,ExitCode,NodeList,Reason",
@@ -311,6 +301,19 @@ class SlurmClient:
             return None
         return JobInfo(job_id, fields["JobState"], _reason_field(fields.get("Reason", "")),
                        fields.get("ExitCode", ""), _node_field(fields.get("NodeList", "")))
+
+
+_SQUEUE_FORMAT = "%i|%T|%r|%N"  # job id, state, reason, nodes
+
+
+def _squeue_lines(stdout: str, wanted: set[str]) -> dict[str, JobInfo]:
+    """The jobs of ``wanted`` in squeue's answer (``_SQUEUE_FORMAT`` lines)."""
+    found = {}
+    for line in stdout.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) == 4 and fields[0] in wanted:
+            found[fields[0]] = JobInfo(fields[0], fields[1], _reason_field(fields[2]), "", fields[3])
+    return found
 
 
 _SCONTROL_FIELD_RE = re.compile(r"\b(JobState|Reason|ExitCode|NodeList)=(\S*)")
