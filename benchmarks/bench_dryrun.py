@@ -10,6 +10,13 @@ the bare interpreter start-up for reference, and checks that the DRYRUN=1
 path imports neither GitPython nor simple-slurm.
 
     python3 benchmarks/bench_dryrun.py [--recipes 250] [--repeat 9] [--loops 10]
+    python3 benchmarks/bench_dryrun.py --instructions [--checkout DIR]
+
+``--instructions`` counts the instructions of one run under valgrind's
+callgrind instead: the same count for the same code whatever else the machine
+is doing, so two versions can be compared on a busy machine (``--checkout``
+points at another checkout of the repository, e.g. a git worktree of an older
+commit, whose ``tools/launch`` is counted instead).
 """
 
 from __future__ import annotations
@@ -66,11 +73,30 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str], loops: int) -> float:
     return (time.perf_counter() - start) / loops
 
 
+def instructions(launch: Path, scripts: list[str], folder: Path, env: dict[str, str]) -> int:
+    """Instructions of one ``DRYRUN=1`` run of ``launch`` (valgrind --tool=callgrind)."""
+    if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
+        sys.exit("valgrind is not installed: apt-get install valgrind")
+    argv = [str(launch), *scripts]
+    first = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True)  # writes the .pyc files
+    if first.returncode != 0:
+        sys.exit(f"{launch} failed: {first.stderr[-2000:]}")
+    out = folder / "callgrind.out"
+    done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--trace-children=yes",
+                           *argv], cwd=folder, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"the run under valgrind failed: {done.stderr[-2000:]}")
+    totals = [int(line.split()[1]) for line in out.read_text().splitlines() if line.startswith("summary:")]
+    return sum(totals)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", type=int, default=250)
     parser.add_argument("--repeat", type=int, default=9, help="rounds (the median is reported)")
     parser.add_argument("--loops", type=int, default=10, help="runs per round")
+    parser.add_argument("--instructions", action="store_true", help="count instructions under valgrind instead")
+    parser.add_argument("--checkout", type=Path, default=REPO, help="checkout whose tools/launch is measured")
     args = parser.parse_args()
     # Users' interpreters cache bytecode; some CI/agent shells disable it,
     # which would time compiling our modules from source on every start.
@@ -80,7 +106,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         scripts = make_recipes(folder, args.recipes)
-        launch = [str(REPO / "tools" / "launch"), *scripts]
+        if args.instructions:
+            count = instructions(args.checkout / "tools" / "launch", scripts, folder,
+                                 {**env, "NRL_LAUNCH_PYTHON": sys.executable})
+            print(f"recipes: {args.recipes}, DRYRUN=1, one run of {args.checkout}/tools/launch: {count:,} instructions")
+            return
+        launch = [str(args.checkout / "tools" / "launch"), *scripts]
         direct_env = {**env, "NRL_LAUNCH_PYTHON": sys.executable}
         runs = {
             "tools/launch (python3 from PATH)": (launch, env),

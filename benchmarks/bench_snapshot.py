@@ -106,6 +106,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,20")
     parser.add_argument("--dir", default=None, help="work folder (default: a temp dir)")
     args = parser.parse_args()
+    if shutil.which("rsync") is None:  # the old launcher's copy tool is what we compare against
+        print("bench_snapshot.py needs rsync on PATH to time the old launcher's copy: install it "
+              "(e.g. apt-get install rsync, dnf install rsync or brew install rsync)", file=sys.stderr)
+        sys.exit(1)
     work = Path(tempfile.mkdtemp(prefix="bench-snapshot-", dir=args.dir))
     try:
         src = build_repo(work)

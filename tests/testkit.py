@@ -16,14 +16,18 @@ Two fake Slurms, for two levels:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import secrets
+import select
 import shutil
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +154,14 @@ def copy_tree(template: Path, base: Path) -> Path:
 def recipe_text(config: str, body: str = 'echo "recipe $@"\n') -> str:
     """A recipe script with the given CONFIG block body."""
     return f"#!/bin/bash\n# a test recipe\n# ===== BEGIN CONFIG =====\n{config}# ===== END CONFIG =====\n{body}"
+
+
+def launch_env(env: Mapping[str, str | None] | None = None) -> dict[str, str | None]:
+    """``env`` with every other launch variable unset: what CliRunner.invoke(env=…) needs to hide
+    the developer's own CONTAINER, DRYRUN, WATCH… from a test."""
+    from nrl_launch.options import LAUNCH_OPTIONS
+
+    return {**{option.envvar: None for option in LAUNCH_OPTIONS}, **(env or {})}
 
 
 def config_block(**values: object) -> str:
@@ -402,6 +414,62 @@ class SlurmOnPath:
     def submissions(self) -> list[dict[str, Any]]:
         """Real sbatch calls (not --test-only)."""
         return [c for c in self.calls("sbatch") if "--test-only" not in c["argv"]]
+
+
+# ---------------------------------------------------------------- real processes
+
+
+def launcher_env(**extra: str) -> dict[str, str]:
+    """The environment of a launcher process: this one's (fake Slurm on PATH
+    included) without the developer's launcher variables, plus BASE_ENV, this
+    checkout's package on PYTHONPATH and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env.update(BASE_ENV)
+    env.update(PYTHONPATH=str(REPO / "tools"), **extra)
+    return env
+
+
+def start_nrl_launch(*args: str, cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[str]:
+    """``python -m nrl_launch ARGS`` (this checkout's package) as a separate process."""
+    return subprocess.Popen([sys.executable, "-m", "nrl_launch", *args], cwd=cwd, env=dict(env), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, str]:
+    """Wait for ``proc``: (exit status, stdout, stderr); kill it and fail after ``timeout``."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"{proc.args} did not finish within {timeout} s (deadlock?)\n{out}\n{err}")
+    return proc.returncode, out, err
+
+
+def next_stderr_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    """The next line ``proc`` writes on stderr ("" if it ends or says nothing in time)."""
+    assert proc.stderr is not None
+    ready, _, _ = select.select([proc.stderr], [], [], timeout)
+    return proc.stderr.readline() if ready else ""
+
+
+@contextlib.contextmanager
+def holding_lock(snapshot_dir: Path) -> Iterator[Path]:
+    """Hold the experiment lock of ``snapshot_dir`` in this process, as another
+    launch would; yields the lock file's path (where docs/snapshots.md says)."""
+    lock = snapshot_dir.parent / f".{snapshot_dir.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield lock
+
+
+def wait_for_file(path: Path, timeout: float = 30) -> None:
+    """Poll until ``path`` exists (a process said it is ready)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear within {timeout} s"
+        time.sleep(0.01)
 
 
 # ---------------------------------------------------------------- end to end, on the local Slurm

@@ -129,7 +129,7 @@ def test_continue_sh_and_status_after_a_cancel(launched: Project, fake_slurm: Fa
     assert done.returncode == 0, done.stderr
     runs = read_manifest(snapshot)["runs"]
     assert [(r.get("job_id"), r.get("run")) for r in runs] == [("1001", "1/3"), ("1002", "2/3"), ("1003", "3/3"),
-                                                              (None, None), ("2001", "4/3")]
+                                                              (None, None), ("2001", "4")]
     fake_slurm.add_job("2001", "PENDING")
     status = run(fake_slurm, "status", "--format", "json", "sft-a")
     assert status.exit_code == 0, status.output
@@ -146,9 +146,9 @@ def test_continue_sh_and_status_after_a_cancel(launched: Project, fake_slurm: Fa
 
 def test_status_shows_retries(launched: Project, fake_slurm: FakeSlurm) -> None:
     snapshot = launched.root / "code_snapshots" / "sft-a"
-    append_run(snapshot, "1007", "4/3", via="retry",
+    append_run(snapshot, "1007", "4", via="retry",
                details={"retry_of": "1003", "after": "NODE_FAIL", "failed_on": "n[1-2]", "exclude": "n2"})
-    append_run(snapshot, "1008", "5/3", via="retry",
+    append_run(snapshot, "1008", "5", via="retry",
                details={"retry_of": "1007", "after": "PREEMPTED", "failed_on": "n[1-2]"})
     fake_slurm.add_job("1007", "PREEMPTED")
     fake_slurm.add_job("1008", "RUNNING")
@@ -170,7 +170,7 @@ def test_manifest_entries_of_retries_and_cancellations(tmp_path: Path) -> None:
 
     write_manifest(tmp_path, {"experiment": "x", "runs": []})
     append_run(tmp_path, "7", "1/1")
-    append_run(tmp_path, "8", "2/1", via="retry", details={"job_id": "666", "via": "other", "retry_of": "7"})
+    append_run(tmp_path, "8", "2", via="retry", details={"job_id": "666", "via": "other", "retry_of": "7"})
     append_cancellation(tmp_path, ["8"], when="2026-11-29T01:00:09+00:00")
     entries = read_manifest(tmp_path)["runs"]
     assert [(r["job_id"], r["via"], r.get("retry_of")) for r in job_runs(entries)] == [("7", "launcher", None),

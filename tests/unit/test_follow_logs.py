@@ -180,7 +180,7 @@ def test_follow_moves_to_a_requeued_attempt_and_to_runs_added_meanwhile(tmp_path
 
     def retried() -> None:  # WATCH's retry (or continue.sh) adds a run to the manifest
         fake.finish("101", state="NODE_FAIL")
-        append_run(snapshot, "102", "2/1", via="retry")
+        append_run(snapshot, "102", "2", via="retry")
         queued(fake, "102")
 
     printed = follow(snapshot, fake, [

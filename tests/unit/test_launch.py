@@ -17,7 +17,6 @@ from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import LauncherError
 from nrl_launch.launch import launch
 from nrl_launch.manifest import read_manifest
-from nrl_launch.options import LAUNCH_OPTIONS
 from nrl_launch.settings import make_settings
 from nrl_launch.slurm import Completed
 from testkit import (
@@ -31,6 +30,7 @@ from testkit import (
     config_block,
     finish_after,
     git,
+    launch_env,
     write,
 )
 
@@ -39,8 +39,7 @@ STAMP_RE = r"\d{6}-\d{6}"
 
 def invoke(args: list[str], env: dict[str, str | None]):
     """Run ``nrl-launch launch`` with exactly ``env`` for the launcher's variables."""
-    full: dict[str, str | None] = {option.envvar: None for option in LAUNCH_OPTIONS}
-    full.update(env)
+    full = launch_env(env)
     return CliRunner().invoke(main, ["launch", *args], env=full)
 
 
@@ -415,7 +414,9 @@ def test_sbatch_answer_without_job_id_is_an_error(project: Project, slurm_on_pat
     monkeypatch.setenv("FAKE_SBATCH_GARBAGE_AT", "1")
     result = invoke([str(script)], BASE_ENV)
     assert result.exit_code == 1
-    assert "without a job id" in result.stderr and "Nothing was submitted" in result.stderr
+    assert "without a job id" in result.stderr and "stdout: 'sbatch: something unexpected'" in result.stderr
+    # sbatch said it succeeded: a job may be queued, so "Nothing was submitted" would be a guess
+    assert "Nothing was submitted" not in result.stderr and "check squeue --me" in result.stderr
 
 
 def test_preflight_rejection_submits_nothing(project: Project, slurm_on_path: SlurmOnPath,
@@ -502,14 +503,15 @@ def test_continue_sh_reproduces_the_last_submission(project: Project, slurm_on_p
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "Submitted batch job 1004\n"
     again = slurm_on_path.submissions()[-1]
-    assert again["argv"] == last["argv"]
+    # the same words, but the log file name says run 4 (test_continuation.py has more)
+    assert [w.replace("-4.3.out", "-3.3.out") for w in again["argv"]] == last["argv"] != again["argv"]
     assert again["cwd"] == last["cwd"]
     for key in ("COMMAND", "MOUNTS", "HF_HOME", "HF_DATASETS_CACHE", "CONTAINER", "GPUS_PER_NODE", "FOO",
                 "SANDBOX_CONTAINER", "SANDBOX_COMMAND", "SANDBOX_ENV_VARS", "STEPS_PER_RUN", "MAX_STEPS"):
         assert again["env"][key] == last["env"][key], key
     assert "NUM_NODES" not in again["env"]  # the recipe plans 1 node, as at launch
-    manifest = (snapshot / ".nrl_launch.yaml").read_text()
-    assert "job_id: '1004'" in manifest and "via: continue.sh" in manifest and "run: 4/3" in manifest
+    entry = read_manifest(snapshot)["runs"][-1]
+    assert (entry["job_id"], entry["run"], entry["via"]) == ("1004", "4", "continue.sh")
 
 
 def test_nested_snapshot_dirname_and_base_log_dir_through_launch_continue_status_and_watch(
@@ -660,11 +662,16 @@ def test_python_dash_m_and_help() -> None:
     assert proc.returncode == 0 and "CONTAINER" in proc.stdout
 
 
-def test_installed_console_script() -> None:
-    script = shutil.which("nrl-launch")
-    if script is None:
-        pytest.skip("nrl-launch is not installed: run pip install -e . (the README's set-up does)")
-    proc = subprocess.run([script, "--help"], capture_output=True, text=True)
+def test_installed_console_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The one installed for the interpreter running the tests: another
+    # nrl-launch first on PATH (another environment, another checkout) proves
+    # nothing, so a broken one is put there first.
+    write(tmp_path / "decoy" / "nrl-launch", "#!/bin/sh\necho 'not the installed one' >&2\nexit 1\n", 0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'decoy'}{os.pathsep}{os.environ['PATH']}")
+    script = Path(sys.executable).parent / "nrl-launch"
+    if not script.is_file():
+        pytest.skip(f"{script} is not installed: run pip install -e . (the README's set-up does)")
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert all(command in proc.stdout for command in ("launch", "lint", "status", "watch"))
 
@@ -811,8 +818,7 @@ def test_dryrun1_path_never_loads_the_pipeline(tmp_path: Path) -> None:
 
 def launch_in_process(args: list[str], env: dict[str, str | None], fake: FakeSlurm):
     """``nrl-launch launch`` through click with Slurm replaced by ``fake`` (PATH untouched)."""
-    full: dict[str, str | None] = {option.envvar: None for option in LAUNCH_OPTIONS}
-    full.update(env)
+    full = launch_env(env)
     return CliRunner().invoke(main, ["launch", *args], env=full, obj=CliContext(fake))
 
 
@@ -987,3 +993,13 @@ def test_a_launch_ends_with_the_next_commands(project: Project, fake_slurm: Fake
     assert hints == [f"[INFO]: sft-a: DRYRUN=2 submits nothing. 'bash {project.root}/code_snapshots/sft-a/continue.sh' "
                      "submits ONE run; launch without DRYRUN for all 2 planned runs."]
     assert "[INFO]: Next:" not in dry.stderr
+
+
+def test_a_count_in_another_base_is_read_as_bash_does_and_said(project: Project, fake_slurm: FakeSlurm) -> None:
+    # the bash launcher computed GPU-hours with $(( )): NUM_NODES=010 is 8 nodes there
+    script = project.add_recipe("sft-a", config="NUM_NODES=010\nNUM_RUNS=1\nNUM_MINUTES=60\n")
+    result = launch_in_process([str(script)], BASE_ENV, fake_slurm)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == f"[INFO]: 64 GPUhrs to run {script}"
+    assert f"[WARNING]: {script}:4: NUM_NODES=010 is read as 8 (octal), as bash arithmetic does" in result.stderr
+    assert fake_slurm.submissions()[0].argv[0] == "--nodes=8"  # what the GPU-hours counted

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from nrl_launch.manifest import (
     write_manifest,
 )
 from nrl_launch.snapshot import SnapshotBatch
-from testkit import copy_tree, git, write
+from testkit import REPO, copy_tree, finish, git, wait_for_file, write
 
 WHEN = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 
@@ -166,3 +169,47 @@ def test_stale_reasons_submodule_commit(dirty_tree: Path) -> None:
     moved = replace(info, submodules={**info.submodules, "third_party/sub": "f" * 40})
     [reason] = stale_reasons(manifest, moved)
     assert reason.startswith("submodule third_party/sub was at")
+
+
+# One writer process: waits for the "go" file, then records COUNT runs.
+APPENDER = """
+import sys, time
+from pathlib import Path
+from nrl_launch.manifest import append_run
+folder, worker, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+(folder / f"ready-{worker}").touch()
+while not (folder / "go").exists():
+    time.sleep(0.001)
+for i in range(count):
+    append_run(folder, f"{worker}{i:04d}", f"{i + 1}/{count}")
+"""
+
+
+def test_concurrent_appends_lose_no_entry(tmp_path: Path) -> None:
+    # 4 processes x 150 runs, all at once: each entry is one O_APPEND write.
+    write_manifest(tmp_path, {"experiment": "x", "runs": []})
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tools")}
+    procs = [subprocess.Popen([sys.executable, "-c", APPENDER, str(tmp_path), str(worker), "150"], env=env,
+                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for worker in range(1, 5)]
+    for worker in range(1, 5):
+        wait_for_file(tmp_path / f"ready-{worker}")
+    (tmp_path / "go").touch()
+    assert [finish(proc)[0] for proc in procs] == [0] * 4
+    recorded = [run["job_id"] for run in read_manifest(tmp_path)["runs"]]
+    assert sorted(recorded) == sorted(f"{worker}{i:04d}" for worker in range(1, 5) for i in range(150))
+
+
+def test_timestamps_are_iso_8601_utc_with_an_offset(tmp_path: Path) -> None:
+    write_manifest(tmp_path, {"experiment": "x", "runs": []})
+    append_run(tmp_path, "1", "1/1")
+    append_run(tmp_path, "2", "2/2", when=dt.datetime(2026, 1, 2, 4, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=1))))
+    first, second = read_manifest(tmp_path)["runs"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", first["submitted_at"])
+    assert second["submitted_at"] == "2026-01-02T03:04:05+00:00"  # converted to UTC
+
+
+def test_append_run_keeps_non_utf8_text_readable(tmp_path: Path) -> None:
+    write_manifest(tmp_path, {"experiment": "x", "runs": []})
+    append_run(tmp_path, "1", "1/1", base_log_dir="/logs/caf\udce9")  # b"caf\xe9" from the environment
+    (tmp_path / MANIFEST_NAME).read_bytes().decode("utf-8")  # still UTF-8 text
+    assert read_manifest(tmp_path)["runs"][0]["base_log_dir"] == "/logs/caf\udce9"

@@ -21,7 +21,7 @@ from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import SlurmError, SnapshotError, UsageProblem
 from nrl_launch.joblogs import TrackedJob
 from nrl_launch.manifest import append_run, read_manifest, write_manifest
-from nrl_launch.rerun import NEXT_RUN_NAME, NextRun, load_next_run, save_next_run, submit
+from nrl_launch.rerun import NEXT_RUN_NAME, NextRun, load_next_run, next_run_number, save_next_run, submit
 from nrl_launch.retry import (
     NODE_CHECK_FAILED,
     InfraFailure,
@@ -58,7 +58,7 @@ def snapshot_with_runs(tmp_path: Path, *job_ids: str, total: int = 1) -> Path:
 
 def next_run(snapshot: Path, total: int = 1) -> NextRun:
     return NextRun("exp", str(snapshot), ARGV, (("HF_HOME", "/hf"), ("COMMAND", "uv run x.sh 'a b'")),
-                   (("MAX_STEPS", "6"), ("NUM_NODES", None)), total)
+                   (("MAX_STEPS", "6"), ("NUM_NODES", None), ("UID", "7")), total, "261129-101010", total)
 
 
 def passing_retries(job: FakeJob) -> None:
@@ -249,14 +249,18 @@ def test_a_node_failure_is_retried_on_the_other_nodes(tmp_path: Path) -> None:
         "[T] [WATCH]: All tracked jobs have finished.",
     ]
     assert out[8:10] == ["[WATCH]: Checking exp", "[METRIC PASS]    exp"]
-    assert "[T] exp: job 1002 repeats the last run excluding n2 (Submitted batch job 1002)" in err
+    assert "[T] exp: job 1002 is run 2 of the chain, excluding n2 (Submitted batch job 1002)" in err
     [retry] = [job for job in fake.submissions() if job.argv]
-    assert retry.argv == (*ARGV[:-1], "--exclude=n2", "ray.sub")
+    # continue.sh's run 2: its own --output file name, and the node to avoid
+    assert retry.argv == ("--nodes=2", "--account=acct", "--job-name=acct:exp", "--time=0:10:0",
+                          "--output=slurm-261129-101010-%j-exp-2.1.out", "--dependency=singleton", "--exclude=n2",
+                          "ray.sub")
     assert retry.cwd == str(snapshot)
     assert (retry.env["COMMAND"], retry.env["HF_HOME"], retry.env["MAX_STEPS"]) == ("uv run x.sh 'a b'", "/hf", "6")
     assert "NUM_NODES" not in retry.env  # pinned as unset, as continue.sh does
+    assert "UID" not in retry.env  # bash's own variables are never pinned
     assert read_manifest(snapshot)["runs"][-1] == {
-        "job_id": "1002", "submitted_at": read_manifest(snapshot)["runs"][-1]["submitted_at"], "run": "2/1",
+        "job_id": "1002", "submitted_at": read_manifest(snapshot)["runs"][-1]["submitted_at"], "run": "2",
         "via": "retry", "retry_of": "101", "after": "NODE_FAIL", "failed_on": "n[1-2]", "exclude": "n2"}
 
 
@@ -372,33 +376,45 @@ def test_without_a_recorded_submission_watch_says_why_it_cannot_retry(tmp_path: 
 
 
 def test_next_run_survives_the_file(tmp_path: Path) -> None:
-    run = NextRun("exp", str(tmp_path), ("--nodes=1", "ray.sub"),
-                  (("A", "x y 'z'"), ("B", "caf\udce9"), ("C", "")), (("N", None), ("M", "6")), 3)
+    run = NextRun("exp", str(tmp_path), ("--nodes=1", "--output=slurm-261129-101010-%j-exp-3.3.out", "ray.sub"),
+                  (("A", "x y 'z'"), ("B", "caf\udce9"), ("C", "")), (("N", None), ("M", "6")), 3, "261129-101010",
+                  3)
     save_next_run(run)
     assert load_next_run(tmp_path) == run
     assert json.loads((tmp_path / NEXT_RUN_NAME).read_text())["format"] == 1
 
 
-@pytest.mark.parametrize(("text", "message"), [
+GOOD_RECORD = {"format": 1, "experiment": "e", "cwd": "/s", "argv": ["--output=slurm-7-%j-e-2.2.out", "ray.sub"],
+               "env": [["A", "b"]], "config_env": [["N", None]], "total": 2, "stamp": "7", "index": 2}
+
+
+@pytest.mark.parametrize(("change", "message"), [
     (None, "does not exist (a launch by an older nrl-launch, or DRYRUN=1)"),
     ("{", "cannot read"),
-    ('{"format": 2}', "not a submission record of this nrl-launch (format 2, expected 1)"),
-    ('{"format": 1, "experiment": "e", "cwd": "/s", "argv": [], "env": [], "config_env": [], "total": 1}',
-     "argv is empty"),
-    ('{"format": 1, "experiment": "e", "cwd": "/s", "argv": ["x"], "env": [["A", null]], "config_env": [], '
-     '"total": 1}', "env holds a null value"),
-    ('{"format": 1, "experiment": "e", "cwd": "/s", "argv": ["x"], "env": [], "config_env": [], "total": 0}',
-     "total 0 is not a positive whole number"),
-    ('{"format": 1, "experiment": "e", "cwd": "/s", "argv": [1], "env": [], "config_env": [], "total": 1}',
-     "1 is not a string"),
-    ('{"format": 1, "experiment": "e", "cwd": "/s", "argv": ["x"], "env": [], "total": 1}', "'config_env'"),
+    ({"format": 2}, "not a submission record of this nrl-launch (format 2, expected 1)"),
+    ({"argv": []}, "argv is empty"),
+    ({"argv": ["x", 1]}, "1 is not a string"),
+    ({"argv": ["--output=slurm-7-%j-e-1.2.out", "ray.sub"]}, "argv does not hold '--output=slurm-7-%j-e-2.2.out' once"),
+    ({"env": [["A", None]]}, "env holds a null value"),
+    ({"env": [["A"]]}, "['A'] is not a [name, value] pair"),
+    ({"total": 0}, "total 0 is not a positive whole number"),
+    ({"index": True}, "index True is not a positive whole number"),
+    ({"stamp": None}, "None is not a string"),
+    ({"config_env": "N"}, "'N' is not a [name, value] pair"),
+    ({"cwd": ...}, "'cwd'"),  # missing
 ])
-def test_a_missing_or_broken_record_is_a_clear_error(tmp_path: Path, text: str | None, message: str) -> None:
-    if text is not None:
-        (tmp_path / NEXT_RUN_NAME).write_text(text)
+def test_a_missing_or_broken_record_is_a_clear_error(tmp_path: Path, change: dict[str, object] | str | None,
+                                                     message: str) -> None:
+    if isinstance(change, str):
+        (tmp_path / NEXT_RUN_NAME).write_text(change)
+    elif change is not None:
+        record = {key: value for key, value in {**GOOD_RECORD, **change}.items() if value is not ...}
+        (tmp_path / NEXT_RUN_NAME).write_text(json.dumps(record))
     with pytest.raises(SnapshotError) as info:
         load_next_run(tmp_path)
     assert message in str(info.value) and NEXT_RUN_NAME in str(info.value)
+    (tmp_path / NEXT_RUN_NAME).write_text(json.dumps(GOOD_RECORD))
+    assert load_next_run(tmp_path).sbatch_args(3) == ("--output=slurm-7-%j-e-3.2.out", "ray.sub")
 
 
 def test_a_retry_submits_what_continue_sh_submits(project: Project, slurm_on_path: SlurmOnPath,
@@ -416,7 +432,8 @@ def test_a_retry_submits_what_continue_sh_submits(project: Project, slurm_on_pat
     by_bash = subprocess.run(["bash", str(snapshot / "continue.sh")], cwd=tmp_path, env=shell, capture_output=True,
                              text=True)
     assert by_bash.returncode == 0, by_bash.stderr
-    submit(SlurmClient(shell), load_next_run(snapshot), exclude="n2")
+    number = next_run_number(read_manifest(snapshot)["runs"]) - 1  # the run continue.sh just added
+    submit(SlurmClient(shell), load_next_run(snapshot), number, exclude="n2")
     continued, retried = slurm_on_path.submissions()[-2:]
     assert retried["argv"] == [*continued["argv"][:-1], "--exclude=n2", continued["argv"][-1]]
     assert retried["cwd"] == continued["cwd"] == str(snapshot)
@@ -438,14 +455,16 @@ def test_watch_with_max_retries_through_the_launch(project: Project, fake_slurm:
                                 obj=CliContext(fake_slurm))
     assert result.exit_code == 0, result.output
     first, retry = fake_slurm.submissions()
-    assert retry.argv == (*first.argv[:-1], "--exclude=n2", first.argv[-1])
+    # run 2 of the chain, as continue.sh would submit it, avoiding the failed node
+    again = [word.replace("-1.1.out", "-2.1.out") if word.startswith("--output=") else word for word in first.argv]
+    assert retry.argv == (*again[:-1], "--exclude=n2", again[-1]) != first.argv
     assert (retry.cwd, retry.env) == (first.cwd, first.env)
     lines = [line.split("] ", 1)[-1] for line in result.stdout.splitlines()]
     assert "[WATCH]: Retrying sft-a after NODE_FAIL on n[1-2] (1/1): job 1002" in lines
     assert lines[-1] == "[INFO]: All tests passed. Exiting with status 0."
     runs = read_manifest(project.root / "code_snapshots" / "sft-a")["runs"]
     assert [(r["job_id"], r["run"], r["via"], r.get("retry_of")) for r in runs] == [
-        ("1001", "1/1", "launcher", None), ("1002", "2/1", "retry", "1001")]
+        ("1001", "1/1", "launcher", None), ("1002", "2", "retry", "1001")]
 
 
 def test_without_max_retries_a_node_failure_fails_the_experiment(project: Project, fake_slurm: FakeSlurm) -> None:
@@ -472,7 +491,7 @@ def test_watch_command_retries_from_the_snapshots_record(project: Project, fake_
                             obj=CliContext(fake_slurm))
     assert watched.exit_code == 1
     first, retry = fake_slurm.submissions()
-    assert retry.argv == (*first.argv[:-1], "--exclude=n2", first.argv[-1]) and retry.cwd == first.cwd
+    assert retry.argv[-2:] == ("--exclude=n2", first.argv[-1]) and retry.cwd == first.cwd
     assert "Retrying sft-a after NODE_FAIL on n[1-2] (1/1): job 1002" in watched.stdout
     # the retry recorded earlier counts, and job 1001 is answered: a second watch adds nothing
     again = runner.invoke(main, ["watch", "--watch-interval", "0.01", "--max-retries", "1", "sft-a"],

@@ -10,8 +10,9 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from nrl_launch.errors import SlurmError, SlurmRejected, UsageProblem
-from nrl_launch.slurm import Completed, JobInfo, SlurmClient, job_ids, parse_job_id, parse_timeout, run_command
+from nrl_launch import errors
+from nrl_launch.errors import SlurmError, SlurmRejected, SlurmUnreachable, UsageProblem
+from nrl_launch.slurm import Completed, JobInfo, SlurmClient, job_ids, parse_answer, parse_timeout, run_command
 from testkit import Call, FakeSlurm
 
 ENV = {"PATH": os.environ["PATH"], "SLURM_CONF": "/etc/slurm/test.conf", "HOME": "/home/u"}
@@ -44,14 +45,63 @@ def test_submit_runs_sbatch_with_the_job_environment_on_top(fake_slurm: FakeSlur
     ],
 )
 def test_job_id_comes_from_sbatchs_answer(stdout: str, job_id: str) -> None:
-    assert parse_job_id(stdout) == job_id
+    assert parse_answer(Completed(0, stdout, "")).job_id == job_id
 
 
 @pytest.mark.parametrize("stdout", ["", "Submitted batch job\n", "Submitted batch job 12a\n", "job 12 submitted\n"])
 def test_answer_without_a_job_id_is_an_error(stdout: str) -> None:
-    client = FakeSlurm(answers={"sbatch": answer(stdout)}).client(ENV)
-    with pytest.raises(SlurmError, match="sbatch answered without a job id"):
+    client = FakeSlurm(answers={"sbatch": answer(stdout, stderr="sbatch: note\n")}).client(ENV)
+    # sbatch exited 0: a job may be queued, so the outcome is uncertain
+    with pytest.raises(errors.SlurmUncertain, match="sbatch answered without a job id") as info:
         client.submit(["ray.sub"], cwd="/", job_env={})
+    assert f"stdout: {stdout.strip()!r}; stderr: 'sbatch: note'" in str(info.value)  # both streams
+
+
+@pytest.mark.parametrize(
+    ("stdout", "stderr", "job_id", "text"),
+    [
+        ("Submitted batch job 42\n", "", "42", "Submitted batch job 42"),
+        ("", "Submitted batch job 42\n", "42", "Submitted batch job 42"),  # a site wrapper's way
+        ("wrapper: ok\n", "note\nSubmitted batch job 43 on cluster gpu\n", "43",
+         "Submitted batch job 43 on cluster gpu"),
+        ("Submitted batch job 44\n", "Submitted batch job 45\n", "44", "Submitted batch job 44"),  # stdout first
+    ],
+)
+def test_job_id_on_stdout_or_else_stderr(stdout: str, stderr: str, job_id: str, text: str) -> None:
+    client = FakeSlurm(answers={"sbatch": answer(stdout, stderr)}).client(ENV)
+    result = client.submit(["ray.sub"], cwd="/", job_env={})
+    assert (result.job_id, result.text) == (job_id, text)  # the text is printed on stdout
+
+
+UNREACHABLE = 'is SLURM_CONF set? for the local cluster: eval "$(tools/local-slurm up | tail -n 1)"'
+NO_CONFIG = ("sbatch: error: resolve_ctls_from_dns_srv: res_nsearch error: Unknown host\n"
+             "sbatch: error: fetch_config: DNS SRV lookup failed\n"
+             "sbatch: error: _establish_config_source: failed to fetch config\n"
+             "sbatch: fatal: Could not establish a configuration source\n")
+NO_CONTROLLER = "sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)\n"
+
+
+@pytest.mark.parametrize(
+    ("stderr", "reason"),
+    [
+        (NO_CONFIG, "no Slurm configuration found (Could not establish a configuration source)"),
+        (NO_CONTROLLER, "Unable to contact slurm controller (connect failure)"),
+    ],
+)
+@pytest.mark.parametrize("test_only", [True, False])
+def test_no_slurm_to_talk_to_is_one_clear_line(stderr: str, reason: str, test_only: bool) -> None:
+    client = FakeSlurm(answers={"sbatch": answer(stderr=stderr, code=1)}).client(ENV)
+    ask = client.test_only if test_only else client.submit
+    with pytest.raises(SlurmUnreachable) as info:
+        ask(["ray.sub"], cwd="/", job_env={})
+    assert str(info.value) == f"cannot reach Slurm: {reason}; {UNREACHABLE}"
+
+
+def test_a_rejection_is_still_a_rejection() -> None:
+    client = FakeSlurm(answers={"sbatch": answer(stderr="sbatch: error: Invalid account\n", code=1)}).client(ENV)
+    with pytest.raises(SlurmRejected) as info:
+        client.test_only(["ray.sub"], cwd="/", job_env={})
+    assert not isinstance(info.value, SlurmUnreachable)
 
 
 def test_sbatch_failure_shows_slurms_reason() -> None:
@@ -164,6 +214,8 @@ def test_runner_failures_become_slurm_errors(error: Exception, message: str) -> 
     with pytest.raises(SlurmError) as info:
         client.submit(["ray.sub"], cwd="/", job_env={})
     assert message in str(info.value)
+    # a killed sbatch may have queued the job; one that never started did not
+    assert isinstance(info.value, errors.SlurmUncertain) == isinstance(error, TimeoutError)
 
 
 @pytest.mark.parametrize(

@@ -134,6 +134,14 @@ def test_leftover_tmp_of_a_dead_launch_is_cleaned(tree: Path, tmp_path: Path) ->
     assert (snaps / "exp1/README.md").exists()
 
 
+def test_a_lock_file_sharing_the_tmp_prefix_is_left_alone(tmp_path: Path) -> None:
+    # the lock of experiment "exp1.tmp-x" starts like a tmp folder of "exp1"
+    lock = write(tmp_path / "snaps" / ".exp1.tmp-x.lock", "")
+    os.utime(lock, (0, 0))  # older than a day, like another host's leftover
+    assert snapshot_mod.clean_stale_tmps(tmp_path / "snaps" / "exp1") == []
+    assert lock.is_file()
+
+
 def test_losing_a_race_reuses_the_winner(tree: Path, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     dest = tmp_path / "exp1"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from nrl_launch import manifest
 from nrl_launch.errors import SlurmError, SnapshotError
+from nrl_launch.locks import experiment_locks
 from nrl_launch.slurm import SlurmClient, job_ids
 
 Emit = Callable[[str], None]
@@ -65,7 +66,8 @@ def cancel(plans: Sequence[CancelPlan], slurm: SlurmClient, *, out: Emit, err: E
             out(nothing_line(plan))
             continue
         try:
-            manifest.append_cancellation(plan.snapshot, plan.queued)
+            with experiment_locks([plan.snapshot], err):  # one writer of the manifest at a time
+                manifest.append_cancellation(plan.snapshot, plan.queued)
         except SnapshotError as e:
             err(f"[WARNING]: {plan.experiment}: its jobs are cancelled, but the manifest could not record it: {e}")
         out(f"[INFO]: {plan.experiment}: cancelled {_jobs(plan.queued)}: {' '.join(plan.queued)}")

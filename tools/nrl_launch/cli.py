@@ -7,7 +7,7 @@ Our own errors become ``[ERROR]: …`` on stderr at one boundary
 
 from __future__ import annotations
 
-import difflib
+import io
 import os
 import sys
 import time
@@ -21,11 +21,11 @@ import click
 from nrl_launch import __version__
 from nrl_launch.errors import LauncherError, UsageProblem
 from nrl_launch.options import options, project_root_option, raw_settings
-from nrl_launch.slurm import Runner, SlurmClient, run_command
 
-if TYPE_CHECKING:  # pathlib is imported where used: the DRYRUN=1 path never needs it
+if TYPE_CHECKING:  # imported where used: the DRYRUN=1 path needs neither pathlib nor these
     from pathlib import Path
 
+    from nrl_launch.slurm import Runner, SlurmClient
     from nrl_launch.watch import TrackedExperiment
 
 
@@ -34,13 +34,15 @@ class CliContext:
     """What the commands take from their caller besides options: the runner
     of Slurm commands (tests hand in a fake with ``CliRunner.invoke(obj=…)``)."""
 
-    slurm_runner: Runner = run_command
+    slurm_runner: Runner | None = None  # None: subprocess.run (slurm.run_command)
 
 
 def slurm_client() -> SlurmClient:
     """The Slurm client of the running command, made from its environment."""
+    from nrl_launch.slurm import SlurmClient, run_command
+
     ctx = click.get_current_context()
-    runner = ctx.obj.slurm_runner if isinstance(ctx.obj, CliContext) else run_command
+    runner = ctx.obj.slurm_runner if isinstance(ctx.obj, CliContext) and ctx.obj.slurm_runner else run_command
     return SlurmClient(os.environ, runner)
 
 
@@ -87,6 +89,8 @@ class LauncherGroup(click.Group):
         first = args[0] if args else None
         if first is not None and first not in self.commands and first not in ("-h", "--help", "--version"):
             if not first.startswith("-") and not _is_script(first):
+                import difflib  # only for a mistyped command
+
                 close = difflib.get_close_matches(first, list(self.commands), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else \
                     f"; commands: {', '.join(sorted(self.commands))}, or a script path to launch"
@@ -108,6 +112,12 @@ class LauncherGroup(click.Group):
             click.echo("[ERROR]: aborted", err=True)
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _echo(line: str) -> None:
+    # The contract's lines are plain text: print() costs a fraction of click.echo,
+    # which counts when DRYRUN=1 prints two lines per recipe of a whole suite.
+    print(line, flush=True)
 
 
 def _echo_err(line: str) -> None:
@@ -148,6 +158,11 @@ def _snapshot_progress(dest: Path) -> Callable[[int, int], None] | None:
 @click.version_option(__version__, prog_name="nrl-launch")
 def main() -> None:
     """Launch RL recipe test suites on Slurm as snapshotted, chained jobs."""
+    # A non-UTF-8 byte of an argument or an environment variable is held by
+    # Python as a surrogate escape; a strict UTF-8 stdout would refuse it with
+    # a traceback. Written back as the byte it was, a path prints as given.
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
+        sys.stdout.reconfigure(errors="surrogateescape")
 
 
 @main.command(context_settings={"max_content_width": 100})
@@ -160,10 +175,11 @@ def launch(scripts: tuple[str, ...], **values: Any) -> None:
     A SCRIPT ending in .txt is a suite file: every script it lists is launched.
     """
     from nrl_launch.launch import launch as run_launch
-    from nrl_launch.settings import make_settings
+    from nrl_launch.settings import DryRun, make_settings
 
     settings = make_settings(raw_settings(values), launch_stamp=time.strftime("%y%m%d-%H%M%S"))
-    result = run_launch(scripts, settings, environ=dict(os.environ), slurm=slurm_client(), out=click.echo,
+    slurm = None if settings.dryrun is DryRun.GPU_HOURS else slurm_client()  # DRYRUN=1 never asks Slurm
+    result = run_launch(scripts, settings, environ=dict(os.environ), slurm=slurm, out=_echo,
                         err=_echo_err, progress=_snapshot_progress, interactive=sys.stdin.isatty())
     if result.failed:
         click.get_current_context().exit(1)  # verdicts are printed; exit code says it
@@ -291,9 +307,9 @@ def watch(experiments: tuple[str, ...], project_root: str | None, code_snapshot_
     dirname = parse_snapshot_dirname(code_snapshot_dirname)
     tracked: list[TrackedExperiment] = [recorded(root / dirname, name) for name in experiments]
     slurm = slurm_client()
-    retrier = retrier_for_snapshots(slurm, settings.max_retries, root / dirname, experiments, out=click.echo,
+    retrier = retrier_for_snapshots(slurm, settings.max_retries, root / dirname, experiments, out=_echo,
                                     err=_echo_err, clock=timestamp) if settings.max_retries else None
-    watcher = Watcher(slurm, settings, out=click.echo, err=_echo_err, interactive=sys.stdin.isatty(),
+    watcher = Watcher(slurm, settings, out=_echo, err=_echo_err, interactive=sys.stdin.isatty(),
                       resume_hint=watch_command(root, dirname, settings, experiments), retrier=retrier)
     if any(v.failed for v in watcher.watch(tracked)):
         click.get_current_context().exit(1)

@@ -83,6 +83,12 @@ class SlurmRejected(SlurmError):
     """``sbatch --test-only`` says Slurm would refuse a submission."""
 
 
+class SlurmUncertain(SlurmError):
+    """A Slurm command may have done what it was asked without saying so: it
+    timed out, was interrupted, or sbatch succeeded with no job id in its
+    answer. A submission that ends this way may have queued a job."""
+
+
 class SubmissionStopped(LauncherError):
     """Submitting stopped half-way (sbatch failed, timed out, or Ctrl-C).
 

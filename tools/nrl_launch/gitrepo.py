@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import git
@@ -151,6 +152,31 @@ def find_repo(path: Path) -> RepoInfo:
 def work_tree_root(path: Path) -> Path:
     """The root of the git working tree containing ``path`` (no git process)."""
     return _top(_open_repo(Path(path))).resolve()
+
+
+def project_root(path: Path) -> Path:
+    """The root of the outermost working tree containing ``path``: for a path
+    inside a submodule (at any depth), the top superproject's root.
+
+    A recipe in a submodule runs in the whole tree it was checked out in, so
+    that is what its snapshot holds (docs/snapshots.md). A git process is
+    only asked for working trees whose ``.git`` is a file (submodules and
+    linked worktrees), once per root.
+    """
+    root = work_tree_root(path)
+    while (root / ".git").is_file():
+        parent = _superproject(root)
+        if parent is None:
+            break  # a linked worktree, not a submodule
+        root = parent
+    return root
+
+
+@cache
+def _superproject(root: Path) -> Path | None:
+    """The working tree whose submodule ``root`` is, or None."""
+    out = _git(_open_repo(root), "rev_parse", "--show-superproject-working-tree").strip()
+    return Path(out).resolve() if out else None
 
 
 def _relative_to_root(script: Path, root: Path) -> str:

@@ -14,17 +14,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nrl_launch.errors import LauncherError
+from nrl_launch.errors import LauncherError, PlanError
 from nrl_launch.lines import dry_run_line, info_line, total_line
 from nrl_launch.plan import Experiment, duplicates, plan_experiments, total_gpu_hours
 from nrl_launch.settings import DryRun, LaunchSettings
-from nrl_launch.slurm import SlurmClient
 
 if TYPE_CHECKING:  # pathlib and the pipeline cost the DRYRUN=1 path time it does not need
     from collections.abc import Mapping
     from pathlib import Path
 
     from nrl_launch.pipeline import Pipeline
+    from nrl_launch.slurm import SlurmClient
     from nrl_launch.verdict import Verdict
 
 Emit = Callable[[str], None]
@@ -50,6 +50,8 @@ def _warn(experiments: Sequence[Experiment], err: Emit) -> None:
     for exp in experiments:
         if exp.config.num_runs_defaulted:
             err(f"[WARNING]: {exp.script}: NUM_RUNS is not set in the CONFIG block; using {exp.config.num_runs}")
+        for count in exp.config.non_decimal:  # e.g. NUM_NODES=010: bash arithmetic reads 8
+            err(f"[WARNING]: {exp.script}:{count.line}: {count.describe()}")
     for name, scripts in duplicates(experiments).items():
         err(f"[WARNING]: experiment {name!r} is given {len(scripts)} times ({', '.join(scripts)}): its GPU-hours "
             "are counted each time, as the bash launcher did; a launch that snapshots refuses it")
@@ -75,18 +77,21 @@ def _load_pipeline() -> type[Pipeline]:
     return Pipeline
 
 
-def launch(scripts: Sequence[str], settings: LaunchSettings, *, environ: Mapping[str, str], slurm: SlurmClient,
+def launch(scripts: Sequence[str], settings: LaunchSettings, *, environ: Mapping[str, str], slurm: SlurmClient | None,
            out: Emit, err: Emit, wait: Callable[[float], None] | None = None,
            progress: ProgressFactory | None = None, interactive: bool = False) -> LaunchResult:
     """Run one launch as spec sections 2-8 describe; raise LauncherError on any problem.
 
     ``environ`` is what the CONFIG blocks may read; ``slurm`` runs every
-    Slurm command; ``wait`` sleeps between WATCH polls.
+    Slurm command (None for DRYRUN=1, which asks Slurm nothing); ``wait``
+    sleeps between WATCH polls.
     """
     experiments = plan_experiments(scripts, environ, allow_duplicates=settings.dryrun is DryRun.GPU_HOURS)
     _warn(experiments, err)
     if settings.dryrun is DryRun.GPU_HOURS:
         return dry_run(experiments, out)
+    if slurm is None:
+        raise PlanError("this launch submits jobs: it needs a Slurm client (only DRYRUN=1 does without)")
     pipeline = _load_pipeline()(settings, slurm, out=out, err=err, progress=progress)
     launched = pipeline.launch(experiments)
     total = total_gpu_hours(experiments)

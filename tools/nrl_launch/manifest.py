@@ -3,13 +3,19 @@
 Every snapshot carries one at its root. It is YAML, with ``runs:`` as the LAST
 key and its entries block-style at column 0, so that a shell script can append
 a run with ``printf '%s\\n' "- job_id: '123'" "  submitted_at: '...'"
-"  run: 4/3" "  via: continue.sh" >> .nrl_launch.yaml``. With no run yet the
+"  run: '3'" "  via: continue.sh" >> .nrl_launch.yaml``. With no run yet the
 file ends with a bare ``runs:`` line (null, read back as an empty list).
 
 Besides runs (entries with a ``job_id``), ``runs:`` holds the records of
 ``nrl-launch cancel``: entries without ``job_id`` (``cancelled: '<ids>'``),
 which every reader of runs skips (:func:`job_runs`; ``continue.sh`` counts
 only ``- job_id:`` lines).
+
+Entries are appended with one ``write`` on a descriptor opened with
+``O_APPEND`` (the kernel puts each write at the end of the file, so writers
+running at once never overwrite each other), by a process holding the
+experiment's lock (:mod:`nrl_launch.locks`). Timestamps have one format,
+:data:`TIMESTAMP_FORMAT`, for Python and ``continue.sh`` alike.
 
 This module does not import GitPython; ``RepoInfo`` is only a type hint.
 """
@@ -34,11 +40,14 @@ MANIFEST_NAME = ".nrl_launch.yaml"
 VIA_RETRY = "retry"  # a run WATCH submitted again after an infrastructure failure (MAX_RETRIES)
 VIA_VALUES = ("launcher", "continue.sh", VIA_RETRY)
 CANCELLED_KEY = "cancelled"  # a cancellation entry: the job ids it cancelled, space separated
+# ISO 8601 in UTC with seconds, e.g. 2026-11-29T01:00:09+00:00: a strftime
+# format for Python and a `date -u +FORMAT` format for continue.sh.
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S+00:00"
 
 
 def utc_now_iso() -> str:
-    """The current UTC time as ISO 8601 with seconds, e.g. 2026-11-29T01:00:09+00:00."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    """The current UTC time in :data:`TIMESTAMP_FORMAT`, e.g. 2026-11-29T01:00:09+00:00."""
+    return dt.datetime.now(dt.timezone.utc).strftime(TIMESTAMP_FORMAT)
 
 
 def _iso(when: dt.datetime | str | None) -> str:
@@ -49,7 +58,7 @@ def _iso(when: dt.datetime | str | None) -> str:
         return when
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
-    return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+    return when.astimezone(dt.timezone.utc).strftime(TIMESTAMP_FORMAT)
 
 
 def build_manifest(repo_info: RepoInfo, *, config_values: Mapping[str, str], gpu_hours: int | None,
@@ -94,6 +103,14 @@ def with_snapshot_stats(manifest: Mapping[str, Any], mode: str, files: int, size
 def _dump(data: Any) -> str:
     """Block-style YAML, keys in insertion order."""
     return yaml.safe_dump(data, default_flow_style=False, sort_keys=False, allow_unicode=True)
+
+
+def entry_field_line(key: str, value: str) -> str:
+    """``  key: "value"``: one field of a ``runs:`` entry (not the first) on
+    exactly one line, whatever ``value`` holds (newlines, quotes, non-UTF-8
+    bytes held as surrogate escapes): for continue.sh, which appends lines."""
+    scalar = yaml.safe_dump(value, default_style='"', width=float("inf"), allow_unicode=True)
+    return f"  {key}: {scalar.rstrip()}"
 
 
 def _run_entry(job_id: str, run_label: str, via: str, when: dt.datetime | str | None,
@@ -203,20 +220,31 @@ def cancellations(runs: Sequence[Mapping[str, str]]) -> list[tuple[str, list[str
 
 
 def _append_text(path: Path, text: str) -> None:
-    """Append ``text`` (whole entries) to the manifest ``path``, after a newline if it lacks its last one."""
+    """Append ``text`` (whole entries) to the manifest ``path`` in one ``write`` (O_APPEND)."""
+    data = text.encode("utf-8")
     try:
-        with open(path, "r+b") as handle:
-            handle.seek(0, os.SEEK_END)
-            if handle.tell() > 0:
-                handle.seek(-1, os.SEEK_END)
-                if handle.read(1) != b"\n":
-                    text = "\n" + text
-            handle.seek(0, os.SEEK_END)
-            handle.write(text.encode("utf-8"))
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
     except FileNotFoundError as e:
         raise SnapshotError(f"{path}: no manifest to record in") from e
     except OSError as e:
+        raise SnapshotError(f"cannot open the manifest {path}: {e}") from e
+    try:
+        _append(fd, data)
+    except OSError as e:
         raise SnapshotError(f"cannot append to the manifest {path}: {e}") from e
+    finally:
+        os.close(fd)
+
+
+def _append(fd: int, data: bytes) -> None:
+    """Write ``data`` at the end of ``fd`` (opened with O_APPEND) in one
+    ``write``, after a newline if the file lacks its final one."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        data = b"\n" + data
+    written = os.write(fd, data)
+    if written != len(data):  # a full disk, say: the entry is cut, say so
+        raise OSError(f"only {written} of {len(data)} bytes were written")
 
 
 def snapshot_stats(directory: Path) -> tuple[str, int, int]:

@@ -2,9 +2,11 @@
 
 Order matters for the contract: every script is read and every git check
 made before the first snapshot; every snapshot made and every submission
-pre-flighted before the first real ``sbatch``. This module is loaded by one
-guarded import in :mod:`nrl_launch.launch`; the DRYRUN=1 path never loads it
-(nor GitPython and simple-slurm, which it imports).
+pre-flighted before the first real ``sbatch``. From the first snapshot to the
+last submission the launch holds the lock of every experiment it launches
+(:mod:`nrl_launch.locks`). This module is loaded by one guarded import in
+:mod:`nrl_launch.launch`; the DRYRUN=1 path never loads it (nor GitPython and
+simple-slurm, which it imports).
 """
 
 from __future__ import annotations
@@ -20,10 +22,20 @@ from typing import Any
 
 from nrl_launch import __version__, gitrepo, manifest, watch
 from nrl_launch.continuation import render_continue_script
-from nrl_launch.errors import LauncherError, PlanError, SlurmError, SlurmRejected, SnapshotError, SubmissionStopped
+from nrl_launch.errors import (
+    LauncherError,
+    PlanError,
+    SlurmError,
+    SlurmRejected,
+    SlurmUncertain,
+    SlurmUnreachable,
+    SnapshotError,
+    SubmissionStopped,
+)
 from nrl_launch.gitrepo import RepoInfo
 from nrl_launch.joblogs import TrackedJob, log_root
 from nrl_launch.lines import info_line, skip_submission_line, submitting_line
+from nrl_launch.locks import experiment_locks
 from nrl_launch.plan import Experiment, Submission, build_submissions
 from nrl_launch.rerun import NextRun, save_next_run
 from nrl_launch.retry import Retrier, RetryBook
@@ -96,9 +108,13 @@ class Pipeline:
             self.dryrun2_preflight(planned)
         else:
             self.preflight(planned)
-        self.make_snapshots(planned)
-        write_continue_scripts(planned)
-        return Launched(planned, self.submit_all(planned))
+        # One launch (or continue.sh, or code_snapshot.sh) per experiment at a
+        # time, from its snapshot to its last manifest entry.
+        with experiment_locks((p.snapshot_dir for p in planned), self.err):
+            self.make_snapshots(planned)
+            write_continue_scripts(planned)
+            jobs = self.submit_all(planned)
+        return Launched(planned, jobs)
 
     # ---- snapshots
 
@@ -126,6 +142,8 @@ class Pipeline:
                 _copy_batch_script(p, self.settings.batch_script, cwd)
                 try:
                     self.slurm.test_only(sub.argv, cwd=str(cwd), job_env=dict(sub.env))
+                except SlurmUnreachable:
+                    raise  # about Slurm, not about this experiment
                 except SlurmRejected as e:
                     rejected.append(f"{p.experiment.script}: Slurm would reject experiment {p.name}: {e}")
                 except SlurmError as e:
@@ -156,6 +174,8 @@ class Pipeline:
                 self._submit_experiment(p, jobs[p.name])
         except KeyboardInterrupt as e:
             raise SubmissionStopped("interrupted while submitting", jobs) from e
+        except SlurmUncertain as e:
+            raise SubmissionStopped(str(e), jobs, certain=False) from e
         except SlurmError as e:
             raise SubmissionStopped(str(e), jobs) from e
         return jobs
@@ -173,10 +193,14 @@ class Pipeline:
             if self.settings.dryrun is DryRun.NO_SUBMIT:
                 self.out(skip_submission_line(exp, str(p.snapshot_dir)))
                 continue
+            where = f"{exp.script}: run {sub.run_label} of {exp.name}"
             try:
                 answer = self.slurm.submit(sub.argv, cwd=sub.cwd, job_env=dict(sub.env))
+            except KeyboardInterrupt as e:
+                # sbatch got the Ctrl-C too, perhaps after queueing the job
+                raise SlurmUncertain("interrupted while submitting (sbatch was running)", where=where) from e
             except SlurmError as e:
-                e.about(f"{exp.script}: run {sub.run_label} of {exp.name}")
+                e.about(where)
                 raise
             self.out(answer.text)
             job_ids.append(answer.job_id)
@@ -237,18 +261,26 @@ class SnapshotMaker:
 
     def provide(self, repo: Repository, dest: Path, new_manifest: Mapping[str, Any]) -> bool:
         """Make sure a complete snapshot of ``repo`` is at ``dest``, saying which on stderr;
-        True when it was created, False when an existing one is reused."""
+        True when it was created, False when an existing one is reused.
+
+        Every snapshot that is reused goes through :func:`stale_reasons`, also
+        one that another process (one that does not take the lock, e.g. an
+        older launcher) published while this one was copying.
+        """
         if existing_snapshot(dest) is not None:
             self.err(f"Using existing code snapshot in {dest}")
-            for reason in stale_reasons(dest, repo.info):
-                self.err(f"[WARNING]: reusing {dest}: {reason}")
-            return False
-        self.err(f"Creating new code snapshot in {dest}")
-        root = repo.info.root
-        if root not in self.batches:
-            self.batches[root] = SnapshotBatch(root, repo.files, mode=self.mode)
-        self.batches[root].ensure(dest, manifest=new_manifest, progress=self.progress(dest) if self.progress else None)
-        return True
+        else:
+            self.err(f"Creating new code snapshot in {dest}")
+            root = repo.info.root
+            if root not in self.batches:
+                self.batches[root] = SnapshotBatch(root, repo.files, mode=self.mode)
+            progress = self.progress(dest) if self.progress else None
+            if self.batches[root].ensure(dest, manifest=new_manifest, progress=progress).created:
+                return True
+            self.err(f"[WARNING]: another process created {dest} while this one was copying: using its snapshot")
+        for reason in stale_reasons(dest, repo.info):
+            self.err(f"[WARNING]: reusing {dest}: {reason}")
+        return False
 
 
 def take_snapshot(project_dir: Path, name: str, *, dirname: str, mode: SnapshotMode, err: Emit,
@@ -262,7 +294,8 @@ def take_snapshot(project_dir: Path, name: str, *, dirname: str, mode: SnapshotM
     check_snapshot_root(dirname, repo.tracked, where=name)
     dest = root / dirname / name
     fresh = manifest.build_manifest(repo.info, config_values={}, gpu_hours=None, experiment=name, script=None)
-    SnapshotMaker(mode, err, progress).provide(repo, dest, fresh)
+    with experiment_locks([dest], err):
+        SnapshotMaker(mode, err, progress).provide(repo, dest, fresh)
     return dest
 
 
@@ -275,8 +308,10 @@ def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings
     repos: dict[Path, Repository] = {}
     planned = []
     for exp in experiments:
+        check_experiment_name(exp)
         try:
-            root = gitrepo.work_tree_root(Path(exp.path).parent)
+            # A recipe inside a submodule runs in the superproject's tree.
+            root = gitrepo.project_root(Path(exp.path).parent)
             if root not in repos:
                 repos[root] = Repository.describe(root)
             repo = repos[root]
@@ -292,6 +327,17 @@ def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings
         subs = build_submissions(exp, settings, str(snapshot_dir), rel_path, git_meta)
         planned.append(PlannedExperiment(exp, repo, rel_path, snapshot_dir, subs))
     return tuple(planned)
+
+
+def check_experiment_name(exp: Experiment) -> None:
+    """A snapshot folder must be a plain, visible folder name.
+
+    Hidden names beside the snapshots are the launcher's own (temporary
+    folders, lock files) and ``status`` does not list them.
+    """
+    if exp.name.startswith(".") or not exp.name:
+        raise PlanError(f"experiment name {exp.name!r} starts with '.' or is empty: its snapshot would be a hidden "
+                        "folder (rename the script)", where=exp.script)
 
 
 def check_snapshot_root(dirname: str, tracked: frozenset[str], *, where: str) -> None:
@@ -397,7 +443,9 @@ def _write_executable(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically and make it executable."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        # surrogateescape: a non-UTF-8 byte of a file name or a value (which
+        # Python holds as a surrogate escape) is written back as that byte.
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
         tmp.chmod(0o755)
         os.replace(tmp, path)
     except OSError:

@@ -16,7 +16,6 @@ from typing import Any
 
 from nrl_launch.config import RecipeConfig, read_recipe
 from nrl_launch.errors import PlanError
-from nrl_launch.layout import parse_suite
 from nrl_launch.settings import LaunchSettings
 
 RELEASE_ARG = "logger.wandb.project=nemo-rl-release"
@@ -47,6 +46,7 @@ class Submission:
     # What the CONFIG block read from the launcher's environment (None: unset).
     # The job inherits it anyway; continue.sh must pin it to plan the same run.
     config_env: tuple[tuple[str, str | None], ...] = ()
+    stamp: str = ""  # YYMMDD-HHMMSS of the launch, in the --output file name
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -57,6 +57,11 @@ class Submission:
     def run_label(self) -> str:
         """``i/NUM_RUNS`` as printed and recorded in the manifest."""
         return f"{self.index}/{self.total}"
+
+
+def output_file(stamp: str, experiment: str, run: str, total: int) -> str:
+    """The ``--output`` file name of run ``run`` of an experiment launched with ``total`` runs."""
+    return f"slurm-{stamp}-%j-{experiment}-{run}.{total}.out"
 
 
 def experiment_name(script: str) -> str:
@@ -92,6 +97,8 @@ def suite_scripts(suite: str) -> list[tuple[str, str]]:
     if root is None:
         raise PlanError("no git repository above the suite file: its entries are relative to the repository root",
                         where=suite)
+    from nrl_launch.layout import parse_suite  # only when a suite file is given
+
     entries = [entry for _, entry in parse_suite(text)]
     if not entries:
         raise PlanError("the suite lists no script", where=suite)
@@ -171,7 +178,7 @@ def _option_values(config: RecipeConfig, settings: LaunchSettings, experiment: s
         values.append(("gres", f"gpu:{config.gpus_per_node}"))
     if config.job_reaper_comment:
         values.append(("comment", config.job_reaper_comment))
-    output = f"slurm-{settings.launch_stamp}-%j-{experiment}-{index}.{config.num_runs}.out"
+    output = output_file(settings.launch_stamp, experiment, str(index), config.num_runs)
     values += [("output", output), ("dependency", "singleton")]
     return values
 
@@ -268,6 +275,7 @@ def build_submissions(
             cwd=snapshot_dir,
             env=env,
             config_env=tuple(exp.config.environment.items()),
+            stamp=settings.launch_stamp,
         )
         for i in range(1, exp.config.num_runs + 1)
     )

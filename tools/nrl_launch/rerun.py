@@ -1,10 +1,13 @@
 """One more run of an experiment, submitted the way ``continue.sh`` submits it.
 
 A retry after an infrastructure failure (:mod:`nrl_launch.retry`) is one more
-run exactly like ``continue.sh``'s: the sbatch arguments, working directory and
-job environment of the launcher's last run of the experiment, with what the
-CONFIG block read from the launcher's environment pinned, chained behind the
-rest by the singleton dependency -- plus ``--exclude`` for failed nodes.
+run exactly like ``continue.sh``'s: run number k = (runs recorded) + 1 of the
+chain, with the sbatch words, working directory and job environment of the
+launcher's last run of the experiment -- its ``--output`` file named for run
+k -- and what the CONFIG block read from the launcher's environment pinned,
+chained behind the rest by the singleton dependency; plus ``--exclude`` for
+failed nodes. Like ``continue.sh`` it holds the experiment's lock from
+numbering the run to recording it.
 
 Inside a launch, that submission is in memory. ``nrl-launch watch`` runs in
 another process, days later perhaps, so the launcher also writes it as data
@@ -24,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nrl_launch.config import BASH_OWN_VARIABLES
 from nrl_launch.errors import SnapshotError
 from nrl_launch.manifest import job_runs
-from nrl_launch.plan import Submission
+from nrl_launch.plan import Submission, output_file
 from nrl_launch.slurm import SbatchAnswer, SlurmClient
 
 NEXT_RUN_NAME = ".nrl_launch.next-run.json"
@@ -42,12 +46,14 @@ class NextRun:
     argv: tuple[str, ...]  # sbatch options, then the batch script
     env: tuple[tuple[str, str], ...]  # added to the environment for the job
     config_env: tuple[tuple[str, str | None], ...]  # CONFIG inputs pinned (None: unset)
-    total: int  # NUM_RUNS of the launch, for the run label
+    total: int  # NUM_RUNS of the launch
+    stamp: str  # YYMMDD-HHMMSS of the launch, in the --output file name
+    index: int  # the launcher's run that ``argv`` is (its --output names it)
 
     @classmethod
     def of(cls, sub: Submission) -> NextRun:
         """The run ``continue.sh`` rendered from ``sub`` (the launcher's last run) submits."""
-        return cls(sub.experiment, sub.cwd, sub.argv, sub.env, sub.config_env, sub.total)
+        return cls(sub.experiment, sub.cwd, sub.argv, sub.env, sub.config_env, sub.total, sub.stamp, sub.index)
 
     @property
     def snapshot_dir(self) -> Path:
@@ -59,19 +65,27 @@ class NextRun:
         """BASE_LOG_DIR of the job, when the launch set it."""
         return dict(self.env).get("BASE_LOG_DIR") or None
 
-    def sbatch_args(self, exclude: str = "") -> tuple[str, ...]:
-        """The sbatch arguments, with ``--exclude=<exclude>`` before the batch script when given."""
-        if not exclude:
-            return self.argv
-        return (*self.argv[:-1], f"--exclude={exclude}", self.argv[-1])
+    def sbatch_args(self, run: int, exclude: str = "") -> tuple[str, ...]:
+        """The sbatch arguments of run number ``run``: the --output file named for it, as
+        continue.sh names it, and ``--exclude=<exclude>`` before the batch script when given."""
+        this = self.output_option(run)
+        words = [this if word == self.output_option(self.index) else word for word in self.argv]
+        if exclude:
+            words.insert(len(words) - 1, f"--exclude={exclude}")
+        return tuple(words)
+
+    def output_option(self, run: int) -> str:
+        """``--output=slurm-<stamp>-%j-<experiment>-<run>.<NUM_RUNS>.out``: run ``run``'s log file."""
+        return "--output=" + output_file(self.stamp, self.experiment, str(run), self.total)
 
     def environment(self, environ: Mapping[str, str]) -> dict[str, str]:
         """The environment sbatch runs with: ``environ`` with the CONFIG inputs pinned as
-        ``continue.sh`` pins them (``export``/``unset``), then the job's variables."""
+        ``continue.sh`` pins them (``export``/``unset``, never bash's own variables), then
+        the job's variables."""
         env = dict(environ)
         added = {name for name, _ in self.env}
         for name, value in self.config_env:
-            if name in added:
+            if name in added or name in BASH_OWN_VARIABLES:
                 continue
             if value is None:
                 env.pop(name, None)
@@ -81,15 +95,15 @@ class NextRun:
         return env
 
 
-def next_run_label(runs: Sequence[Mapping[str, str]], total: int) -> str:
-    """The ``run`` label of one more run, as ``continue.sh`` writes it: recorded runs + 1, then ``/NUM_RUNS``."""
-    return f"{len(job_runs(runs)) + 1}/{total}"
+def next_run_number(runs: Sequence[Mapping[str, str]]) -> int:
+    """The number of one more run in the chain, as ``continue.sh`` counts: recorded runs + 1."""
+    return len(job_runs(runs)) + 1
 
 
-def submit(slurm: SlurmClient, run: NextRun, exclude: str = "") -> SbatchAnswer:
-    """``sbatch`` one more run of the experiment (SlurmError when sbatch refuses or fails)."""
+def submit(slurm: SlurmClient, run: NextRun, number: int, exclude: str = "") -> SbatchAnswer:
+    """``sbatch`` run ``number`` of the experiment (SlurmError when sbatch refuses or fails)."""
     client = SlurmClient(run.environment(slurm.environ), slurm.runner, timeout=slurm.timeout)
-    return client.submit(run.sbatch_args(exclude), cwd=run.cwd, job_env={})
+    return client.submit(run.sbatch_args(number, exclude), cwd=run.cwd, job_env={})
 
 
 # ---------------------------------------------------------------- the file in the snapshot
@@ -100,7 +114,7 @@ def save_next_run(run: NextRun) -> Path:
     path = run.snapshot_dir / NEXT_RUN_NAME
     data = {"format": FORMAT, "experiment": run.experiment, "cwd": run.cwd, "argv": list(run.argv),
             "env": [list(pair) for pair in run.env], "config_env": [list(pair) for pair in run.config_env],
-            "total": run.total}
+            "total": run.total, "stamp": run.stamp, "index": run.index}
     tmp = path.with_name(f"{NEXT_RUN_NAME}.tmp-{os.getpid()}")
     try:
         # ensure_ascii: a value holding a non-UTF-8 byte (a surrogate escape) survives as \udcXX
@@ -135,14 +149,22 @@ def _from_data(data: Any) -> NextRun:
     argv = _strings(data["argv"])
     if not argv:
         raise ValueError("argv is empty")
-    total = data["total"]
-    if not isinstance(total, int) or isinstance(total, bool) or total < 1:
-        raise ValueError(f"total {total!r} is not a positive whole number")
+    total, index = _count(data, "total"), _count(data, "index")
     env = tuple((name, value) for name, value in (_pair(p) for p in data["env"]) if value is not None)
     if len(env) != len(data["env"]):
         raise ValueError("env holds a null value")
-    return NextRun(_string(data["experiment"]), _string(data["cwd"]), argv, env,
-                   tuple(_pair(p) for p in data["config_env"]), total)
+    run = NextRun(_string(data["experiment"]), _string(data["cwd"]), argv, env,
+                  tuple(_pair(p) for p in data["config_env"]), total, _string(data["stamp"]), index)
+    if argv.count(run.output_option(index)) != 1:
+        raise ValueError(f"argv does not hold {run.output_option(index)!r} once")
+    return run
+
+
+def _count(data: dict[str, Any], key: str) -> int:
+    value = data[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{key} {value!r} is not a positive whole number")
+    return value
 
 
 def _string(value: Any) -> str:

@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING
 from nrl_launch import manifest
 from nrl_launch.errors import SlurmError, SnapshotError
 from nrl_launch.joblogs import TrackedJob, driver_logs, log_root
-from nrl_launch.rerun import NextRun, load_next_run, next_run_label, submit
+from nrl_launch.locks import experiment_locks
+from nrl_launch.rerun import NextRun, load_next_run, next_run_number, submit
 from nrl_launch.slurm import JobInfo, SlurmClient
 from nrl_launch.verdict import GENERAL_FAIL
 
@@ -187,27 +188,32 @@ class Retrier:
         if book.next_run is None:
             self.err(f"[{self.clock()}] [WARNING]: {name}: {lost}; cannot retry it: {book.why_not}")
             return None
+        run = book.next_run
         exclude = exclusion(failure, self.slurm.unhealthy_nodes)
         try:
-            answer = submit(self.slurm, book.next_run, exclude)
-        except SlurmError as e:
+            # as continue.sh: one writer of the experiment at a time, from numbering the run to recording it
+            with experiment_locks([run.snapshot_dir], self.err):
+                number = next_run_number(manifest.read_manifest(run.snapshot_dir)["runs"])
+                answer = submit(self.slurm, run, number, exclude)
+                self._record(name, run, failure, exclude, answer.job_id, number)
+        except (SlurmError, SnapshotError) as e:
             self.err(f"[{self.clock()}] [WARNING]: {name}: {lost}; the retry could not be submitted: {e}")
             return None
         book.used += 1
         self.out(retry_line(self.clock(), name, failure, book.used, self.max_retries, answer.job_id))
         avoid = f"excluding {exclude}" if exclude else "on any node"
-        self.err(f"[{self.clock()}] {name}: job {answer.job_id} repeats the last run {avoid} ({answer.text})")
-        self._record(name, book.next_run, failure, exclude, answer.job_id)
-        return TrackedJob(answer.job_id, log_root(book.next_run.snapshot_dir, book.next_run.base_log_dir))
+        self.err(f"[{self.clock()}] {name}: job {answer.job_id} is run {number} of the chain, {avoid} "
+                 f"({answer.text})")
+        return TrackedJob(answer.job_id, log_root(run.snapshot_dir, run.base_log_dir))
 
-    def _record(self, name: str, run: NextRun, failure: InfraFailure, exclude: str, job_id: str) -> None:
+    def _record(self, name: str, run: NextRun, failure: InfraFailure, exclude: str, job_id: str,
+                number: int) -> None:
         """The retry's manifest entry: a run (``via: retry``) saying which job it replaces and why."""
         details = {"retry_of": failure.job_id, "after": failure.state, "failed_on": failure.nodes}
         if exclude:
             details["exclude"] = exclude
         try:
-            runs = manifest.read_manifest(run.snapshot_dir)["runs"]
-            manifest.append_run(run.snapshot_dir, job_id, next_run_label(runs, run.total), via=manifest.VIA_RETRY,
+            manifest.append_run(run.snapshot_dir, job_id, str(number), via=manifest.VIA_RETRY,
                                 base_log_dir=run.base_log_dir, details=details)
         except SnapshotError as e:
             # the job is queued: losing its entry is not worth stopping the watch

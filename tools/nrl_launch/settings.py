@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 from nrl_launch.errors import UsageProblem
 
@@ -22,9 +21,8 @@ DEFAULT_WATCH_INTERVAL = 300.0
 DEFAULT_WATCH_GIVE_UP = 1800.0
 
 
-@dataclass(frozen=True)
-class WatchSettings:
-    """How WATCH (and ``nrl-launch watch``) follows jobs."""
+class WatchSettings(NamedTuple):
+    """How WATCH (and ``nrl-launch watch``) follows jobs (a NamedTuple, as LaunchSettings)."""
 
     interval: float = DEFAULT_WATCH_INTERVAL  # seconds between polls
     give_up: float = DEFAULT_WATCH_GIVE_UP  # seconds of failed polls in a row before giving up
@@ -40,9 +38,13 @@ class DryRun(IntEnum):
     NO_SUBMIT = 2  # also snapshot and write continue.sh, but submit nothing
 
 
-@dataclass(frozen=True)
-class LaunchSettings:
-    """What one launch was asked to do (independent of the scripts)."""
+class LaunchSettings(NamedTuple):
+    """What one launch was asked to do (independent of the scripts).
+
+    Immutable, like every settings record here; a NamedTuple rather than a
+    frozen dataclass because the class is built at every start, DRYRUN=1 too,
+    and a dataclass of two dozen fields costs that start a few milliseconds.
+    """
 
     container: str
     account: str
@@ -60,12 +62,12 @@ class LaunchSettings:
     sandbox_command: str = ""
     sandbox_env_vars: str = ""
     watch: bool = False
-    watching: WatchSettings = field(default_factory=WatchSettings)
+    watching: WatchSettings = WatchSettings()
     snapshot_dirname: str = DEFAULT_SNAPSHOT_DIRNAME
     snapshot_mode: SnapshotMode = "auto"
     batch_script: str = "ray.sub"
     base_log_dir: str = ""  # BASE_LOG_DIR: where jobs write their <id>-logs (default: the snapshot)
-    launch_stamp: str = field(default="")  # YYMMDD-HHMMSS of the launch
+    launch_stamp: str = ""  # YYMMDD-HHMMSS of the launch
 
 
 def parse_dryrun(raw: str | None) -> DryRun:
@@ -136,26 +138,28 @@ def check_shell_words(name: str, raw: str | None) -> str:
     return text
 
 
-MAX_SECONDS = 7 * 24 * 3600.0  # a week: more is a typo, and sleep() would overflow on "1e300"
+# Longer is a mistake, and beyond what time.sleep() accepts ("1e300") a crash.
+DAY, WEEK = 86400.0, 7 * 86400.0
 
 
-def _seconds(name: str, raw: str | None, default: float) -> float:
-    """A positive number of seconds up to a week (``default`` when unset or blank)."""
+def _seconds(name: str, raw: str | None, default: float, maximum: float) -> float:
+    """A positive number of seconds up to ``maximum`` (``default`` when unset or blank)."""
     if raw is None or not raw.strip():
         return default
     try:
         value = float(raw)
     except ValueError as e:
         raise UsageProblem(f"{name} must be a number of seconds (got {raw!r})") from e
-    if not 0 < value <= MAX_SECONDS:  # also refuses nan and inf
-        raise UsageProblem(f"{name} must be a positive number of seconds, at most {MAX_SECONDS:g} "
-                           f"(a week) (got {raw!r})")
+    if not 0 < value <= maximum:  # also refuses nan and inf
+        span = "one day" if maximum == DAY else "one week"
+        raise UsageProblem(f"{name} must be a positive number of seconds, at most {maximum:g} ({span}) "
+                           f"(got {raw!r})")
     return value
 
 
 def parse_interval(raw: str | None) -> float:
     """WATCH_INTERVAL: a positive number of seconds, default 300."""
-    return _seconds("WATCH_INTERVAL", raw, DEFAULT_WATCH_INTERVAL)
+    return _seconds("WATCH_INTERVAL", raw, DEFAULT_WATCH_INTERVAL, DAY)
 
 
 MAX_RETRIES_LIMIT = 100  # more is a typo: each retry is a whole run of the recipe
@@ -175,7 +179,7 @@ def make_watch_settings(raw: dict[str, str | None]) -> WatchSettings:
     """WATCH_INTERVAL, WATCH_GIVE_UP, STOP_CHAIN_ON_FAILURE and MAX_RETRIES, validated."""
     return WatchSettings(
         interval=parse_interval(raw.get("WATCH_INTERVAL")),
-        give_up=_seconds("WATCH_GIVE_UP", raw.get("WATCH_GIVE_UP"), DEFAULT_WATCH_GIVE_UP),
+        give_up=_seconds("WATCH_GIVE_UP", raw.get("WATCH_GIVE_UP"), DEFAULT_WATCH_GIVE_UP, WEEK),
         stop_chain_on_failure=bool(raw.get("STOP_CHAIN_ON_FAILURE")),
         max_retries=parse_max_retries(raw.get("MAX_RETRIES")),
     )

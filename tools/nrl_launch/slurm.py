@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, NamedTuple
 
-from nrl_launch.errors import SlurmError, SlurmRejected, SlurmUnreachable, UsageProblem
+from nrl_launch.errors import SlurmError, SlurmRejected, SlurmUncertain, SlurmUnreachable, UsageProblem
 
 DEFAULT_TIMEOUT = 120.0
 TIMEOUT_VARIABLE = "NRL_SLURM_TIMEOUT"
@@ -26,9 +25,20 @@ TIMEOUT_VARIABLE = "NRL_SLURM_TIMEOUT"
 # sbatch's answer: "Submitted batch job 123" or "... 123 on cluster foo".
 _SUBMITTED_RE = re.compile(r"^Submitted batch job (\d+)(?: on cluster \S+)?$", re.MULTILINE)
 
+# How the Slurm client says that there is no Slurm to talk to, and the short
+# reason the launcher gives for each. Without a slurm.conf (and no DNS SRV
+# record) every command ends with "fatal: Could not establish a configuration
+# source" after some "resolve_ctls_from_dns_srv" lines; with a controller that
+# is down, "Unable to contact slurm controller (connect failure)".
+_UNREACHABLE = (
+    (re.compile(r"Could not establish a configuration source|resolve_ctls_from_dns_srv"),
+     "no Slurm configuration found (Could not establish a configuration source)"),
+    (re.compile(r"Unable to contact slurm controller(?: \([^)\n]*\))?", re.IGNORECASE), None),
+)
+LOCAL_CLUSTER_HINT = 'eval "$(tools/local-slurm up | tail -n 1)"'
 
-@dataclass(frozen=True)
-class Completed:
+
+class Completed(NamedTuple):
     """What a finished command said: exit status and decoded output."""
 
     returncode: int
@@ -36,16 +46,19 @@ class Completed:
     stderr: str
 
 
-class Runner(Protocol):
-    """Runs one command to completion.
+if TYPE_CHECKING:  # only the type checker needs the protocol class
+    from typing import Protocol
 
-    Raises ``FileNotFoundError`` when the program does not exist, another
-    ``OSError`` when it cannot be started, and ``TimeoutError`` when it did
-    not finish within ``timeout`` seconds (the runner kills it).
-    """
+    class Runner(Protocol):
+        """Runs one command to completion.
 
-    def __call__(self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str],
-                 timeout: float) -> Completed: ...
+        Raises ``FileNotFoundError`` when the program does not exist, another
+        ``OSError`` when it cannot be started, and ``TimeoutError`` when it did
+        not finish within ``timeout`` seconds (the runner kills it).
+        """
+
+        def __call__(self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str],
+                     timeout: float) -> Completed: ...
 
 
 def run_command(argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str], timeout: float) -> Completed:
@@ -67,8 +80,7 @@ def _decode(data: bytes | None) -> str:
     return (data or b"").decode("utf-8", errors="replace")
 
 
-@dataclass(frozen=True)
-class JobInfo:
+class JobInfo(NamedTuple):
     """What Slurm says about one job."""
 
     job_id: str
@@ -78,8 +90,7 @@ class JobInfo:
     nodes: str = ""  # the nodes it ran (or runs) on, Slurm's host list
 
 
-@dataclass(frozen=True)
-class SbatchAnswer:
+class SbatchAnswer(NamedTuple):
     """What sbatch said for one accepted submission."""
 
     job_id: str
@@ -109,29 +120,51 @@ def job_ids(ids: Iterable[object]) -> list[str]:
     return list(dict.fromkeys(text for text in map(str, ids) if text.isascii() and text.isdigit()))
 
 
-def parse_job_id(answer: str) -> str:
-    """The job id in sbatch's answer; SlurmError when there is none."""
-    match = _SUBMITTED_RE.search(answer)
-    if match is None:
-        raise SlurmError(f"sbatch answered without a job id: {answer.strip()!r}")
-    return match.group(1)
+def parse_answer(proc: Completed) -> SbatchAnswer:
+    """The job id of a successful sbatch, from its stdout or else its stderr
+    (some site wrappers print it there).
+
+    The text to print is sbatch's stdout when the id is there, else the one
+    ``Submitted batch job`` line: stdout must carry it for the tools that parse
+    the launcher's output. SlurmUncertain when neither stream has an id: sbatch
+    said it succeeded, so a job may be queued.
+    """
+    for stream in (proc.stdout, proc.stderr):
+        match = _SUBMITTED_RE.search(stream)
+        if match is not None:
+            text = stream.rstrip("\n") if stream is proc.stdout else match.group(0)
+            return SbatchAnswer(job_id=match.group(1), text=text)
+    raise SlurmUncertain(f"sbatch answered without a job id (exit status 0; stdout: {proc.stdout.strip()!r}; "
+                         f"stderr: {proc.stderr.strip()!r})")
 
 
-# What the Slurm client says when it has no configuration or no controller to talk to.
-_UNREACHABLE_RE = re.compile(r"Unable to contact slurm controller|Could not establish a configuration source|"
-                             r"resolve_ctls_from_dns_srv|Connection refused|Socket timed out|"
-                             r"Zero Bytes were transmitted or received")
-UNREACHABLE_HINT = ('is SLURM_CONF set? for the local cluster: eval "$(tools/local-slurm up | tail -n 1)"')
+def unreachable_reason(proc: Completed) -> str | None:
+    """The short reason when a failed command says there is no Slurm to talk to, else None."""
+    text = f"{proc.stderr}\n{proc.stdout}"
+    for pattern, reason in _UNREACHABLE:
+        match = pattern.search(text)
+        if match is not None:
+            return reason or match.group(0)
+    return None
 
 
-def unreachable(proc: Completed) -> bool:
-    """True when a failed command says Slurm itself cannot be reached (not a refusal)."""
-    return proc.returncode != 0 and bool(_UNREACHABLE_RE.search(proc.stderr + proc.stdout))
+def unreachable_message(reason: str) -> str:
+    """The one line the launcher says when it cannot reach Slurm."""
+    return f"cannot reach Slurm: {reason}; is SLURM_CONF set? for the local cluster: {LOCAL_CLUSTER_HINT}"
 
 
 def _reason(proc: Completed) -> str:
     text = proc.stderr.strip() or proc.stdout.strip()
     return text or f"exit status {proc.returncode}"
+
+
+def _failure(proc: Completed, prefix: str = "", error: type[SlurmError] = SlurmError) -> SlurmError:
+    """The error for a failed command: SlurmUnreachable when Slurm is not there
+    at all, else ``error`` with Slurm's reason after ``prefix``."""
+    reason = unreachable_reason(proc)
+    if reason is not None:
+        return SlurmUnreachable(unreachable_message(reason))
+    return error(prefix + _reason(proc))
 
 
 class SlurmClient:
@@ -153,10 +186,12 @@ class SlurmClient:
         try:
             return self.runner(list(argv), cwd=cwd, env=env, timeout=self.timeout)
         except FileNotFoundError as e:
-            raise SlurmError(f"{argv[0]} not found on PATH: is the Slurm client installed (or SLURM_CONF set)?") from e
+            raise SlurmUnreachable(f"{argv[0]} not found on PATH: is the Slurm client installed "
+                                   "(or SLURM_CONF set)?") from e
         except TimeoutError as e:
-            raise SlurmError(f"{argv[0]} did not answer within {self.timeout:g} s "
-                             f"(set {TIMEOUT_VARIABLE} to wait longer)") from e
+            # Killed at the timeout: whether it acted (queued a job) is unknown.
+            raise SlurmUncertain(f"{argv[0]} did not answer within {self.timeout:g} s "
+                                 f"(set {TIMEOUT_VARIABLE} to wait longer)") from e
         except OSError as e:
             raise SlurmError(f"could not run {argv[0]}: {e}") from e
 
@@ -164,14 +199,14 @@ class SlurmClient:
         """Queue one job: ``sbatch *argv`` in ``cwd``, ``job_env`` added to the environment."""
         proc = self._run(["sbatch", *argv], cwd=cwd, job_env=job_env)
         if proc.returncode != 0:
-            raise SlurmError(f"sbatch failed: {_reason(proc)}")
-        return SbatchAnswer(job_id=parse_job_id(proc.stdout), text=proc.stdout.rstrip("\n"))
+            raise _failure(proc, "sbatch failed: ")
+        return parse_answer(proc)
 
     def test_only(self, argv: Sequence[str], *, cwd: str, job_env: Mapping[str, str]) -> None:
         """Ask Slurm whether it would accept this submission (``sbatch --test-only``)."""
         proc = self._run(["sbatch", "--test-only", *argv], cwd=cwd, job_env=job_env)
         if proc.returncode != 0:
-            raise SlurmRejected(_reason(proc))
+            raise _failure(proc, error=SlurmRejected)
 
     def reachable(self) -> bool:
         """True when the Slurm client is installed and ``scontrol ping`` finds a controller."""
@@ -197,15 +232,10 @@ class SlurmClient:
         wanted = set(job_ids(ids))
         if not wanted:
             return {}
-        proc = self._run(["squeue", "--me", "-h", "-o", "%i|%T|%r|%N"])
+        proc = self._run(["squeue", "--me", "-h", "-o", _SQUEUE_FORMAT])
         if proc.returncode != 0:
             raise SlurmError(f"squeue failed: {_reason(proc)}")
-        listed = {}
-        for line in proc.stdout.splitlines():
-            fields = line.strip().split("|")
-            if len(fields) == 4 and fields[0] in wanted:
-                listed[fields[0]] = JobInfo(fields[0], fields[1], _reason_field(fields[2]), "", fields[3])
-        return listed
+        return _squeue_lines(proc.stdout, wanted)
 
     def cancel(self, ids: Iterable[str]) -> None:
         """``scancel`` these jobs, in one call."""
@@ -240,17 +270,13 @@ class SlurmClient:
         return {i: found[i] for i in wanted if i in found}
 
     def _squeue_jobs(self, ids: list[str]) -> dict[str, JobInfo]:
-        proc = self._run(["squeue", "-h", "-o", "%i|%T|%r|%N", "-j", ",".join(ids)])
-        if unreachable(proc):
-            raise SlurmUnreachable(f"cannot reach Slurm: {_reason(proc).splitlines()[-1]}; {UNREACHABLE_HINT}")
+        proc = self._run(["squeue", "-h", "-o", _SQUEUE_FORMAT, "-j", ",".join(ids)])
+        reason = unreachable_reason(proc) if proc.returncode != 0 else None
+        if reason is not None:
+            raise SlurmUnreachable(unreachable_message(reason))
         if proc.returncode != 0:  # e.g. "Invalid job id specified" for jobs Slurm no longer lists
             return {}
-        found = {}
-        for line in proc.stdout.splitlines():
-            fields = line.strip().split("|")
-            if len(fields) == 4 and fields[0] in ids:
-                found[fields[0]] = JobInfo(fields[0], fields[1], _reason_field(fields[2]), "", fields[3])
-        return found
+        return _squeue_lines(proc.stdout, set(ids))
 
     def _sacct_jobs(self, ids: list[str]) -> dict[str, JobInfo]:
         proc = self._run(["sacct", "-n", "-X", "-P", "-o", "JobID,State,ExitCode,NodeList,Reason",
@@ -275,7 +301,6 @@ class SlurmClient:
             return None
         return JobInfo(job_id, fields["JobState"], _reason_field(fields.get("Reason", "")),
                        fields.get("ExitCode", ""), _node_field(fields.get("NodeList", "")))
-
 
     def unhealthy_nodes(self, nodes: str) -> list[str]:
         """The nodes of Slurm's host list ``nodes`` (``node[1-3]``) that ``sinfo`` reports down,
@@ -304,6 +329,19 @@ def unhealthy_state(state: str) -> bool:
     """True for an ``sinfo -o %T`` state of a failed or failing node; a trailing ``*`` means not responding."""
     text = state.strip().lower()
     return text.endswith("*") or text.rstrip("~#%$@^-!").split("+")[0] in _UNHEALTHY_STATES
+
+
+_SQUEUE_FORMAT = "%i|%T|%r|%N"  # job id, state, reason, nodes
+
+
+def _squeue_lines(stdout: str, wanted: set[str]) -> dict[str, JobInfo]:
+    """The jobs of ``wanted`` in squeue's answer (``_SQUEUE_FORMAT`` lines)."""
+    found = {}
+    for line in stdout.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) == 4 and fields[0] in wanted:
+            found[fields[0]] = JobInfo(fields[0], fields[1], _reason_field(fields[2]), "", fields[3])
+    return found
 
 
 _SCONTROL_FIELD_RE = re.compile(r"\b(JobState|Reason|ExitCode|NodeList)=(\S*)")

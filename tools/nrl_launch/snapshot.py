@@ -270,7 +270,8 @@ def clean_stale_tmps(dest: Path) -> list[Path]:
     host, now = socket.gethostname(), time.time()
     removed: list[Path] = []
     try:
-        candidates = [p for p in dest.parent.iterdir() if p.name.startswith(prefix)]
+        # folders only: a lock file (``.<experiment>.lock``, locks.py) may share the prefix
+        candidates = [p for p in dest.parent.iterdir() if p.name.startswith(prefix) and p.is_dir()]
     except OSError:
         return removed
     for path in candidates:

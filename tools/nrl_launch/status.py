@@ -256,19 +256,28 @@ def note(row: StatusRow) -> str:
 
 
 TABLE_HEADER = ["EXPERIMENT", "COMMIT", "DIRTY", "RUNS", "JOBS", "STEPS", "CHECKS", "LOG", "NOTE"]
-_SHRINKABLE = (0, 4, 7)  # EXPERIMENT, JOBS, LOG are cut in the middle to fit
-_MIN_WIDTH = 12
+# Columns cut in the middle to fit, in the order they give way, with the width
+# each keeps: the log path first, then the job list, the experiment name last.
+_SHRINKABLE = ((7, 12), (4, 16), (0, 24))
+
+
+def _fit(widths: list[int]) -> list[int]:
+    """Column widths within TABLE_WIDTH, cutting the shrinkable columns in their order."""
+    widths = list(widths)
+    for column, floor in _SHRINKABLE:
+        excess = sum(widths) + 2 * (len(widths) - 1) - TABLE_WIDTH
+        if excess <= 0:
+            break
+        widths[column] = max(floor, widths[column] - excess)
+    return widths
 
 
 def format_table(report: StatusReport, wide: bool = False) -> str:
     """A text table (header included, no trailing newline), at most 120 columns unless ``wide``."""
     table = [TABLE_HEADER] + [_cells(row) for row in report.rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(TABLE_HEADER))]
-    while not wide and sum(widths) + 2 * (len(widths) - 1) > TABLE_WIDTH:
-        column = max(_SHRINKABLE, key=lambda i: widths[i])
-        if widths[column] <= _MIN_WIDTH:
-            break
-        widths[column] -= 1
+    if not wide:
+        widths = _fit(widths)
     lines = ["  ".join(_shorten(cell, w).ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
              for line in table]
     if report.slurm_error:

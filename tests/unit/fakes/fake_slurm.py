@@ -4,10 +4,14 @@
 Installed under each command's name (symlinks) in a folder put first on PATH.
 Every call is appended as one JSON line to $FAKE_SLURM_DIR/calls.jsonl with
 its argv, working directory, full environment and (for sbatch) the batch
-script's text. Answers look like Slurm's. Knobs (environment variables):
+script's text. Answers look like Slurm's. Calls may run at once (concurrent
+launches): the state files are changed under one lock. Knobs (environment
+variables):
 
   FAKE_SBATCH_FAIL_AT=N      the N-th real submission fails (exit 1)
   FAKE_SBATCH_GARBAGE_AT=N   the N-th real submission exits 0 without a job id
+  FAKE_SBATCH_NOISE=1        every real submission also prints a line with non-UTF-8 bytes
+  FAKE_SBATCH_ID_ON_STDERR=1 real submissions print "Submitted batch job N" on stderr (some site wrappers)
   FAKE_SBATCH_REJECT="why"   sbatch --test-only rejects every request
   FAKE_SQUEUE_POLLS=N        squeue lists every submitted job for N calls, then none
   FAKE_SQUEUE_DOWN=N         the first N squeue calls fail as if Slurm were unreachable
@@ -17,6 +21,8 @@ script's text. Answers look like Slurm's. Knobs (environment variables):
                              <cwd>/<job id>-logs/ray-driver.log
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import sys
@@ -25,18 +31,29 @@ from pathlib import Path
 STATE = Path(os.environ["FAKE_SLURM_DIR"])
 
 
+@contextlib.contextmanager
+def state_lock():
+    """One fake Slurm command at a time changes the state files."""
+    with open(STATE / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def bump(name: str) -> int:
-    counter = STATE / name
-    value = int(counter.read_text()) + 1 if counter.exists() else 1
-    counter.write_text(str(value))
+    with state_lock():
+        counter = STATE / name
+        value = int(counter.read_text()) + 1 if counter.exists() else 1
+        counter.write_text(str(value))
     return value
 
 
 def record(prog: str, args: list[str]) -> None:
+    # The environment and argv as bytes-faithful text: a non-UTF-8 byte is
+    # kept as its surrogate escape (json writes it as \udcXX).
     entry = {"prog": prog, "argv": args, "cwd": os.getcwd(), "env": dict(os.environ)}
     if prog == "sbatch" and args and os.path.isfile(args[-1]):
-        entry["script"] = Path(args[-1]).read_text()
-    with open(STATE / "calls.jsonl", "a") as log:
+        entry["script"] = Path(args[-1]).read_text(errors="surrogateescape")
+    with state_lock(), open(STATE / "calls.jsonl", "a") as log:
         log.write(json.dumps(entry) + "\n")
 
 
@@ -59,18 +76,23 @@ def sbatch(args: list[str]) -> int:
         print("sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
               file=sys.stderr)
         return 1
+    if os.environ.get("FAKE_SBATCH_NOISE"):
+        sys.stdout.flush()
+        sys.stdout.buffer.write(b"sbatch: warning: \xff\xfe not UTF-8\n")
+        sys.stdout.buffer.flush()
     if str(n) == os.environ.get("FAKE_SBATCH_GARBAGE_AT"):
         print("sbatch: something unexpected")
         return 0
     job_id = str(1000 + n)
-    with open(STATE / "jobs", "a") as jobs:
+    with state_lock(), open(STATE / "jobs", "a") as jobs:
         jobs.write(job_id + "\n")
     log_text = os.environ.get(f"FAKE_DRIVER_LOG_{job_id}")
     if log_text is not None:
         logs = Path.cwd() / f"{job_id}-logs"
         logs.mkdir(exist_ok=True)
         (logs / "ray-driver.log").write_text(log_text)
-    print(f"Submitted batch job {job_id}")
+    answer = sys.stderr if os.environ.get("FAKE_SBATCH_ID_ON_STDERR") else sys.stdout
+    print(f"Submitted batch job {job_id}", file=answer)
     return 0
 
 
