@@ -64,7 +64,7 @@ def follow(snapshot: Path, fake: FakeSlurm, moves: list[Callable[[], None]], onl
         pending.pop(0)()
 
     Follower(snapshot, "exp", lambda: recorded_jobs(snapshot, only), fake.client(), write=printed.write,
-             err=printed.stderr.append, wait=wait, interval=0.01).run()
+             err=printed.stderr.append, wait=wait, interval=0.01, ask_every=0).run()
     assert pending == [], "stopped before the chain ended"
     return printed
 
@@ -272,3 +272,23 @@ def test_what_a_job_writes_just_before_it_leaves_the_queue_is_printed(tmp_path: 
     fake = FakeSlurm(on_poll=last_words)
     queued(fake, "101")
     assert follow(snapshot, fake, [lambda: None]).stdout == b"working\nlast words\n"
+
+
+def test_slurm_is_asked_at_most_every_ask_every_seconds(tmp_path: Path) -> None:
+    snapshot = snapshot_with_runs(tmp_path, "101")
+    driver(snapshot, "101", "x\n")
+    fake = FakeSlurm()
+    queued(fake, "101")
+    clock = [0.0]
+
+    def wait(seconds: float) -> None:
+        clock[0] += seconds
+        if clock[0] >= 25:
+            fake.finish("101")
+
+    printed = Printed()
+    Follower(snapshot, "exp", lambda: recorded_jobs(snapshot), fake.client(), write=printed.write,
+             err=printed.stderr.append, wait=wait, interval=1, now=lambda: clock[0], ask_every=10).run()
+    asked = [c.argv[0] for c in fake.calls]
+    assert asked == ["squeue"] * 4  # at 1, 11 and 21 s (queued), at 31 s (gone): not once a second
+    assert printed.stdout == b"x\n"

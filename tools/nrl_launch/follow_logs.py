@@ -25,6 +25,7 @@ queued (``squeue --me``).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -36,6 +37,9 @@ from nrl_launch.slurm import SlurmClient, job_ids
 Emit = Callable[[str], None]
 Write = Callable[[bytes], None]
 CHUNK = 1 << 20  # bytes read at a time
+# Slurm is asked at most this often (seconds) while a log does not grow, however
+# short --interval is: a follower must not hammer the controller from a login node.
+ASK_SLURM_EVERY = 5.0
 
 
 def recorded_jobs(snapshot: Path, only: str | None = None) -> list[TrackedJob]:
@@ -106,7 +110,8 @@ class Follower:
 
     def __init__(self, snapshot: Path, experiment: str, jobs_of: Callable[[], list[TrackedJob]],
                  slurm: SlurmClient, *, write: Write, err: Emit, wait: Callable[[float], None],
-                 interval: float) -> None:
+                 interval: float, now: Callable[[], float] = time.monotonic,
+                 ask_every: float = ASK_SLURM_EVERY) -> None:
         self.snapshot = snapshot
         self.experiment = experiment
         self.jobs_of = jobs_of  # read again whenever Slurm is asked: runs may be added
@@ -120,6 +125,9 @@ class Follower:
         self.offset = 0
         self.output_only: set[str] = set()  # jobs seen with an --output file and no driver log yet
         self.printed = False
+        self.now = now
+        self.ask_every = ask_every
+        self.asked_at: float | None = None  # when Slurm last said a job is queued
 
     def run(self) -> None:
         """Follow from the current run until the chain has no job left."""
@@ -192,12 +200,18 @@ class Follower:
             self.offset = copy_from(self.path, self.offset, self._emit)
 
     def _queued(self, jobs: Sequence[TrackedJob]) -> bool:
-        """True while any job of the experiment is queued (or Slurm cannot say)."""
+        """True while any job of the experiment is queued (or Slurm cannot say); a "queued"
+        answer stands for ``ask_every`` seconds."""
+        moment = self.now()
+        if self.asked_at is not None and moment - self.asked_at < self.ask_every:
+            return True
         try:
-            return bool(self.slurm.queued(job.job_id for job in jobs))
+            queued = bool(self.slurm.queued(job.job_id for job in jobs))
         except SlurmError as e:
             self.err(f"[WARNING]: cannot ask Slurm which jobs are queued ({e}); following on")
-            return True
+            queued = True
+        self.asked_at = moment if queued else None
+        return queued
 
     def _emit(self, data: bytes) -> None:
         self.printed = True
