@@ -180,3 +180,12 @@ def test_manifest_entries_of_retries_and_cancellations(tmp_path: Path) -> None:
         append_cancellation(tmp_path, [])
     with pytest.raises(SnapshotError, match="no manifest to record in"):
         append_cancellation(tmp_path / "nowhere", ["1"])
+
+
+@pytest.mark.parametrize("name", ["../code_snapshots/sft-a", ".hidden", "a/b", ""])
+def test_names_that_are_not_experiments(launched: Project, fake_slurm: FakeSlurm, name: str) -> None:
+    for command in (["cancel", name], ["logs", name], ["watch", name]):
+        result = run(fake_slurm, *command)
+        assert result.exit_code == 1, (command, result.output)
+        assert f"[ERROR]: {name!r} is not an experiment name" in result.stderr
+    assert scancels(fake_slurm) == []

@@ -21,6 +21,7 @@ from nrl_launch import manifest
 from nrl_launch.errors import SlurmError, SnapshotError
 from nrl_launch.locks import experiment_locks
 from nrl_launch.slurm import SlurmClient, job_ids
+from nrl_launch.watch import snapshot_folder
 
 Emit = Callable[[str], None]
 
@@ -40,9 +41,10 @@ def plan_cancel(snapshot_root: Path, names: Sequence[str], slurm: SlurmClient) -
     when Slurm cannot say what is queued (nothing is cancelled then)."""
     recorded = {}
     for name in dict.fromkeys(names):
-        snapshot = snapshot_root / name
-        if not snapshot.is_dir():
-            raise SnapshotError(f"no snapshot of experiment {name!r} in {snapshot_root}: nothing was cancelled")
+        try:
+            snapshot = snapshot_folder(snapshot_root, name)
+        except SnapshotError as e:
+            raise SnapshotError(f"{e}: nothing was cancelled") from e
         recorded[name] = (snapshot, tuple(job_ids(run["job_id"] for run in
                                                   manifest.job_runs(manifest.read_manifest(snapshot)["runs"]))))
     queue = slurm.queue([i for _, ids in recorded.values() for i in ids])

@@ -359,11 +359,9 @@ def logs(experiment: str, follow: bool, job_id: str | None, interval: float, pro
     the driver log exists). Reads files only: works from a login node.
     """
     from nrl_launch import follow_logs
-    from nrl_launch.errors import SnapshotError
+    from nrl_launch.watch import snapshot_folder
 
-    snapshot = _snapshot_root(project_root, code_snapshot_dirname) / experiment
-    if not snapshot.is_dir():
-        raise SnapshotError(f"no snapshot of experiment {experiment!r} in {snapshot.parent}")
+    snapshot = snapshot_folder(_snapshot_root(project_root, code_snapshot_dirname), experiment)
     jobs = follow_logs.recorded_jobs(snapshot, job_id)
     if not jobs:
         raise LauncherError(f"no run of {experiment} is recorded in its manifest: nothing has a log")

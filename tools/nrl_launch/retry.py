@@ -30,7 +30,6 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from nrl_launch import manifest
 from nrl_launch.errors import SlurmError, SnapshotError
@@ -39,9 +38,7 @@ from nrl_launch.locks import experiment_locks
 from nrl_launch.rerun import NextRun, load_next_run, next_run_number, submit
 from nrl_launch.slurm import JobInfo, SlurmClient
 from nrl_launch.verdict import GENERAL_FAIL
-
-if TYPE_CHECKING:  # watch.py imports this module
-    from nrl_launch.watch import TrackedExperiment
+from nrl_launch.watch import TrackedExperiment, snapshot_folder
 
 Emit = Callable[[str], None]
 INFRA_STATES = frozenset({"NODE_FAIL", "BOOT_FAIL", "PREEMPTED"})
@@ -236,6 +233,6 @@ def retrier_for_snapshots(slurm: SlurmClient, max_retries: int, snapshot_root: P
     """The retrier of ``nrl-launch watch``: each experiment's book from its snapshot."""
     books = {}
     for name in names:
-        snapshot = snapshot_root / name
+        snapshot = snapshot_folder(snapshot_root, name)
         books[name] = book_from_snapshot(snapshot, manifest.read_manifest(snapshot)["runs"])
     return Retrier(slurm, max_retries, books, out=out, err=err, clock=clock)

@@ -286,9 +286,18 @@ def from_runs(name: str, snapshot: Path, runs: Sequence[Mapping[str, str]]) -> T
     return TrackedExperiment(name, tuple(TrackedJob(i, roots[i]) for i in job_ids(roots)))  # submission order
 
 
-def recorded(snapshot_root: Path, name: str) -> TrackedExperiment:
-    """The jobs an experiment's manifest records (launcher and continue.sh runs)."""
+def snapshot_folder(snapshot_root: Path, name: str) -> Path:
+    """The snapshot of experiment ``name``; SnapshotError when there is none (or the name is
+    not a plain folder name: ``../x`` must not reach outside the snapshot root)."""
+    if not name or name.startswith(".") or "/" in name:
+        raise SnapshotError(f"{name!r} is not an experiment name (a folder of {snapshot_root})")
     folder = snapshot_root / name
     if not folder.is_dir():
         raise SnapshotError(f"no snapshot of experiment {name!r} in {snapshot_root}")
+    return folder
+
+
+def recorded(snapshot_root: Path, name: str) -> TrackedExperiment:
+    """The jobs an experiment's manifest records (launcher, continue.sh and retry runs)."""
+    folder = snapshot_folder(snapshot_root, name)
     return from_runs(name, folder, job_runs(read_manifest(folder)["runs"]))
