@@ -33,7 +33,7 @@ from pathlib import Path
 
 from nrl_launch import manifest
 from nrl_launch.errors import SlurmError, SnapshotError
-from nrl_launch.joblogs import TrackedJob, driver_logs, log_root
+from nrl_launch.joblogs import TrackedJob, log_root, newest_driver_log
 from nrl_launch.locks import experiment_locks
 from nrl_launch.rerun import NextRun, load_next_run, next_run_number, submit
 from nrl_launch.slurm import JobInfo, SlurmClient
@@ -157,7 +157,7 @@ class Retrier:
             info = ended.get(job.job_id)
             if info is None or job.job_id in known:
                 continue
-            failure = infra_failure(info, next(iter(driver_logs([job])[-1:]), None))
+            failure = infra_failure(info, newest_driver_log(job))
             if failure is not None:
                 book.pending.append(failure)
 
