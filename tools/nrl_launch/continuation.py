@@ -78,10 +78,14 @@ def render_continue_script(sub: Submission, *, script: str, version: str) -> str
     it again (as the next run of the chain), so Slurm's singleton dependency
     chains it behind any run of the same job name still queued or running.
     """
+    sections = (_header(sub, script=script, version=version), _lock_section(sub), _numbering_section(),
+                _environment_section(sub), _submit_section(sub), _record_section(sub))
+    return "\n".join(sections)
+
+
+def _header(sub: Submission, *, script: str, version: str) -> str:
+    """What the script is for, and the variables naming the experiment's files."""
     q = shlex.quote
-    exports = "\n".join(f"export {_name(name)}={q(value)}" for name, value in sub.env)
-    lock = lock_path(Path(sub.cwd))
-    sbatch = _continued(["sbatch", *_sbatch_words(sub)])
     return f"""#!/usr/bin/env bash
 # continue.sh: submit ONE more run of experiment EXPERIMENT, with the sbatch
 # options and job environment of the launcher's last run (nrl_launch {version}).
@@ -99,10 +103,15 @@ EXPERIMENT={q(sub.experiment)}
 RECIPE={q(script)}
 SNAPSHOT_DIR={q(sub.cwd)}
 MANIFEST="$SNAPSHOT_DIR"/{q(MANIFEST_NAME)}
-LOCK_FILE={q(str(lock))}
+LOCK_FILE={q(str(lock_path(Path(sub.cwd))))}
 cd "$SNAPSHOT_DIR"
+"""
 
-# One launch, continue.sh or code_snapshot.sh of EXPERIMENT at a time: hold
+
+def _lock_section(sub: Submission) -> str:
+    """Hold the experiment's lock (flock(1) when installed) until the script ends."""
+    waiting = shlex.quote(waiting_line(sub.experiment, lock_path(Path(sub.cwd))))
+    return f"""# One launch, continue.sh or code_snapshot.sh of EXPERIMENT at a time: hold
 # its lock (released when this script ends). Without flock(1), go on unlocked.
 if command -v flock >/dev/null 2>&1; then
     if ! {{ exec 9>>"$LOCK_FILE"; }} 2>/dev/null; then
@@ -110,28 +119,42 @@ if command -v flock >/dev/null 2>&1; then
         exit 1
     fi
     if ! flock -n 9; then
-        printf '%s\\n' {q(waiting_line(sub.experiment, lock))} >&2
+        printf '%s\\n' {waiting} >&2
         if ! flock 9; then  # a filesystem without locks
             printf '%s\\n' "[WARNING]: cannot lock $LOCK_FILE: going on without the lock" >&2
         fi
     fi
 fi
+"""
 
-# This run's number in the chain of EXPERIMENT (RECIPE): the runs recorded so far + 1.
+
+def _numbering_section() -> str:
+    """Number this run: the runs recorded in the manifest + 1."""
+    return """# This run's number in the chain of EXPERIMENT (RECIPE): the runs recorded so far + 1.
 if [ ! -r "$MANIFEST" ]; then
     printf '%s\\n' "[ERROR]: cannot read $MANIFEST: without it this run cannot be numbered" >&2
     exit 1
 fi
 run=$(( $(grep -c '^- job_id:' "$MANIFEST" || true) + 1 ))
+"""
 
-# What the recipe's CONFIG block read from the launcher's environment, pinned
+
+def _environment_section(sub: Submission) -> str:
+    """The pinned CONFIG-block inputs and the variables the launcher added for the job."""
+    exports = "\n".join(f"export {_name(name)}={shlex.quote(value)}" for name, value in sub.env)
+    return f"""# What the recipe's CONFIG block read from the launcher's environment, pinned
 # so that this run plans the same steps and resources as the launcher's runs.
 {_pinned(sub)}
 
 # Added to your environment for the job, as the launcher did.
 {exports}
+"""
 
-if ! answer=$({sbatch} 2>&1); then
+
+def _submit_section(sub: Submission) -> str:
+    """Run sbatch, print its answer, and take the job id from it."""
+    sbatch = _continued(["sbatch", *_sbatch_words(sub)])
+    return f"""if ! answer=$({sbatch} 2>&1); then
     printf '%s\\n' "[ERROR]: sbatch failed: $answer" >&2
     exit 1
 fi
@@ -149,11 +172,15 @@ if [ -z "$job_id" ]; then
     printf '%s\\n' "[ERROR]: sbatch answered without a job id (a job may be queued: check squeue --me)" >&2
     exit 1
 fi
+"""
 
-# Record the run in the snapshot's manifest, as the launcher does: one write
+
+def _record_section(sub: Submission) -> str:
+    """Append the run's entry to the manifest, as the launcher does."""
+    return f"""# Record the run in the snapshot's manifest, as the launcher does: one write
 # at the end of the file, after a newline if its last line lacks one.
 printf -v entry '%s\\n' "- job_id: '$job_id'" \\
-    "  submitted_at: '$(date -u {q('+' + TIMESTAMP_FORMAT)})'" \\
+    "  submitted_at: '$(date -u {shlex.quote('+' + TIMESTAMP_FORMAT)})'" \\
     "  run: '$run'" \\
     {_entry_fields(sub)}
 if [ -n "$(tail -c 1 "$MANIFEST")" ]; then
