@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from testkit import LAUNCH, REPO, STAMP, Launcher, LocalSlurm, manifest_runs, no_traceback, script_arg
+from testkit import LAUNCH, REPO, STAMP, Launcher, LocalSlurm, finish, manifest_runs, no_traceback, script_arg
 
 pytestmark = pytest.mark.slurm
 
@@ -137,16 +137,6 @@ def hostnames(cluster: LocalSlurm, nodelist: str) -> list[str]:
     return cluster.run("scontrol", "show", "hostnames", nodelist, check=True).stdout.split()
 
 
-def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
-    try:
-        out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"the launch did not end in {RUN_TIMEOUT_S}s:\n{out}\n{err}")
-    return proc.returncode, out, err
-
-
 # ---------------------------------------------------------------- retry after a node failure
 
 
@@ -166,7 +156,7 @@ def test_a_node_failure_is_retried_on_the_other_nodes(lau: Launcher, local_slurm
         wait_for("the job to end NODE_FAIL",
                  lambda: (state := local_slurm.job_state(first)) is not None and state.state == "NODE_FAIL")
         gate(lau).touch()  # a retry may train now
-        code, out, err = finish(proc)
+        code, out, err = finish(proc, RUN_TIMEOUT_S)
     finally:
         if proc.poll() is None:
             proc.kill()
