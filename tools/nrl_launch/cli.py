@@ -42,8 +42,8 @@ def slurm_client() -> SlurmClient:
     from nrl_launch.slurm import SlurmClient, run_command
 
     ctx = click.get_current_context()
-    runner = ctx.obj.slurm_runner if isinstance(ctx.obj, CliContext) and ctx.obj.slurm_runner else run_command
-    return SlurmClient(os.environ, runner)
+    chosen = ctx.obj.slurm_runner if isinstance(ctx.obj, CliContext) and ctx.obj.slurm_runner else run_command
+    return SlurmClient(os.environ, chosen)
 
 
 def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:

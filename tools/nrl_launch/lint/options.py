@@ -29,6 +29,7 @@ from nrl_launch.lint.rules import RULES, SEVERITIES, rule
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - the 3.10 backport has the same API
+    # tomli is installed only on 3.10, so mypy may not find it (and on 3.11+ the ignore is unused).
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 PYPROJECT = "pyproject.toml"
