@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import LauncherError
 from nrl_launch.launch import launch
-from nrl_launch.manifest import read_manifest
+from nrl_launch.manifest import MANIFEST_NAME, read_manifest
 from nrl_launch.settings import make_settings
 from nrl_launch.slurm import Completed
 from testkit import (
@@ -138,8 +138,19 @@ def test_bad_environment_is_an_error(project: Project, slurm_on_path: SlurmOnPat
 
 def test_empty_container_account_partition_are_allowed(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
-    result = invoke([str(script)], {**BASE_ENV, "CONTAINER": "", "ACCOUNT": "", "PARTITION": "", "DRYRUN": "1"})
+    empty = {**BASE_ENV, "CONTAINER": "", "ACCOUNT": "", "PARTITION": ""}
+    result = invoke([str(script)], {**empty, "DRYRUN": "1"})  # as CI estimates GPU-hours
     assert result.exit_code == 0, result.output
+    assert stdout_lines(result) == [f"[INFO]: 64 GPUhrs to run {script}",
+                                    f"[DRY_RUN]: Skipping creation of snapshot and submission of {script}.",
+                                    "[INFO]: Total GPU hours: 64"]
+    assert slurm_on_path.calls() == []
+    full = invoke([str(script)], empty)  # a full launch too: Slurm's default account and partition
+    assert full.exit_code == 0, full.output
+    job = slurm_on_path.submissions()[0]
+    assert job["argv"][:3] == ["--nodes=1", "--job-name=:sft-a", "--time=0:240:0"]
+    assert not any(word.startswith(("--account", "--partition")) for word in job["argv"])
+    assert job["env"]["CONTAINER"] == "" and job["env"]["COMMAND"].endswith(" ++container=")
 
 
 def test_option_wins_over_environment(project: Project, slurm_on_path: SlurmOnPath) -> None:
@@ -325,6 +336,80 @@ def test_environment_variables_reach_the_submission(project: Project, slurm_on_p
     result = invoke([str(script)], {**BASE_ENV, **env})
     assert result.exit_code == 0, result.output
     assert check(slurm_on_path.submissions()[0])
+
+
+@pytest.mark.parametrize("via", ["options", "environment"])
+def test_the_contracts_variables_reach_the_job_from_options_or_environment(project: Project,
+                                                                            slurm_on_path: SlurmOnPath,
+                                                                            via: str) -> None:
+    # With the options, the variables are unset in the launcher's environment:
+    # the job can only have them because the launcher put them there.
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    given = {"CONTAINER": "img:opt", "HF_HOME": "/opt/hf", "HF_DATASETS_CACHE": "/opt/hf/ds",
+             "SANDBOX_CONTAINER": "sb.sqsh", "SANDBOX_COMMAND": "serve", "SANDBOX_ENV_VARS": "A=1",
+             "MOUNTS": "/data:/data"}
+    if via == "options":
+        args = [f"--{name.lower().replace('_', '-')}={value}" for name, value in given.items()]
+        env: dict[str, str | None] = {"ACCOUNT": "acct", "PARTITION": "batch"}
+    else:
+        args, env = [], {"ACCOUNT": "acct", "PARTITION": "batch", **given}
+    result = invoke([*args, str(script)], env)
+    assert result.exit_code == 0, result.output
+    job_env = slurm_on_path.submissions()[0]["env"]
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    assert {name: job_env.get(name) for name in [*given, "GPUS_PER_NODE", "COMMAND"]} == {
+        **given, "MOUNTS": f"{snapshot}:{snapshot},/data:/data", "GPUS_PER_NODE": "8",
+        "COMMAND": f"uv run tests/test_suites/llm/sft-a.sh logger.wandb.name=sft-a ++git_meta={project.meta()} "
+                   "++container=img:opt"}
+
+
+def test_extra_env_cannot_override_what_the_batch_script_relies_on(project: Project, slurm_on_path: SlurmOnPath,
+                                                                   tmp_path: Path) -> None:
+    # README: EXTRA_ENV comes first, the contract's variables after it win.
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    extra = "COMMAND=evil MOUNTS=/x HF_HOME=/evil GPUS_PER_NODE=1 CONTAINER=other KEEP=me"
+    assert invoke([str(script)], {**BASE_ENV, "EXTRA_ENV": extra}).exit_code == 0
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    expected = {"COMMAND": f"uv run tests/test_suites/llm/sft-a.sh logger.wandb.name=sft-a ++git_meta={project.meta()}"
+                           " ++container=nvcr.io/nvidia/nemo-rl:test",
+                "MOUNTS": f"{snapshot}:{snapshot}", "HF_HOME": "/hf", "GPUS_PER_NODE": "8",
+                "CONTAINER": "nvcr.io/nvidia/nemo-rl:test", "KEEP": "me"}
+    launched = slurm_on_path.submissions()[0]["env"]
+    assert {name: launched[name] for name in expected} == expected
+    # continue.sh submits the same environment
+    shell = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"]}
+    assert run_continue(snapshot, tmp_path, shell).returncode == 0
+    again = slurm_on_path.submissions()[-1]["env"]
+    assert {name: again[name] for name in expected} == expected
+
+
+def test_the_manifest_records_each_run_as_i_of_num_runs(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=3\nNUM_MINUTES=10\n")
+    assert launch_in_process([str(script)], BASE_ENV, fake_slurm).exit_code == 0
+    runs = read_manifest(project.root / "code_snapshots" / "sft-a")["runs"]
+    assert [(r["job_id"], r["run"], r["via"]) for r in runs] == [("1001", "1/3", "launcher"),
+                                                                ("1002", "2/3", "launcher"),
+                                                                ("1003", "3/3", "launcher")]
+
+
+def test_a_run_that_cannot_be_recorded_is_a_warning_on_stderr(project: Project, fake_slurm: FakeSlurm) -> None:
+    # The jobs are queued: the launch goes on, and stdout (which CI parses) keeps the contract's lines only.
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
+    manifest = project.root / "code_snapshots" / "sft-a" / MANIFEST_NAME
+
+    def remove_manifest(job: FakeJob) -> None:
+        manifest.unlink(missing_ok=True)  # e.g. someone cleaned the snapshot up
+
+    fake_slurm.on_submit = remove_manifest
+    result = launch_in_process([str(script)], BASE_ENV, fake_slurm)
+    assert result.exit_code == 0, result.output
+    assert stdout_lines(result) == [f"[INFO]: 2 GPUhrs to run {script}",
+                                    "Submitting 1/2 job with 1 nodes for sft-a.sh", "Submitted batch job 1001",
+                                    "Submitting 2/2 job with 1 nodes for sft-a.sh", "Submitted batch job 1002",
+                                    "[INFO]: Total GPU hours: 2"]
+    warnings = [line for line in result.stderr.splitlines() if "could not record" in line]
+    assert warnings == [f"[WARNING]: could not record job {job} in the manifest: {manifest}: no manifest to record "
+                        "the run in" for job in ("1001", "1002")]
 
 
 def test_launcher_environment_is_passed_to_the_job(project: Project, slurm_on_path: SlurmOnPath,

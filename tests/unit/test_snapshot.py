@@ -178,7 +178,17 @@ def test_progress_reports_all_files(tree: Path, tmp_path: Path) -> None:
     assert seen[-1] == (len(TREE_FILES), len(TREE_FILES))
 
 
-def test_manifest_written_before_publish(tree: Path, tmp_path: Path) -> None:
+def test_manifest_written_before_publish(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the folder holds at the moment it is renamed into place (the OS call
+    # is watched, not replaced): a snapshot without its manifest is never visible.
+    real_rename = os.rename
+    at_rename: list[tuple[Path, dict | None]] = []
+
+    def watched_rename(src, dst, *args, **kwargs):
+        held = (Path(src) / MANIFEST_NAME).is_file()
+        at_rename.append((Path(dst), read_manifest(Path(src)) if held else None))
+        return real_rename(src, dst, *args, **kwargs)
+
     seen_paths: list[Path] = []
 
     def make_manifest(result):
@@ -186,13 +196,29 @@ def test_manifest_written_before_publish(tree: Path, tmp_path: Path) -> None:
         return {"experiment": "exp1", "snapshot": {"mode": result.mode_used, "files": result.files,
                                                    "bytes": result.bytes}, "runs": []}
 
+    monkeypatch.setattr(os, "rename", watched_rename)
     dest = tmp_path / "exp1"
     result = ensure_snapshot(tree, tracked(tree), dest, manifest=make_manifest)
-    data = read_manifest(dest)
+    stats = {"mode": result.mode_used, "files": len(TREE_FILES), "bytes": result.bytes}
+    assert at_rename == [(dest, {"experiment": "exp1", "snapshot": stats, "runs": []})]
     assert seen_paths == [dest]
-    assert data["snapshot"] == {"mode": result.mode_used, "files": result.files, "bytes": result.bytes}
+    assert read_manifest(dest)["snapshot"] == stats
     assert os.access(dest / MANIFEST_NAME, os.W_OK)
     assert stat.S_IMODE((dest / MANIFEST_NAME).stat().st_mode) & stat.S_IWUSR
+
+
+def test_a_manifest_that_cannot_be_written_leaves_no_snapshot(tree: Path, tmp_path: Path) -> None:
+    # Published first and described after, a failed manifest would leave a
+    # folder that the next launch reuses as a complete snapshot.
+    def disk_full(result):
+        raise SnapshotError(f"cannot write the manifest {result.path}: [Errno 28] No space left on device")
+
+    dest = tmp_path / "snaps" / "exp1"
+    with pytest.raises(SnapshotError, match="No space left on device"):
+        ensure_snapshot(tree, tracked(tree), dest, manifest=disk_full)
+    assert list((tmp_path / "snaps").iterdir()) == []
+    again = ensure_snapshot(tree, tracked(tree), dest, manifest={"experiment": "exp1", "runs": []})
+    assert again.created and read_manifest(dest)["experiment"] == "exp1"
 
 
 # --------------------------------------------------------------------------- batches and modes

@@ -408,3 +408,42 @@ def test_status_exits_1_for_an_unknown_experiment_or_an_unreachable_slurm(projec
     assert down.exit_code == 1
     assert "[ERROR]: cannot ask Slurm about the jobs (cannot reach Slurm: " in down.stderr
     assert 'eval "$(tools/local-slurm up | tail -n 1)"' in down.stderr
+
+
+# ---------------------------------------------------------------- the exit status follows the verdicts
+
+CRASH_LOG = "step 3\nTraceback (most recent call last):\n  File \"train.py\", line 9\nRuntimeError: CUDA error\n"
+PASSED = "[INFO]: All tests passed. Exiting with status 0."  # the contract's words (spec section 8)
+FAILED = "[INFO]: One or more tests failed. Exiting with status 1."
+
+
+@pytest.mark.parametrize("command", ["launch --watch", "watch"])
+@pytest.mark.parametrize(
+    ("log", "state", "verdict", "code", "summary"),
+    [
+        (CRASH_LOG, "FAILED", "[GENERAL FAIL]   sft-a", 1, FAILED),  # a crashed job: no Metric Checks
+        (None, "FAILED", "[GENERAL FAIL]   sft-a", 1, FAILED),  # a job that never wrote a log
+        ("Metric Checks\n", "COMPLETED", "[METRIC PASS]    sft-a", 0, PASSED),  # checks reached, none failed
+        (FAIL_LOG, "COMPLETED", "[METRIC FAIL]    sft-a", 1, FAILED),
+        (PASS_LOG, "COMPLETED", "[METRIC PASS]    sft-a", 0, PASSED),
+    ],
+)
+def test_the_exit_status_follows_the_verdict(project: Project, fake_slurm: FakeSlurm,
+                                             monkeypatch: pytest.MonkeyPatch, command: str, log: str | None,
+                                             state: str, verdict: str, code: int, summary: str) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    fake_slurm.on_submit = driver_log({} if log is None else {"1001": log})
+    fake_slurm.on_poll = finish_after(0, state=state)
+    runner = CliRunner()
+    env = {**BASE_ENV, "DRYRUN": None, "WATCH": None}
+    if command == "watch":
+        assert runner.invoke(main, ["launch", str(script)], env=env, obj=CliContext(fake_slurm)).exit_code == 0
+        monkeypatch.chdir(project.root)
+        result = runner.invoke(main, ["watch", "--watch-interval", "0.01", "sft-a"], obj=CliContext(fake_slurm))
+    else:
+        result = runner.invoke(main, ["launch", "--watch", "--watch-interval", "0.01", str(script)], env=env,
+                               obj=CliContext(fake_slurm))
+    assert result.exit_code == code, result.output
+    lines = result.stdout.splitlines()
+    assert lines[lines.index("[WATCH]: Checking sft-a") + 1] == verdict
+    assert lines[-1] == summary
