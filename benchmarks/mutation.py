@@ -29,7 +29,7 @@ interpreter, never ``pip install -e`` of this repository), then run with it::
     /tmp/mutvenv/bin/python benchmarks/mutation.py run                # every module (about an hour on 2 cores)
     /tmp/mutvenv/bin/python benchmarks/mutation.py run plan.py        # one module
     /tmp/mutvenv/bin/python benchmarks/mutation.py report            # scores of the last run, survivors listed
-    python3 benchmarks/mutation.py planted                            # needs no mutmut
+    python3 benchmarks/mutation.py planted [--only BUG]... [PYTEST ARGS]   # needs no mutmut
 
 How ``run`` lays out its copy (``--work``, default /tmp/nrl-mutation/<module>):
 mutmut names a mutant after its file's path and strips only a ``src/``
@@ -204,12 +204,41 @@ def mutmut_program() -> Path:
     return program
 
 
+# A pytest plugin for mutmut's runs only (written into the copy's tests/). While
+# mutmut records which tests reach which function (MUTANT_UNDER_TEST=stats),
+# child processes run the original code: a child cannot report its calls back,
+# and mutmut's bookkeeping there would look for its configuration in the
+# child's working directory. With a mutant under test, children run it too.
+# mutmut's trampolines add frames to every call: the recursion limit grows so
+# that the evaluator's deepest accepted nesting (config._MAX_DEPTH) still fits.
+STATS_PLUGIN = """import os
+import subprocess
+import sys
+
+sys.setrecursionlimit(6000)
+
+_popen_init = subprocess.Popen.__init__
+
+
+def _init(self, *args, **kwargs):
+    env = kwargs.get("env")
+    env = os.environ if env is None else env
+    if env.get("MUTANT_UNDER_TEST") == "stats":
+        kwargs["env"] = {**env, "MUTANT_UNDER_TEST": ""}
+    _popen_init(self, *args, **kwargs)
+
+
+subprocess.Popen.__init__ = _init
+"""
+PLUGIN_MODULE = "mutation_stats_plugin"
+
+
 def mutmut_section(module: str) -> str:
     """The ``[tool.mutmut]`` section of one module's copy."""
     tests = ", ".join(f'"{test}"' for test in MODULES[module])
     return (f'\n[tool.mutmut]\nsource_paths = ["src"]\nonly_mutate = ["src/nrl_launch/{module}"]\n'
             f"pytest_add_cli_args_test_selection = [{tests}]\n"
-            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-x"]\n'
+            f'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "{PLUGIN_MODULE}", "-x"]\n'
             'process_isolation = "forkserver"\nuse_git_change_detection = false\n')
 
 
@@ -222,6 +251,7 @@ def prepare(work: Path, module: str) -> Path:
     os.rename(copy / PACKAGE, copy / "src" / "nrl_launch")
     with open(copy / "pyproject.toml", "a", encoding="utf-8") as handle:
         handle.write(mutmut_section(module))
+    (copy / "tests" / f"{PLUGIN_MODULE}.py").write_text(STATS_PLUGIN)
     mutants = copy / "mutants"
     mutants.mkdir()
     for entry in copy.iterdir():
@@ -290,17 +320,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_planted = sub.add_parser("planted", help="plant the known bugs one by one and run the unit tests")
-    p_planted.add_argument("bugs", nargs="*", help=f"names among: {', '.join(b.name for b in PLANTED)}")
-    p_planted.add_argument("--tests", nargs="+", default=["tests/unit"], help="pytest arguments (default tests/unit)")
+    p_planted.add_argument("--only", action="append", default=[], metavar="BUG",
+                           help=f"plant only these (repeatable): {', '.join(b.name for b in PLANTED)}")
     for name in ("run", "report"):
         p = sub.add_parser(name, help=f"mutmut {name} over modules ({', '.join(MODULES)})")
         p.add_argument("modules", nargs="*", metavar="MODULE", help="default: all of them")
         p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "nrl-mutation")
         if name == "run":
             p.add_argument("--max-children", type=int, help="parallel workers (default: one per CPU)")
-    args = parser.parse_args()
+    args, pytest_args = parser.parse_known_args()  # planted: the rest goes to pytest (default: tests/unit)
     if args.command == "planted":
-        return planted(args.bugs, args.tests)
+        return planted(args.only, pytest_args or ["tests/unit"])
+    if pytest_args:
+        parser.error(f"unrecognized arguments: {' '.join(pytest_args)}")
     modules = args.modules or list(MODULES)
     unknown = set(modules) - set(MODULES)
     if unknown:

@@ -31,6 +31,8 @@ from testkit import (
     finish_after,
     git,
     launch_env,
+    launcher_env,
+    next_stderr_line,
     write,
 )
 
@@ -759,6 +761,93 @@ def test_installed_console_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert all(command in proc.stdout for command in ("launch", "lint", "status", "watch"))
+
+
+# ---------------------------------------------------------------- end to end through the tools/launch shim
+
+
+def shim_env(**extra: str) -> dict[str, str]:
+    """A launcher process's environment (fake Slurm first on PATH) without HF_HOME and HF_DATASETS_CACHE:
+    a test gives them as options, so the job has them only if the launcher passes them on."""
+    env = launcher_env(**extra)
+    for name in ("HF_HOME", "HF_DATASETS_CACHE", "PYTHONPATH", "MAX_STEPS", "STEPS_PER_RUN"):
+        env.pop(name, None)
+    return {**env, **extra}
+
+
+def test_tools_launch_submits_the_chain_and_continue_sh_repeats_it(project: Project, slurm_on_path: SlurmOnPath,
+                                                                   tmp_path: Path) -> None:
+    config = ("NUM_NODES=1\nSTEPS_PER_RUN=20\nMAX_STEPS=${MAX_STEPS:-40}\n"
+              "NUM_RUNS=$(( (MAX_STEPS + STEPS_PER_RUN - 1) / STEPS_PER_RUN ))\nNUM_MINUTES=30\n")
+    project.add_recipe("sft-a", config=config)
+    proc = subprocess.run([str(REPO / "tools" / "launch"), "--hf-home", "/opt/hf", "--hf-datasets-cache=/opt/ds",
+                           "./llm/sft-a.sh"], cwd=project.root / "tests" / "test_suites",
+                          env=shim_env(MAX_STEPS="60"), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[INFO]: 12 GPUhrs to run ./llm/sft-a.sh",  # 3 runs * 8 GPUs * 30 min
+                                        "Submitting 1/3 job with 1 nodes for sft-a.sh", "Submitted batch job 1001",
+                                        "Submitting 2/3 job with 1 nodes for sft-a.sh", "Submitted batch job 1002",
+                                        "Submitting 3/3 job with 1 nodes for sft-a.sh", "Submitted batch job 1003",
+                                        "[INFO]: Total GPU hours: 12"]
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    jobs = slurm_on_path.submissions()
+    stamp = re.search(r"--output=slurm-(\d{6}-\d{6})-", " ".join(jobs[0]["argv"]))
+    assert stamp, jobs[0]["argv"]
+
+    def argv(run: int) -> list[str]:
+        return ["--nodes=1", "--account=acct", "--job-name=acct:sft-a", "--partition=batch", "--time=0:30:0",
+                "--gres=gpu:8", f"--output=slurm-{stamp.group(1)}-%j-sft-a-{run}.3.out", "--dependency=singleton",
+                "ray.sub"]
+
+    assert [job["argv"] for job in jobs] == [argv(1), argv(2), argv(3)]
+    assert {(job["cwd"], job["env"]["HF_HOME"], job["env"]["HF_DATASETS_CACHE"]) for job in jobs} == {
+        (str(snapshot), "/opt/hf", "/opt/ds")}
+    # continue.sh from a shell that has none of the launch's variables
+    shell = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"], "HOME": str(tmp_path)}
+    again = run_continue(snapshot, tmp_path, shell)
+    assert again.returncode == 0, again.stderr
+    extra = slurm_on_path.submissions()[-1]
+    assert extra["argv"] == argv(4) and extra["cwd"] == str(snapshot)
+    assert (extra["env"]["HF_HOME"], extra["env"]["MAX_STEPS"]) == ("/opt/hf", "60")  # MAX_STEPS pinned: 3 runs
+
+
+def test_tools_launch_refuses_an_untracked_recipe(project: Project, slurm_on_path: SlurmOnPath) -> None:
+    project.add_recipe("sft-good")
+    new = project.add_recipe("sft-new", commit=False)
+    proc = subprocess.run([str(REPO / "tools" / "launch"), "./llm/sft-good.sh", "./llm/sft-new.sh"],
+                          cwd=project.root / "tests" / "test_suites",
+                          env=shim_env(HF_HOME="/hf", HF_DATASETS_CACHE="/d"), capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr == (f"[ERROR]: ./llm/sft-new.sh: {new} is not tracked by git (commit it: snapshots must be "
+                           "reproducible)\n")
+    assert proc.stdout == "" and slurm_on_path.calls() == []
+    assert not (project.root / "code_snapshots").exists()
+
+
+def test_a_launch_killed_while_copying_leaves_no_snapshot_to_reuse(project: Project,
+                                                                    slurm_on_path: SlurmOnPath) -> None:
+    # Spec section 4: an interrupted snapshot is never mistaken for a complete one.
+    for i in range(3000):  # enough files that the copy is still running when the kill arrives
+        write(project.root / "data" / f"d{i % 30}" / f"f{i}.txt", f"{i}\n" * 200)
+    project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    launch = [str(REPO / "tools" / "launch"), "./llm/sft-a.sh"]
+    cwd = project.root / "tests" / "test_suites"
+    env = shim_env(HF_HOME="/hf", HF_DATASETS_CACHE="/d")
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    proc = subprocess.Popen(launch, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = next_stderr_line(proc)
+    assert line == f"Creating new code snapshot in {snapshot}\n", line
+    proc.kill()
+    proc.communicate()
+    # Killed before the rename: nothing there. Had the copy finished first, a complete snapshot.
+    assert not snapshot.exists() or (snapshot / MANIFEST_NAME).is_file()
+    created = not snapshot.exists()
+    again = subprocess.run(launch, cwd=cwd, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    said = "Creating new" if created else "Using existing"
+    assert f"{said} code snapshot in {snapshot}" in again.stderr
+    assert len(list(snapshot.rglob("f*.txt"))) == 3000
+    assert not [p for p in snapshot.parent.iterdir() if ".tmp-" in p.name]  # the dead launch's folder is cleaned
 
 
 # ---------------------------------------------------------------- review fixes
