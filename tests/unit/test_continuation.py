@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from nrl_launch.cli import main
 from nrl_launch.continuation import render_continue_script
+from nrl_launch.errors import PlanError
 from nrl_launch.manifest import MANIFEST_NAME, read_manifest
 from nrl_launch.plan import Submission
 from testkit import BASE_ENV, Project, SlurmOnPath, holding_lock, launch_env, next_stderr_line, write
@@ -318,3 +319,26 @@ def test_continue_sh_without_a_readable_manifest_submits_nothing(project: Projec
     assert proc.returncode == 1
     assert "cannot be numbered" in proc.stderr
     assert len(slurm_on_path.submissions()) == 1
+
+
+def test_a_recipe_that_read_nothing_from_the_environment_says_so(tmp_path: Path) -> None:
+    sub = replace(reference_submission(), config_env=())
+    text = render_continue_script(sub, script="x.sh", version="0")
+    pinned = text.split("so that this run plans the same steps and resources as the launcher's runs.\n")[1]
+    assert pinned.split("\n\n")[0] == "# (none)"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"env": (("NOT-A-NAME", "x"),)}, "cannot write continue.sh: 'NOT-A-NAME' is not a shell variable name"),
+        ({"config_env": (("A B", "1"),)}, "cannot write continue.sh: 'A B' is not a shell variable name"),
+        ({"options": ("--nodes=1", "--dependency=singleton")},
+         "cannot write continue.sh for 'grpo-x-1n8g-megatron': its runs have no --output option of the form "
+         f"'--output=slurm-{STAMP}-%j-grpo-x-1n8g-megatron-2.2.out'"),
+    ],
+)
+def test_what_cannot_be_written_as_bash_is_a_plan_error(change: dict, message: str) -> None:
+    with pytest.raises(PlanError) as caught:
+        render_continue_script(replace(reference_submission(), **change), script="x.sh", version="0")
+    assert str(caught.value) == message

@@ -351,3 +351,157 @@ def test_ctrl_c_leaves_nothing(tree: Path, tmp_path: Path, mocker: MockerFixture
     with pytest.raises(KeyboardInterrupt):
         SnapshotBatch(tree, tracked(tree), workers=4).ensure(tmp_path / "snaps" / "exp1")
     assert list((tmp_path / "snaps").iterdir()) == []
+
+
+# --------------------------------------------------------------------------- what the filesystem offers
+#
+# The OS calls below are replaced to play a filesystem this machine does not
+# have (no copy_file_range, a failing one, one that reflinks): the snapshot's
+# bytes, modes and recorded mode are then checked as a user would see them.
+
+
+def big_tree(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A few files, one of several MiB (several read/write blocks), with modes to keep."""
+    src = tmp_path / "src"
+    files = {"big.bin": bytes(range(256)) * (3 * 4096 + 7), "exec.sh": b"#!/bin/sh\necho hi\n", "empty": b"",
+             "d/e/small.txt": "é\n".encode()}
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    (src / "exec.sh").chmod(0o755)
+    return src, list(files)
+
+
+def same_bytes_and_modes(src: Path, dest: Path, files: list[str]) -> None:
+    for rel in files:
+        assert (dest / rel).read_bytes() == (src / rel).read_bytes(), rel
+        assert stat.S_IMODE((dest / rel).stat().st_mode) == stat.S_IMODE((src / rel).stat().st_mode) & ~0o222, rel
+
+
+@pytest.mark.parametrize("kernel", ["no copy_file_range", "cross-device after a partial copy"])
+def test_copies_are_byte_exact_without_copy_file_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       kernel: str) -> None:
+    import errno
+
+    real = os.copy_file_range
+    if kernel == "no copy_file_range":
+        monkeypatch.delattr(os, "copy_file_range")
+    else:
+        def partial_then_exdev(src_fd: int, dst_fd: int, count: int, *args: int) -> int:
+            if os.lseek(dst_fd, 0, os.SEEK_CUR) == 0:
+                return real(src_fd, dst_fd, min(count, 1000), *args)  # some bytes land, then the kernel gives up
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+        monkeypatch.setattr(os, "copy_file_range", partial_then_exdev)
+    src, files = big_tree(tmp_path)
+    result = SnapshotBatch(src, files, workers=1).ensure(tmp_path / "snap")
+    assert (result.created, result.mode_used, result.files) == (True, "copy", 4)
+    assert result.bytes == sum((src / rel).stat().st_size for rel in files)
+    same_bytes_and_modes(src, tmp_path / "snap", files)
+
+
+def test_a_reflinking_filesystem_is_used_and_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+
+    clones: list[int] = []
+
+    def ficlone(dst_fd: int, request: int, src_fd: int) -> int:
+        assert request == 0x40049409  # FICLONE, _IOW(0x94, 9, int)
+        clones.append(dst_fd)
+        os.lseek(src_fd, 0, os.SEEK_SET)
+        while block := os.read(src_fd, 1 << 16):
+            os.write(dst_fd, block)
+        return 0
+
+    monkeypatch.setattr(fcntl, "ioctl", ficlone)
+    src, files = big_tree(tmp_path)
+    batch = SnapshotBatch(src, files, mode="copy", workers=1)
+    first = batch.ensure(tmp_path / "a", manifest={"experiment": "a", "runs": []})
+    assert (first.mode_used, first.files, len(clones)) == ("reflink", 4, 4)
+    assert read_manifest(tmp_path / "a")["snapshot"] == {"mode": "reflink", "files": 4, "bytes": first.bytes}
+    same_bytes_and_modes(src, tmp_path / "a", files)
+    assert batch.ensure(tmp_path / "b").mode_used == "reflink"  # copy mode: reflinked from the first one
+
+
+def test_a_filesystem_without_reflinks_is_asked_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import fcntl
+
+    asked: list[int] = []
+
+    def unsupported(fd: int, request: int, arg: int) -> int:
+        asked.append(request)
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(fcntl, "ioctl", unsupported)
+    src, files = big_tree(tmp_path)
+    result = SnapshotBatch(src, files, workers=1).ensure(tmp_path / "a")
+    assert (result.mode_used, asked) == ("copy", [0x40049409])
+    same_bytes_and_modes(src, tmp_path / "a", files)
+
+
+def test_a_reflink_that_fails_for_another_reason_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import fcntl
+
+    def disk_error(fd: int, request: int, arg: int) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(fcntl, "ioctl", disk_error)
+    src, files = big_tree(tmp_path)
+    with pytest.raises(SnapshotError) as caught:
+        SnapshotBatch(src, files, workers=1).ensure(tmp_path / "snaps" / "a")
+    assert str(caught.value).startswith(f"cannot copy {src} into {tmp_path / 'snaps'}/.a.tmp-")
+    assert str(caught.value).endswith(": [Errno 5] Input/output error")
+    assert list((tmp_path / "snaps").iterdir()) == []
+
+
+def test_link_mode_results_describe_the_snapshot(tree: Path, tmp_path: Path) -> None:
+    batch = SnapshotBatch(tree, tracked(tree), mode="link", workers=1)
+    first = batch.ensure(tmp_path / "a")
+    second = batch.ensure(tmp_path / "b")
+    assert (second.path, second.created, second.mode_used, second.files, second.bytes) == (
+        tmp_path / "b", True, "link", first.files, first.bytes)
+    assert os.readlink(tmp_path / "b" / "run-link.sh") == "tests/test_suites/llm/exp1.sh"  # a link, not its target
+
+
+@pytest.mark.parametrize(
+    ("name", "age_s", "removed"),
+    [
+        ("{host}-999999999-abcdef12", 0, True),  # this host, process gone
+        ("{host}-{pid}-abcdef12", 10 * 86400, False),  # this host, process alive: even when old
+        ("other-host-12-abcdef12", 86400 + 600, True),  # another host: older than a day
+        ("other-host-12-abcdef12", 86400 - 600, False),  # another host: not yet a day old
+        ("{host}-12x-abcdef12", 0, False),  # not a pid: treated as another host's, fresh
+        ("{host}-999999999", 86400 + 600, True),  # not our pattern: by age only
+        ("{host}-999999999", 0, False),
+    ],
+)
+def test_which_leftover_tmp_folders_are_cleaned(tmp_path: Path, name: str, age_s: int, removed: bool) -> None:
+    import socket
+    import time
+
+    folder = tmp_path / (".exp1.tmp-" + name.format(host=socket.gethostname(), pid=os.getpid()))
+    write(folder / "README.md", "partial")
+    os.utime(folder, (time.time() - age_s, time.time() - age_s))
+    assert snapshot_mod.clean_stale_tmps(tmp_path / "exp1") == ([folder] if removed else [])
+    assert folder.exists() is not removed
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("parent is a file", "cannot inspect {dest}: [Errno 20] Not a directory: '{dest}'"),
+        ("parent is a dangling link", "cannot create the snapshot folder {dest.parent}/.exp1.tmp-"),
+        ("dest is a file", "{dest} exists and is not a snapshot folder"),
+    ],
+)
+def test_destinations_that_cannot_hold_a_snapshot(tree: Path, tmp_path: Path, setup: str, message: str) -> None:
+    dest = tmp_path / "snaps" / "exp1"
+    if setup == "parent is a dangling link":
+        dest.parent.symlink_to(tmp_path / "gone")
+    else:
+        write(dest.parent if setup == "parent is a file" else dest, "a file")
+    with pytest.raises(SnapshotError) as caught:
+        ensure_snapshot(tree, tracked(tree), dest)
+    assert str(caught.value).startswith(message.format(dest=dest))
