@@ -83,6 +83,7 @@ ARITH_CASES = [
     "1 << 63 >> 63", "255 >> 4",
     # comparisons
     "3 < 4", "4 < 3", "3 <= 3", "3 >= 4", "3 > -4", "5 == 5", "5 != 5", "-1 < 0",
+    "3 < 3", "3 > 3", "4 >= 4", "4 <= 3", "-2 > -2", "-2 >= -1",
     # logical results and short-circuit
     "5 && 7", "0 && 7", "0 || 0", "3 || 0", "0 && 1 / 0", "1 || 1 / 0",
     "0 ? 1 / 0 : 9", "1 ? 9 : 1 % 0",
@@ -117,14 +118,16 @@ ARITH_ERRORS = [
     ("1#5", "invalid arithmetic base"),
     ("0#5", "invalid number"),
     ("2#", "invalid integer constant"),
-    ("1 +", "operand expected"),
-    ("* 2", "operand expected"),
+    ("1 +", "syntax error: operand expected"),
+    ("* 2", 'syntax error: operand expected (error token is "* 2")'),
     ("1 2", "syntax error"),
-    ("(1 + 2", "unterminated"),
-    ("1 ? 2", "`:' expected"),
-    ("7 ?: 3", "expression expected"),
-    ("1 @ 2", "invalid arithmetic operator"),
-    ("LOOP", "recursion"),
+    ("(1 + 2", 'unterminated arithmetic expansion "$((" (missing "))")'),
+    ("1 ? 2", "`:' expected for conditional expression"),
+    ("7 ?: 3", "expression expected after '?'"),
+    ("1 ? 2 :", "expression expected after ':'"),
+    ("0 ? 1 :", "expression expected after ':'"),
+    ("1 @ 2", "syntax error: invalid arithmetic operator"),
+    ("LOOP", 'expression recursion level exceeded (evaluating "LOOP")'),
 ]
 
 
@@ -137,7 +140,8 @@ def test_arithmetic_errors_where_bash_fails(expr: str, message: str) -> None:
         evaluate_block(block(f"R=$(({expr}))", before=3), "tests/x.sh", env)
     assert caught.value.line == 6
     assert str(caught.value).startswith("tests/x.sh:6: ")
-    assert message in caught.value.message
+    whole = message if message.startswith("unterminated") else f'arithmetic expansion "$(({expr}))": {message}'
+    assert caught.value.message.startswith(whole), caught.value.message
 
 
 @needs_bash
@@ -272,6 +276,11 @@ LINE_CASES = [
     ('X="${U-$"\\b"}"', "X", {}),
     ('X="$"a""', "X", {}),
     ('X=$(( $"1" + 1 ))', "X", {}),
+    # single quotes next to each other and to plain text
+    ("X='a'b'c'", "X", {}),
+    ("X=''", "X", {}),
+    ("X='a''b'", "X", {}),
+    ("X=a'#b'c", "X", {}),
 ]
 
 
@@ -427,6 +436,38 @@ def test_rejected_construct_names_file_line_and_construct(line: str, construct: 
     assert error.line == 8
     assert str(error).startswith("tests/x.sh:8: ")
     assert construct in error.message
+
+
+NOT_ASSIGNMENTS = [
+    ("declare X=1", '"declare" is not allowed in the CONFIG block (write a plain NAME=value assignment)'),
+    ("  export X=1", '"export" is not allowed in the CONFIG block (write a plain NAME=value assignment)'),
+    ("while true; do :; done", 'shell keyword "while" is not allowed in the CONFIG block'),
+    ("[[ -n x ]]", 'test "[[" is not allowed in the CONFIG block'),
+    ("[ -n x ]", 'test command "[" is not allowed in the CONFIG block'),
+    ("test -n x", 'test command "test" is not allowed in the CONFIG block'),
+    ("\t(( X++ ))", 'arithmetic command "(( … ))" is not allowed in the CONFIG block'),
+    ("( cd /tmp )", 'subshell "( … )" is not allowed in the CONFIG block'),
+    (") x", 'subshell "( … )" is not allowed in the CONFIG block'),
+    (" \t; x", 'operator ";" at the start of a line is not allowed in the CONFIG block'),
+    ("| x", 'operator "|" at the start of a line is not allowed in the CONFIG block'),
+    ("& x", 'operator "&" at the start of a line is not allowed in the CONFIG block'),
+    ("< x", 'operator "<" at the start of a line is not allowed in the CONFIG block'),
+    ("> x", 'operator ">" at the start of a line is not allowed in the CONFIG block'),
+    ("f() { :; }", 'function definition "f()" is not allowed in the CONFIG block'),
+    ("A[1]=2", 'array element assignment "A[…]=" is not allowed in the CONFIG block'),
+    ("A+=3", 'append assignment "A+=" is not allowed in the CONFIG block'),
+    ("1X=2=3", 'invalid variable name "1X" in assignment "1X=2=3"'),
+    ("X = 1", '"X = 1" is a command, not an assignment: remove the blanks around "="'),
+    ("echo hi", '"echo hi" is not an assignment: only NAME=value lines and comments are allowed in the CONFIG block'),
+    ("echo a=b", 'command "echo" is not allowed in the CONFIG block (only NAME=value assignments are)'),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), NOT_ASSIGNMENTS)
+def test_lines_that_are_not_assignments_say_exactly_why(line: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        evaluate_block(block("NUM_NODES=1", line), "tests/x.sh", {})
+    assert str(caught.value) == f"tests/x.sh:4: {message}"  # shebang, BEGIN, NUM_NODES, the line
 
 
 def test_forbidden_construct_message_style() -> None:
