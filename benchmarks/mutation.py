@@ -71,7 +71,9 @@ MODULES: dict[str, tuple[str, ...]] = {
 }
 
 # mutant name -> why no user could tell it from the original (see report)
-EQUIVALENT: dict[str, str] = {}
+EQUIVALENT: dict[str, str] = {
+    "nrl_launch.plan.x_suite_scripts__mutmut_6": 'encoding="UTF-8" names the same codec as "utf-8"',
+}
 
 KILLED = ("killed", "timeout", "caught by type check")
 
@@ -128,6 +130,10 @@ PLANTED = (
             (("continuation.py", "{_pinned(sub)}\n", "# (none)\n"),)),
     Planted("no-hf-home", "HF_HOME is not put into the job's environment",
             (("plan.py", '        ("HF_HOME", settings.hf_home),\n', ""),)),
+    # mutmut's plan.x_suite_scripts__mutmut_2/4: only a child process in the C locale tells them apart,
+    # and mutmut credits a test only with the functions it reaches in its own process
+    Planted("suite-read-in-the-locale-encoding", "a suite file read in the locale's encoding (ASCII under LANG=C)",
+            (("plan.py", 'with open(suite, encoding="utf-8") as handle:', "with open(suite) as handle:"),)),
 )
 
 

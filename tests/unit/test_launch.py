@@ -1049,6 +1049,19 @@ def test_a_suite_file_launches_every_entry_as_listed(project: Project, fake_slur
     assert [job.cwd.rsplit("/", 1)[-1] for job in fake_slurm.submissions()] == ["sft-a", "vlm_sft-b"]
 
 
+def test_a_suite_file_is_read_as_utf8_whatever_the_locale(project: Project, tmp_path: Path) -> None:
+    # A CI job without LANG runs in the C locale; Python then reads files as ASCII unless told otherwise.
+    project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=60\n")
+    write(project.root / "tests/test_suites/nightly.txt", "# Nightly — owned by the RL team ✓\n"
+                                                          "tests/test_suites/llm/sft-a.sh\n")
+    env = {**shim_env(HF_HOME="/hf", HF_DATASETS_CACHE="/d", DRYRUN="1"), "LC_ALL": "C", "LANG": "C",
+           "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    proc = subprocess.run([str(REPO / "tools" / "launch"), "tests/test_suites/nightly.txt"], cwd=project.root,
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "[INFO]: Total GPU hours: 8"
+
+
 @pytest.mark.parametrize(
     ("suite", "message"),
     [
