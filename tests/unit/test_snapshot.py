@@ -505,3 +505,69 @@ def test_destinations_that_cannot_hold_a_snapshot(tree: Path, tmp_path: Path, se
     with pytest.raises(SnapshotError) as caught:
         ensure_snapshot(tree, tracked(tree), dest)
     assert str(caught.value).startswith(message.format(dest=dest))
+
+
+def test_missing_folders_above_the_snapshot_are_created(tree: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "code_snapshots_bisect" / "abc1234-Fix" / "exp1"  # a nested CODE_SNAPSHOT_DIRNAME
+    assert ensure_snapshot(tree, tracked(tree), dest).created
+    assert snapshot_files(dest) == TREE_FILES
+
+
+def test_an_empty_folder_at_the_destination_is_replaced(tree: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "exp1"
+    dest.mkdir()  # left by a tool that stopped before copying
+    assert ensure_snapshot(tree, tracked(tree), dest).created
+    assert snapshot_files(dest) == TREE_FILES
+
+
+def test_progress_given_to_one_snapshot_of_a_batch(tree: Path, tmp_path: Path) -> None:
+    batch = SnapshotBatch(tree, tracked(tree), mode="copy")
+    for name in ("a", "b"):  # the first copies the tree, the second copies the first
+        seen: list[tuple[int, int]] = []
+        batch.ensure(tmp_path / name, progress=lambda d, t, seen=seen: seen.append((d, t)))
+        assert (seen[0], seen[-1]) == ((0, len(TREE_FILES)), (len(TREE_FILES), len(TREE_FILES))), name
+
+
+def test_an_invalid_mode_names_the_valid_ones(tree: Path, tmp_path: Path) -> None:
+    with pytest.raises(SnapshotError) as caught:
+        SnapshotBatch(tree, tracked(tree), mode="fast")
+    assert str(caught.value) == "invalid snapshot mode 'fast': expected one of auto, copy, link"
+
+
+def test_a_listed_path_that_cannot_be_read_is_an_error(tree: Path, tmp_path: Path) -> None:
+    with pytest.raises(SnapshotError) as caught:
+        ensure_snapshot(tree, ["README.md/inside"], tmp_path / "snaps" / "exp1")
+    assert str(caught.value) == f"cannot read {tree}/README.md/inside: [Errno 20] Not a directory: " \
+                                f"'{tree}/README.md/inside'"
+    assert list((tmp_path / "snaps").iterdir()) == []
+
+
+def test_a_failure_in_one_of_many_parallel_chunks_leaves_nothing(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    files = [f"d{i % 9}/f{i}.txt" for i in range(2000)]
+    for i, rel in enumerate(files):
+        write(src / rel, f"{i}\n")
+    real_open = os.open
+
+    def failing_open(path, flags, *args, **kwargs):
+        if str(path).endswith("/f1500.txt") and not flags & os.O_CREAT:
+            raise OSError(5, "Input/output error")  # the disk fails on one source file
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", failing_open)
+    with pytest.raises(SnapshotError, match=r"\[Errno 5\] Input/output error"):
+        SnapshotBatch(src, files, workers=4).ensure(tmp_path / "snaps" / "exp1")
+    assert list((tmp_path / "snaps").iterdir()) == []
+
+
+def test_a_rename_that_fails_says_where(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(src, dst, *args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(os, "rename", refuse)
+    dest = tmp_path / "snaps" / "exp1"
+    with pytest.raises(SnapshotError) as caught:
+        ensure_snapshot(tree, tracked(tree), dest)
+    assert str(caught.value) == f"cannot move the snapshot into place at {dest}: [Errno 30] Read-only file system"
+    assert list((tmp_path / "snaps").iterdir()) == []
