@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from nrl_launch.errors import Interrupted, SlurmUnreachable
 from nrl_launch.joblogs import TrackedJob, driver_logs
 from nrl_launch.settings import WatchSettings
 from nrl_launch.slurm import Completed
-from nrl_launch.verdict import GENERAL_FAIL, METRIC_FAIL, PASS, grep_output, judge, ls_lah
+from nrl_launch.verdict import GENERAL_FAIL, METRIC_FAIL, PASS, grep_output, human_size, judge, ls_lah
 from nrl_launch.watch import ALL_PASSED, SOME_FAILED, TrackedExperiment, Watcher, report
 from testkit import BASE_ENV, Call, FakeSlurm, Project, SlurmOnPath, driver_log, finish_after, write
 
@@ -48,6 +49,7 @@ def real_grep(paths: list[Path]) -> list[str]:
         ["Metric Checks\n" + "line\n" * 10000 + "after the context\nMetric Checks\nagain\n"],  # context limit
         ["Metric Checks\n" + "line\n" * 9999 + "Metric Checks\nlast\n"],  # a match on the last context line
         ["Metric Checks\n" + "line\n" * 10000 + "Metric Checks\nadjacent\n"],  # the next line matches: no --
+        ["Metric Checks 1\n" + "x\n" * 10001 + "Metric Checks 2\n" + "y\n" * 10001 + "Metric Checks 3\nz\n"],
     ],
 )
 def test_evidence_is_what_grep_prints(tmp_path: Path, texts: list[str]) -> None:
@@ -113,6 +115,58 @@ def test_ls_lines_match_ls(tmp_path: Path) -> None:
     done = subprocess.run(["ls", "-lah", *map(str, paths)], capture_output=True, text=True,
                           env={**os.environ, "LC_ALL": "C"})
     assert ls_lah(list(reversed(paths))) == done.stdout.splitlines()
+
+
+def test_ls_lines_match_ls_for_owners_times_and_names(tmp_path: Path) -> None:
+    # uid/gid without a name (ls prints the number), owner and group columns of different widths,
+    # a time two hours ago, a folder name that is a prefix of another (ls sorts bytes under LC_ALL=C)
+    paths = [write(tmp_path / folder / "ray-driver.log", "x") for folder in ("a", "a-b", "b")]
+    os.chown(paths[0], 54321, 0)
+    os.chown(paths[1], 0, 54322)
+    two_hours_ago = time.time() - 7200
+    os.utime(paths[2], (two_hours_ago, two_hours_ago))
+    gone = tmp_path / "gone" / "ray-driver.log"  # a log that was never written is left out
+    done = subprocess.run(["ls", "-lah", *map(str, paths)], capture_output=True, text=True,
+                          env={**os.environ, "LC_ALL": "C"})
+    assert ls_lah([gone, *reversed(paths)]) == done.stdout.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("age_s", "shows"),
+    [
+        (0, "time"),
+        (-60, "time"),  # a clock a minute ahead: still recent
+        (-61, "year"),
+        (182.5 * 24 * 3600 - 1, "time"),
+        (182.5 * 24 * 3600, "year"),  # six months (ls's rule) and older: the year
+    ],
+)
+def test_ls_shows_the_year_beyond_six_months(tmp_path: Path, age_s: float, shows: str) -> None:
+    now = 1_800_000_000.0
+    log = write(tmp_path / "ray-driver.log", "x")
+    os.utime(log, (now - age_s, now - age_s))
+    stamp = time.localtime(now - age_s)
+    expected = time.strftime("%H:%M", stamp) if shows == "time" else str(stamp.tm_year)
+    [line] = ls_lah([log], now=now)
+    assert line.split()[7] == expected, line
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(0, "0"), (1023, "1023"), (1024, "1.0K"), (1025, "1.1K"), (10 * 1024, "10K"), (10 * 1024 + 1, "11K"),
+     (1 << 20, "1.0M"), (5 << 30, "5.0G"), (3 << 40, "3.0T"), (1 << 50, "1.0P"), (1 << 60, "1.0E"),
+     (1 << 70, "1024E")],  # beyond exabytes ls keeps counting in E
+)
+def test_human_sizes_as_ls_prints_them(size: int, shown: str) -> None:
+    assert human_size(size) == shown
+
+
+def test_a_log_that_is_not_utf8_is_shown_not_a_crash(tmp_path: Path) -> None:
+    log = tmp_path / "1-logs" / "ray-driver.log"
+    log.parent.mkdir()
+    log.write_bytes(b"Metric Checks\n  [PASS] loss \xff\xfe\n")
+    verdict = judge("exp", [log])
+    assert (verdict.status, verdict.evidence) == (PASS, (f"{log}:Metric Checks", f"{log}-  [PASS] loss \ufffd\ufffd"))
 
 
 def test_requeued_attempts_are_read_in_order(tmp_path: Path) -> None:
