@@ -22,8 +22,8 @@ from nrl_launch.errors import Interrupted, SlurmUnreachable
 from nrl_launch.joblogs import TrackedJob, driver_logs
 from nrl_launch.settings import WatchSettings
 from nrl_launch.slurm import Completed
-from nrl_launch.verdict import GENERAL_FAIL, METRIC_FAIL, PASS, grep_output, human_size, judge, ls_lah
-from nrl_launch.watch import ALL_PASSED, SOME_FAILED, TrackedExperiment, Watcher, report
+from nrl_launch.verdict import GENERAL_FAIL, METRIC_FAIL, PASS, Verdict, grep_output, human_size, judge, ls_lah
+from nrl_launch.watch import ALL_PASSED, SOME_FAILED, TrackedExperiment, Watcher, explain, report
 from testkit import BASE_ENV, Call, FakeSlurm, Project, SlurmOnPath, driver_log, finish_after, write
 
 PASS_LOG = "step 40\nMetric Checks\n  [PASS] train/loss@40 = 0.3 < 0.5\n\ndone\n"
@@ -501,3 +501,169 @@ def test_the_exit_status_follows_the_verdict(project: Project, fake_slurm: FakeS
     lines = result.stdout.splitlines()
     assert lines[lines.index("[WATCH]: Checking sft-a") + 1] == verdict
     assert lines[-1] == summary
+
+
+# ---------------------------------------------------------------- details a user reads while watching
+
+
+def test_timestamps_are_local_date_and_time() -> None:
+    from nrl_launch.watch import timestamp
+
+    before = time.strftime("%Y-%m-%d %H:%M:%S")
+    stamp = timestamp()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", stamp) and before <= stamp <= time.strftime(
+        "%Y-%m-%d %H:%M:%S")
+
+
+def test_experiments_without_logs_say_where_they_looked(tmp_path: Path) -> None:
+    assert TrackedExperiment("empty", ()).verdict() == Verdict("empty", GENERAL_FAIL, ("no runs were submitted",))
+    two = TrackedExperiment("two", (TrackedJob("5", tmp_path), TrackedJob("6", tmp_path / "b")))
+    assert two.verdict().evidence == (f"no driver log found (looked for {tmp_path}/5-logs/ray-driver.log, "
+                                      f"{tmp_path}/b/6-logs/ray-driver.log)",)
+
+
+def test_waiting_on_a_terminal_without_a_key_press_ends_after_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pty
+    import sys
+    import threading
+
+    from nrl_launch.watch import wait_or_enter
+
+    master, slave = pty.openpty()
+    with os.fdopen(slave, "r") as terminal:
+        monkeypatch.setattr(sys, "stdin", terminal)
+        waiter = threading.Thread(target=wait_or_enter, args=(0.2,), daemon=True)
+        waiter.start()
+        waiter.join(timeout=20)
+        assert not waiter.is_alive()  # waited its interval, not forever
+    os.close(master)
+
+
+def test_progress_names_eight_jobs_counts_the_rest_and_says_when_the_next_poll_is() -> None:
+    fake = FakeSlurm(on_poll=finish_after(1))
+    ids = [str(300 + i) for i in range(10)]
+    for job_id in ids:
+        fake.add_job(job_id, "RUNNING")  # no reason, no nodes yet
+    err: list[str] = []
+    Watcher(fake.client(), WatchSettings(interval=3600), out=lambda _: None, err=err.append, wait=lambda _: None,
+            clock=lambda: "T").follow(two_jobs(*ids))
+    first = err[0]
+    shown = ", ".join(f"{i} RUNNING" for i in ids[:8])
+    assert first.startswith(f"[T] {shown}, and 2 more; next poll at "), first
+    in_an_hour = {time.strftime("%H:%M:%S", time.localtime(time.time() + 3600 - d)) for d in range(3)}
+    assert first.removeprefix(f"[T] {shown}, and 2 more; next poll at ") in in_an_hour  # not interactive: no Enter
+
+
+def test_ctrl_c_names_every_queued_job_or_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeSlurm(answers={"squeue": squeue_script({"6", "7"})})
+    waits = [None]
+
+    def wait(_: float) -> None:
+        if not waits:
+            raise KeyboardInterrupt
+        waits.pop()
+
+    with pytest.raises(Interrupted) as info:
+        Watcher(fake.client(), WatchSettings(interval=1), out=lambda _: None, err=lambda _: None,
+                wait=wait).follow(two_jobs("5", "6", "7"))
+    assert str(info.value) == ("stopped watching; still queued or running: 6 7 (cancel them with 'scancel 6 7'). "
+                               "Resume with: nrl-launch watch <experiment>…")
+
+    def interrupted_at_the_end(line: str) -> None:
+        if line.endswith("no job queued"):
+            raise KeyboardInterrupt  # Ctrl-C just after the last poll
+
+    fake = FakeSlurm(on_poll=finish_after(0))
+    fake.add_job("8", "RUNNING")
+    with pytest.raises(Interrupted) as info:
+        Watcher(fake.client(), WatchSettings(interval=1), out=lambda _: None, err=interrupted_at_the_end,
+                wait=lambda _: None, resume_hint="nrl-launch watch e").follow(two_jobs("8"))
+    assert str(info.value) == "stopped watching; still queued or running: none. Resume with: nrl-launch watch e"
+
+
+def test_a_poll_failing_after_a_good_one_is_retried() -> None:
+    fake = FakeSlurm(answers={"squeue": squeue_script({"1"}, "squeue: error: timeout", {"1"}, set())})
+    out: list[str] = []
+    err: list[str] = []
+    watcher(fake, out, err).follow(two_jobs("1"))
+    assert out[-1] == "[T] [WATCH]: All tracked jobs have finished."
+    assert "[T] [WARNING]: cannot reach Slurm (squeue failed: squeue: error: timeout); retrying in 7s" in err
+
+
+def test_stop_chain_on_failure_handles_each_experiment_and_says_when_slurm_cannot_tell() -> None:
+    fake = FakeSlurm()
+    for job_id in ("11", "12", "21", "22"):
+        fake.add_job(job_id, "PENDING")
+
+    polls = [0]
+
+    def runs_end(fake: FakeSlurm) -> None:
+        polls[0] += 1
+        if polls[0] == 1:
+            fake.finish("11")  # experiment a: its first run passed
+            fake.finish("21", state="FAILED", exit_code="1:0")  # experiment b: its first run failed
+        elif polls[0] == 2:
+            fake.finish("12")
+
+    fake.on_poll = runs_end
+    out: list[str] = []
+    exps = [TrackedExperiment(name, tuple(TrackedJob(i, Path("/nowhere")) for i in ids))
+            for name, ids in (("a", ("11", "12")), ("b", ("21", "22")))]
+    watcher(fake, out, [], stop_chain_on_failure=True).follow(exps)
+    assert "[T] [WATCH]: Cancelled 22 of b: run 21 ended FAILED (STOP_CHAIN_ON_FAILURE)" in out
+    assert [c.argv for c in fake.calls if c.argv[0] == "scancel"] == [("scancel", "22")]
+
+    down = FakeSlurm(on_poll=finish_after(0, state="FAILED"))
+    down.add_job("31", "RUNNING")
+    unreachable = Completed(1, "", "squeue: error: Unable to contact slurm controller (connect failure)\n")
+    # the poll (squeue --me) still answers; asking how job 31 ended (squeue -j) does not
+    down.answers["squeue"] = lambda call: unreachable if "-j" in call.argv else FakeSlurm._squeue(down, call)
+    err: list[str] = []
+    watcher(down, [], err, stop_chain_on_failure=True).follow(two_jobs("31"))
+    assert any(line.startswith("[T] [WARNING]: cannot tell how jobs 31 ended (") for line in err), err
+
+
+def test_why_shows_the_last_attempts_tail_only_for_jobs_that_did_not_end_well(tmp_path: Path) -> None:
+    write(tmp_path / "41-logs" / "ray-driver.log", "first attempt\n")
+    write(tmp_path / "41-1-logs" / "ray-driver.log", "second attempt\nKilled\n")
+    write(tmp_path / "42-logs" / "ray-driver.log", "finished fine\n")
+    write(tmp_path / "43-logs" / "ray-driver.log", "state unknown\n")
+    fake = FakeSlurm(accounting=True)
+    fake.add_job("41", "FAILED", exit_code="137:0")
+    fake.add_job("42", "COMPLETED", exit_code="0:0")
+    fake.add_job("43", "COMPLETED", exit_code="")
+    exp = TrackedExperiment("x", tuple(TrackedJob(i, tmp_path) for i in ("41", "42", "43")))
+    verdict = exp.verdict()
+    assert explain(exp, verdict, fake.client()) == [
+        "[WHY] x: GENERAL FAIL; jobs: 41 FAILED, exit code 137:0, 42 COMPLETED, exit code 0:0, 43 COMPLETED",
+        f"[WHY] x: last 2 lines of {tmp_path}/41-1-logs/ray-driver.log:", "    second attempt", "    Killed"]
+    fake.down = True
+    down = explain(exp, verdict, fake.client())
+    assert down[0].startswith("[WHY] x: cannot ask Slurm how its jobs ended (cannot reach Slurm: Unable to contact")
+    assert down[1:] == ["[WHY] x: GENERAL FAIL; jobs: 41 unknown to Slurm, 42 unknown to Slurm, 43 unknown to Slurm"]
+
+
+@pytest.mark.parametrize(
+    ("data", "lines"),
+    [
+        (b"a\nb\n", ["a", "b"]),  # shorter than the block read: from its first byte
+        (b"".join(b"line %d\n" % i for i in range(30000)), [f"line {i}" for i in range(29990, 30000)]),
+        (b"ok\n\xff\xfe broken\n", ["ok", "\ufffd\ufffd broken"]),
+    ],
+)
+def test_tail_lines(tmp_path: Path, data: bytes, lines: list[str]) -> None:
+    from nrl_launch.watch import tail_lines
+
+    log = tmp_path / "ray-driver.log"
+    log.write_bytes(data)
+    assert tail_lines(log, 10) == lines
+
+
+def test_recorded_runs_find_their_logs_under_base_log_dir(tmp_path: Path) -> None:
+    from nrl_launch.watch import from_runs
+
+    write(tmp_path / "logs" / "51-logs" / "ray-driver.log", PASS_LOG)
+    exp = from_runs("x", tmp_path / "snap", [{"job_id": "51", "base_log_dir": str(tmp_path / "logs")},
+                                             {"job_id": "52"}])
+    assert [(job.job_id, job.log_root) for job in exp.jobs] == [("51", tmp_path / "logs"), ("52", tmp_path / "snap")]
+    assert exp.verdict().status == PASS
