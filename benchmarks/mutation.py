@@ -299,6 +299,9 @@ def retest(modules: list[str], work: Path, max_children: int | None) -> int:
             shutil.copytree(REPO / "tests", target, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("__pycache__"))
             (target / f"{PLUGIN_MODULE}.py").write_text(STATS_PLUGIN)
+        # which tests reach which function is recorded again: mutmut's incremental
+        # update of that record missed added tests
+        (copy / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
         left = sorted(name for name, status in statuses(copy).items() if status not in KILLED)
         print(f"== mutmut run: {module}, {len(left)} mutants not killed last time", flush=True)
         if left:
