@@ -70,10 +70,61 @@ MODULES: dict[str, tuple[str, ...]] = {
     "watch.py": ("tests/unit/test_watch.py",),
 }
 
-# mutant name -> why no user could tell it from the original (see report)
-EQUIVALENT: dict[str, str] = {
-    "nrl_launch.plan.x_suite_scripts__mutmut_6": 'encoding="UTF-8" names the same codec as "utf-8"',
-}
+# Surviving mutants judged equivalent: (why no user could tell them from the original, mutants).
+EQUIVALENT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ('"UTF-8", or no name (the default), is the same codec as "utf-8"',
+     ("plan.x_suite_scripts__mutmut_6", "verdict.x__decode__mutmut_3", "verdict.x__decode__mutmut_6",
+      "watch.x_tail_lines__mutmut_24", "watch.x_tail_lines__mutmut_27")),
+    ("the first line a grep group reads holds the mark, which sets the context budget",
+     ("verdict.x__groups__mutmut_20", "verdict.x__groups__mutmut_21")),
+    ("only the first line of a group can start at 0, and it holds the mark (so it is not empty)",
+     ("verdict.x__groups__mutmut_33", "verdict.x__groups__mutmut_34")),
+    ("find() from the end or past it is -1 anyway, and the loop stops on any negative",
+     ("verdict.x__groups__mutmut_53", "verdict.x__groups__mutmut_59", "verdict.x__groups__mutmut_61")),
+    ("only the descriptor of the opened log is used (fstat, mmap): text or binary mode alike",
+     ("verdict.x_grep_groups__mutmut_4",)),
+    ("a 1-byte log cannot hold the mark; an empty one makes mmap fail, which reads as no group too",
+     ("verdict.x_grep_groups__mutmut_9",)),
+    ("the message of an AssertionError after a loop that always returns",
+     ("verdict.x_human_size__mutmut_25", "verdict.x_human_size__mutmut_26", "verdict.x_human_size__mutmut_27")),
+    ("a width computed for the date column, which is never padded",
+     ("verdict.x_ls_lah__mutmut_29",)),
+    ("_log_tail is given one log at most: break and continue both end its loop",
+     ("watch.x__log_tail__mutmut_7",)),
+    ("a run without job_id: job_ids() drops None, '' and 'XXXX' alike",
+     ("watch.x_from_runs__mutmut_3", "watch.x_from_runs__mutmut_5", "watch.x_from_runs__mutmut_8")),
+    ("reads more of the log than needed; the last lines are the same",
+     ("watch.x_tail_lines__mutmut_10", "watch.x_tail_lines__mutmut_11", "watch.x_tail_lines__mutmut_12",
+      "watch.x_tail_lines__mutmut_13")),
+    ("zip of one verdict per experiment: the lengths are always equal",
+     ("watch.xǁWatcherǁwatch__mutmut_9", "watch.xǁWatcherǁwatch__mutmut_12", "watch.xǁWatcherǁwatch__mutmut_13")),
+    ("a folder made in a fresh temporary folder never exists already",
+     ("snapshot.xǁ_Listingǁmake_folders__mutmut_6", "snapshot.xǁ_Listingǁmake_folders__mutmut_8",
+      "snapshot.xǁ_Listingǁmake_folders__mutmut_10", "snapshot.x__copy_regular__mutmut_15")),
+    ("parents are made in sorted order, each before its descendants, in a fresh folder; '' is the folder itself",
+     ("snapshot.x__make_dirs__mutmut_5", "snapshot.x__make_dirs__mutmut_7", "snapshot.x__make_dirs__mutmut_9",
+      "snapshot.x__make_dirs__mutmut_11")),
+    ("removes a folder this process made, of writable folders: rmtree meets no error to ignore",
+     ("snapshot.x__remove_tree__mutmut_2", "snapshot.x__remove_tree__mutmut_4", "snapshot.x__remove_tree__mutmut_5")),
+    ("how many threads copy: the same files, only the speed differs",
+     ("snapshot.x__default_workers__mutmut_5", "snapshot.x__default_workers__mutmut_6",
+      "snapshot.x__default_workers__mutmut_7", "snapshot.x__default_workers__mutmut_8",
+      "snapshot.x__default_workers__mutmut_9", "snapshot.xǁSnapshotBatchǁ__init____mutmut_11")),
+    ("the length of the random part of a temporary folder's name",
+     ("snapshot.x__make_tmp__mutmut_3",)),
+    ("the mode a file is created with: fchmod sets its final mode before it is closed",
+     ("snapshot.x__copy_regular__mutmut_14", "snapshot.x__copy_regular__mutmut_18")),
+    ("an existing snapshot is then copied again and loses the rename to itself: it is reused all the same",
+     ("snapshot.xǁSnapshotBatchǁensure__mutmut_7",)),
+    ("None is as false as False",
+     ("snapshot.xǁSnapshotBatchǁensure__mutmut_13", "snapshot.xǁSnapshotBatchǁ_scan__mutmut_29")),
+    ("fields of a listing entry that are never read for its kind (a symlink's mode, a regular file's target)",
+     ("snapshot.xǁSnapshotBatchǁ_scan__mutmut_16", "snapshot.xǁSnapshotBatchǁ_scan__mutmut_25",
+      "snapshot.xǁSnapshotBatchǁ_scan__mutmut_30", "snapshot.xǁSnapshotBatchǁ_scan__mutmut_39")),
+    ("older than a day, or a day old to the second: no test can stand on that second",
+     ("snapshot.x__tmp_is_stale__mutmut_21",)),
+)
+EQUIVALENT: dict[str, str] = {f"nrl_launch.{name}": why for why, names in EQUIVALENT_GROUPS for name in names}
 
 KILLED = ("killed", "timeout", "caught by type check")
 

@@ -121,11 +121,11 @@ def test_ls_lines_match_ls_for_owners_times_and_names(tmp_path: Path) -> None:
     # uid/gid without a name (ls prints the number), owner and group columns of different widths,
     # a time two hours ago, a folder name that is a prefix of another (ls sorts bytes under LC_ALL=C)
     paths = [write(tmp_path / folder / "ray-driver.log", "x") for folder in ("a", "a-b", "b")]
-    os.chown(paths[0], 54321, 0)
+    os.chown(paths[0], 543210, 0)  # owner column 6 wide, group column 5 wide
     os.chown(paths[1], 0, 54322)
     two_hours_ago = time.time() - 7200
     os.utime(paths[2], (two_hours_ago, two_hours_ago))
-    gone = tmp_path / "gone" / "ray-driver.log"  # a log that was never written is left out
+    gone = tmp_path / "0-gone" / "ray-driver.log"  # a log that was never written is left out (sorted first)
     done = subprocess.run(["ls", "-lah", *map(str, paths)], capture_output=True, text=True,
                           env={**os.environ, "LC_ALL": "C"})
     assert ls_lah([gone, *reversed(paths)]) == done.stdout.splitlines()
@@ -554,6 +554,25 @@ def test_progress_names_eight_jobs_counts_the_rest_and_says_when_the_next_poll_i
     assert first.removeprefix(f"[T] {shown}, and 2 more; next poll at ") in in_an_hour  # not interactive: no Enter
 
 
+def test_progress_of_exactly_eight_jobs_names_them_all() -> None:
+    fake = FakeSlurm(on_poll=finish_after(1))
+    ids = [str(400 + i) for i in range(8)]
+    for job_id in ids:
+        fake.add_job(job_id, "PENDING", reason="Priority")
+    err: list[str] = []
+    Watcher(fake.client(), WatchSettings(interval=1), out=lambda _: None, err=err.append, wait=lambda _: None,
+            clock=lambda: "T").follow(two_jobs(*ids))
+    assert err[0].startswith("[T] " + ", ".join(f"{i} PENDING (Priority)" for i in ids) + "; next poll at ")
+
+
+def test_why_shows_the_tail_of_a_failed_job_whose_exit_code_slurm_did_not_say(tmp_path: Path) -> None:
+    write(tmp_path / "45-logs" / "ray-driver.log", "Traceback: boom\n")
+    fake = FakeSlurm(answers={"squeue": lambda call: Completed(0, "45|FAILED|NonZeroExitCode|n1\n", "")})
+    exp = TrackedExperiment("x", (TrackedJob("45", tmp_path),))
+    assert explain(exp, exp.verdict(), fake.client())[1:] == [
+        f"[WHY] x: last 1 lines of {tmp_path}/45-logs/ray-driver.log:", "    Traceback: boom"]
+
+
 def test_ctrl_c_names_every_queued_job_or_none(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeSlurm(answers={"squeue": squeue_script({"6", "7"})})
     waits = [None]
@@ -615,12 +634,13 @@ def test_stop_chain_on_failure_handles_each_experiment_and_says_when_slurm_canno
 
     down = FakeSlurm(on_poll=finish_after(0, state="FAILED"))
     down.add_job("31", "RUNNING")
+    down.add_job("32", "RUNNING")
     unreachable = Completed(1, "", "squeue: error: Unable to contact slurm controller (connect failure)\n")
     # the poll (squeue --me) still answers; asking how job 31 ended (squeue -j) does not
     down.answers["squeue"] = lambda call: unreachable if "-j" in call.argv else FakeSlurm._squeue(down, call)
     err: list[str] = []
-    watcher(down, [], err, stop_chain_on_failure=True).follow(two_jobs("31"))
-    assert any(line.startswith("[T] [WARNING]: cannot tell how jobs 31 ended (") for line in err), err
+    watcher(down, [], err, stop_chain_on_failure=True).follow(two_jobs("31", "32"))
+    assert any(line.startswith("[T] [WARNING]: cannot tell how jobs 31 32 ended (") for line in err), err
 
 
 def test_why_shows_the_last_attempts_tail_only_for_jobs_that_did_not_end_well(tmp_path: Path) -> None:
