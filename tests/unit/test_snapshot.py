@@ -571,3 +571,70 @@ def test_a_rename_that_fails_says_where(tree: Path, tmp_path: Path, monkeypatch:
         ensure_snapshot(tree, tracked(tree), dest)
     assert str(caught.value) == f"cannot move the snapshot into place at {dest}: [Errno 30] Read-only file system"
     assert list((tmp_path / "snaps").iterdir()) == []
+
+
+def test_a_filesystem_that_reflinks_only_some_files_is_recorded_as_copy(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import fcntl
+
+    clones: list[int] = []
+
+    def first_two_only(dst_fd: int, request: int, src_fd: int) -> int:
+        if len(clones) == 2:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")  # e.g. a submodule on another filesystem
+        clones.append(dst_fd)
+        os.lseek(src_fd, 0, os.SEEK_SET)
+        while block := os.read(src_fd, 1 << 16):
+            os.write(dst_fd, block)
+        return 0
+
+    monkeypatch.setattr(fcntl, "ioctl", first_two_only)
+    src, files = big_tree(tmp_path)
+    result = SnapshotBatch(src, files, workers=1).ensure(tmp_path / "a")
+    assert (result.mode_used, len(clones)) == ("copy", 2)
+    same_bytes_and_modes(src, tmp_path / "a", files)
+
+
+def test_a_hard_link_that_fails_says_what_it_linked(tree: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = SnapshotBatch(tree, tracked(tree), mode="link", workers=1)
+    batch.ensure(tmp_path / "snaps" / "a")
+
+    def broken_link(src, dst, *args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "link", broken_link)
+    with pytest.raises(SnapshotError) as caught:
+        batch.ensure(tmp_path / "snaps" / "b")
+    assert str(caught.value).startswith(f"cannot hard-link {tmp_path / 'snaps' / 'a'} into "
+                                        f"{tmp_path / 'snaps'}/.b.tmp-")
+    assert str(caught.value).endswith(": [Errno 5] Input/output error")
+    assert sorted(p.name for p in (tmp_path / "snaps").iterdir()) == ["a"]
+
+
+def test_a_live_launch_is_only_asked_whether_it_is_alive(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        folder = write(tmp_path / f".exp1.tmp-{socket.gethostname()}-{child.pid}-abcdef12" / "x", "partial").parent
+        assert snapshot_mod.clean_stale_tmps(tmp_path / "exp1") == []
+        assert folder.exists() and child.poll() is None  # signal 0 only: the launch runs on
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.parametrize("host", ["node-01", "gpu-a-7"])
+def test_leftovers_of_a_dead_launch_on_a_host_with_dashes_in_its_name(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       host: str) -> None:
+    import socket
+
+    monkeypatch.setattr(socket, "gethostname", lambda: host)
+    dead = write(tmp_path / f".exp1.tmp-{host}-999999999-abcdef12" / "x", "partial").parent
+    alive = write(tmp_path / f".exp1.tmp-{host}-{os.getpid()}-abcdef12" / "x", "partial").parent
+    assert snapshot_mod.clean_stale_tmps(tmp_path / "exp1") == [dead]
+    assert alive.exists()
