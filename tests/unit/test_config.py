@@ -84,6 +84,13 @@ ARITH_CASES = [
     # comparisons
     "3 < 4", "4 < 3", "3 <= 3", "3 >= 4", "3 > -4", "5 == 5", "5 != 5", "-1 < 0",
     "3 < 3", "3 > 3", "4 >= 4", "4 <= 3", "-2 > -2", "-2 >= -1",
+    # && and || against their neighbours, and operands that are 1
+    "1 && 1", "1 || 0 && 0", "0 && 0 || 1", "1 && 1 | 2", "0 || 1 == 1", "0 || 2 & 1", "1 && 2 ^ 2",
+    # digits of the larger bases
+    "36#A", "36#a", "16#A", "64#A", "64#Z", "64#a", "64#_", "11#A",
+    # long flat expressions: nesting depth is given back after each operand
+    " + ".join(["(1)"] * 60), " + ".join(["2 ** 1"] * 60), ", ".join(["1 ? 1 : 1"] * 60),
+    " + ".join(["-(1)"] * 60),
     # logical results and short-circuit
     "5 && 7", "0 && 7", "0 || 0", "3 || 0", "0 && 1 / 0", "1 || 1 / 0",
     "0 ? 1 / 0 : 9", "1 ? 9 : 1 % 0",
@@ -125,6 +132,13 @@ ARITH_ERRORS = [
     ("1 ? 2", "`:' expected for conditional expression"),
     ("7 ?: 3", "expression expected after '?'"),
     ("1 ? 2 :", "expression expected after ':'"),
+    ("1 ?", "expression expected after '?'"),
+    ("( 1 2 )", "missing `)'"),
+    # the operands bash evaluates are evaluated: their errors count
+    ("1 / 0, 2", "division by 0"),
+    ("0 ? 1 : 1 / 0", "division by 0"),
+    ("1 && 1 / 0", "division by 0"),
+    ("0 || 1 / 0", "division by 0"),
     ("0 ? 1 :", "expression expected after ':'"),
     ("1 @ 2", "syntax error: invalid arithmetic operator"),
     ("LOOP", 'expression recursion level exceeded (evaluating "LOOP")'),
@@ -468,6 +482,12 @@ REFUSED_EXACTLY = [  # lines that are not plain assignments, and words bash woul
     ("X=~/x", 'tilde expansion "~" is not allowed in the CONFIG block'),
     ("X=`x`", 'command substitution "`…`" (backticks) is not allowed in the CONFIG block'),
     ("X=(a b)", 'array assignment "(…)" is not allowed in the CONFIG block'),
+    ("A=1 X", 'multiple words on one line (extra word "X") is not allowed in the CONFIG block: write one NAME=value '
+              "assignment per line"),
+    ("X=$UID", 'cannot read "UID": bash sets this variable by itself (man bash, "Shell Variables"); its value in '
+               "bash is not the launcher's environment's, so it cannot be evaluated here"),
+    ("UID=1", 'cannot assign "UID": bash sets this variable by itself (man bash, "Shell Variables"); assigning it '
+              "would change or break bash itself; use another name"),
 ]
 
 
@@ -1090,3 +1110,66 @@ def test_arithmetic_results_are_reused_only_for_the_same_values(environ: dict[st
     block = "# ===== BEGIN CONFIG =====\nX=$(( A * 2 ))\nY=$(( 0 && UID ))\n# ===== END CONFIG =====\n"
     values, _ = evaluate_block(block, "x.sh", environ)
     assert values == {"X": expected, "Y": "0"}  # UID sits in a branch bash never evaluates: not read
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("#!/bin/bash\n# ===== END CONFIG =====\n",
+         "t.sh: no CONFIG block found (line 2 has an END marker but there is no BEGIN). Put a block like this"),
+        ("#!/bin/bash\necho no block\n", "t.sh: no CONFIG block found. Put a block like this"),
+        ("# ===== BEGIN CONFIG =====\nNUM_NODES=1\n",
+         't.sh:1: BEGIN CONFIG marker without a matching "# ===== END CONFIG =====" line'),
+        ("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_MINUTES=1\n# ===== END CONFIG =====\n"
+         "# ===== BEGIN CONFIG =====\n# ===== END CONFIG =====\n",
+         "t.sh:5: a second CONFIG block (BEGIN at line 5) after the one of lines 1-4: one block per script"),
+        ("\n\n# ===== BEGIN CONFIG =====\nNUM_NODES=1\nX=a\rb\n# ===== END CONFIG =====\n",
+         "t.sh:5: carriage return in the line (CRLF line endings): save the script with LF"),
+        ("# ===== BEGIN CONFIG =====\n\nNUM_NODES=1\nX=a\rb\n# ===== END CONFIG =====\n",
+         "t.sh:4: carriage return in the line (CRLF line endings): save the script with LF"),
+        ("\n# ===== BEGIN CONFIG =====\nX=$((1/0))\n# ===== END CONFIG =====\n",
+         't.sh:3: arithmetic expansion "$((1/0))": division by 0'),
+    ],
+)
+def test_block_level_errors_name_the_file_and_the_right_line(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_recipe(text, "t.sh", {})
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+@pytest.mark.parametrize("byte", [0x80, 0xE9, 0xFF])
+def test_every_byte_that_is_not_utf8_is_named(tmp_path: Path, byte: int) -> None:
+    script = tmp_path / "r.sh"
+    script.write_bytes(b"# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNAME=caf" + bytes([byte]) +
+                       b"\n# ===== END CONFIG =====\n")
+    with pytest.raises(ConfigError) as caught:
+        read_recipe(str(script), {})
+    assert str(caught.value).startswith(f"{script}:3: a byte that is not UTF-8 (0x{byte:02x}) in the CONFIG block")
+
+
+def test_read_recipe_reads_the_environment_and_says_why_a_file_cannot_be_read(tmp_path: Path) -> None:
+    script = tmp_path / "r.sh"
+    script.write_text(block("NUM_NODES=${NODES:-1}", "NUM_MINUTES=10"))
+    assert read_recipe(str(script), {"NODES": "3"}).num_nodes == 3
+    with pytest.raises(ConfigError) as caught:
+        read_recipe(str(tmp_path), {})
+    assert str(caught.value) == f"{tmp_path}: cannot read: Is a directory"
+
+
+@pytest.mark.parametrize(
+    ("max_steps", "outcome"),
+    [
+        ("10000", 10000),  # exactly the limit of runs: allowed
+        ("10001", "NUM_RUNS is not set and MAX_STEPS / STEPS_PER_RUN gives 10,001 runs, more than 10,000"),
+        ("9223372036854775807", "NUM_RUNS is not set and MAX_STEPS / STEPS_PER_RUN gives 9,223,372,036,854,775,807 "
+                                "runs, more than 10,000"),  # MAX_STEPS + STEPS_PER_RUN - 1 is still 64-bit
+    ],
+)
+def test_derived_runs_at_their_limits(max_steps: str, outcome: object) -> None:
+    text = block("NUM_NODES=1", "NUM_MINUTES=1", "STEPS_PER_RUN=1", f"MAX_STEPS={max_steps}")
+    if isinstance(outcome, int):
+        assert parse_recipe(text, "t.sh", {}).num_runs == outcome
+        return
+    with pytest.raises(ConfigError) as caught:
+        parse_recipe(text, "t.sh", {})
+    assert str(caught.value) == f"t.sh:6: {outcome}, which no real cluster allows"
