@@ -83,6 +83,14 @@ ARITH_CASES = [
     "1 << 63 >> 63", "255 >> 4",
     # comparisons
     "3 < 4", "4 < 3", "3 <= 3", "3 >= 4", "3 > -4", "5 == 5", "5 != 5", "-1 < 0",
+    "3 < 3", "3 > 3", "4 >= 4", "4 <= 3", "-2 > -2", "-2 >= -1",
+    # && and || against their neighbours, and operands that are 1
+    "1 && 1", "1 || 0 && 0", "0 && 0 || 1", "1 && 1 | 2", "0 || 1 == 1", "0 || 2 & 1", "1 && 2 ^ 2",
+    # digits of the larger bases
+    "36#A", "36#a", "16#A", "64#A", "64#Z", "64#a", "64#_", "11#A",
+    # long flat expressions: nesting depth is given back after each operand
+    " + ".join(["(1)"] * 60), " + ".join(["2 ** 1"] * 60), ", ".join(["1 ? 1 : 1"] * 60),
+    " + ".join(["-(1)"] * 60),
     # logical results and short-circuit
     "5 && 7", "0 && 7", "0 || 0", "3 || 0", "0 && 1 / 0", "1 || 1 / 0",
     "0 ? 1 / 0 : 9", "1 ? 9 : 1 % 0",
@@ -117,14 +125,23 @@ ARITH_ERRORS = [
     ("1#5", "invalid arithmetic base"),
     ("0#5", "invalid number"),
     ("2#", "invalid integer constant"),
-    ("1 +", "operand expected"),
-    ("* 2", "operand expected"),
+    ("1 +", "syntax error: operand expected"),
+    ("* 2", 'syntax error: operand expected (error token is "* 2")'),
     ("1 2", "syntax error"),
-    ("(1 + 2", "unterminated"),
-    ("1 ? 2", "`:' expected"),
-    ("7 ?: 3", "expression expected"),
-    ("1 @ 2", "invalid arithmetic operator"),
-    ("LOOP", "recursion"),
+    ("(1 + 2", 'unterminated arithmetic expansion "$((" (missing "))")'),
+    ("1 ? 2", "`:' expected for conditional expression"),
+    ("7 ?: 3", "expression expected after '?'"),
+    ("1 ? 2 :", "expression expected after ':'"),
+    ("1 ?", "expression expected after '?'"),
+    ("( 1 2 )", "missing `)'"),
+    # the operands bash evaluates are evaluated: their errors count
+    ("1 / 0, 2", "division by 0"),
+    ("0 ? 1 : 1 / 0", "division by 0"),
+    ("1 && 1 / 0", "division by 0"),
+    ("0 || 1 / 0", "division by 0"),
+    ("0 ? 1 :", "expression expected after ':'"),
+    ("1 @ 2", "syntax error: invalid arithmetic operator"),
+    ("LOOP", 'expression recursion level exceeded (evaluating "LOOP")'),
 ]
 
 
@@ -137,7 +154,8 @@ def test_arithmetic_errors_where_bash_fails(expr: str, message: str) -> None:
         evaluate_block(block(f"R=$(({expr}))", before=3), "tests/x.sh", env)
     assert caught.value.line == 6
     assert str(caught.value).startswith("tests/x.sh:6: ")
-    assert message in caught.value.message
+    whole = message if message.startswith("unterminated") else f'arithmetic expansion "$(({expr}))": {message}'
+    assert caught.value.message.startswith(whole), caught.value.message
 
 
 @needs_bash
@@ -272,6 +290,11 @@ LINE_CASES = [
     ('X="${U-$"\\b"}"', "X", {}),
     ('X="$"a""', "X", {}),
     ('X=$(( $"1" + 1 ))', "X", {}),
+    # single quotes next to each other and to plain text
+    ("X='a'b'c'", "X", {}),
+    ("X=''", "X", {}),
+    ("X='a''b'", "X", {}),
+    ("X=a'#b'c", "X", {}),
 ]
 
 
@@ -311,8 +334,8 @@ REJECTED = [
     ("X=${U:-$(hostname)}", 'command substitution "$(…)"'),
     ("X=${SET:-$(hostname)}", 'command substitution "$(…)"'),  # even when unused
     ("X=$((1+2) * 3)", 'command substitution "$(…)"'),
-    ("X=`hostname`", "backticks"),
-    ('X="`hostname`"', "backticks"),
+    ("X=`hostname`", 'command substitution "`…`" (backticks)'),
+    ('X="`hostname`"', 'command substitution "`…`" (backticks)'),
     ("X=1; Y=2", 'command separator ";"'),
     ("X=1;", 'command separator ";"'),
     ("X=1 | cat", 'pipe "|"'),
@@ -348,7 +371,7 @@ REJECTED = [
     ("=2", 'invalid variable name ""'),
     ("X+=2", 'append assignment "X+="'),
     ("X[0]=2", 'array element assignment "X[…]="'),
-    ("X = 2", "remove the blanks around"),
+    ("X = 2", '"X = 2" is a command, not an assignment: remove the blanks around "="'),
     ("X='abc", "unterminated single quote"),
     ('X="abc', "unterminated double quote"),
     ("X=${A", 'unterminated parameter expansion "${"'),
@@ -373,16 +396,16 @@ REJECTED = [
     ("X=abc\\", "line continuation"),
     ("X=$((1 + ))", 'arithmetic expansion "$((1 + ))": syntax error: operand expected'),
     ("X=$((1 + 2)", 'unterminated arithmetic expansion "$(("'),
-    ("X=$(( Y = 3 ))", 'assignment operator "="'),
-    ("X=$(( Y += 3 ))", 'assignment operator "+="'),
-    ("X=$(( Y++ ))", 'increment/decrement "++"'),
-    ("X=$(( --Y ))", 'increment/decrement "--"'),
-    ("X=$(( Y[1] ))", 'array subscript "Y[…]"'),
+    ("X=$(( Y = 3 ))", 'arithmetic expansion "$(( Y = 3 ))": assignment operator "="'),
+    ("X=$(( Y += 3 ))", 'arithmetic expansion "$(( Y += 3 ))": assignment operator "+="'),
+    ("X=$(( Y++ ))", 'arithmetic expansion "$(( Y++ ))": increment/decrement "++"'),
+    ("X=$(( --Y ))", 'arithmetic expansion "$(( --Y ))": increment/decrement "--"'),
+    ("X=$(( Y[1] ))", 'arithmetic expansion "$(( Y[1] ))": array subscript "Y[…]"'),
     ("X=$(( $(hostname) ))", 'command substitution "$(…)"'),
-    ("X=$(( `hostname` ))", "backticks"),
+    ("X=$(( `hostname` ))", 'command substitution "`…`" (backticks)'),
     ("X=$[1+2]", 'obsolete arithmetic expansion "$[…]"'),
     ('X="$[1+2]"', 'obsolete arithmetic expansion "$[…]"'),
-    ("X=1\r", "CRLF"),
+    ("X=1\r", "carriage return in the line (CRLF line endings)"),
     # special parameters, in every form and place
     *[(f"X={form}", f'special parameter "{form}"') for form in (
         "$#", "$?", "$$", "$!", "$0", "$1", "$9", "$@", "$*", "$-",
@@ -426,7 +449,53 @@ def test_rejected_construct_names_file_line_and_construct(line: str, construct: 
     assert error.path == "tests/x.sh"
     assert error.line == 8
     assert str(error).startswith("tests/x.sh:8: ")
-    assert construct in error.message
+    assert error.message.startswith(construct), error.message
+
+
+REFUSED_EXACTLY = [  # lines that are not plain assignments, and words bash would read differently
+    ("declare X=1", '"declare" is not allowed in the CONFIG block (write a plain NAME=value assignment)'),
+    ("  export X=1", '"export" is not allowed in the CONFIG block (write a plain NAME=value assignment)'),
+    ("while true; do :; done", 'shell keyword "while" is not allowed in the CONFIG block'),
+    ("[[ -n x ]]", 'test "[[" is not allowed in the CONFIG block'),
+    ("[ -n x ]", 'test command "[" is not allowed in the CONFIG block'),
+    ("test -n x", 'test command "test" is not allowed in the CONFIG block'),
+    ("\t(( X++ ))", 'arithmetic command "(( … ))" is not allowed in the CONFIG block'),
+    ("( cd /tmp )", 'subshell "( … )" is not allowed in the CONFIG block'),
+    (") x", 'subshell "( … )" is not allowed in the CONFIG block'),
+    (" \t; x", 'operator ";" at the start of a line is not allowed in the CONFIG block'),
+    ("| x", 'operator "|" at the start of a line is not allowed in the CONFIG block'),
+    ("& x", 'operator "&" at the start of a line is not allowed in the CONFIG block'),
+    ("< x", 'operator "<" at the start of a line is not allowed in the CONFIG block'),
+    ("> x", 'operator ">" at the start of a line is not allowed in the CONFIG block'),
+    ("f() { :; }", 'function definition "f()" is not allowed in the CONFIG block'),
+    ("A[1]=2", 'array element assignment "A[…]=" is not allowed in the CONFIG block'),
+    ("A+=3", 'append assignment "A+=" is not allowed in the CONFIG block'),
+    ("1X=2=3", 'invalid variable name "1X" in assignment "1X=2=3"'),
+    ("X = 1", '"X = 1" is a command, not an assignment: remove the blanks around "="'),
+    ("echo hi", '"echo hi" is not an assignment: only NAME=value lines and comments are allowed in the CONFIG block'),
+    ("echo a=b", 'command "echo" is not allowed in the CONFIG block (only NAME=value assignments are)'),
+    ("A=1 B=2", 'multiple words on one line (extra word "B=2") is not allowed in the CONFIG block: write one '
+                "NAME=value assignment per line"),
+    ("X=a\\", "line continuation (a trailing backslash) is not allowed in the CONFIG block"),
+    ('X="abc', "unterminated double quote"),
+    ("X='abc", "unterminated single quote"),
+    ("X=~/x", 'tilde expansion "~" is not allowed in the CONFIG block'),
+    ("X=`x`", 'command substitution "`…`" (backticks) is not allowed in the CONFIG block'),
+    ("X=(a b)", 'array assignment "(…)" is not allowed in the CONFIG block'),
+    ("A=1 X", 'multiple words on one line (extra word "X") is not allowed in the CONFIG block: write one NAME=value '
+              "assignment per line"),
+    ("X=$UID", 'cannot read "UID": bash sets this variable by itself (man bash, "Shell Variables"); its value in '
+               "bash is not the launcher's environment's, so it cannot be evaluated here"),
+    ("UID=1", 'cannot assign "UID": bash sets this variable by itself (man bash, "Shell Variables"); assigning it '
+              "would change or break bash itself; use another name"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), REFUSED_EXACTLY)
+def test_refused_lines_say_exactly_why(line: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        evaluate_block(block("NUM_NODES=1", line), "tests/x.sh", {})
+    assert str(caught.value) == f"tests/x.sh:4: {message}"  # shebang, BEGIN, NUM_NODES, the line
 
 
 def test_forbidden_construct_message_style() -> None:
@@ -1041,3 +1110,66 @@ def test_arithmetic_results_are_reused_only_for_the_same_values(environ: dict[st
     block = "# ===== BEGIN CONFIG =====\nX=$(( A * 2 ))\nY=$(( 0 && UID ))\n# ===== END CONFIG =====\n"
     values, _ = evaluate_block(block, "x.sh", environ)
     assert values == {"X": expected, "Y": "0"}  # UID sits in a branch bash never evaluates: not read
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("#!/bin/bash\n# ===== END CONFIG =====\n",
+         "t.sh: no CONFIG block found (line 2 has an END marker but there is no BEGIN). Put a block like this"),
+        ("#!/bin/bash\necho no block\n", "t.sh: no CONFIG block found. Put a block like this"),
+        ("# ===== BEGIN CONFIG =====\nNUM_NODES=1\n",
+         't.sh:1: BEGIN CONFIG marker without a matching "# ===== END CONFIG =====" line'),
+        ("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_MINUTES=1\n# ===== END CONFIG =====\n"
+         "# ===== BEGIN CONFIG =====\n# ===== END CONFIG =====\n",
+         "t.sh:5: a second CONFIG block (BEGIN at line 5) after the one of lines 1-4: one block per script"),
+        ("\n\n# ===== BEGIN CONFIG =====\nNUM_NODES=1\nX=a\rb\n# ===== END CONFIG =====\n",
+         "t.sh:5: carriage return in the line (CRLF line endings): save the script with LF"),
+        ("# ===== BEGIN CONFIG =====\n\nNUM_NODES=1\nX=a\rb\n# ===== END CONFIG =====\n",
+         "t.sh:4: carriage return in the line (CRLF line endings): save the script with LF"),
+        ("\n# ===== BEGIN CONFIG =====\nX=$((1/0))\n# ===== END CONFIG =====\n",
+         't.sh:3: arithmetic expansion "$((1/0))": division by 0'),
+    ],
+)
+def test_block_level_errors_name_the_file_and_the_right_line(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_recipe(text, "t.sh", {})
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+@pytest.mark.parametrize("byte", [0x80, 0xE9, 0xFF])
+def test_every_byte_that_is_not_utf8_is_named(tmp_path: Path, byte: int) -> None:
+    script = tmp_path / "r.sh"
+    script.write_bytes(b"# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNAME=caf" + bytes([byte]) +
+                       b"\n# ===== END CONFIG =====\n")
+    with pytest.raises(ConfigError) as caught:
+        read_recipe(str(script), {})
+    assert str(caught.value).startswith(f"{script}:3: a byte that is not UTF-8 (0x{byte:02x}) in the CONFIG block")
+
+
+def test_read_recipe_reads_the_environment_and_says_why_a_file_cannot_be_read(tmp_path: Path) -> None:
+    script = tmp_path / "r.sh"
+    script.write_text(block("NUM_NODES=${NODES:-1}", "NUM_MINUTES=10"))
+    assert read_recipe(str(script), {"NODES": "3"}).num_nodes == 3
+    with pytest.raises(ConfigError) as caught:
+        read_recipe(str(tmp_path), {})
+    assert str(caught.value) == f"{tmp_path}: cannot read: Is a directory"
+
+
+@pytest.mark.parametrize(
+    ("max_steps", "outcome"),
+    [
+        ("10000", 10000),  # exactly the limit of runs: allowed
+        ("10001", "NUM_RUNS is not set and MAX_STEPS / STEPS_PER_RUN gives 10,001 runs, more than 10,000"),
+        ("9223372036854775807", "NUM_RUNS is not set and MAX_STEPS / STEPS_PER_RUN gives 9,223,372,036,854,775,807 "
+                                "runs, more than 10,000"),  # MAX_STEPS + STEPS_PER_RUN - 1 is still 64-bit
+    ],
+)
+def test_derived_runs_at_their_limits(max_steps: str, outcome: object) -> None:
+    text = block("NUM_NODES=1", "NUM_MINUTES=1", "STEPS_PER_RUN=1", f"MAX_STEPS={max_steps}")
+    if isinstance(outcome, int):
+        assert parse_recipe(text, "t.sh", {}).num_runs == outcome
+        return
+    with pytest.raises(ConfigError) as caught:
+        parse_recipe(text, "t.sh", {})
+    assert str(caught.value) == f"t.sh:6: {outcome}, which no real cluster allows"

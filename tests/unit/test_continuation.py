@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,10 @@ from click.testing import CliRunner
 
 from nrl_launch.cli import main
 from nrl_launch.continuation import render_continue_script
+from nrl_launch.errors import PlanError
 from nrl_launch.manifest import MANIFEST_NAME, read_manifest
 from nrl_launch.plan import Submission
-from testkit import BASE_ENV, Project, SlurmOnPath, holding_lock, launch_env, next_stderr_line
+from testkit import BASE_ENV, Project, SlurmOnPath, holding_lock, launch_env, next_stderr_line, write
 
 REFERENCE = Path(__file__).parent / "reference" / "continue.sh"
 STAMP = "261129-010203"
@@ -58,9 +60,49 @@ def test_matches_reference_file() -> None:
     assert text == REFERENCE.read_text()
 
 
-def test_is_valid_bash() -> None:
-    proc = subprocess.run(["bash", "-n", str(REFERENCE)], capture_output=True, text=True)
+ODD_PATHS = ["/snap shots/x", "/it's/x", '/say "hi"/x', "/a\nb/x", "/$(touch pwned)/`id`/x", "/tab\there/x"]
+
+
+@pytest.mark.parametrize("cwd", ODD_PATHS)
+def test_what_the_code_renders_is_valid_bash(tmp_path: Path, cwd: str) -> None:
+    sub = replace(reference_submission(), cwd=cwd)
+    script = write(tmp_path / "continue.sh", render_continue_script(sub, script=f"{cwd}/r.sh", version="0"))
+    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def expected_sbatch_argv(run: int) -> list[str]:
+    """The words the launcher's last run of ``reference_submission`` used, for run ``run`` (written out)."""
+    return ["--nodes=1", "--account=acct", "--job-name=acct:grpo-x-1n8g-megatron", "--partition=batch",
+            "--time=0:30:0", "--gres=gpu:8", '--comment={"Reaper": "it\'s long"}',
+            f"--output=slurm-{STAMP}-%j-grpo-x-1n8g-megatron-{run}.2.out", "--dependency=singleton", "ray.sub"]
+
+
+@pytest.mark.parametrize("folder", ["snap shots", "it's \"here\""])
+def test_the_rendered_script_submits_the_launchers_run(tmp_path: Path, slurm_on_path: SlurmOnPath,
+                                                       folder: str) -> None:
+    # Independent of the reference file: what bash does with the rendered text.
+    snapshot = tmp_path / folder / "grpo-x-1n8g-megatron"
+    write(snapshot / MANIFEST_NAME, "experiment: grpo-x-1n8g-megatron\nruns:\n- job_id: '7'\n  run: 1/2\n"
+                                    "- job_id: '8'\n  run: 2/2\n")
+    sub = replace(reference_submission(), cwd=str(snapshot))
+    script = write(snapshot / "continue.sh", render_continue_script(sub, script="x.sh", version="0"))
+    caller = {**os.environ, "NUM_NODES": "4", "MAX_STEPS": "99", "FOO": "caller's", "BASE_LOG_DIR": "/elsewhere"}
+    proc = subprocess.run(["bash", str(script)], cwd=tmp_path, env=caller, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr  # under set -e: `unset UID` (read-only in bash) would stop it
+    assert proc.stdout == "Submitted batch job 1001\n"
+    [call] = slurm_on_path.calls("sbatch")
+    assert call["argv"] == expected_sbatch_argv(3)  # run 3 of the chain: two runs recorded before it
+    assert call["cwd"] == str(snapshot)
+    env = call["env"]
+    assert {name: env.get(name) for name in ("FOO", "HF_HOME", "MOUNTS", "BASE_LOG_DIR", "COMMAND", "MAX_STEPS",
+                                             "STEPS_PER_RUN", "NUM_NODES", "BASH_ENV")} == {
+        "FOO": "a 'quoted' $value", "HF_HOME": "/hf", "MOUNTS": "/snap shots/x:/snap shots/x",
+        "BASE_LOG_DIR": "/logs/it's here", "COMMAND": "uv run tests/x.sh logger.wandb.name=x 'a b=c'",
+        "MAX_STEPS": "6", "STEPS_PER_RUN": "2", "NUM_NODES": None, "BASH_ENV": "/x"}
+    last = read_manifest(snapshot)["runs"][-1]
+    assert {k: last[k] for k in ("job_id", "run", "via", "base_log_dir")} == {
+        "job_id": "1001", "run": "3", "via": "continue.sh", "base_log_dir": "/logs/it's here"}
 
 
 def test_bash_own_variables_are_neither_unset_nor_exported() -> None:
@@ -277,3 +319,26 @@ def test_continue_sh_without_a_readable_manifest_submits_nothing(project: Projec
     assert proc.returncode == 1
     assert "cannot be numbered" in proc.stderr
     assert len(slurm_on_path.submissions()) == 1
+
+
+def test_a_recipe_that_read_nothing_from_the_environment_says_so(tmp_path: Path) -> None:
+    sub = replace(reference_submission(), config_env=())
+    text = render_continue_script(sub, script="x.sh", version="0")
+    pinned = text.split("so that this run plans the same steps and resources as the launcher's runs.\n")[1]
+    assert pinned.split("\n\n")[0] == "# (none)"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"env": (("NOT-A-NAME", "x"),)}, "cannot write continue.sh: 'NOT-A-NAME' is not a shell variable name"),
+        ({"config_env": (("A B", "1"),)}, "cannot write continue.sh: 'A B' is not a shell variable name"),
+        ({"options": ("--nodes=1", "--dependency=singleton")},
+         "cannot write continue.sh for 'grpo-x-1n8g-megatron': its runs have no --output option of the form "
+         f"'--output=slurm-{STAMP}-%j-grpo-x-1n8g-megatron-2.2.out'"),
+    ],
+)
+def test_what_cannot_be_written_as_bash_is_a_plan_error(change: dict, message: str) -> None:
+    with pytest.raises(PlanError) as caught:
+        render_continue_script(replace(reference_submission(), **change), script="x.sh", version="0")
+    assert str(caught.value) == message

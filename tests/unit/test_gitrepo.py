@@ -115,17 +115,22 @@ def test_tracked_path(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert tracked_path(tree / "run-link.sh", root) == "run-link.sh"  # the symlink itself
 
 
-def test_tracked_path_untracked(tree: Path, tmp_path: Path) -> None:
-    from nrl_launch.gitrepo import tracked_path
+@pytest.mark.parametrize("listed", [False, True], ids=["asking git", "from the launch's file list"])
+def test_tracked_path_untracked(tree: Path, tmp_path: Path, listed: bool) -> None:
+    from nrl_launch.gitrepo import list_tracked_files, tracked_path
 
     write(tree / "tests/test_suites/llm/new.sh", "echo new\n")
     write(tree / "third_party/sub/new.sh", "echo new\n")
-    with pytest.raises(GitError, match="is not tracked by git .commit it: snapshots must be reproducible"):
-        tracked_path(tree / "tests/test_suites/llm/new.sh", tree)
+    files = set(list_tracked_files(tree)) if listed else None  # what a launch of many scripts passes
+    new = tree / "tests/test_suites/llm/new.sh"
+    with pytest.raises(GitError) as caught:
+        tracked_path(new, tree, files)
+    assert str(caught.value) == f"{new} is not tracked by git (commit it: snapshots must be reproducible)"
     with pytest.raises(GitError, match="is not tracked by git"):
-        tracked_path(tree / "third_party/sub/new.sh", tree)
+        tracked_path(tree / "third_party/sub/new.sh", tree, files)
     with pytest.raises(GitError, match="outside"):
-        tracked_path(tmp_path / "elsewhere.sh", tree)
+        tracked_path(tmp_path / "elsewhere.sh", tree, files)
+    assert tracked_path(tree / "third_party/sub/tools/run.sh", tree, files) == "third_party/sub/tools/run.sh"
 
 
 def test_gitrepo_is_the_only_git_importer() -> None:

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import LauncherError
 from nrl_launch.launch import launch
-from nrl_launch.manifest import read_manifest
+from nrl_launch.manifest import MANIFEST_NAME, read_manifest
 from nrl_launch.settings import make_settings
 from nrl_launch.slurm import Completed
 from testkit import (
@@ -31,6 +31,8 @@ from testkit import (
     finish_after,
     git,
     launch_env,
+    launcher_env,
+    next_stderr_line,
     write,
 )
 
@@ -138,8 +140,19 @@ def test_bad_environment_is_an_error(project: Project, slurm_on_path: SlurmOnPat
 
 def test_empty_container_account_partition_are_allowed(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
-    result = invoke([str(script)], {**BASE_ENV, "CONTAINER": "", "ACCOUNT": "", "PARTITION": "", "DRYRUN": "1"})
+    empty = {**BASE_ENV, "CONTAINER": "", "ACCOUNT": "", "PARTITION": ""}
+    result = invoke([str(script)], {**empty, "DRYRUN": "1"})  # as CI estimates GPU-hours
     assert result.exit_code == 0, result.output
+    assert stdout_lines(result) == [f"[INFO]: 64 GPUhrs to run {script}",
+                                    f"[DRY_RUN]: Skipping creation of snapshot and submission of {script}.",
+                                    "[INFO]: Total GPU hours: 64"]
+    assert slurm_on_path.calls() == []
+    full = invoke([str(script)], empty)  # a full launch too: Slurm's default account and partition
+    assert full.exit_code == 0, full.output
+    job = slurm_on_path.submissions()[0]
+    assert job["argv"][:3] == ["--nodes=1", "--job-name=:sft-a", "--time=0:240:0"]
+    assert not any(word.startswith(("--account", "--partition")) for word in job["argv"])
+    assert job["env"]["CONTAINER"] == "" and job["env"]["COMMAND"].endswith(" ++container=")
 
 
 def test_option_wins_over_environment(project: Project, slurm_on_path: SlurmOnPath) -> None:
@@ -325,6 +338,80 @@ def test_environment_variables_reach_the_submission(project: Project, slurm_on_p
     result = invoke([str(script)], {**BASE_ENV, **env})
     assert result.exit_code == 0, result.output
     assert check(slurm_on_path.submissions()[0])
+
+
+@pytest.mark.parametrize("via", ["options", "environment"])
+def test_the_contracts_variables_reach_the_job_from_options_or_environment(project: Project,
+                                                                            slurm_on_path: SlurmOnPath,
+                                                                            via: str) -> None:
+    # With the options, the variables are unset in the launcher's environment:
+    # the job can only have them because the launcher put them there.
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    given = {"CONTAINER": "img:opt", "HF_HOME": "/opt/hf", "HF_DATASETS_CACHE": "/opt/hf/ds",
+             "SANDBOX_CONTAINER": "sb.sqsh", "SANDBOX_COMMAND": "serve", "SANDBOX_ENV_VARS": "A=1",
+             "MOUNTS": "/data:/data"}
+    if via == "options":
+        args = [f"--{name.lower().replace('_', '-')}={value}" for name, value in given.items()]
+        env: dict[str, str | None] = {"ACCOUNT": "acct", "PARTITION": "batch"}
+    else:
+        args, env = [], {"ACCOUNT": "acct", "PARTITION": "batch", **given}
+    result = invoke([*args, str(script)], env)
+    assert result.exit_code == 0, result.output
+    job_env = slurm_on_path.submissions()[0]["env"]
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    assert {name: job_env.get(name) for name in [*given, "GPUS_PER_NODE", "COMMAND"]} == {
+        **given, "MOUNTS": f"{snapshot}:{snapshot},/data:/data", "GPUS_PER_NODE": "8",
+        "COMMAND": f"uv run tests/test_suites/llm/sft-a.sh logger.wandb.name=sft-a ++git_meta={project.meta()} "
+                   "++container=img:opt"}
+
+
+def test_extra_env_cannot_override_what_the_batch_script_relies_on(project: Project, slurm_on_path: SlurmOnPath,
+                                                                   tmp_path: Path) -> None:
+    # README: EXTRA_ENV comes first, the contract's variables after it win.
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    extra = "COMMAND=evil MOUNTS=/x HF_HOME=/evil GPUS_PER_NODE=1 CONTAINER=other KEEP=me"
+    assert invoke([str(script)], {**BASE_ENV, "EXTRA_ENV": extra}).exit_code == 0
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    expected = {"COMMAND": f"uv run tests/test_suites/llm/sft-a.sh logger.wandb.name=sft-a ++git_meta={project.meta()}"
+                           " ++container=nvcr.io/nvidia/nemo-rl:test",
+                "MOUNTS": f"{snapshot}:{snapshot}", "HF_HOME": "/hf", "GPUS_PER_NODE": "8",
+                "CONTAINER": "nvcr.io/nvidia/nemo-rl:test", "KEEP": "me"}
+    launched = slurm_on_path.submissions()[0]["env"]
+    assert {name: launched[name] for name in expected} == expected
+    # continue.sh submits the same environment
+    shell = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"]}
+    assert run_continue(snapshot, tmp_path, shell).returncode == 0
+    again = slurm_on_path.submissions()[-1]["env"]
+    assert {name: again[name] for name in expected} == expected
+
+
+def test_the_manifest_records_each_run_as_i_of_num_runs(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=3\nNUM_MINUTES=10\n")
+    assert launch_in_process([str(script)], BASE_ENV, fake_slurm).exit_code == 0
+    runs = read_manifest(project.root / "code_snapshots" / "sft-a")["runs"]
+    assert [(r["job_id"], r["run"], r["via"]) for r in runs] == [("1001", "1/3", "launcher"),
+                                                                ("1002", "2/3", "launcher"),
+                                                                ("1003", "3/3", "launcher")]
+
+
+def test_a_run_that_cannot_be_recorded_is_a_warning_on_stderr(project: Project, fake_slurm: FakeSlurm) -> None:
+    # The jobs are queued: the launch goes on, and stdout (which CI parses) keeps the contract's lines only.
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
+    manifest = project.root / "code_snapshots" / "sft-a" / MANIFEST_NAME
+
+    def remove_manifest(job: FakeJob) -> None:
+        manifest.unlink(missing_ok=True)  # e.g. someone cleaned the snapshot up
+
+    fake_slurm.on_submit = remove_manifest
+    result = launch_in_process([str(script)], BASE_ENV, fake_slurm)
+    assert result.exit_code == 0, result.output
+    assert stdout_lines(result) == [f"[INFO]: 2 GPUhrs to run {script}",
+                                    "Submitting 1/2 job with 1 nodes for sft-a.sh", "Submitted batch job 1001",
+                                    "Submitting 2/2 job with 1 nodes for sft-a.sh", "Submitted batch job 1002",
+                                    "[INFO]: Total GPU hours: 2"]
+    warnings = [line for line in result.stderr.splitlines() if "could not record" in line]
+    assert warnings == [f"[WARNING]: could not record job {job} in the manifest: {manifest}: no manifest to record "
+                        "in" for job in ("1001", "1002")]
 
 
 def test_launcher_environment_is_passed_to_the_job(project: Project, slurm_on_path: SlurmOnPath,
@@ -676,6 +763,93 @@ def test_installed_console_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert all(command in proc.stdout for command in ("launch", "lint", "status", "watch"))
 
 
+# ---------------------------------------------------------------- end to end through the tools/launch shim
+
+
+def shim_env(**extra: str) -> dict[str, str]:
+    """A launcher process's environment (fake Slurm first on PATH) without HF_HOME and HF_DATASETS_CACHE:
+    a test gives them as options, so the job has them only if the launcher passes them on."""
+    env = launcher_env(**extra)
+    for name in ("HF_HOME", "HF_DATASETS_CACHE", "PYTHONPATH", "MAX_STEPS", "STEPS_PER_RUN"):
+        env.pop(name, None)
+    return {**env, **extra}
+
+
+def test_tools_launch_submits_the_chain_and_continue_sh_repeats_it(project: Project, slurm_on_path: SlurmOnPath,
+                                                                   tmp_path: Path) -> None:
+    config = ("NUM_NODES=1\nSTEPS_PER_RUN=20\nMAX_STEPS=${MAX_STEPS:-40}\n"
+              "NUM_RUNS=$(( (MAX_STEPS + STEPS_PER_RUN - 1) / STEPS_PER_RUN ))\nNUM_MINUTES=30\n")
+    project.add_recipe("sft-a", config=config)
+    proc = subprocess.run([str(REPO / "tools" / "launch"), "--hf-home", "/opt/hf", "--hf-datasets-cache=/opt/ds",
+                           "./llm/sft-a.sh"], cwd=project.root / "tests" / "test_suites",
+                          env=shim_env(MAX_STEPS="60"), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[INFO]: 12 GPUhrs to run ./llm/sft-a.sh",  # 3 runs * 8 GPUs * 30 min
+                                        "Submitting 1/3 job with 1 nodes for sft-a.sh", "Submitted batch job 1001",
+                                        "Submitting 2/3 job with 1 nodes for sft-a.sh", "Submitted batch job 1002",
+                                        "Submitting 3/3 job with 1 nodes for sft-a.sh", "Submitted batch job 1003",
+                                        "[INFO]: Total GPU hours: 12"]
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    jobs = slurm_on_path.submissions()
+    stamp = re.search(r"--output=slurm-(\d{6}-\d{6})-", " ".join(jobs[0]["argv"]))
+    assert stamp, jobs[0]["argv"]
+
+    def argv(run: int) -> list[str]:
+        return ["--nodes=1", "--account=acct", "--job-name=acct:sft-a", "--partition=batch", "--time=0:30:0",
+                "--gres=gpu:8", f"--output=slurm-{stamp.group(1)}-%j-sft-a-{run}.3.out", "--dependency=singleton",
+                "ray.sub"]
+
+    assert [job["argv"] for job in jobs] == [argv(1), argv(2), argv(3)]
+    assert {(job["cwd"], job["env"]["HF_HOME"], job["env"]["HF_DATASETS_CACHE"]) for job in jobs} == {
+        (str(snapshot), "/opt/hf", "/opt/ds")}
+    # continue.sh from a shell that has none of the launch's variables
+    shell = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"], "HOME": str(tmp_path)}
+    again = run_continue(snapshot, tmp_path, shell)
+    assert again.returncode == 0, again.stderr
+    extra = slurm_on_path.submissions()[-1]
+    assert extra["argv"] == argv(4) and extra["cwd"] == str(snapshot)
+    assert (extra["env"]["HF_HOME"], extra["env"]["MAX_STEPS"]) == ("/opt/hf", "60")  # MAX_STEPS pinned: 3 runs
+
+
+def test_tools_launch_refuses_an_untracked_recipe(project: Project, slurm_on_path: SlurmOnPath) -> None:
+    project.add_recipe("sft-good")
+    new = project.add_recipe("sft-new", commit=False)
+    proc = subprocess.run([str(REPO / "tools" / "launch"), "./llm/sft-good.sh", "./llm/sft-new.sh"],
+                          cwd=project.root / "tests" / "test_suites",
+                          env=shim_env(HF_HOME="/hf", HF_DATASETS_CACHE="/d"), capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr == (f"[ERROR]: ./llm/sft-new.sh: {new} is not tracked by git (commit it: snapshots must be "
+                           "reproducible)\n")
+    assert proc.stdout == "" and slurm_on_path.calls() == []
+    assert not (project.root / "code_snapshots").exists()
+
+
+def test_a_launch_killed_while_copying_leaves_no_snapshot_to_reuse(project: Project,
+                                                                    slurm_on_path: SlurmOnPath) -> None:
+    # Spec section 4: an interrupted snapshot is never mistaken for a complete one.
+    for i in range(3000):  # enough files that the copy is still running when the kill arrives
+        write(project.root / "data" / f"d{i % 30}" / f"f{i}.txt", f"{i}\n" * 200)
+    project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    launch = [str(REPO / "tools" / "launch"), "./llm/sft-a.sh"]
+    cwd = project.root / "tests" / "test_suites"
+    env = shim_env(HF_HOME="/hf", HF_DATASETS_CACHE="/d")
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    proc = subprocess.Popen(launch, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = next_stderr_line(proc)
+    assert line == f"Creating new code snapshot in {snapshot}\n", line
+    proc.kill()
+    proc.communicate()
+    # Killed before the rename: nothing there. Had the copy finished first, a complete snapshot.
+    assert not snapshot.exists() or (snapshot / MANIFEST_NAME).is_file()
+    created = not snapshot.exists()
+    again = subprocess.run(launch, cwd=cwd, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    said = "Creating new" if created else "Using existing"
+    assert f"{said} code snapshot in {snapshot}" in again.stderr
+    assert len(list(snapshot.rglob("f*.txt"))) == 3000
+    assert not [p for p in snapshot.parent.iterdir() if ".tmp-" in p.name]  # the dead launch's folder is cleaned
+
+
 # ---------------------------------------------------------------- review fixes
 
 
@@ -873,6 +1047,19 @@ def test_a_suite_file_launches_every_entry_as_listed(project: Project, fake_slur
     full = launch_in_process(["test_suites/nightly.txt"], BASE_ENV, fake_slurm)
     assert full.exit_code == 0, full.output
     assert [job.cwd.rsplit("/", 1)[-1] for job in fake_slurm.submissions()] == ["sft-a", "vlm_sft-b"]
+
+
+def test_a_suite_file_is_read_as_utf8_whatever_the_locale(project: Project, tmp_path: Path) -> None:
+    # A CI job without LANG runs in the C locale; Python then reads files as ASCII unless told otherwise.
+    project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=60\n")
+    write(project.root / "tests/test_suites/nightly.txt", "# Nightly — owned by the RL team ✓\n"
+                                                          "tests/test_suites/llm/sft-a.sh\n")
+    env = {**shim_env(HF_HOME="/hf", HF_DATASETS_CACHE="/d", DRYRUN="1"), "LC_ALL": "C", "LANG": "C",
+           "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    proc = subprocess.run([str(REPO / "tools" / "launch"), "tests/test_suites/nightly.txt"], cwd=project.root,
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "[INFO]: Total GPU hours: 8"
 
 
 @pytest.mark.parametrize(

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 import pytest
 
 from nrl_launch.config import parse_recipe
 from nrl_launch.errors import PlanError
-from nrl_launch.plan import Experiment, _render_option, build_command, build_submissions, experiment_name
+from nrl_launch.plan import (
+    Experiment,
+    _render_option,
+    build_command,
+    build_submissions,
+    experiment_name,
+    plan_experiments,
+)
 from nrl_launch.settings import LaunchSettings, make_settings
-from testkit import BASE_ENV, config_block
+from testkit import BASE_ENV, config_block, write
 
 SNAP = "/proj/code_snapshots/grpo-x-2n8g"
 REL = "tests/test_suites/llm/grpo-x-2n8g.sh"
@@ -127,3 +135,53 @@ def test_empty_account_and_partition_leave_the_options_out() -> None:
     [sub] = build_submissions(exp, settings(ACCOUNT="", PARTITION=""), SNAP, REL, META)
     assert sub.argv[:3] == ("--nodes=1", "--job-name=:grpo-x-2n8g", "--time=0:5:0")
     assert not any(a.startswith(("--account", "--partition")) for a in sub.argv)
+
+
+@pytest.mark.parametrize(
+    ("script", "name"),
+    [
+        ("./llm/grpo-x-2n8g.sh", "grpo-x-2n8g"),
+        ("/abs/path/sft.v2.sh", "sft.v2"),
+        ("llm/run_recipe", "run_recipe"),  # no .sh: the whole basename
+        ("llm/x.sh.bak", "x.sh.bak"),
+        ("llm/.sh", ""),  # refused later: a hidden, empty snapshot name
+    ],
+)
+def test_experiment_name_is_the_basename_without_dot_sh(script: str, name: str) -> None:
+    assert experiment_name(script) == name
+
+
+def test_no_script_at_all_is_a_plan_error() -> None:
+    with pytest.raises(PlanError) as caught:
+        plan_experiments([], {})
+    assert str(caught.value) == "no SCRIPT given: pass one or more recipe scripts (or suite files, *.txt)"
+
+
+def test_the_same_experiment_twice_is_refused_unless_asked_for(tmp_path: Path) -> None:
+    write(tmp_path / "llm" / "x.sh", config_block(NUM_NODES=1, NUM_RUNS=1, NUM_MINUTES=60))
+    write(tmp_path / "vlm" / "x.sh", config_block(NUM_NODES=2, NUM_RUNS=1, NUM_MINUTES=60))
+    scripts = [str(tmp_path / "llm" / "x.sh"), str(tmp_path / "vlm" / "x.sh")]
+    with pytest.raises(PlanError) as caught:
+        plan_experiments(scripts, {})
+    assert str(caught.value) == f"{scripts[1]}: experiment 'x' is also given as {scripts[0]}; give each experiment once"
+    assert [e.config.num_nodes for e in plan_experiments(scripts, {}, allow_duplicates=True)] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ("missing", "{suite}: cannot read the suite file: [Errno 2] No such file or directory: '{suite}'"),
+        ("folder", "{suite}: cannot read the suite file: [Errno 21] Is a directory: '{suite}'"),
+        ("no git", "{suite}: no git repository above the suite file: its entries are relative to the repository "
+                   "root"),
+    ],
+)
+def test_suite_files_that_cannot_be_used_say_why(tmp_path: Path, layout: str, message: str) -> None:
+    suite = tmp_path / "nightly.txt"
+    if layout == "folder":
+        suite.mkdir()
+    elif layout == "no git":
+        write(suite, "tests/test_suites/llm/x.sh\n")
+    with pytest.raises(PlanError) as caught:
+        plan_experiments([str(suite)], {})
+    assert str(caught.value) == message.format(suite=suite)

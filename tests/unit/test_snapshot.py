@@ -178,7 +178,17 @@ def test_progress_reports_all_files(tree: Path, tmp_path: Path) -> None:
     assert seen[-1] == (len(TREE_FILES), len(TREE_FILES))
 
 
-def test_manifest_written_before_publish(tree: Path, tmp_path: Path) -> None:
+def test_manifest_written_before_publish(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the folder holds at the moment it is renamed into place (the OS call
+    # is watched, not replaced): a snapshot without its manifest is never visible.
+    real_rename = os.rename
+    at_rename: list[tuple[Path, dict | None]] = []
+
+    def watched_rename(src, dst, *args, **kwargs):
+        held = (Path(src) / MANIFEST_NAME).is_file()
+        at_rename.append((Path(dst), read_manifest(Path(src)) if held else None))
+        return real_rename(src, dst, *args, **kwargs)
+
     seen_paths: list[Path] = []
 
     def make_manifest(result):
@@ -186,13 +196,29 @@ def test_manifest_written_before_publish(tree: Path, tmp_path: Path) -> None:
         return {"experiment": "exp1", "snapshot": {"mode": result.mode_used, "files": result.files,
                                                    "bytes": result.bytes}, "runs": []}
 
+    monkeypatch.setattr(os, "rename", watched_rename)
     dest = tmp_path / "exp1"
     result = ensure_snapshot(tree, tracked(tree), dest, manifest=make_manifest)
-    data = read_manifest(dest)
+    stats = {"mode": result.mode_used, "files": len(TREE_FILES), "bytes": result.bytes}
+    assert at_rename == [(dest, {"experiment": "exp1", "snapshot": stats, "runs": []})]
     assert seen_paths == [dest]
-    assert data["snapshot"] == {"mode": result.mode_used, "files": result.files, "bytes": result.bytes}
+    assert read_manifest(dest)["snapshot"] == stats
     assert os.access(dest / MANIFEST_NAME, os.W_OK)
     assert stat.S_IMODE((dest / MANIFEST_NAME).stat().st_mode) & stat.S_IWUSR
+
+
+def test_a_manifest_that_cannot_be_written_leaves_no_snapshot(tree: Path, tmp_path: Path) -> None:
+    # Published first and described after, a failed manifest would leave a
+    # folder that the next launch reuses as a complete snapshot.
+    def disk_full(result):
+        raise SnapshotError(f"cannot write the manifest {result.path}: [Errno 28] No space left on device")
+
+    dest = tmp_path / "snaps" / "exp1"
+    with pytest.raises(SnapshotError, match="No space left on device"):
+        ensure_snapshot(tree, tracked(tree), dest, manifest=disk_full)
+    assert list((tmp_path / "snaps").iterdir()) == []
+    again = ensure_snapshot(tree, tracked(tree), dest, manifest={"experiment": "exp1", "runs": []})
+    assert again.created and read_manifest(dest)["experiment"] == "exp1"
 
 
 # --------------------------------------------------------------------------- batches and modes
@@ -314,7 +340,11 @@ def test_many_files_in_parallel_chunks(tmp_path: Path) -> None:
     seen: list[tuple[int, int]] = []
     batch = SnapshotBatch(src, files, workers=4, progress=lambda d, t: seen.append((d, t)))
     result = batch.ensure(tmp_path / "a")
-    assert result.files == 700 and seen[-1] == (700, 700) and len(seen) > 2
+    # How many chunks end between two reports depends on the scheduler: the counts only grow, by whole chunks
+    # (five of CHUNK files and a last one of 700 % CHUNK, in any order).
+    assert result.files == 700 and seen[0] == (0, 700) and seen[-1] == (700, 700)
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and all(d % snapshot_mod.CHUNK in (0, 700 % snapshot_mod.CHUNK) for d in done)
     assert all((tmp_path / "a" / rel).read_text() == f"content {i}\n" for i, rel in enumerate(files))
     assert batch.ensure(tmp_path / "b").mode_used == "link"
 
@@ -325,3 +355,290 @@ def test_ctrl_c_leaves_nothing(tree: Path, tmp_path: Path, mocker: MockerFixture
     with pytest.raises(KeyboardInterrupt):
         SnapshotBatch(tree, tracked(tree), workers=4).ensure(tmp_path / "snaps" / "exp1")
     assert list((tmp_path / "snaps").iterdir()) == []
+
+
+# --------------------------------------------------------------------------- what the filesystem offers
+#
+# The OS calls below are replaced to play a filesystem this machine does not
+# have (no copy_file_range, a failing one, one that reflinks): the snapshot's
+# bytes, modes and recorded mode are then checked as a user would see them.
+
+
+def big_tree(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A few files, one of several MiB (several read/write blocks), with modes to keep."""
+    src = tmp_path / "src"
+    files = {"big.bin": bytes(range(256)) * (3 * 4096 + 7), "exec.sh": b"#!/bin/sh\necho hi\n", "empty": b"",
+             "d/e/small.txt": "é\n".encode()}
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    (src / "exec.sh").chmod(0o755)
+    return src, list(files)
+
+
+def same_bytes_and_modes(src: Path, dest: Path, files: list[str]) -> None:
+    for rel in files:
+        assert (dest / rel).read_bytes() == (src / rel).read_bytes(), rel
+        assert stat.S_IMODE((dest / rel).stat().st_mode) == stat.S_IMODE((src / rel).stat().st_mode) & ~0o222, rel
+
+
+@pytest.mark.parametrize("kernel", ["no copy_file_range", "cross-device after a partial copy"])
+def test_copies_are_byte_exact_without_copy_file_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       kernel: str) -> None:
+    import errno
+
+    real = os.copy_file_range
+    if kernel == "no copy_file_range":
+        monkeypatch.delattr(os, "copy_file_range")
+    else:
+        def partial_then_exdev(src_fd: int, dst_fd: int, count: int, *args: int) -> int:
+            if os.lseek(dst_fd, 0, os.SEEK_CUR) == 0:
+                return real(src_fd, dst_fd, min(count, 1000), *args)  # some bytes land, then the kernel gives up
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+        monkeypatch.setattr(os, "copy_file_range", partial_then_exdev)
+    src, files = big_tree(tmp_path)
+    result = SnapshotBatch(src, files, workers=1).ensure(tmp_path / "snap")
+    assert (result.created, result.mode_used, result.files) == (True, "copy", 4)
+    assert result.bytes == sum((src / rel).stat().st_size for rel in files)
+    same_bytes_and_modes(src, tmp_path / "snap", files)
+
+
+def test_a_reflinking_filesystem_is_used_and_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+
+    clones: list[int] = []
+
+    def ficlone(dst_fd: int, request: int, src_fd: int) -> int:
+        assert request == 0x40049409  # FICLONE, _IOW(0x94, 9, int)
+        clones.append(dst_fd)
+        os.lseek(src_fd, 0, os.SEEK_SET)
+        while block := os.read(src_fd, 1 << 16):
+            os.write(dst_fd, block)
+        return 0
+
+    monkeypatch.setattr(fcntl, "ioctl", ficlone)
+    src, files = big_tree(tmp_path)
+    batch = SnapshotBatch(src, files, mode="copy", workers=1)
+    first = batch.ensure(tmp_path / "a", manifest={"experiment": "a", "runs": []})
+    assert (first.mode_used, first.files, len(clones)) == ("reflink", 4, 4)
+    assert read_manifest(tmp_path / "a")["snapshot"] == {"mode": "reflink", "files": 4, "bytes": first.bytes}
+    same_bytes_and_modes(src, tmp_path / "a", files)
+    assert batch.ensure(tmp_path / "b").mode_used == "reflink"  # copy mode: reflinked from the first one
+
+
+def test_a_filesystem_without_reflinks_is_asked_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import fcntl
+
+    asked: list[int] = []
+
+    def unsupported(fd: int, request: int, arg: int) -> int:
+        asked.append(request)
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(fcntl, "ioctl", unsupported)
+    src, files = big_tree(tmp_path)
+    result = SnapshotBatch(src, files, workers=1).ensure(tmp_path / "a")
+    assert (result.mode_used, asked) == ("copy", [0x40049409])
+    same_bytes_and_modes(src, tmp_path / "a", files)
+
+
+def test_a_reflink_that_fails_for_another_reason_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import fcntl
+
+    def disk_error(fd: int, request: int, arg: int) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(fcntl, "ioctl", disk_error)
+    src, files = big_tree(tmp_path)
+    with pytest.raises(SnapshotError) as caught:
+        SnapshotBatch(src, files, workers=1).ensure(tmp_path / "snaps" / "a")
+    assert str(caught.value).startswith(f"cannot copy {src} into {tmp_path / 'snaps'}/.a.tmp-")
+    assert str(caught.value).endswith(": [Errno 5] Input/output error")
+    assert list((tmp_path / "snaps").iterdir()) == []
+
+
+def test_link_mode_results_describe_the_snapshot(tree: Path, tmp_path: Path) -> None:
+    batch = SnapshotBatch(tree, tracked(tree), mode="link", workers=1)
+    first = batch.ensure(tmp_path / "a")
+    second = batch.ensure(tmp_path / "b")
+    assert (second.path, second.created, second.mode_used, second.files, second.bytes) == (
+        tmp_path / "b", True, "link", first.files, first.bytes)
+    assert os.readlink(tmp_path / "b" / "run-link.sh") == "tests/test_suites/llm/exp1.sh"  # a link, not its target
+
+
+@pytest.mark.parametrize(
+    ("name", "age_s", "removed"),
+    [
+        ("{host}-999999999-abcdef12", 0, True),  # this host, process gone
+        ("{host}-{pid}-abcdef12", 10 * 86400, False),  # this host, process alive: even when old
+        ("other-host-12-abcdef12", 86400 + 600, True),  # another host: older than a day
+        ("other-host-12-abcdef12", 86400 - 600, False),  # another host: not yet a day old
+        ("{host}-12x-abcdef12", 0, False),  # not a pid: treated as another host's, fresh
+        ("{host}-999999999", 86400 + 600, True),  # not our pattern: by age only
+        ("{host}-999999999", 0, False),
+    ],
+)
+def test_which_leftover_tmp_folders_are_cleaned(tmp_path: Path, name: str, age_s: int, removed: bool) -> None:
+    import socket
+    import time
+
+    folder = tmp_path / (".exp1.tmp-" + name.format(host=socket.gethostname(), pid=os.getpid()))
+    write(folder / "README.md", "partial")
+    os.utime(folder, (time.time() - age_s, time.time() - age_s))
+    assert snapshot_mod.clean_stale_tmps(tmp_path / "exp1") == ([folder] if removed else [])
+    assert folder.exists() is not removed
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("parent is a file", "cannot inspect {dest}: [Errno 20] Not a directory: '{dest}'"),
+        ("parent is a dangling link", "cannot create the snapshot folder {dest.parent}/.exp1.tmp-"),
+        ("dest is a file", "{dest} exists and is not a snapshot folder"),
+    ],
+)
+def test_destinations_that_cannot_hold_a_snapshot(tree: Path, tmp_path: Path, setup: str, message: str) -> None:
+    dest = tmp_path / "snaps" / "exp1"
+    if setup == "parent is a dangling link":
+        dest.parent.symlink_to(tmp_path / "gone")
+    else:
+        write(dest.parent if setup == "parent is a file" else dest, "a file")
+    with pytest.raises(SnapshotError) as caught:
+        ensure_snapshot(tree, tracked(tree), dest)
+    assert str(caught.value).startswith(message.format(dest=dest))
+
+
+def test_missing_folders_above_the_snapshot_are_created(tree: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "code_snapshots_bisect" / "abc1234-Fix" / "exp1"  # a nested CODE_SNAPSHOT_DIRNAME
+    assert ensure_snapshot(tree, tracked(tree), dest).created
+    assert snapshot_files(dest) == TREE_FILES
+
+
+def test_an_empty_folder_at_the_destination_is_replaced(tree: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "exp1"
+    dest.mkdir()  # left by a tool that stopped before copying
+    assert ensure_snapshot(tree, tracked(tree), dest).created
+    assert snapshot_files(dest) == TREE_FILES
+
+
+def test_progress_given_to_one_snapshot_of_a_batch(tree: Path, tmp_path: Path) -> None:
+    batch = SnapshotBatch(tree, tracked(tree), mode="copy")
+    for name in ("a", "b"):  # the first copies the tree, the second copies the first
+        seen: list[tuple[int, int]] = []
+        batch.ensure(tmp_path / name, progress=lambda d, t, seen=seen: seen.append((d, t)))
+        assert (seen[0], seen[-1]) == ((0, len(TREE_FILES)), (len(TREE_FILES), len(TREE_FILES))), name
+
+
+def test_an_invalid_mode_names_the_valid_ones(tree: Path, tmp_path: Path) -> None:
+    with pytest.raises(SnapshotError) as caught:
+        SnapshotBatch(tree, tracked(tree), mode="fast")
+    assert str(caught.value) == "invalid snapshot mode 'fast': expected one of auto, copy, link"
+
+
+def test_a_listed_path_that_cannot_be_read_is_an_error(tree: Path, tmp_path: Path) -> None:
+    with pytest.raises(SnapshotError) as caught:
+        ensure_snapshot(tree, ["README.md/inside"], tmp_path / "snaps" / "exp1")
+    assert str(caught.value) == f"cannot read {tree}/README.md/inside: [Errno 20] Not a directory: " \
+                                f"'{tree}/README.md/inside'"
+    assert list((tmp_path / "snaps").iterdir()) == []
+
+
+def test_a_failure_in_one_of_many_parallel_chunks_leaves_nothing(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    files = [f"d{i % 9}/f{i}.txt" for i in range(2000)]
+    for i, rel in enumerate(files):
+        write(src / rel, f"{i}\n")
+    real_open = os.open
+
+    def failing_open(path, flags, *args, **kwargs):
+        if str(path).endswith("/f1500.txt") and not flags & os.O_CREAT:
+            raise OSError(5, "Input/output error")  # the disk fails on one source file
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", failing_open)
+    with pytest.raises(SnapshotError, match=r"\[Errno 5\] Input/output error"):
+        SnapshotBatch(src, files, workers=4).ensure(tmp_path / "snaps" / "exp1")
+    assert list((tmp_path / "snaps").iterdir()) == []
+
+
+def test_a_rename_that_fails_says_where(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(src, dst, *args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(os, "rename", refuse)
+    dest = tmp_path / "snaps" / "exp1"
+    with pytest.raises(SnapshotError) as caught:
+        ensure_snapshot(tree, tracked(tree), dest)
+    assert str(caught.value) == f"cannot move the snapshot into place at {dest}: [Errno 30] Read-only file system"
+    assert list((tmp_path / "snaps").iterdir()) == []
+
+
+def test_a_filesystem_that_reflinks_only_some_files_is_recorded_as_copy(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import fcntl
+
+    clones: list[int] = []
+
+    def first_two_only(dst_fd: int, request: int, src_fd: int) -> int:
+        if len(clones) == 2:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")  # e.g. a submodule on another filesystem
+        clones.append(dst_fd)
+        os.lseek(src_fd, 0, os.SEEK_SET)
+        while block := os.read(src_fd, 1 << 16):
+            os.write(dst_fd, block)
+        return 0
+
+    monkeypatch.setattr(fcntl, "ioctl", first_two_only)
+    src, files = big_tree(tmp_path)
+    result = SnapshotBatch(src, files, workers=1).ensure(tmp_path / "a")
+    assert (result.mode_used, len(clones)) == ("copy", 2)
+    same_bytes_and_modes(src, tmp_path / "a", files)
+
+
+def test_a_hard_link_that_fails_says_what_it_linked(tree: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = SnapshotBatch(tree, tracked(tree), mode="link", workers=1)
+    batch.ensure(tmp_path / "snaps" / "a")
+
+    def broken_link(src, dst, *args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "link", broken_link)
+    with pytest.raises(SnapshotError) as caught:
+        batch.ensure(tmp_path / "snaps" / "b")
+    assert str(caught.value).startswith(f"cannot hard-link {tmp_path / 'snaps' / 'a'} into "
+                                        f"{tmp_path / 'snaps'}/.b.tmp-")
+    assert str(caught.value).endswith(": [Errno 5] Input/output error")
+    assert sorted(p.name for p in (tmp_path / "snaps").iterdir()) == ["a"]
+
+
+def test_a_live_launch_is_only_asked_whether_it_is_alive(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        folder = write(tmp_path / f".exp1.tmp-{socket.gethostname()}-{child.pid}-abcdef12" / "x", "partial").parent
+        assert snapshot_mod.clean_stale_tmps(tmp_path / "exp1") == []
+        assert folder.exists() and child.poll() is None  # signal 0 only: the launch runs on
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.parametrize("host", ["node-01", "gpu-a-7"])
+def test_leftovers_of_a_dead_launch_on_a_host_with_dashes_in_its_name(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       host: str) -> None:
+    import socket
+
+    monkeypatch.setattr(socket, "gethostname", lambda: host)
+    dead = write(tmp_path / f".exp1.tmp-{host}-999999999-abcdef12" / "x", "partial").parent
+    alive = write(tmp_path / f".exp1.tmp-{host}-{os.getpid()}-abcdef12" / "x", "partial").parent
+    assert snapshot_mod.clean_stale_tmps(tmp_path / "exp1") == [dead]
+    assert alive.exists()

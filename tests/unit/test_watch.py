@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,8 @@ from nrl_launch.errors import Interrupted, SlurmUnreachable
 from nrl_launch.joblogs import TrackedJob, driver_logs
 from nrl_launch.settings import WatchSettings
 from nrl_launch.slurm import Completed
-from nrl_launch.verdict import GENERAL_FAIL, METRIC_FAIL, PASS, grep_output, judge, ls_lah
-from nrl_launch.watch import ALL_PASSED, SOME_FAILED, TrackedExperiment, Watcher, report
+from nrl_launch.verdict import GENERAL_FAIL, METRIC_FAIL, PASS, Verdict, grep_output, human_size, judge, ls_lah
+from nrl_launch.watch import ALL_PASSED, SOME_FAILED, TrackedExperiment, Watcher, explain, report
 from testkit import BASE_ENV, Call, FakeSlurm, Project, SlurmOnPath, driver_log, finish_after, write
 
 PASS_LOG = "step 40\nMetric Checks\n  [PASS] train/loss@40 = 0.3 < 0.5\n\ndone\n"
@@ -48,6 +49,7 @@ def real_grep(paths: list[Path]) -> list[str]:
         ["Metric Checks\n" + "line\n" * 10000 + "after the context\nMetric Checks\nagain\n"],  # context limit
         ["Metric Checks\n" + "line\n" * 9999 + "Metric Checks\nlast\n"],  # a match on the last context line
         ["Metric Checks\n" + "line\n" * 10000 + "Metric Checks\nadjacent\n"],  # the next line matches: no --
+        ["Metric Checks 1\n" + "x\n" * 10001 + "Metric Checks 2\n" + "y\n" * 10001 + "Metric Checks 3\nz\n"],
     ],
 )
 def test_evidence_is_what_grep_prints(tmp_path: Path, texts: list[str]) -> None:
@@ -113,6 +115,58 @@ def test_ls_lines_match_ls(tmp_path: Path) -> None:
     done = subprocess.run(["ls", "-lah", *map(str, paths)], capture_output=True, text=True,
                           env={**os.environ, "LC_ALL": "C"})
     assert ls_lah(list(reversed(paths))) == done.stdout.splitlines()
+
+
+def test_ls_lines_match_ls_for_owners_times_and_names(tmp_path: Path) -> None:
+    # uid/gid without a name (ls prints the number), owner and group columns of different widths,
+    # a time two hours ago, a folder name that is a prefix of another (ls sorts bytes under LC_ALL=C)
+    paths = [write(tmp_path / folder / "ray-driver.log", "x") for folder in ("a", "a-b", "b")]
+    os.chown(paths[0], 543210, 0)  # owner column 6 wide, group column 5 wide
+    os.chown(paths[1], 0, 54322)
+    two_hours_ago = time.time() - 7200
+    os.utime(paths[2], (two_hours_ago, two_hours_ago))
+    gone = tmp_path / "0-gone" / "ray-driver.log"  # a log that was never written is left out (sorted first)
+    done = subprocess.run(["ls", "-lah", *map(str, paths)], capture_output=True, text=True,
+                          env={**os.environ, "LC_ALL": "C"})
+    assert ls_lah([gone, *reversed(paths)]) == done.stdout.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("age_s", "shows"),
+    [
+        (0, "time"),
+        (-60, "time"),  # a clock a minute ahead: still recent
+        (-61, "year"),
+        (182.5 * 24 * 3600 - 1, "time"),
+        (182.5 * 24 * 3600, "year"),  # six months (ls's rule) and older: the year
+    ],
+)
+def test_ls_shows_the_year_beyond_six_months(tmp_path: Path, age_s: float, shows: str) -> None:
+    now = 1_800_000_000.0
+    log = write(tmp_path / "ray-driver.log", "x")
+    os.utime(log, (now - age_s, now - age_s))
+    stamp = time.localtime(now - age_s)
+    expected = time.strftime("%H:%M", stamp) if shows == "time" else str(stamp.tm_year)
+    [line] = ls_lah([log], now=now)
+    assert line.split()[7] == expected, line
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(0, "0"), (1023, "1023"), (1024, "1.0K"), (1025, "1.1K"), (10 * 1024, "10K"), (10 * 1024 + 1, "11K"),
+     (1 << 20, "1.0M"), (5 << 30, "5.0G"), (3 << 40, "3.0T"), (1 << 50, "1.0P"), (1 << 60, "1.0E"),
+     (1 << 70, "1024E")],  # beyond exabytes ls keeps counting in E
+)
+def test_human_sizes_as_ls_prints_them(size: int, shown: str) -> None:
+    assert human_size(size) == shown
+
+
+def test_a_log_that_is_not_utf8_is_shown_not_a_crash(tmp_path: Path) -> None:
+    log = tmp_path / "1-logs" / "ray-driver.log"
+    log.parent.mkdir()
+    log.write_bytes(b"Metric Checks\n  [PASS] loss \xff\xfe\n")
+    verdict = judge("exp", [log])
+    assert (verdict.status, verdict.evidence) == (PASS, (f"{log}:Metric Checks", f"{log}-  [PASS] loss \ufffd\ufffd"))
 
 
 def test_requeued_attempts_are_read_in_order(tmp_path: Path) -> None:
@@ -408,3 +462,228 @@ def test_status_exits_1_for_an_unknown_experiment_or_an_unreachable_slurm(projec
     assert down.exit_code == 1
     assert "[ERROR]: cannot ask Slurm about the jobs (cannot reach Slurm: " in down.stderr
     assert 'eval "$(tools/local-slurm up | tail -n 1)"' in down.stderr
+
+
+# ---------------------------------------------------------------- the exit status follows the verdicts
+
+CRASH_LOG = "step 3\nTraceback (most recent call last):\n  File \"train.py\", line 9\nRuntimeError: CUDA error\n"
+PASSED = "[INFO]: All tests passed. Exiting with status 0."  # the contract's words (spec section 8)
+FAILED = "[INFO]: One or more tests failed. Exiting with status 1."
+
+
+@pytest.mark.parametrize("command", ["launch --watch", "watch"])
+@pytest.mark.parametrize(
+    ("log", "state", "verdict", "code", "summary"),
+    [
+        (CRASH_LOG, "FAILED", "[GENERAL FAIL]   sft-a", 1, FAILED),  # a crashed job: no Metric Checks
+        (None, "FAILED", "[GENERAL FAIL]   sft-a", 1, FAILED),  # a job that never wrote a log
+        ("Metric Checks\n", "COMPLETED", "[METRIC PASS]    sft-a", 0, PASSED),  # checks reached, none failed
+        (FAIL_LOG, "COMPLETED", "[METRIC FAIL]    sft-a", 1, FAILED),
+        (PASS_LOG, "COMPLETED", "[METRIC PASS]    sft-a", 0, PASSED),
+    ],
+)
+def test_the_exit_status_follows_the_verdict(project: Project, fake_slurm: FakeSlurm,
+                                             monkeypatch: pytest.MonkeyPatch, command: str, log: str | None,
+                                             state: str, verdict: str, code: int, summary: str) -> None:
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    fake_slurm.on_submit = driver_log({} if log is None else {"1001": log})
+    fake_slurm.on_poll = finish_after(0, state=state)
+    runner = CliRunner()
+    env = {**BASE_ENV, "DRYRUN": None, "WATCH": None}
+    if command == "watch":
+        assert runner.invoke(main, ["launch", str(script)], env=env, obj=CliContext(fake_slurm)).exit_code == 0
+        monkeypatch.chdir(project.root)
+        result = runner.invoke(main, ["watch", "--watch-interval", "0.01", "sft-a"], obj=CliContext(fake_slurm))
+    else:
+        result = runner.invoke(main, ["launch", "--watch", "--watch-interval", "0.01", str(script)], env=env,
+                               obj=CliContext(fake_slurm))
+    assert result.exit_code == code, result.output
+    lines = result.stdout.splitlines()
+    assert lines[lines.index("[WATCH]: Checking sft-a") + 1] == verdict
+    assert lines[-1] == summary
+
+
+# ---------------------------------------------------------------- details a user reads while watching
+
+
+def test_timestamps_are_local_date_and_time() -> None:
+    from nrl_launch.watch import timestamp
+
+    before = time.strftime("%Y-%m-%d %H:%M:%S")
+    stamp = timestamp()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", stamp) and before <= stamp <= time.strftime(
+        "%Y-%m-%d %H:%M:%S")
+
+
+def test_experiments_without_logs_say_where_they_looked(tmp_path: Path) -> None:
+    assert TrackedExperiment("empty", ()).verdict() == Verdict("empty", GENERAL_FAIL, ("no runs were submitted",))
+    two = TrackedExperiment("two", (TrackedJob("5", tmp_path), TrackedJob("6", tmp_path / "b")))
+    assert two.verdict().evidence == (f"no driver log found (looked for {tmp_path}/5-logs/ray-driver.log, "
+                                      f"{tmp_path}/b/6-logs/ray-driver.log)",)
+
+
+def test_waiting_on_a_terminal_without_a_key_press_ends_after_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pty
+    import sys
+    import threading
+
+    from nrl_launch.watch import wait_or_enter
+
+    master, slave = pty.openpty()
+    with os.fdopen(slave, "r") as terminal:
+        monkeypatch.setattr(sys, "stdin", terminal)
+        waiter = threading.Thread(target=wait_or_enter, args=(0.2,), daemon=True)
+        waiter.start()
+        waiter.join(timeout=20)
+        assert not waiter.is_alive()  # waited its interval, not forever
+    os.close(master)
+
+
+def test_progress_names_eight_jobs_counts_the_rest_and_says_when_the_next_poll_is() -> None:
+    fake = FakeSlurm(on_poll=finish_after(1))
+    ids = [str(300 + i) for i in range(10)]
+    for job_id in ids:
+        fake.add_job(job_id, "RUNNING")  # no reason, no nodes yet
+    err: list[str] = []
+    Watcher(fake.client(), WatchSettings(interval=3600), out=lambda _: None, err=err.append, wait=lambda _: None,
+            clock=lambda: "T").follow(two_jobs(*ids))
+    first = err[0]
+    shown = ", ".join(f"{i} RUNNING" for i in ids[:8])
+    assert first.startswith(f"[T] {shown}, and 2 more; next poll at "), first
+    in_an_hour = {time.strftime("%H:%M:%S", time.localtime(time.time() + 3600 - d)) for d in range(3)}
+    assert first.removeprefix(f"[T] {shown}, and 2 more; next poll at ") in in_an_hour  # not interactive: no Enter
+
+
+def test_progress_of_exactly_eight_jobs_names_them_all() -> None:
+    fake = FakeSlurm(on_poll=finish_after(1))
+    ids = [str(400 + i) for i in range(8)]
+    for job_id in ids:
+        fake.add_job(job_id, "PENDING", reason="Priority")
+    err: list[str] = []
+    Watcher(fake.client(), WatchSettings(interval=1), out=lambda _: None, err=err.append, wait=lambda _: None,
+            clock=lambda: "T").follow(two_jobs(*ids))
+    assert err[0].startswith("[T] " + ", ".join(f"{i} PENDING (Priority)" for i in ids) + "; next poll at ")
+
+
+def test_why_shows_the_tail_of_a_failed_job_whose_exit_code_slurm_did_not_say(tmp_path: Path) -> None:
+    write(tmp_path / "45-logs" / "ray-driver.log", "Traceback: boom\n")
+    fake = FakeSlurm(answers={"squeue": lambda call: Completed(0, "45|FAILED|NonZeroExitCode|n1\n", "")})
+    exp = TrackedExperiment("x", (TrackedJob("45", tmp_path),))
+    assert explain(exp, exp.verdict(), fake.client())[1:] == [
+        f"[WHY] x: last 1 lines of {tmp_path}/45-logs/ray-driver.log:", "    Traceback: boom"]
+
+
+def test_ctrl_c_names_every_queued_job_or_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeSlurm(answers={"squeue": squeue_script({"6", "7"})})
+    waits = [None]
+
+    def wait(_: float) -> None:
+        if not waits:
+            raise KeyboardInterrupt
+        waits.pop()
+
+    with pytest.raises(Interrupted) as info:
+        Watcher(fake.client(), WatchSettings(interval=1), out=lambda _: None, err=lambda _: None,
+                wait=wait).follow(two_jobs("5", "6", "7"))
+    assert str(info.value) == ("stopped watching; still queued or running: 6 7 (cancel them with 'scancel 6 7'). "
+                               "Resume with: nrl-launch watch <experiment>…")
+
+    def interrupted_at_the_end(line: str) -> None:
+        if line.endswith("no job queued"):
+            raise KeyboardInterrupt  # Ctrl-C just after the last poll
+
+    fake = FakeSlurm(on_poll=finish_after(0))
+    fake.add_job("8", "RUNNING")
+    with pytest.raises(Interrupted) as info:
+        Watcher(fake.client(), WatchSettings(interval=1), out=lambda _: None, err=interrupted_at_the_end,
+                wait=lambda _: None, resume_hint="nrl-launch watch e").follow(two_jobs("8"))
+    assert str(info.value) == "stopped watching; still queued or running: none. Resume with: nrl-launch watch e"
+
+
+def test_a_poll_failing_after_a_good_one_is_retried() -> None:
+    fake = FakeSlurm(answers={"squeue": squeue_script({"1"}, "squeue: error: timeout", {"1"}, set())})
+    out: list[str] = []
+    err: list[str] = []
+    watcher(fake, out, err).follow(two_jobs("1"))
+    assert out[-1] == "[T] [WATCH]: All tracked jobs have finished."
+    assert "[T] [WARNING]: cannot reach Slurm (squeue failed: squeue: error: timeout); retrying in 7s" in err
+
+
+def test_stop_chain_on_failure_handles_each_experiment_and_says_when_slurm_cannot_tell() -> None:
+    fake = FakeSlurm()
+    for job_id in ("11", "12", "21", "22"):
+        fake.add_job(job_id, "PENDING")
+
+    polls = [0]
+
+    def runs_end(fake: FakeSlurm) -> None:
+        polls[0] += 1
+        if polls[0] == 1:
+            fake.finish("11")  # experiment a: its first run passed
+            fake.finish("21", state="FAILED", exit_code="1:0")  # experiment b: its first run failed
+        elif polls[0] == 2:
+            fake.finish("12")
+
+    fake.on_poll = runs_end
+    out: list[str] = []
+    exps = [TrackedExperiment(name, tuple(TrackedJob(i, Path("/nowhere")) for i in ids))
+            for name, ids in (("a", ("11", "12")), ("b", ("21", "22")))]
+    watcher(fake, out, [], stop_chain_on_failure=True).follow(exps)
+    assert "[T] [WATCH]: Cancelled 22 of b: run 21 ended FAILED (STOP_CHAIN_ON_FAILURE)" in out
+    assert [c.argv for c in fake.calls if c.argv[0] == "scancel"] == [("scancel", "22")]
+
+    down = FakeSlurm(on_poll=finish_after(0, state="FAILED"))
+    down.add_job("31", "RUNNING")
+    down.add_job("32", "RUNNING")
+    unreachable = Completed(1, "", "squeue: error: Unable to contact slurm controller (connect failure)\n")
+    # the poll (squeue --me) still answers; asking how job 31 ended (squeue -j) does not
+    down.answers["squeue"] = lambda call: unreachable if "-j" in call.argv else FakeSlurm._squeue(down, call)
+    err: list[str] = []
+    watcher(down, [], err, stop_chain_on_failure=True).follow(two_jobs("31", "32"))
+    assert any(line.startswith("[T] [WARNING]: cannot tell how jobs 31 32 ended (") for line in err), err
+
+
+def test_why_shows_the_last_attempts_tail_only_for_jobs_that_did_not_end_well(tmp_path: Path) -> None:
+    write(tmp_path / "41-logs" / "ray-driver.log", "first attempt\n")
+    write(tmp_path / "41-1-logs" / "ray-driver.log", "second attempt\nKilled\n")
+    write(tmp_path / "42-logs" / "ray-driver.log", "finished fine\n")
+    write(tmp_path / "43-logs" / "ray-driver.log", "state unknown\n")
+    fake = FakeSlurm(accounting=True)
+    fake.add_job("41", "FAILED", exit_code="137:0")
+    fake.add_job("42", "COMPLETED", exit_code="0:0")
+    fake.add_job("43", "COMPLETED", exit_code="")
+    exp = TrackedExperiment("x", tuple(TrackedJob(i, tmp_path) for i in ("41", "42", "43")))
+    verdict = exp.verdict()
+    assert explain(exp, verdict, fake.client()) == [
+        "[WHY] x: GENERAL FAIL; jobs: 41 FAILED, exit code 137:0, 42 COMPLETED, exit code 0:0, 43 COMPLETED",
+        f"[WHY] x: last 2 lines of {tmp_path}/41-1-logs/ray-driver.log:", "    second attempt", "    Killed"]
+    fake.down = True
+    down = explain(exp, verdict, fake.client())
+    assert down[0].startswith("[WHY] x: cannot ask Slurm how its jobs ended (cannot reach Slurm: Unable to contact")
+    assert down[1:] == ["[WHY] x: GENERAL FAIL; jobs: 41 unknown to Slurm, 42 unknown to Slurm, 43 unknown to Slurm"]
+
+
+@pytest.mark.parametrize(
+    ("data", "lines"),
+    [
+        (b"a\nb\n", ["a", "b"]),  # shorter than the block read: from its first byte
+        (b"".join(b"line %d\n" % i for i in range(30000)), [f"line {i}" for i in range(29990, 30000)]),
+        (b"ok\n\xff\xfe broken\n", ["ok", "\ufffd\ufffd broken"]),
+    ],
+)
+def test_tail_lines(tmp_path: Path, data: bytes, lines: list[str]) -> None:
+    from nrl_launch.watch import tail_lines
+
+    log = tmp_path / "ray-driver.log"
+    log.write_bytes(data)
+    assert tail_lines(log, 10) == lines
+
+
+def test_recorded_runs_find_their_logs_under_base_log_dir(tmp_path: Path) -> None:
+    from nrl_launch.watch import from_runs
+
+    write(tmp_path / "logs" / "51-logs" / "ray-driver.log", PASS_LOG)
+    exp = from_runs("x", tmp_path / "snap", [{"job_id": "51", "base_log_dir": str(tmp_path / "logs")},
+                                             {"job_id": "52"}])
+    assert [(job.job_id, job.log_root) for job in exp.jobs] == [("51", tmp_path / "logs"), ("52", tmp_path / "snap")]
+    assert exp.verdict().status == PASS
