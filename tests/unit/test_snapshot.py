@@ -96,25 +96,27 @@ def test_existing_snapshot_is_reused(tree: Path, tmp_path: Path) -> None:
 
 def test_interrupted_creation_leaves_nothing(tree: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    real_copy = snapshot_mod._copy_regular
+    # the disk fails on the fourth file: every copied file gets its mode with fchmod
+    real_fchmod = os.fchmod
     calls = {"n": 0}
     lock = threading.Lock()
 
-    def failing_copy(*args, **kwargs):
+    def failing_fchmod(fd: int, mode: int) -> None:
         with lock:
             calls["n"] += 1
             if calls["n"] > 3:
                 raise OSError(5, "simulated I/O error")
-        return real_copy(*args, **kwargs)
+        real_fchmod(fd, mode)
 
-    monkeypatch.setattr(snapshot_mod, "_copy_regular", failing_copy)
+    monkeypatch.setattr(os, "fchmod", failing_fchmod)
     dest = tmp_path / "snaps" / "exp1"
     with pytest.raises(SnapshotError, match="simulated I/O error"):
         ensure_snapshot(tree, tracked(tree), dest)
+    assert calls["n"] > 3
     assert not dest.exists()
     assert list((tmp_path / "snaps").iterdir()) == []  # the tmp folder is gone too
 
-    monkeypatch.setattr(snapshot_mod, "_copy_regular", real_copy)
+    monkeypatch.setattr(os, "fchmod", real_fchmod)
     result = ensure_snapshot(tree, tracked(tree), dest)
     assert result.created and snapshot_files(dest) == TREE_FILES
 
@@ -146,17 +148,20 @@ def test_losing_a_race_reuses_the_winner(tree: Path, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     dest = tmp_path / "exp1"
     winner = ensure_snapshot(tree, tracked(tree), tmp_path / "winner", manifest={"runs": []})
-    real_publish = snapshot_mod._publish
+    winners_manifest = read_manifest(winner.path)
+    real_rename = os.rename
 
-    def publish_after_winner(tmp: Path, target: Path) -> bool:
-        os.rename(winner.path, target)  # the other launch finishes first
-        return real_publish(tmp, target)
+    def other_launch_first(src: str | Path, dst: str | Path) -> None:
+        if Path(dst) == dest:
+            real_rename(winner.path, dest)  # the other launch publishes just before this one
+        real_rename(src, dst)
 
-    monkeypatch.setattr(snapshot_mod, "_publish", publish_after_winner)
+    monkeypatch.setattr(os, "rename", other_launch_first)
     result = ensure_snapshot(tree, tracked(tree), dest)
     assert result.created is False
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".exp1")] == []
     assert snapshot_files(dest) == TREE_FILES
+    assert read_manifest(dest) == winners_manifest  # the winner's snapshot, not a mix of both
 
 
 def test_invalid_mode(tree: Path, tmp_path: Path) -> None:
@@ -351,7 +356,7 @@ def test_many_files_in_parallel_chunks(tmp_path: Path) -> None:
 
 def test_ctrl_c_leaves_nothing(tree: Path, tmp_path: Path, mocker: MockerFixture) -> None:
     # Ctrl-C arrives while a file is being copied
-    mocker.patch.object(snapshot_mod, "_copy_regular", side_effect=KeyboardInterrupt)
+    mocker.patch.object(os, "fchmod", side_effect=KeyboardInterrupt)
     with pytest.raises(KeyboardInterrupt):
         SnapshotBatch(tree, tracked(tree), workers=4).ensure(tmp_path / "snaps" / "exp1")
     assert list((tmp_path / "snaps").iterdir()) == []
