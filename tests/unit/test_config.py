@@ -12,6 +12,7 @@ import pytest
 
 from nrl_launch.config import (
     BASH_OWN_VARIABLES,
+    BASH_READONLY_VARIABLES,
     DEFAULT_GPUS_PER_NODE,
     NonDecimalCount,
     RecipeConfig,
@@ -618,6 +619,14 @@ def test_own_variables_include_every_variable_bash_overrides_from_the_environmen
     changed = set(run_bash(probe, env).stdout.split())
     assert {"PPID", "IFS"} <= changed and "HOME" not in changed  # the probe worked
     assert sorted(changed - BASH_OWN_VARIABLES) == []
+
+
+@needs_bash
+def test_read_only_variables_are_exactly_those_bash_refuses_to_export() -> None:
+    # EXTRA_ENV refuses these names: continue.sh exports the job's variables under set -e
+    probe = 'for n in $NAMES; do ( export "$n=x" ) 2>/dev/null || printf "%s\\n" "$n"; done'
+    refused = set(run_bash(probe, {"NAMES": " ".join(sorted(BASH_OWN_VARIABLES))}).stdout.split())
+    assert sorted(refused) == sorted(BASH_READONLY_VARIABLES)
 
 
 # --------------------------------------------------------------------------

@@ -123,6 +123,8 @@ def test_num_runs_default_warns_on_stderr(tmp_path: Path, monkeypatch: pytest.Mo
         ({"CODE_SNAPSHOT_DIRNAME": "snaps/"}, "CODE_SNAPSHOT_DIRNAME has an empty component", 2),
         ({"CODE_SNAPSHOT_DIRNAME": "sn\taps"}, "CODE_SNAPSHOT_DIRNAME contains a control character", 2),
         ({"EXTRA_ENV": "NOT-A-NAME=1"}, "EXTRA_ENV entries must be KEY=VALUE", 2),
+        ({"EXTRA_ENV": "FOO=1 UID=5"}, "EXTRA_ENV cannot set UID: bash keeps it read-only", 2),
+        ({"EXTRA_ENV": "SHELLOPTS=xtrace"}, "EXTRA_ENV cannot set SHELLOPTS: bash keeps it read-only", 2),
         ({"EXTRA_SCRIPT_ARGS": "'unterminated"}, "EXTRA_SCRIPT_ARGS is not valid shell words", 2),
         ({"WATCH_INTERVAL": "soon"}, "WATCH_INTERVAL must be a number", 2),
         ({"SNAPSHOT_MODE": "rsync"}, "SNAPSHOT_MODE must be one of", 2),

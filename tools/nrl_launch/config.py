@@ -77,6 +77,10 @@ BASH_OWN_VARIABLES = frozenset((
     "TERM",
 ))
 
+# Those of them bash makes read-only: ``export UID=…`` is an error in bash,
+# so such a name can't be handed to a job (EXTRA_ENV) through continue.sh.
+BASH_READONLY_VARIABLES = frozenset(("BASHOPTS", "BASH_VERSINFO", "EUID", "PPID", "SHELLOPTS", "UID"))
+
 # Upper sanity bounds of the resource counts (None: only bash's 64-bit limit).
 # No real cluster exceeds them; a bigger value is a typo that would otherwise
 # print an absurd GPU-hour figure with exit status 0.

@@ -11,6 +11,7 @@ import shlex
 from enum import IntEnum
 from typing import Literal, NamedTuple, get_args
 
+from nrl_launch.config import BASH_READONLY_VARIABLES
 from nrl_launch.errors import UsageProblem
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -124,6 +125,9 @@ def parse_extra_env(raw: str | None) -> tuple[tuple[str, str], ...]:
         key, sep, value = word.partition("=")
         if not sep or not _NAME_RE.match(key):
             raise UsageProblem(f"EXTRA_ENV entries must be KEY=VALUE with a valid name (got {word!r})")
+        if key in BASH_READONLY_VARIABLES:
+            raise UsageProblem(f"EXTRA_ENV cannot set {key}: bash keeps it read-only, so neither the job's "
+                               f"batch script nor continue.sh could take it (got {word!r})")
         pairs.append((key, value))
     return tuple(pairs)
 
