@@ -144,6 +144,18 @@ def test_continue_sh_and_status_after_a_cancel(launched: Project, fake_slurm: Fa
     assert table.stdout.splitlines()[1].endswith("cancelled 3 jobs"), table.stdout
 
 
+def test_status_summary_counts_cancelled_experiments(launched: Project, fake_slurm: FakeSlurm) -> None:
+    assert run(fake_slurm, "cancel", "sft-a").exit_code == 0
+    # sft-a is stopped, sft-b still waits for its verdict
+    assert run(fake_slurm, "status").stdout.splitlines()[-1] == (
+        "2 experiments, 6 jobs: 0 passed, 0 failed, 1 cancelled, 1 with jobs queued, 1 without a verdict yet")
+    # a cancelled experiment relaunched with continue.sh has a job queued again: no longer counted as cancelled
+    append_run(launched.root / "code_snapshots" / "sft-a", "2001", "4", via="continue.sh")
+    fake_slurm.add_job("2001", "PENDING")
+    assert run(fake_slurm, "status").stdout.splitlines()[-1] == (
+        "2 experiments, 7 jobs: 0 passed, 0 failed, 2 with jobs queued, 2 without a verdict yet")
+
+
 def test_status_shows_retries(launched: Project, fake_slurm: FakeSlurm) -> None:
     snapshot = launched.root / "code_snapshots" / "sft-a"
     append_run(snapshot, "1007", "4", via="retry",

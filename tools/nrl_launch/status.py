@@ -204,14 +204,23 @@ def problem(report: StatusReport) -> str | None:
 
 
 def summary(report: StatusReport) -> str:
-    """One line: how many experiments passed, failed, are running, have no verdict yet."""
+    """One line: how many experiments passed, failed, are running, have no verdict yet.
+
+    An experiment stopped with ``nrl-launch cancel`` (no verdict, nothing
+    queued) is counted as cancelled, not as waiting for a verdict; the count
+    appears only when there is one, so the usual line stays as it was.
+    """
     rows = report.rows
     queued = sum(1 for row in rows if any(job.state in QUEUED for job in row.jobs))
     passed = sum(1 for row in rows if row.metric_checks == "PASS")
     failed = sum(1 for row in rows if row.metric_checks == "FAIL")
+    cancelled = sum(1 for row in rows if row.cancellations and row.metric_checks not in ("PASS", "FAIL")
+                    and not any(job.state in QUEUED for job in row.jobs))
     jobs = sum(len(row.jobs) for row in rows)
+    stopped = f"{cancelled} cancelled, " if cancelled else ""
     return (f"{len(rows)} experiment{'s' * (len(rows) != 1)}, {jobs} job{'s' * (jobs != 1)}: {passed} passed, "
-            f"{failed} failed, {queued} with jobs queued, {len(rows) - passed - failed} without a verdict yet")
+            f"{failed} failed, {stopped}{queued} with jobs queued, "
+            f"{len(rows) - passed - failed - cancelled} without a verdict yet")
 
 
 def _shorten(text: str, width: int) -> str:
