@@ -3,10 +3,11 @@ snapshot is the superproject's, submodules included (docs/snapshots.md)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from nrl_launch import gitrepo
 from nrl_launch.cli import CliContext, main
@@ -59,3 +60,24 @@ def test_a_recipe_in_a_submodule_is_snapshotted_with_the_whole_tree(tree: Path, 
     assert manifest["script"] == "third_party/sub/tests/test_suites/llm/sub-exp.sh"
     assert manifest["source"]["repository"] == str(tree.resolve())
     assert git(tree / "third_party/sub", "status", "--porcelain") == ""  # nothing written into the submodule
+
+
+def test_status_cancel_and_logs_from_inside_the_submodule_find_the_snapshot(tree: Path, fake_slurm: FakeSlurm,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = tree / "third_party/sub/tests/test_suites/llm/sub-exp.sh"
+    launched = CliRunner().invoke(main, ["launch", str(recipe)], env=launch_env(BASE_ENV), obj=CliContext(fake_slurm))
+    assert launched.exit_code == 0, launched.output
+    monkeypatch.chdir(tree / "third_party/sub/tests")  # where someone working on the recipe stands
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(main, list(args), obj=CliContext(fake_slurm))
+
+    status = run("status", "--format", "json", "sub-exp")
+    assert status.exit_code == 0, status.output
+    [row] = json.loads(status.stdout)
+    assert [job["job_id"] for job in row["jobs"]] == ["1001", "1002"]
+    cancelled = run("cancel", "--dry-run", "sub-exp")
+    assert cancelled.exit_code == 0 and "1001" in cancelled.stdout, cancelled.output
+    write(tree / "code_snapshots/sub-exp/1001-logs/ray-driver.log", "step 1 of sub-exp\n")
+    logs = run("logs", "--job", "1001", "sub-exp")
+    assert logs.exit_code == 0 and logs.stdout == "step 1 of sub-exp\n", logs.output

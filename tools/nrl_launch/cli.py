@@ -185,15 +185,20 @@ def launch(scripts: tuple[str, ...], **values: Any) -> None:
         click.get_current_context().exit(1)  # verdicts are printed; exit code says it
 
 
-def _git_root_or_cwd() -> Path:
-    """The git root of the current directory; the current directory outside git."""
+def _git_root_or_cwd(*, outermost: bool = False) -> Path:
+    """The git root of the current directory; the current directory outside git.
+
+    ``outermost``: inside a submodule, the top superproject's root, where the
+    launcher puts the snapshots of every recipe of the tree (lint keeps the
+    innermost: a submodule may be a recipe repository of its own).
+    """
     from pathlib import Path
 
     from nrl_launch.errors import GitError
-    from nrl_launch.gitrepo import work_tree_root
+    from nrl_launch.gitrepo import project_root, work_tree_root
 
     try:
-        return work_tree_root(Path.cwd())
+        return project_root(Path.cwd()) if outermost else work_tree_root(Path.cwd())
     except GitError:
         return Path.cwd()
 
@@ -201,7 +206,7 @@ def _git_root_or_cwd() -> Path:
 def _project_root(project_root: str | None) -> Path:
     from pathlib import Path
 
-    return Path(project_root).resolve() if project_root is not None else _git_root_or_cwd()
+    return Path(project_root).resolve() if project_root is not None else _git_root_or_cwd(outermost=True)
 
 
 def _snapshot_root(project_root: str | None, dirname: str | None) -> Path:
