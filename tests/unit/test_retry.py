@@ -264,6 +264,31 @@ def test_a_node_failure_is_retried_on_the_other_nodes(tmp_path: Path) -> None:
         "via": "retry", "retry_of": "101", "after": "NODE_FAIL", "failed_on": "n[1-2]", "exclude": "n2"}
 
 
+def test_a_run_another_watch_already_retried_is_followed_not_submitted_again(tmp_path: Path) -> None:
+    # Two watches of one experiment both see job 101 lost; the first one (here: before this watch
+    # takes the experiment's lock) submitted and recorded job 1002; the second follows that job.
+    snapshot = snapshot_with_runs(tmp_path, "101")
+    write(snapshot / "101-logs" / "ray-driver.log", HALF_LOG)
+    fake = FakeSlurm()
+    fake.add_job("101", "RUNNING", nodes="n[1-2]")
+
+    def other_watch_retries(f: FakeSlurm) -> None:
+        node_fail("101")(f)
+        append_run(snapshot, "1002", "2", via="retry", details={"retry_of": "101", "after": "NODE_FAIL"})
+        f.add_job("1002", "RUNNING")
+        write(snapshot / "1002-logs" / "ray-driver.log", PASS_LOG)
+
+    fake.on_poll = steps(other_watch_retries, finish("1002"))
+    status, out, err = run_watch(fake, snapshot, ("101",))
+    assert status == PASS  # judged with the other watch's retry
+    assert sbatches(fake) == []
+    assert not [line for line in out if "Retrying" in line]
+    assert ("[T] [INFO]: exp: job 101 ended NODE_FAIL; already retried as job 1002 (by another watch of this "
+            "experiment): following that job") in err
+    assert "[T] [WATCH]: Finished jobs: 1002" in out
+    assert [run["job_id"] for run in read_manifest(snapshot)["runs"]] == ["101", "1002"]
+
+
 @pytest.mark.parametrize("max_retries", [1, 2, 3])
 def test_at_most_max_retries_per_experiment(tmp_path: Path, max_retries: int) -> None:
     snapshot = snapshot_with_runs(tmp_path, "101")

@@ -190,13 +190,22 @@ class Retrier:
         try:
             # as continue.sh: one writer of the experiment at a time, from numbering the run to recording it
             with experiment_locks([run.snapshot_dir], self.err):
-                number = next_run_number(manifest.read_manifest(run.snapshot_dir)["runs"])
-                answer = submit(self.slurm, run, number, exclude)
-                self._record(name, run, failure, exclude, answer.job_id, number)
+                runs = manifest.read_manifest(run.snapshot_dir)["runs"]
+                earlier = earlier_retry(runs, failure.job_id)
+                if earlier is None:
+                    number = next_run_number(runs)
+                    answer = submit(self.slurm, run, number, exclude)
+                    self._record(name, run, failure, exclude, answer.job_id, number)
         except (SlurmError, SnapshotError) as e:
             self.err(f"[{self.clock()}] [WARNING]: {name}: {lost}; the retry could not be submitted: {e}")
             return None
         book.used += 1
+        if earlier is not None:
+            # another watch of the experiment got there first: follow its retry, submit none
+            self.err(f"[{self.clock()}] [INFO]: {name}: {lost}; already retried as job {earlier['job_id']} "
+                     "(by another watch of this experiment): following that job")
+            return TrackedJob(earlier["job_id"], log_root(run.snapshot_dir, earlier.get("base_log_dir")
+                                                           or run.base_log_dir))
         self.out(retry_line(self.clock(), name, failure, book.used, self.max_retries, answer.job_id))
         avoid = f"excluding {exclude}" if exclude else "on any node"
         self.err(f"[{self.clock()}] {name}: job {answer.job_id} is run {number} of the chain, {avoid} "
@@ -215,6 +224,14 @@ class Retrier:
         except SnapshotError as e:
             # the job is queued: losing its entry is not worth stopping the watch
             self.err(f"[{self.clock()}] [WARNING]: {name}: could not record retry job {job_id} in the manifest: {e}")
+
+
+def earlier_retry(runs: Sequence[Mapping[str, str]], job_id: str) -> Mapping[str, str] | None:
+    """The manifest entry of a retry already made for the lost job ``job_id``, if any."""
+    for run in manifest.job_runs(runs):
+        if run.get("via") == manifest.VIA_RETRY and run.get("retry_of") == job_id:
+            return run
+    return None
 
 
 def retry_line(ts: str, name: str, failure: InfraFailure, k: int, limit: int, job_id: str) -> str:
