@@ -110,6 +110,8 @@ def main() -> None:
         print("bench_snapshot.py needs rsync on PATH to time the old launcher's copy: install it "
               "(e.g. apt-get install rsync, dnf install rsync or brew install rsync)", file=sys.stderr)
         sys.exit(1)
+    if args.dir:
+        os.makedirs(args.dir, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-snapshot-", dir=args.dir))
     try:
         src = build_repo(work)

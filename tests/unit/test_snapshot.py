@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import threading
 from pathlib import Path
 
@@ -432,6 +433,33 @@ def test_a_reflinking_filesystem_is_used_and_recorded(tmp_path: Path, monkeypatc
     assert batch.ensure(tmp_path / "b").mode_used == "reflink"  # copy mode: reflinked from the first one
 
 
+@pytest.mark.skipif(not os.environ.get("NRL_REFLINK_DIR"),
+                    reason="set NRL_REFLINK_DIR to a folder on btrfs or XFS (docs/development.md)")
+def test_reflinks_on_a_real_reflinking_filesystem(tmp_path: Path) -> None:
+    # Opt-in: CI's disks are ext4, which cannot reflink. The OS is not played here.
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(dir=os.environ["NRL_REFLINK_DIR"]))
+    try:
+        src, files = big_tree(base)
+        batch = SnapshotBatch(src, files, mode="auto", workers=2)
+        first = batch.ensure(base / "a", manifest={"experiment": "a", "runs": []})
+        assert (first.mode_used, first.files) == ("reflink", 4)
+        assert read_manifest(base / "a")["snapshot"]["mode"] == "reflink"
+        same_bytes_and_modes(src, base / "a", files)
+        if shutil.which("filefrag"):  # the extents really are shared with the source
+            shown = subprocess.run(["filefrag", "-v", str(base / "a" / "big.bin")], capture_output=True, text=True)
+            assert "shared" in shown.stdout, shown.stdout
+        os.chmod(src / "big.bin", 0o644)
+        (src / "big.bin").write_bytes(b"changed after the snapshot")  # copy on write: the snapshot keeps its bytes
+        assert (base / "a" / "big.bin").read_bytes() == bytes(range(256)) * (3 * 4096 + 7)
+        assert batch.ensure(base / "b").mode_used == "link"  # later snapshots of a batch link to the first
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(base)], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_a_filesystem_without_reflinks_is_asked_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
     import fcntl
@@ -624,7 +652,6 @@ def test_a_hard_link_that_fails_says_what_it_linked(tree: Path, tmp_path: Path,
 
 def test_a_live_launch_is_only_asked_whether_it_is_alive(tmp_path: Path) -> None:
     import socket
-    import subprocess
 
     child = subprocess.Popen(["sleep", "60"])
     try:
