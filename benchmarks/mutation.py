@@ -67,7 +67,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "continuation.py": ("tests/unit/test_continuation.py",),
     "snapshot.py": ("tests/unit/test_snapshot.py", "tests/unit/test_code_snapshot.py"),
     "verdict.py": ("tests/unit/test_watch.py",),
-    "watch.py": ("tests/unit/test_watch.py",),
+    "watch.py": ("tests/unit/test_watch.py", "tests/unit/test_retry.py", "tests/unit/test_cancel.py"),
 }
 
 # Surviving mutants judged equivalent: (why no user could tell them from the original, mutants).
@@ -126,8 +126,10 @@ EQUIVALENT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reads more of the log than needed; the last lines are the same",
      ("watch.x_tail_lines__mutmut_10", "watch.x_tail_lines__mutmut_11", "watch.x_tail_lines__mutmut_12",
       "watch.x_tail_lines__mutmut_13")),
+    ("SlurmClient.jobs of no id asks Slurm nothing and answers {}: the guard only saves a call",
+     ("watch.xǁWatcherǁ_poll__mutmut_27",)),
     ("zip of one verdict per experiment: the lengths are always equal",
-     ("watch.xǁWatcherǁwatch__mutmut_9", "watch.xǁWatcherǁwatch__mutmut_12", "watch.xǁWatcherǁwatch__mutmut_13")),
+     ("watch.xǁWatcherǁwatch__mutmut_10", "watch.xǁWatcherǁwatch__mutmut_13", "watch.xǁWatcherǁwatch__mutmut_14")),
     ("a folder made in a fresh temporary folder never exists already",
      ("snapshot.xǁ_Listingǁmake_folders__mutmut_6", "snapshot.xǁ_Listingǁmake_folders__mutmut_8",
       "snapshot.xǁ_Listingǁmake_folders__mutmut_10", "snapshot.x__copy_regular__mutmut_15")),
@@ -402,6 +404,10 @@ def retest(modules: list[str], work: Path, max_children: int | None) -> int:
             shutil.copytree(REPO / "tests", target, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("__pycache__"))
             (target / f"{PLUGIN_MODULE}.py").write_text(STATS_PLUGIN)
+        for pyproject in (copy / "pyproject.toml", copy / "mutants" / "pyproject.toml"):
+            # the module's test selection as MODULES says now
+            text = pyproject.read_text(encoding="utf-8")
+            pyproject.write_text(text[:text.index("\n[tool.mutmut]")] + mutmut_section(module), encoding="utf-8")
         # which tests reach which function is recorded again: mutmut's incremental
         # update of that record missed added tests
         (copy / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)

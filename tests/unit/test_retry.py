@@ -250,6 +250,8 @@ def test_a_node_failure_is_retried_on_the_other_nodes(tmp_path: Path) -> None:
     ]
     assert out[8:10] == ["[WATCH]: Checking exp", "[METRIC PASS]    exp"]
     assert "[T] exp: job 1002 is run 2 of the chain, excluding n2 (Submitted batch job 1002)" in err
+    # the progress line of that poll names the new job, which the queue did not hold yet
+    assert any(line.startswith("[T] 1002 submitted; next poll at ") for line in err), err
     [retry] = [job for job in fake.submissions() if job.argv]
     # continue.sh's run 2: its own --output file name, and the node to avoid
     assert retry.argv == ("--nodes=2", "--account=acct", "--job-name=acct:exp", "--time=0:10:0",
