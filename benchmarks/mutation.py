@@ -63,6 +63,8 @@ PACKAGE = "tools/nrl_launch"
 # module -> the fast unit tests that aim at it (mutmut runs, per mutant, those of them that reach the mutated function)
 MODULES: dict[str, tuple[str, ...]] = {
     "config.py": ("tests/unit/test_config.py", "tests/unit/test_plan.py"),
+    "words.py": ("tests/unit/test_config.py",),
+    "arith.py": ("tests/unit/test_config.py",),
     "plan.py": ("tests/unit/test_plan.py", "tests/unit/test_launch.py"),
     "continuation.py": ("tests/unit/test_continuation.py",),
     "snapshot.py": ("tests/unit/test_snapshot.py", "tests/unit/test_code_snapshot.py"),
@@ -78,33 +80,33 @@ EQUIVALENT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
       "config.x_read_recipe__mutmut_25")),
     ("_base_name is only asked about counts bash reads in another base: a second '#' is refused before, and "
      "its last line is reached by octal constants only (leading 0, two digits or more)",
-     ("config.x__base_name__mutmut_9", "config.x__base_name__mutmut_10", "config.x__base_name__mutmut_12",
-      "config.x__base_name__mutmut_23", "config.x__base_name__mutmut_26", "config.x__base_name__mutmut_29",
-      "config.x__base_name__mutmut_30", "config.x__base_name__mutmut_31", "config.x__base_name__mutmut_32")),
+     ("arith.x_base_name__mutmut_9", "arith.x_base_name__mutmut_10", "arith.x_base_name__mutmut_12",
+      "arith.x_base_name__mutmut_23", "arith.x_base_name__mutmut_26", "arith.x_base_name__mutmut_29",
+      "arith.x_base_name__mutmut_30", "arith.x_base_name__mutmut_31", "arith.x_base_name__mutmut_32")),
     ("the quick test for a second BEGIN: searched from the start, the end or with rfind, or compared with <= 0, "
      "it only decides whether the exact regex search runs",
      ("config.x__refuse_second_block__mutmut_2", "config.x__refuse_second_block__mutmut_4",
       "config.x__refuse_second_block__mutmut_5", "config.x__refuse_second_block__mutmut_8",
       "config.x__refuse_second_block__mutmut_9")),
     ("the cache of arithmetic results: a miss, or a larger cache, computes the same value",
-     ("config.x__evaluate_arithmetic__mutmut_1", "config.x__evaluate_arithmetic__mutmut_21",
-      "config.x__evaluate_arithmetic__mutmut_25")),
+     ("arith.x_evaluate_arithmetic__mutmut_1", "arith.x_evaluate_arithmetic__mutmut_21",
+      "arith.x_evaluate_arithmetic__mutmut_25")),
     ("pow(base, exponent, None) is pow(base, exponent)",
-     ("config.xǁ_Arithǁ_power__mutmut_21", "config.xǁ_Arithǁ_power__mutmut_24")),
+     ("arith.xǁ_Arithǁ_power__mutmut_21", "arith.xǁ_Arithǁ_power__mutmut_24")),
     ("the first element of a split is the same whatever the number of splits or their side",
-     ("config.xǁ_Expanderǁ_check_rest__mutmut_32", "config.xǁ_Expanderǁ_check_rest__mutmut_33",
-      "config.xǁ_Expanderǁ_check_rest__mutmut_34", "config.x__describe_non_assignment__mutmut_74",
+     ("words.xǁExpanderǁ_check_rest__mutmut_32", "words.xǁExpanderǁ_check_rest__mutmut_33",
+      "words.xǁExpanderǁ_check_rest__mutmut_34", "config.x__describe_non_assignment__mutmut_74",
       "config.x__describe_non_assignment__mutmut_77")),
     ("str.count from None is from 0",
      ("config.x__line_of__mutmut_3", "config.x__check_characters__mutmut_7")),
     ("decoding bytes with surrogateescape gives \\udc80-\\udcff only: a wider upper bound matches nothing more",
      ("config.x__check_characters__mutmut_25",)),
     ("the value of an operand bash does not evaluate (after && || ?:) is discarded",
-     ("config.x__apply_binary__mutmut_9", "config.xǁ_Arithǁ_primary__mutmut_21")),
+     ("arith.x__apply_binary__mutmut_9", "arith.xǁ_Arithǁ_primary__mutmut_21")),
     ("dict.get of a missing operator gives None for any missing key",
-     ("config.xǁ_Arithǁ_binary__mutmut_8",)),
+     ("arith.xǁ_Arithǁ_binary__mutmut_8",)),
     ("the character tested is an operator character, never an X: the same letters are matched",
-     ("config.x__parse_number__mutmut_14", "config.xǁ_Expanderǁ_operator__mutmut_4")),
+     ("arith.x_parse_number__mutmut_14", "words.xǁExpanderǁ_operator__mutmut_4")),
     ("the first line a grep group reads holds the mark, which sets the context budget",
      ("verdict.x__groups__mutmut_20", "verdict.x__groups__mutmut_21")),
     ("only the first line of a group can start at 0, and it holds the mark (so it is not empty)",
@@ -322,7 +324,7 @@ def mutmut_program() -> Path:
 # and mutmut's bookkeeping there would look for its configuration in the
 # child's working directory. With a mutant under test, children run it too.
 # mutmut's trampolines add frames to every call: the recursion limit grows so
-# that the evaluator's deepest accepted nesting (config._MAX_DEPTH) still fits.
+# that the evaluator's deepest accepted nesting (arith.MAX_DEPTH) still fits.
 STATS_PLUGIN = """import os
 import subprocess
 import sys
