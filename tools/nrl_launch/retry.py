@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from nrl_launch import manifest
 from nrl_launch.errors import SlurmError, SnapshotError
@@ -99,6 +100,15 @@ def exclusion(failure: InfraFailure, unhealthy: Callable[[str], list[str]]) -> s
     except SlurmError:
         bad = []
     return ",".join(bad) if bad else failure.nodes
+
+
+class _Made(NamedTuple):
+    """The run replacing a lost one: its job, its number in the chain, sbatch's answer
+    (None when another watch had already submitted it)."""
+
+    job_id: str
+    number: str
+    answer: str | None
 
 
 @dataclass
@@ -188,29 +198,34 @@ class Retrier:
         run = book.next_run
         exclude = exclusion(failure, self.slurm.unhealthy_nodes)
         try:
-            # as continue.sh: one writer of the experiment at a time, from numbering the run to recording it
-            with experiment_locks([run.snapshot_dir], self.err):
-                runs = manifest.read_manifest(run.snapshot_dir)["runs"]
-                earlier = earlier_retry(runs, failure.job_id)
-                if earlier is None:
-                    number = next_run_number(runs)
-                    answer = submit(self.slurm, run, number, exclude)
-                    self._record(name, run, failure, exclude, answer.job_id, number)
+            made = self._submit_once(name, run, failure, exclude)
         except (SlurmError, SnapshotError) as e:
             self.err(f"[{self.clock()}] [WARNING]: {name}: {lost}; the retry could not be submitted: {e}")
             return None
         book.used += 1
-        if earlier is not None:
-            # another watch of the experiment got there first: follow its retry, submit none
-            self.err(f"[{self.clock()}] [INFO]: {name}: {lost}; already retried as job {earlier['job_id']} "
+        if made.answer is None:
+            self.err(f"[{self.clock()}] [INFO]: {name}: {lost}; already retried as job {made.job_id} "
                      "(by another watch of this experiment): following that job")
-            return TrackedJob(earlier["job_id"], log_root(run.snapshot_dir, earlier.get("base_log_dir")
-                                                           or run.base_log_dir))
-        self.out(retry_line(self.clock(), name, failure, book.used, self.max_retries, answer.job_id))
-        avoid = f"excluding {exclude}" if exclude else "on any node"
-        self.err(f"[{self.clock()}] {name}: job {answer.job_id} is run {number} of the chain, {avoid} "
-                 f"({answer.text})")
-        return TrackedJob(answer.job_id, log_root(run.snapshot_dir, run.base_log_dir))
+        else:
+            self.out(retry_line(self.clock(), name, failure, book.used, self.max_retries, made.job_id))
+            avoid = f"excluding {exclude}" if exclude else "on any node"
+            self.err(f"[{self.clock()}] {name}: job {made.job_id} is run {made.number} of the chain, {avoid} "
+                     f"({made.answer})")
+        return TrackedJob(made.job_id, log_root(run.snapshot_dir, run.base_log_dir))
+
+    def _submit_once(self, name: str, run: NextRun, failure: InfraFailure, exclude: str) -> _Made:
+        """Submit and record the run replacing ``failure``, unless another watch of the experiment
+        already did: then its job, and nothing submitted."""
+        # as continue.sh: one writer of the experiment at a time, from numbering the run to recording it
+        with experiment_locks([run.snapshot_dir], self.err):
+            runs = manifest.read_manifest(run.snapshot_dir)["runs"]
+            earlier = earlier_retry(runs, failure.job_id)
+            if earlier is not None:
+                return _Made(earlier["job_id"], earlier.get("run", ""), None)
+            number = next_run_number(runs)
+            answer = submit(self.slurm, run, number, exclude)
+            self._record(name, run, failure, exclude, answer.job_id, number)
+        return _Made(answer.job_id, str(number), answer.text)
 
     def _record(self, name: str, run: NextRun, failure: InfraFailure, exclude: str, job_id: str,
                 number: int) -> None:

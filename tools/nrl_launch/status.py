@@ -211,11 +211,12 @@ def summary(report: StatusReport) -> str:
     appears only when there is one, so the usual line stays as it was.
     """
     rows = report.rows
-    queued = sum(1 for row in rows if any(job.state in QUEUED for job in row.jobs))
+    waiting = [any(job.state in QUEUED for job in row.jobs) for row in rows]
+    queued = sum(waiting)
     passed = sum(1 for row in rows if row.metric_checks == "PASS")
     failed = sum(1 for row in rows if row.metric_checks == "FAIL")
-    cancelled = sum(1 for row in rows if row.cancellations and row.metric_checks not in ("PASS", "FAIL")
-                    and not any(job.state in QUEUED for job in row.jobs))
+    cancelled = sum(1 for row, busy in zip(rows, waiting, strict=True)
+                    if row.cancellations and row.metric_checks not in ("PASS", "FAIL") and not busy)
     jobs = sum(len(row.jobs) for row in rows)
     stopped = f"{cancelled} cancelled, " if cancelled else ""
     return (f"{len(rows)} experiment{'s' * (len(rows) != 1)}, {jobs} job{'s' * (jobs != 1)}: {passed} passed, "
