@@ -291,6 +291,27 @@ def test_a_run_another_watch_already_retried_is_followed_not_submitted_again(tmp
     assert [run["job_id"] for run in read_manifest(snapshot)["runs"]] == ["101", "1002"]
 
 
+def test_watches_of_one_experiment_share_the_max_retries_count(tmp_path: Path) -> None:
+    # This watch follows runs 101 and 102. Another watch saw 101 lost and retried it (job 1003);
+    # here Slurm has forgotten 101 (so this watch never saw it lost). When 102 is lost too,
+    # the recorded retry counts: MAX_RETRIES=1 is reached.
+    snapshot = snapshot_with_runs(tmp_path, "101", "102", total=2)
+    fake = FakeSlurm()
+    fake.add_job("101", "RUNNING", nodes="n[1-2]")
+    fake.add_job("102", "PENDING")
+
+    def other_watch_retries_101(f: FakeSlurm) -> None:
+        del f.jobs["101"]
+        f.jobs["102"].state = "RUNNING"
+        append_run(snapshot, "1003", "3", via="retry", details={"retry_of": "101", "after": "NODE_FAIL"})
+
+    fake.on_poll = steps(other_watch_retries_101, node_fail("102"))
+    status, out, err = run_watch(fake, snapshot, ("101", "102"), max_retries=1)
+    assert status == GENERAL_FAIL
+    assert sbatches(fake) == [] and not [line for line in out if "Retrying" in line]
+    assert "[T] [INFO]: exp: job 102 ended NODE_FAIL; not retried: MAX_RETRIES=1 reached" in err
+
+
 @pytest.mark.parametrize("max_retries", [1, 2, 3])
 def test_at_most_max_retries_per_experiment(tmp_path: Path, max_retries: int) -> None:
     snapshot = snapshot_with_runs(tmp_path, "101")

@@ -103,12 +103,14 @@ def exclusion(failure: InfraFailure, unhealthy: Callable[[str], list[str]]) -> s
 
 
 class _Made(NamedTuple):
-    """The run replacing a lost one: its job, its number in the chain, sbatch's answer
-    (None when another watch had already submitted it)."""
+    """The run replacing a lost one: its job, its number in the chain, sbatch's answer (None
+    when another watch had already submitted it), which retry of the experiment it is, what it excludes."""
 
     job_id: str
     number: str
     answer: str | None
+    k: int = 0
+    exclude: str = ""
 
 
 @dataclass
@@ -117,21 +119,19 @@ class RetryBook:
 
     next_run: NextRun | None
     why_not: str = ""  # why there is no next_run
-    used: int = 0  # retries made for the tracked jobs
     answered: set[str] = field(default_factory=set)  # failed jobs already retried (or given up on)
     pending: list[InfraFailure] = field(default_factory=list)  # lost runs, answered once the chain drains
 
 
 def book_from_snapshot(snapshot: Path, runs: Sequence[Mapping[str, str]]) -> RetryBook:
-    """The book of an experiment ``nrl-launch watch`` follows: its recorded retries count,
-    and the runs they replaced are answered."""
+    """The book of an experiment ``nrl-launch watch`` follows: the runs its recorded retries
+    replaced are answered (and the retries count, as :func:`retries_made` finds them)."""
     retries = [run for run in manifest.job_runs(runs) if run.get("via") == manifest.VIA_RETRY]
     try:
         next_run, why_not = load_next_run(snapshot), ""
     except SnapshotError as e:
         next_run, why_not = None, str(e)
-    return RetryBook(next_run, why_not, used=len(retries),
-                     answered={run["retry_of"] for run in retries if run.get("retry_of")})
+    return RetryBook(next_run, why_not, answered={run["retry_of"] for run in retries if run.get("retry_of")})
 
 
 class Retrier:
@@ -181,51 +181,58 @@ class Retrier:
             return []
         jobs = []
         for failure in pending:
-            job = self._retry(exp.name, book, failure)
+            job = self._retry(exp, book, failure)
             if job is not None:
                 jobs.append(job)
         return jobs
 
-    def _retry(self, name: str, book: RetryBook, failure: InfraFailure) -> TrackedJob | None:
+    def _retry(self, exp: TrackedExperiment, book: RetryBook, failure: InfraFailure) -> TrackedJob | None:
+        name = exp.name
         lost = f"job {failure.job_id} ended {failure.state}"
-        if book.used >= self.max_retries:
-            self.err(f"[{self.clock()}] [INFO]: {name}: {lost}; not retried: MAX_RETRIES={self.max_retries} "
-                     "reached")
-            return None
         if book.next_run is None:
             self.err(f"[{self.clock()}] [WARNING]: {name}: {lost}; cannot retry it: {book.why_not}")
             return None
         run = book.next_run
-        exclude = exclusion(failure, self.slurm.unhealthy_nodes)
         try:
-            made = self._submit_once(name, run, failure, exclude)
+            made = self._submit_once(exp, run, failure)
         except (SlurmError, SnapshotError) as e:
             self.err(f"[{self.clock()}] [WARNING]: {name}: {lost}; the retry could not be submitted: {e}")
             return None
-        book.used += 1
+        if made is None:
+            self.err(f"[{self.clock()}] [INFO]: {name}: {lost}; not retried: MAX_RETRIES={self.max_retries} "
+                     "reached")
+            return None
         if made.answer is None:
             self.err(f"[{self.clock()}] [INFO]: {name}: {lost}; already retried as job {made.job_id} "
                      "(by another watch of this experiment): following that job")
         else:
-            self.out(retry_line(self.clock(), name, failure, book.used, self.max_retries, made.job_id))
-            avoid = f"excluding {exclude}" if exclude else "on any node"
+            self.out(retry_line(self.clock(), name, failure, made.k, self.max_retries, made.job_id))
+            avoid = f"excluding {made.exclude}" if made.exclude else "on any node"
             self.err(f"[{self.clock()}] {name}: job {made.job_id} is run {made.number} of the chain, {avoid} "
                      f"({made.answer})")
         return TrackedJob(made.job_id, log_root(run.snapshot_dir, run.base_log_dir))
 
-    def _submit_once(self, name: str, run: NextRun, failure: InfraFailure, exclude: str) -> _Made:
+    def _submit_once(self, exp: TrackedExperiment, run: NextRun, failure: InfraFailure) -> _Made | None:
         """Submit and record the run replacing ``failure``, unless another watch of the experiment
-        already did: then its job, and nothing submitted."""
+        already did (then: its job, nothing submitted); None when MAX_RETRIES is reached.
+
+        Decided under the experiment's lock from the manifest, so that watches of one experiment
+        running at once share one count and never retry one lost run twice.
+        """
         # as continue.sh: one writer of the experiment at a time, from numbering the run to recording it
         with experiment_locks([run.snapshot_dir], self.err):
             runs = manifest.read_manifest(run.snapshot_dir)["runs"]
             earlier = earlier_retry(runs, failure.job_id)
             if earlier is not None:
                 return _Made(earlier["job_id"], earlier.get("run", ""), None)
+            made = retries_made(runs, exp.ids)
+            if made >= self.max_retries:
+                return None
+            exclude = exclusion(failure, self.slurm.unhealthy_nodes)
             number = next_run_number(runs)
             answer = submit(self.slurm, run, number, exclude)
-            self._record(name, run, failure, exclude, answer.job_id, number)
-        return _Made(answer.job_id, str(number), answer.text)
+            self._record(exp.name, run, failure, exclude, answer.job_id, number)
+        return _Made(answer.job_id, str(number), answer.text, made + 1, exclude)
 
     def _record(self, name: str, run: NextRun, failure: InfraFailure, exclude: str, job_id: str,
                 number: int) -> None:
@@ -239,6 +246,13 @@ class Retrier:
         except SnapshotError as e:
             # the job is queued: losing its entry is not worth stopping the watch
             self.err(f"[{self.clock()}] [WARNING]: {name}: could not record retry job {job_id} in the manifest: {e}")
+
+
+def retries_made(runs: Sequence[Mapping[str, str]], tracked: Collection[str]) -> int:
+    """How many recorded retries replaced a job of ``tracked`` (the jobs a watch follows,
+    retries included): MAX_RETRIES counts these."""
+    return sum(1 for run in manifest.job_runs(runs)
+               if run.get("via") == manifest.VIA_RETRY and run.get("retry_of") in tracked)
 
 
 def earlier_retry(runs: Sequence[Mapping[str, str]], job_id: str) -> Mapping[str, str] | None:
