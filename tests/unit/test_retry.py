@@ -382,6 +382,41 @@ def test_a_job_that_ends_by_itself_is_never_retried(tmp_path: Path, state: str, 
     assert not any("Retrying" in line for line in out) and not any("retr" in line for line in err)
 
 
+def test_retries_alone_never_cancel_the_rest_of_a_failed_chain(tmp_path: Path) -> None:
+    # MAX_RETRIES makes the watch ask how jobs ended; only STOP_CHAIN_ON_FAILURE may cancel on a FAILED run
+    snapshot = snapshot_with_runs(tmp_path, "101", "102", total=2)
+    fake = FakeSlurm(on_poll=steps(finish("101", "FAILED", "1:0"), finish("102")))
+    fake.add_job("101", "RUNNING")
+    fake.add_job("102", "PENDING")
+    status, out, _ = run_watch(fake, snapshot, ("101", "102"), max_retries=2)
+    assert status == GENERAL_FAIL
+    assert [c.argv for c in fake.calls if c.argv[0] == "scancel"] == []
+    assert fake.jobs["102"].state == "COMPLETED" and "[T] [WATCH]: Finished jobs: 102" in out
+
+
+def test_the_progress_line_names_every_retry_submitted_in_one_poll(tmp_path: Path) -> None:
+    runs = {}
+    for name, job_id in (("a", "101"), ("b", "102")):
+        folder = tmp_path / name / "code_snapshots" / name
+        folder.mkdir(parents=True)
+        write_manifest(folder, {"experiment": name, "runs": []})
+        append_run(folder, job_id, "1/1")
+        runs[name] = (folder, job_id)
+    fake = FakeSlurm()
+    fake.on_poll = steps(lambda f: (node_fail("101")(f), node_fail("102")(f)), lambda f: f.finish())
+    for _, job_id in runs.values():
+        fake.add_job(job_id, "RUNNING", nodes="n[1-2]")
+    err: list[str] = []
+    client = fake.client({"PATH": os.environ["PATH"]})
+    books = {name: RetryBook(NextRun(name, str(folder), ARGV, (), (), 1, "261129-101010", 1))
+             for name, (folder, _) in runs.items()}
+    retrier = Retrier(client, 1, books, out=lambda _: None, err=err.append, clock=lambda: "T")
+    watcher = Watcher(client, WatchSettings(interval=1, max_retries=1), out=lambda _: None, err=err.append,
+                      wait=lambda _: None, clock=lambda: "T", retrier=retrier)
+    watcher.watch([TrackedExperiment(name, (TrackedJob(job_id, folder),)) for name, (folder, job_id) in runs.items()])
+    assert any(line.startswith("[T] 1003 submitted, 1004 submitted; next poll at ") for line in err), err
+
+
 def test_a_failed_node_check_is_retried_without_the_silent_nodes(tmp_path: Path) -> None:
     snapshot = snapshot_with_runs(tmp_path, "9")
     ray_sub_node_check_log(snapshot, "node1 node2")  # node3 did not answer
