@@ -10,10 +10,10 @@ clocks as parameters, and verdicts come from log files only
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from nrl_launch.errors import Interrupted, SlurmError, SlurmUnreachable, SnapshotError
 from nrl_launch.joblogs import TrackedJob, driver_logs, expected_log, log_root
@@ -21,9 +21,6 @@ from nrl_launch.manifest import job_runs, read_manifest
 from nrl_launch.settings import WatchSettings
 from nrl_launch.slurm import JobInfo, SlurmClient, job_ids
 from nrl_launch.verdict import GENERAL_FAIL, Verdict, judge
-
-if TYPE_CHECKING:  # the launch and the watch command make the retrier
-    from nrl_launch.retry import Retrier
 
 Emit = Callable[[str], None]
 ALL_PASSED = "[INFO]: All tests passed. Exiting with status 0."
@@ -83,6 +80,16 @@ def wait_or_enter(seconds: float) -> None:
         sys.stdin.readline()  # consume the Enter so the next wait blocks again
 
 
+class RetryHook(Protocol):
+    """What a watch asks after each poll when MAX_RETRIES is set (:class:`nrl_launch.retry.Retrier`,
+    which the launch and the watch command make)."""
+
+    def after_poll(self, experiments: Sequence[TrackedExperiment], ended: Mapping[str, JobInfo],
+                   queued: Collection[str]) -> list[list[TrackedJob]]:
+        """The new jobs of each experiment (in the order given), after the jobs in ``ended`` ended."""
+        ...
+
+
 class Watcher:
     """Follows the jobs of some experiments until none is queued, then judges them.
 
@@ -93,7 +100,7 @@ class Watcher:
     def __init__(self, slurm: SlurmClient, settings: WatchSettings, *, out: Emit, err: Emit,
                  wait: Callable[[float], None] = wait_or_enter, clock: Callable[[], str] = timestamp,
                  now: Callable[[], float] = time.monotonic, resume_hint: str = "nrl-launch watch <experiment>…",
-                 interactive: bool = False, retrier: Retrier | None = None) -> None:
+                 interactive: bool = False, retrier: RetryHook | None = None) -> None:
         self.retrier = retrier  # MAX_RETRIES: resubmits runs lost to the infrastructure
         self.slurm = slurm
         self.settings = settings
