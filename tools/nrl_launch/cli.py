@@ -56,11 +56,18 @@ def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except UsageProblem as e:
             raise click.UsageError(str(e), click.get_current_context(silent=True)) from e
         except LauncherError as e:
-            failure = click.ClickException(str(e))
-            failure.exit_code = e.exit_code
-            raise failure from e
+            raise LaunchFailure(e) from e
 
     return wrapper
+
+
+class LaunchFailure(click.ClickException):
+    """A :class:`LauncherError` as click carries it to :meth:`LauncherGroup.main`, with the
+    exit status the error asks for (click keeps ``exit_code`` on the class, so it goes here)."""
+
+    def __init__(self, error: LauncherError) -> None:
+        super().__init__(str(error))
+        self.status = error.exit_code
 
 
 def _show(error: click.ClickException) -> None:
@@ -107,7 +114,7 @@ class LauncherGroup(click.Group):
             code = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         except click.ClickException as e:
             _show(e)
-            sys.exit(e.exit_code)
+            sys.exit(e.status if isinstance(e, LaunchFailure) else e.exit_code)
         except click.Abort:
             click.echo("[ERROR]: aborted", err=True)
             sys.exit(130)
@@ -344,9 +351,8 @@ def cancel(experiments: tuple[str, ...], dry_run: bool, project_root: str | None
 
 
 def _write_stdout(data: bytes) -> None:
-    stream = click.get_binary_stream("stdout")
-    stream.write(data)
-    stream.flush()
+    # bytes as the log holds them (click writes bytes to the binary stream, flushed)
+    click.echo(data, nl=False)
 
 
 @main.command()
