@@ -927,6 +927,8 @@ def test_gpu_hours(runs: int, nodes: int, gpus: int, minutes: int, hours: int) -
     ("written", "value", "base"),
     [
         ("010", 8, "octal"),
+        ("01", 1, "octal"),  # the smallest count, written in another base
+        ("0x1", 1, "hexadecimal"),
         ("0755", 493, "octal"),
         ("0x10", 16, "hexadecimal"),
         ("0X1f", 31, "hexadecimal"),
@@ -1144,6 +1146,13 @@ def test_block_level_errors_name_the_file_and_the_right_line(text: str, message:
     with pytest.raises(ConfigError) as caught:
         parse_recipe(text, "t.sh", {})
     assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_an_end_marker_before_the_block_is_a_comment_like_any_other() -> None:
+    # The block runs from BEGIN to the next END after it; an END line above BEGIN is a comment to bash.
+    text = f"#!/bin/bash\n{END}\n{BEGIN}\nNUM_NODES=2\nNUM_MINUTES=30\n{END}\n"
+    config = parse_recipe(text, "t.sh", {})
+    assert (config.num_nodes, config.num_minutes, config.config_line) == (2, 30, 3)
 
 
 @pytest.mark.parametrize("byte", [0x80, 0xE9, 0xFF])
