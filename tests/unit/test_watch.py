@@ -687,3 +687,31 @@ def test_recorded_runs_find_their_logs_under_base_log_dir(tmp_path: Path) -> Non
                                              {"job_id": "52"}])
     assert [(job.job_id, job.log_root) for job in exp.jobs] == [("51", tmp_path / "logs"), ("52", tmp_path / "snap")]
     assert exp.verdict().status == PASS
+
+
+def test_a_relaunch_is_judged_on_its_own_runs_not_on_an_earlier_launchs_logs(
+        project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The relaunch reuses the snapshot, where the first launch's passing log still is: the resumed
+    # watch, status and the relaunch note must judge the latest launch (its job crashed) alone.
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    fake_slurm.on_submit = driver_log({"1001": "step 40\nMetric Checks\n  [PASS] loss\n",
+                                       "1002": "step 3\nTraceback\nRuntimeError: CUDA error\n"})
+    runner = CliRunner()
+    launch = ["launch", "--watch", "--watch-interval", "0.01", str(script)]
+    fake_slurm.on_poll = finish_after(0)
+    assert runner.invoke(main, launch, env=BASE_ENV, obj=CliContext(fake_slurm)).exit_code == 0
+    fake_slurm.on_poll = finish_after(0, state="FAILED")
+    again = runner.invoke(main, launch, env=BASE_ENV, obj=CliContext(fake_slurm))
+    assert again.exit_code == 1 and "[GENERAL FAIL]   sft-a" in again.stdout
+    assert "(last verdict: METRIC PASS)" in again.stderr, again.stderr  # what the snapshot held before this launch
+
+    monkeypatch.chdir(project.root)
+    watched = runner.invoke(main, ["watch", "--watch-interval", "0.01", "sft-a"], obj=CliContext(fake_slurm))
+    assert watched.exit_code == 1, watched.output
+    assert "[WATCH]: Tracking 1 jobs: 1002" in watched.stdout and "[GENERAL FAIL]   sft-a" in watched.stdout
+    status = runner.invoke(main, ["status", "--format", "json", "sft-a"], obj=CliContext(fake_slurm))
+    [row] = json.loads(status.stdout)
+    assert row["metric_checks"] is None and row["runs"] == 2
+    assert [job["job_id"] for job in row["jobs"]] == ["1002"]
+    third = runner.invoke(main, launch, env=BASE_ENV, obj=CliContext(fake_slurm))
+    assert "(last verdict: none yet)" in third.stderr  # the latest launch (1002) has no verdict

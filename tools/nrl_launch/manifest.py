@@ -37,8 +37,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from nrl_launch.gitrepo import RepoInfo
 
 MANIFEST_NAME = ".nrl_launch.yaml"
+VIA_LAUNCHER = "launcher"
 VIA_RETRY = "retry"  # a run WATCH submitted again after an infrastructure failure (MAX_RETRIES)
-VIA_VALUES = ("launcher", "continue.sh", VIA_RETRY)
+VIA_VALUES = (VIA_LAUNCHER, "continue.sh", VIA_RETRY)
 CANCELLED_KEY = "cancelled"  # a cancellation entry: the job ids it cancelled, space separated
 # ISO 8601 in UTC with seconds, e.g. 2026-11-29T01:00:09+00:00: a strftime
 # format for Python and a `date -u +FORMAT` format for continue.sh.
@@ -186,7 +187,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return data
 
 
-def append_run(directory: Path, job_id: str, run_label: str, via: str = "launcher",
+def append_run(directory: Path, job_id: str, run_label: str, via: str = VIA_LAUNCHER,
                when: dt.datetime | str | None = None, base_log_dir: str | None = None,
                details: Mapping[str, str] | None = None) -> None:
     """Append one run entry to the manifest's ``runs:`` list, by appending
@@ -211,6 +212,17 @@ def append_cancellation(directory: Path, job_ids: Sequence[str], when: dt.dateti
 def job_runs(runs: Sequence[Mapping[str, str]]) -> list[Mapping[str, str]]:
     """The entries of ``runs:`` that are submitted runs (they have a ``job_id``), in order."""
     return [run for run in runs if run.get("job_id")]
+
+
+def latest_launch(runs: Sequence[Mapping[str, str]]) -> list[Mapping[str, str]]:
+    """The submitted runs of the experiment's latest launch: from the last launcher run
+    numbered ``1/N`` on, with the ``continue.sh`` runs and retries since (all of them when
+    no such run is recorded). A relaunch reuses the snapshot, so the logs of an earlier
+    launch are there too: what ``watch`` follows and judges, and ``status`` shows, is this."""
+    jobs = job_runs(runs)
+    starts = [i for i, run in enumerate(jobs)
+              if run.get("via") == VIA_LAUNCHER and run.get("run", "").startswith("1/")]
+    return jobs[starts[-1]:] if starts else jobs
 
 
 def cancellations(runs: Sequence[Mapping[str, str]]) -> list[tuple[str, list[str]]]:

@@ -205,7 +205,7 @@ class Pipeline:
             self.out(answer.text)
             job_ids.append(answer.job_id)
             try:
-                manifest.append_run(p.snapshot_dir, answer.job_id, sub.run_label, via="launcher",
+                manifest.append_run(p.snapshot_dir, answer.job_id, sub.run_label, via=manifest.VIA_LAUNCHER,
                                     base_log_dir=self.settings.base_log_dir or None)
             except (SnapshotError, OSError) as e:
                 # The job is queued already: losing its manifest entry is not
@@ -386,8 +386,8 @@ def reuse_notes(p: PlannedExperiment, settings: LaunchSettings) -> list[str]:
     dirty = " (with uncommitted changes)" if source.get("dirty") else ""
     runs = manifest.job_runs(recorded["runs"])
     last = "no run yet"
-    if runs:
-        status = watch.from_runs(p.name, p.snapshot_dir, runs).verdict().status
+    if runs:  # the verdict of the latest launch (an earlier one's logs are in the snapshot too)
+        status = watch.from_runs(p.name, p.snapshot_dir, manifest.latest_launch(runs)).verdict().status
         last = "none yet" if status == GENERAL_FAIL else status
     start_over = f"rm -rf {shlex.quote(str(p.snapshot_dir))}"
     return [f"[INFO]: {p.name}: the snapshot holds commit {commit}{dirty} and {len(runs)} recorded "

@@ -21,7 +21,7 @@ from typing import Any
 from nrl_launch.errors import SlurmError, SnapshotError
 from nrl_launch.joblogs import driver_logs
 from nrl_launch.layout import DEFAULT_LAYOUT
-from nrl_launch.manifest import MANIFEST_NAME, VIA_RETRY, cancellations, job_runs, read_manifest
+from nrl_launch.manifest import MANIFEST_NAME, VIA_RETRY, cancellations, job_runs, latest_launch, read_manifest
 from nrl_launch.slurm import SlurmClient
 from nrl_launch.verdict import METRIC_FAIL, PASS
 from nrl_launch.watch import from_runs
@@ -151,7 +151,8 @@ def _row(name: str, folder: Path) -> StatusRow:
     source: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     commit = str(source.get("commit") or "")[:12] or None
     entries = manifest["runs"]
-    runs = job_runs(entries)
+    every_run = job_runs(entries)
+    runs = latest_launch(entries)  # jobs and verdict: the latest launch's (a relaunch reuses the snapshot)
     metrics = _metrics_file(folder, name, manifest)
     values = manifest.get("config")
     max_steps = str(values.get("MAX_STEPS", "")) if isinstance(values, dict) else ""
@@ -161,14 +162,14 @@ def _row(name: str, folder: Path) -> StatusRow:
         snapshot=str(folder),
         commit=commit,
         dirty=bool(source.get("dirty")) if "dirty" in source else None,
-        runs=len(runs),
+        runs=len(every_run),
         jobs=tuple(JobState(r.get("job_id", ""), r.get("run", ""), UNKNOWN) for r in runs),
         steps=max_step(metrics) if metrics else None,
         max_steps=int(max_steps) if max_steps.isdigit() else None,
         metric_checks=metric_checks(name, folder, runs),
         log=str(logs[-1]) if logs else None,
         retries=tuple(Retry(r["job_id"], r.get("retry_of", ""), r.get("after", ""), r.get("failed_on", ""),
-                            r.get("exclude", "")) for r in runs if r.get("via") == VIA_RETRY),
+                            r.get("exclude", "")) for r in every_run if r.get("via") == VIA_RETRY),
         cancellations=tuple(Cancellation(at, tuple(ids)) for at, ids in cancellations(entries)),
     )
 

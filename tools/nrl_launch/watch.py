@@ -17,7 +17,7 @@ from typing import Protocol
 
 from nrl_launch.errors import Interrupted, SlurmError, SlurmUnreachable, SnapshotError
 from nrl_launch.joblogs import TrackedJob, driver_logs, expected_log, log_root
-from nrl_launch.manifest import job_runs, read_manifest
+from nrl_launch.manifest import latest_launch, read_manifest
 from nrl_launch.settings import WatchSettings
 from nrl_launch.slurm import JobInfo, SlurmClient, job_ids
 from nrl_launch.verdict import GENERAL_FAIL, Verdict, judge
@@ -305,6 +305,7 @@ def snapshot_folder(snapshot_root: Path, name: str) -> Path:
 
 
 def recorded(snapshot_root: Path, name: str) -> TrackedExperiment:
-    """The jobs an experiment's manifest records (launcher, continue.sh and retry runs)."""
+    """The jobs of the experiment's latest launch as its manifest records them (launcher,
+    continue.sh and retry runs since; an earlier launch's logs must not pass this one)."""
     folder = snapshot_folder(snapshot_root, name)
-    return from_runs(name, folder, job_runs(read_manifest(folder)["runs"]))
+    return from_runs(name, folder, latest_launch(read_manifest(folder)["runs"]))
