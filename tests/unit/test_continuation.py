@@ -21,6 +21,7 @@ from nrl_launch.continuation import render_continue_script
 from nrl_launch.errors import PlanError
 from nrl_launch.manifest import MANIFEST_NAME, read_manifest
 from nrl_launch.plan import Submission
+from nrl_launch.rerun import NextRun
 from testkit import BASE_ENV, Project, SlurmOnPath, holding_lock, launch_env, next_stderr_line, write
 
 REFERENCE = Path(__file__).parent / "reference" / "continue.sh"
@@ -103,6 +104,27 @@ def test_the_rendered_script_submits_the_launchers_run(tmp_path: Path, slurm_on_
     last = read_manifest(snapshot)["runs"][-1]
     assert {k: last[k] for k in ("job_id", "run", "via", "base_log_dir")} == {
         "job_id": "1001", "run": "3", "via": "continue.sh", "base_log_dir": "/logs/it's here"}
+
+
+def test_a_launch_without_base_log_dir_keeps_the_callers_out_of_the_job(tmp_path: Path,
+                                                                         slurm_on_path: SlurmOnPath) -> None:
+    # The launch's jobs logged into the snapshot, where watch and status look: a BASE_LOG_DIR exported
+    # in the shell that runs continue.sh later must not send this run's logs elsewhere.
+    snapshot = tmp_path / "grpo-x-1n8g-megatron"
+    write(snapshot / MANIFEST_NAME, "experiment: grpo-x-1n8g-megatron\nruns:\n- job_id: '7'\n  run: 1/2\n")
+    base = reference_submission()
+    sub = replace(base, cwd=str(snapshot), env=tuple(pair for pair in base.env if pair[0] != "BASE_LOG_DIR"))
+    script = write(snapshot / "continue.sh", render_continue_script(sub, script="x.sh", version="0"))
+    caller = {**os.environ, "BASE_LOG_DIR": "/elsewhere"}
+    proc = subprocess.run(["bash", str(script)], cwd=tmp_path, env=caller, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    [call] = slurm_on_path.calls("sbatch")
+    assert "BASE_LOG_DIR" not in call["env"] and call["env"]["HF_HOME"] == "/hf"
+    assert "base_log_dir" not in read_manifest(snapshot)["runs"][-1]
+    # a retry submits as continue.sh does
+    run = NextRun.of(sub)
+    assert "BASE_LOG_DIR" not in run.environment(caller) and run.base_log_dir is None
+    assert NextRun.of(base).environment(caller)["BASE_LOG_DIR"] == "/logs/it's here"
 
 
 def test_bash_own_variables_are_neither_unset_nor_exported() -> None:

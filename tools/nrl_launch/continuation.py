@@ -24,7 +24,7 @@ from nrl_launch.config import BASH_OWN_VARIABLES
 from nrl_launch.errors import PlanError
 from nrl_launch.locks import lock_path, waiting_line
 from nrl_launch.manifest import MANIFEST_NAME, TIMESTAMP_FORMAT, entry_field_line
-from nrl_launch.plan import Submission, output_file
+from nrl_launch.plan import LOG_DIR_VARIABLE, Submission, output_file, unset_for_job
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _RUN_MARK = "\0"  # stands for the run number while splitting the --output word (never in a file name)
@@ -65,7 +65,7 @@ def _sbatch_words(sub: Submission) -> list[str]:
 def _entry_fields(sub: Submission) -> str:
     """The constant fields of the run's manifest entry, as quoted printf arguments."""
     fields = [("via", "continue.sh")]
-    log_dir = dict(sub.env).get("BASE_LOG_DIR")
+    log_dir = dict(sub.env).get(LOG_DIR_VARIABLE)
     if log_dir:
         fields.append(("base_log_dir", log_dir))
     return " \\\n    ".join(shlex.quote(entry_field_line(key, value)) for key, value in fields)
@@ -141,7 +141,8 @@ run=$(( $(grep -c '^- job_id:' "$MANIFEST" || true) + 1 ))
 
 def _environment_section(sub: Submission) -> str:
     """The pinned CONFIG-block inputs and the variables the launcher added for the job."""
-    exports = "\n".join(f"export {_name(name)}={shlex.quote(value)}" for name, value in sub.env)
+    exports = "\n".join([*(f"export {_name(name)}={shlex.quote(value)}" for name, value in sub.env),
+                         *(f"unset {name}" for name in unset_for_job(sub.env))])
     return f"""# What the recipe's CONFIG block read from the launcher's environment, pinned
 # so that this run plans the same steps and resources as the launcher's runs.
 {_pinned(sub)}

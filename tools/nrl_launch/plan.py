@@ -232,6 +232,17 @@ def sbatch_options(config: RecipeConfig, settings: LaunchSettings, experiment: s
     return tuple(rendered)
 
 
+# Where a job writes its logs, and so where WATCH and status look for them (ray.sub honours it).
+LOG_DIR_VARIABLE = "BASE_LOG_DIR"
+
+
+def unset_for_job(env: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """Variables a later run of the chain (continue.sh, a retry) removes from the environment it
+    is submitted from, because the launch's job environment ``env`` does not have them: a
+    ``BASE_LOG_DIR`` exported in that shell would put the run's logs where no one looks."""
+    return () if any(name == LOG_DIR_VARIABLE for name, _ in env) else (LOG_DIR_VARIABLE,)
+
+
 def job_environment(config: RecipeConfig, settings: LaunchSettings, snapshot_dir: str,
                     command: str) -> tuple[tuple[str, str], ...]:
     """Variables added to the job's environment, in a stable order.
@@ -242,7 +253,7 @@ def job_environment(config: RecipeConfig, settings: LaunchSettings, snapshot_dir
     mounts = f"{snapshot_dir}:{snapshot_dir}" + (f",{settings.mounts}" if settings.mounts else "")
     # BASE_LOG_DIR reaches the job from the launcher's environment anyway; set
     # here, continue.sh pins it too, so every run of the chain logs to one place.
-    log_dir = (("BASE_LOG_DIR", settings.base_log_dir),) if settings.base_log_dir else ()
+    log_dir = ((LOG_DIR_VARIABLE, settings.base_log_dir),) if settings.base_log_dir else ()
     return (
         *settings.extra_env,
         ("HF_HOME", settings.hf_home),

@@ -30,7 +30,7 @@ from typing import Any
 from nrl_launch.config import BASH_OWN_VARIABLES
 from nrl_launch.errors import SnapshotError
 from nrl_launch.manifest import job_runs
-from nrl_launch.plan import Submission, output_file
+from nrl_launch.plan import LOG_DIR_VARIABLE, Submission, output_file, unset_for_job
 from nrl_launch.slurm import SbatchAnswer, SlurmClient
 
 NEXT_RUN_NAME = ".nrl_launch.next-run.json"
@@ -63,7 +63,7 @@ class NextRun:
     @property
     def base_log_dir(self) -> str | None:
         """BASE_LOG_DIR of the job, when the launch set it."""
-        return dict(self.env).get("BASE_LOG_DIR") or None
+        return dict(self.env).get(LOG_DIR_VARIABLE) or None
 
     def sbatch_args(self, run: int, exclude: str = "") -> tuple[str, ...]:
         """The sbatch arguments of run number ``run``: the --output file named for it, as
@@ -92,6 +92,8 @@ class NextRun:
             else:
                 env[name] = value
         env.update(self.env)
+        for name in unset_for_job(self.env):
+            env.pop(name, None)
         return env
 
 
