@@ -855,6 +855,29 @@ def test_a_launch_killed_while_copying_leaves_no_snapshot_to_reuse(project: Proj
 # ---------------------------------------------------------------- review fixes
 
 
+def test_a_snapshot_the_bash_launcher_made_gets_a_manifest_and_continue_sh_works(
+        project: Project, slurm_on_path: SlurmOnPath, tmp_path: Path) -> None:
+    # What the bash launcher left: the tracked files copied, no manifest. The drop-in reuses it (the
+    # contract says so), records its runs, and continue.sh can number the next one.
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    for rel in ("ray.sub", "tests/test_suites/llm/sft-a.sh"):
+        write(snapshot / rel, (project.root / rel).read_text())
+    result = invoke([str(script)], BASE_ENV)
+    assert result.exit_code == 0, result.output
+    assert f"Using existing code snapshot in {snapshot}" in result.stderr
+    assert "its commit is unknown" in result.stderr and "could not record" not in result.stderr
+    recorded = read_manifest(snapshot)
+    assert recorded["source"]["commit"] is None and recorded["experiment"] == "sft-a"
+    assert [(r["job_id"], r["run"]) for r in recorded["runs"]] == [("1001", "1/2"), ("1002", "2/2")]
+    env = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"], "HOME": str(tmp_path)}
+    again = run_continue(snapshot, tmp_path, env)
+    assert again.returncode == 0, again.stderr
+    assert read_manifest(snapshot)["runs"][-1]["run"] == "3"
+    relaunch = invoke([str(script)], BASE_ENV)  # the manifest written once stays: it still says unknown
+    assert "its commit is unknown" in relaunch.stderr and "wrote a manifest" not in relaunch.stderr
+
+
 def test_an_empty_snapshot_folder_is_not_taken_for_a_snapshot(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
     empty = project.root / "code_snapshots" / "sft-a"

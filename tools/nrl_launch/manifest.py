@@ -101,6 +101,20 @@ def with_snapshot_stats(manifest: Mapping[str, Any], mode: str, files: int, size
     return result
 
 
+# The source of a snapshot that had no manifest when a launch reused it.
+UNKNOWN_SOURCE = "unknown: the snapshot had no manifest when it was reused (made by another tool?)"
+
+
+def adopted(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest written into a reused snapshot that has none (e.g. one the bash launcher
+    made), from the one a new snapshot would get: the same experiment, script and CONFIG
+    values, but no claim about the code it holds, so its runs can be numbered and recorded."""
+    result = with_snapshot_stats(manifest, "unknown", 0, 0)
+    result["source"] = {"commit": None, "note": UNKNOWN_SOURCE}
+    result["runs"] = []
+    return result
+
+
 def _dump(data: Any) -> str:
     """Block-style YAML, keys in insertion order."""
     return yaml.safe_dump(data, default_flow_style=False, sort_keys=False, allow_unicode=True)
@@ -286,6 +300,8 @@ def stale_reasons(manifest: Mapping[str, Any], repo_info: RepoInfo) -> list[str]
     source = manifest.get("source") or {}
     if not isinstance(source, dict):
         return ["the snapshot's manifest has no source section"]
+    if source.get("note") == UNKNOWN_SOURCE:
+        return ["its commit is unknown (it was made without a manifest, e.g. by the bash launcher)"]
     reasons = []
     old_commit = str(source.get("commit") or "?")
     if old_commit != repo_info.head_sha:

@@ -280,6 +280,10 @@ class SnapshotMaker:
             self.err(f"[WARNING]: another process created {dest} while this one was copying: using its snapshot")
         for reason in stale_reasons(dest, repo.info):
             self.err(f"[WARNING]: reusing {dest}: {reason}")
+        if not (dest / manifest.MANIFEST_NAME).exists():
+            # without one, continue.sh could not number its run and no run could be recorded
+            manifest.write_manifest(dest, manifest.adopted(new_manifest))
+            self.err(f"[INFO]: wrote a manifest into {dest} (its source is unknown) so that runs can be recorded")
         return False
 
 
