@@ -154,6 +154,9 @@ def test_max_step(tmp_path: Path) -> None:
     assert max_step(path) is None
     path.write_text("{}")
     assert max_step(path) is None
+    # keys Python calls digits that int() refuses (superscripts), and other non-step keys, are skipped
+    path.write_text(json.dumps({"a": {"\u00b2": 1, "7": 2, "-": 3, "1e3": 4, " 8": 5}}))
+    assert max_step(path) == 7
 
 
 def test_formats(snapshots: Path) -> None:

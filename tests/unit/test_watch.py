@@ -609,6 +609,26 @@ def test_a_poll_failing_after_a_good_one_is_retried() -> None:
     assert "[T] [WARNING]: cannot reach Slurm (squeue failed: squeue: error: timeout); retrying in 7s" in err
 
 
+def test_stop_chain_on_failure_when_scancel_fails_warns_and_the_watch_still_ends_with_verdicts() -> None:
+    fake = FakeSlurm(answers={"scancel": lambda call: Completed(1, "", "scancel: error: Socket timed out\n")})
+    for job_id in ("11", "12"):
+        fake.add_job(job_id, "PENDING")
+    moves = iter([lambda f: f.finish("11", state="FAILED", exit_code="1:0"), lambda f: f.finish("12")])
+    fake.on_poll = lambda f: next(moves, lambda _: None)(f)
+    out: list[str] = []
+    err: list[str] = []
+    exp = TrackedExperiment("exp", tuple(TrackedJob(i, Path("/nowhere")) for i in ("11", "12")))
+    [verdict] = watcher(fake, out, err, stop_chain_on_failure=True).watch([exp])
+    assert verdict.status == GENERAL_FAIL
+    assert any(line.startswith("[T] [WARNING]: STOP_CHAIN_ON_FAILURE: could not cancel 12 of exp after run 11 "
+                               "ended FAILED (") and line.endswith("they stay queued") for line in err), err
+    assert not any("Cancelled" in line for line in out)
+    finished = out.index("[T] [WATCH]: All tracked jobs have finished.")
+    assert out[finished - 2:finished] == ["[T] [WATCH]: Finished jobs: 12", "[T] [WATCH]: Remaining: 0"]
+    assert out[finished + 1:finished + 3] == ["[WATCH]: Checking exp", "[GENERAL FAIL]   exp"]
+    assert out[-1] == SOME_FAILED
+
+
 def test_stop_chain_on_failure_handles_each_experiment_and_says_when_slurm_cannot_tell() -> None:
     fake = FakeSlurm()
     for job_id in ("11", "12", "21", "22"):

@@ -13,6 +13,7 @@ and the command exits non-zero.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -88,6 +89,8 @@ class StatusReport:
     slurm_error: str | None = None
 
 
+_STEP_KEY = re.compile(r"-?[0-9]+")  # a step as metrics.json writes it (ASCII digits only)
+
 def _snapshot_dirs(root: Path, experiments: Sequence[str] | None) -> list[tuple[str, Path]]:
     """(name, folder) of the snapshots to report: the named ones, or every
     non-hidden folder under ``root``, sorted."""
@@ -113,7 +116,7 @@ def max_step(metrics_file: Path) -> int | None:
     steps: list[int] = []
     for series in data.values():
         if isinstance(series, dict):
-            steps.extend(int(k) for k in series if str(k).lstrip("-").isdigit())
+            steps.extend(int(k) for k in series if _STEP_KEY.fullmatch(str(k)))
     return max(steps) if steps else None
 
 

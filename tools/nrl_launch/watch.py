@@ -230,10 +230,16 @@ class Watcher:
             if failed is None:
                 continue
             later = [i for i in exp.ids[exp.ids.index(failed) + 1:] if i in queue]
-            if later:
+            if not later:
+                continue
+            try:
                 self.slurm.cancel(later)
-                self.out(f"[{self.clock()}] [WATCH]: Cancelled {' '.join(later)} of {exp.name}: run {failed} "
-                         "ended FAILED (STOP_CHAIN_ON_FAILURE)")
+            except SlurmError as e:  # the watch goes on: the later runs run (and fail) as without the option
+                self.err(f"[{self.clock()}] [WARNING]: STOP_CHAIN_ON_FAILURE: could not cancel {' '.join(later)} "
+                         f"of {exp.name} after run {failed} ended FAILED ({e}); they stay queued")
+                continue
+            self.out(f"[{self.clock()}] [WATCH]: Cancelled {' '.join(later)} of {exp.name}: run {failed} "
+                     "ended FAILED (STOP_CHAIN_ON_FAILURE)")
 
 
 def explain(exp: TrackedExperiment, verdict: Verdict, slurm: SlurmClient) -> list[str]:
