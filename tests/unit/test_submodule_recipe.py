@@ -81,3 +81,15 @@ def test_status_cancel_and_logs_from_inside_the_submodule_find_the_snapshot(tree
     write(tree / "code_snapshots/sub-exp/1001-logs/ray-driver.log", "step 1 of sub-exp\n")
     logs = run("logs", "--job", "1001", "sub-exp")
     assert logs.exit_code == 0 and logs.stdout == "step 1 of sub-exp\n", logs.output
+
+
+def test_the_snapshot_command_from_inside_the_submodule_snapshots_the_whole_tree(
+        tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As the launcher does for a recipe there: the top superproject, submodules included.
+    monkeypatch.chdir(tree / "third_party/sub/tests")
+    result = CliRunner().invoke(main, ["snapshot", "sub-exp"], env={"CODE_SNAPSHOT_DIRNAME": None})
+    assert result.exit_code == 0, result.output
+    snapshot = tree.resolve() / "code_snapshots" / "sub-exp"
+    assert result.stdout == f"{snapshot}\n"
+    assert (snapshot / "ray.sub").is_file() and (snapshot / "third_party/sub/deps/nested/nested.txt").is_file()
+    assert not (tree / "third_party/sub/code_snapshots").exists()

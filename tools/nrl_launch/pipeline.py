@@ -293,7 +293,7 @@ def take_snapshot(project_dir: Path, name: str, *, dirname: str, mode: SnapshotM
     of the repository holding ``project_dir``, created or reused; its absolute path."""
     if not name or name.startswith(".") or "/" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise PlanError(f"invalid experiment name {name!r}: a plain folder name is expected")
-    root = gitrepo.work_tree_root(project_dir)
+    root = gitrepo.project_root(project_dir)  # as the launcher: the top superproject from inside a submodule
     repo = Repository.describe(root)
     check_snapshot_root(dirname, repo.tracked, where=name)
     dest = root / dirname / name
