@@ -130,6 +130,22 @@ def test_queued_filters_ids_and_asks_once(fake_slurm: FakeSlurm) -> None:
     assert len(fake_slurm.calls) == 1  # nothing to ask about: Slurm is not asked
 
 
+def test_queries_ignore_the_users_squeue_sacct_sinfo_defaults(fake_slurm: FakeSlurm) -> None:
+    # SQUEUE_STATES=R would hide a PENDING job: WATCH would take it for finished
+    fake_slurm.add_job("5", "PENDING", nodes="n[1-2]")
+    defaults = {"SQUEUE_STATES": "R", "SQUEUE_PARTITION": "other", "SACCT_FORMAT": "JobID", "SINFO_FORMAT": "%N"}
+    client = fake_slurm.client({**ENV, **defaults, "KEEP": "me"})
+    assert client.queued(["5"]) == {"5"}
+    client.jobs(["5", "6"])
+    client.unhealthy_nodes("n[1-2]")
+    client.submit(["ray.sub"], cwd="/snap", job_env={"HF_HOME": "/hf"})
+    programs = {c.argv[0]: c.env for c in fake_slurm.calls}
+    assert set(programs) >= {"squeue", "sacct", "sinfo", "sbatch"}
+    for program in ("squeue", "sacct", "sinfo"):
+        assert not set(programs[program]) & set(defaults) and programs[program]["KEEP"] == "me"
+    assert {name: programs["sbatch"][name] for name in defaults} == defaults  # the job's environment is untouched
+
+
 def test_queued_raises_when_squeue_fails() -> None:
     client = FakeSlurm(down=True).client(ENV)
     with pytest.raises(SlurmError, match="squeue failed: .*Unable to contact slurm controller"):

@@ -167,6 +167,10 @@ def _failure(proc: Completed, prefix: str = "", error: type[SlurmError] = SlurmE
     return error(prefix + _reason(proc))
 
 
+_QUERIES = frozenset({"squeue", "sacct", "sinfo"})
+_QUERY_DEFAULTS = ("SQUEUE_", "SACCT_", "SINFO_")  # the environment variables they take defaults from
+
+
 class SlurmClient:
     """The launcher's one way to talk to Slurm (sbatch, squeue, sacct, scontrol).
 
@@ -183,6 +187,11 @@ class SlurmClient:
     def _run(self, argv: Sequence[str], *, cwd: str | None = None,
              job_env: Mapping[str, str] | None = None) -> Completed:
         env = self.environ if job_env is None else {**self.environ, **job_env}
+        if argv[0] in _QUERIES:
+            # squeue, sacct and sinfo read defaults from SQUEUE_*/SACCT_*/SINFO_* (SQUEUE_STATES=R
+            # or SQUEUE_PARTITION=x would hide queued jobs, and WATCH would take them for
+            # finished): the answers must be the ones we ask for and parse.
+            env = {name: value for name, value in env.items() if not name.startswith(_QUERY_DEFAULTS)}
         try:
             return self.runner(list(argv), cwd=cwd, env=env, timeout=self.timeout)
         except FileNotFoundError as e:
