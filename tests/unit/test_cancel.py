@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from click.testing import CliRunner, Result
 
 from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import SnapshotError
+from nrl_launch.locks import experiment_locks
 from nrl_launch.manifest import append_run, read_manifest
 from nrl_launch.slurm import Completed
 from testkit import BASE_ENV, Call, FakeSlurm, Project, write
@@ -60,6 +63,30 @@ def test_cancel_stops_every_queued_job_in_one_scancel_and_records_it(launched: P
     assert [r.get("job_id") for r in runs] == ["1001", "1002", "1003", None]
     assert (runs[-1]["cancelled"], runs[-1]["via"]) == ("1001 1002 1003", "nrl-launch cancel")
     assert read_manifest(launched.root / "code_snapshots" / "sft-b")["runs"][-1]["cancelled"] == "1005 1006"
+
+
+def test_cancel_waits_for_a_launch_holding_the_experiment_and_cancels_what_it_queued(
+        launched: Project, fake_slurm: FakeSlurm) -> None:
+    # A continue.sh of sft-a holds its lock and queues one more run: cancel, started meanwhile,
+    # must look at the queue after it, not before, or that run would escape.
+    snapshot = launched.root / "code_snapshots" / "sft-a"
+    holding = threading.Event()
+
+    def continue_sh() -> None:
+        with experiment_locks([snapshot], lambda _: None):
+            holding.set()
+            time.sleep(1.0)  # long enough for the cancel below to find the lock taken
+            fake_slurm.add_job("1007", "PENDING")
+            append_run(snapshot, "1007", "4", via="continue.sh")
+
+    other = threading.Thread(target=continue_sh)
+    other.start()
+    holding.wait()
+    result = run(fake_slurm, "cancel", "sft-a")
+    other.join()
+    assert result.exit_code == 0, result.output
+    assert "waiting for another launch, continue.sh or code_snapshot.sh of experiment sft-a" in result.stderr
+    assert scancels(fake_slurm) == [("scancel", "1001", "1002", "1003", "1007")]
 
 
 def test_cancel_is_idempotent(launched: Project, fake_slurm: FakeSlurm) -> None:

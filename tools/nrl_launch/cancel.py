@@ -8,12 +8,14 @@ experiment that had jobs cancelled gets a cancellation entry in its manifest
 ``continue.sh`` counts only ``- job_id:`` lines, so a later ``continue.sh``
 still works and numbers its run as before). Cancelling again finds nothing
 queued, cancels and records nothing: the command is idempotent. Every name is
-checked before anything is cancelled.
+checked before anything is cancelled. From asking Slurm to recording, the
+command holds the experiments' locks, so no launch, ``continue.sh`` or retry
+of them can queue a run in between that would escape the cancel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,24 +38,35 @@ class CancelPlan:
     queued: tuple[str, ...]  # those still queued or running
 
 
-def plan_cancel(snapshot_root: Path, names: Sequence[str], slurm: SlurmClient) -> list[CancelPlan]:
-    """What cancelling ``names`` means now; SnapshotError for an unknown experiment, SlurmError
-    when Slurm cannot say what is queued (nothing is cancelled then)."""
-    recorded = {}
+def run_cancel(snapshot_root: Path, names: Sequence[str], slurm: SlurmClient, *, dry: bool, out: Emit,
+               err: Emit) -> None:
+    """``nrl-launch cancel`` (``dry``: ``--dry-run``): SnapshotError for an unknown experiment,
+    SlurmError when Slurm cannot say what is queued; nothing is cancelled then."""
+    snapshots = {}
     for name in dict.fromkeys(names):
         try:
-            snapshot = snapshot_folder(snapshot_root, name)
+            snapshots[name] = snapshot_folder(snapshot_root, name)
         except SnapshotError as e:
             raise SnapshotError(f"{e}: nothing was cancelled") from e
-        recorded[name] = (snapshot, tuple(job_ids(run["job_id"] for run in
-                                                  manifest.job_runs(manifest.read_manifest(snapshot)["runs"]))))
-    queue = slurm.queue([i for _, ids in recorded.values() for i in ids])
-    return [CancelPlan(name, snapshot, ids, tuple(i for i in ids if i in queue))
-            for name, (snapshot, ids) in recorded.items()]
+    if dry:
+        dry_run(plan_cancel(snapshots, slurm), out=out)
+        return
+    with experiment_locks(snapshots.values(), err):
+        cancel(plan_cancel(snapshots, slurm), slurm, out=out, err=err)
+
+
+def plan_cancel(snapshots: Mapping[str, Path], slurm: SlurmClient) -> list[CancelPlan]:
+    """What cancelling the experiments of ``snapshots`` (name -> snapshot) means now."""
+    recorded = {name: tuple(job_ids(run["job_id"] for run in manifest.job_runs(manifest.read_manifest(folder)["runs"])))
+                for name, folder in snapshots.items()}
+    queue = slurm.queue([i for ids in recorded.values() for i in ids])
+    return [CancelPlan(name, snapshots[name], ids, tuple(i for i in ids if i in queue))
+            for name, ids in recorded.items()]
 
 
 def cancel(plans: Sequence[CancelPlan], slurm: SlurmClient, *, out: Emit, err: Emit) -> None:
-    """One ``scancel`` of every queued job of ``plans``; record and report each experiment's."""
+    """One ``scancel`` of every queued job of ``plans``; record and report each experiment's
+    (the caller holds the experiments' locks)."""
     ids = [i for plan in plans for i in plan.queued]
     if ids:
         try:
@@ -68,8 +81,7 @@ def cancel(plans: Sequence[CancelPlan], slurm: SlurmClient, *, out: Emit, err: E
             out(nothing_line(plan))
             continue
         try:
-            with experiment_locks([plan.snapshot], err):  # one writer of the manifest at a time
-                manifest.append_cancellation(plan.snapshot, plan.queued)
+            manifest.append_cancellation(plan.snapshot, plan.queued)
         except SnapshotError as e:
             err(f"[WARNING]: {plan.experiment}: its jobs are cancelled, but the manifest could not record it: {e}")
         out(f"[INFO]: {plan.experiment}: cancelled {_jobs(plan.queued)}: {' '.join(plan.queued)}")

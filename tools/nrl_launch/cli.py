@@ -343,11 +343,8 @@ def cancel(experiments: tuple[str, ...], dry_run: bool, project_root: str | None
     from nrl_launch import cancel as cancelling
 
     slurm = slurm_client()
-    plans = cancelling.plan_cancel(_snapshot_root(project_root, code_snapshot_dirname), experiments, slurm)
-    if dry_run:
-        cancelling.dry_run(plans, out=click.echo)
-    else:
-        cancelling.cancel(plans, slurm, out=click.echo, err=_echo_err)
+    cancelling.run_cancel(_snapshot_root(project_root, code_snapshot_dirname), experiments, slurm, dry=dry_run,
+                          out=click.echo, err=_echo_err)
 
 
 def _write_stdout(data: bytes) -> None:
