@@ -8,6 +8,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,8 @@ from click.testing import CliRunner
 from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import LauncherError
 from nrl_launch.launch import launch
-from nrl_launch.manifest import MANIFEST_NAME, read_manifest
+from nrl_launch.locks import experiment_locks
+from nrl_launch.manifest import MANIFEST_NAME, read_manifest, write_manifest
 from nrl_launch.settings import make_settings
 from nrl_launch.slurm import Completed
 from testkit import (
@@ -1215,3 +1218,32 @@ def test_a_count_in_another_base_is_read_as_bash_does_and_said(project: Project,
     assert result.stdout.splitlines()[0] == f"[INFO]: 64 GPUhrs to run {script}"
     assert f"[WARNING]: {script}:4: NUM_NODES=010 is read as 8 (octal), as bash arithmetic does" in result.stderr
     assert fake_slurm.submissions()[0].argv[0] == "--nodes=8"  # what the GPU-hours counted
+
+
+def test_a_snapshot_another_launch_made_while_this_one_waited_names_its_own_commit(
+        project: Project, fake_slurm: FakeSlurm) -> None:
+    # This launch plans (no snapshot yet), then waits for the experiment's lock while another launch
+    # creates the snapshot from other code: the runs carry that snapshot's commit, not this HEAD's.
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
+    snapshot = project.root / "code_snapshots" / "sft-a"
+    holding = threading.Event()
+
+    def other_launch() -> None:
+        with experiment_locks([snapshot], lambda _: None):
+            holding.set()
+            time.sleep(1.0)  # long enough for the launch below to plan and wait for the lock
+            for rel in ("ray.sub", "tests/test_suites/llm/sft-a.sh"):
+                write(snapshot / rel, (project.root / rel).read_text())
+            write_manifest(snapshot, {"experiment": "sft-a", "runs": [],
+                                      "source": {"commit": "a" * 40, "short_meta": "aaaaaaa-older-code"}})
+
+    other = threading.Thread(target=other_launch)
+    other.start()
+    holding.wait()
+    result = launch_in_process([str(script)], BASE_ENV, fake_slurm)
+    other.join()
+    assert result.exit_code == 0, result.output
+    assert f"Using existing code snapshot in {snapshot}" in result.stderr
+    commands = [job.env["COMMAND"] for job in fake_slurm.submissions()]
+    assert len(commands) == 2 and all("++git_meta=aaaaaaa-older-code " in c for c in commands), commands
+    assert "++git_meta=aaaaaaa-older-code " in (snapshot / "continue.sh").read_text()

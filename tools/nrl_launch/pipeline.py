@@ -16,7 +16,7 @@ import shlex
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,7 @@ class Pipeline:
         # time, from its snapshot to its last manifest entry.
         with experiment_locks((p.snapshot_dir for p in planned), self.err):
             self.make_snapshots(planned)
+            planned = with_snapshot_meta(planned, self.settings)
             write_continue_scripts(planned)
             jobs = self.submit_all(planned)
         return Launched(planned, jobs)
@@ -331,6 +332,18 @@ def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings
         subs = build_submissions(exp, settings, str(snapshot_dir), rel_path, git_meta)
         planned.append(PlannedExperiment(exp, repo, rel_path, snapshot_dir, subs))
     return tuple(planned)
+
+
+def with_snapshot_meta(planned: Sequence[PlannedExperiment],
+                       settings: LaunchSettings) -> tuple[PlannedExperiment, ...]:
+    """``planned`` with each ``++git_meta`` taken again from its snapshot, now that it exists:
+    another launch may have created it (from other code) while this one waited for the lock."""
+    settled = []
+    for p in planned:
+        meta = recorded_meta(p.snapshot_dir) or p.repo.info.short_meta
+        subs = build_submissions(p.experiment, settings, str(p.snapshot_dir), p.rel_path, meta)
+        settled.append(p if subs == p.submissions else replace(p, submissions=subs))
+    return tuple(settled)
 
 
 def check_experiment_name(exp: Experiment) -> None:
