@@ -926,7 +926,7 @@ def test_ctrl_c_while_submitting_says_what_is_queued(project: Project, fake_slur
     script = project.add_recipe("sft-a")
 
     def interrupt_second(job: FakeJob) -> None:
-        if job.job_id == "1002":
+        if job.job_id in ("1002", "1004"):  # the second run of this launch, and of the one below
             raise KeyboardInterrupt
 
     fake_slurm.on_submit = interrupt_second
@@ -936,6 +936,10 @@ def test_ctrl_c_while_submitting_says_what_is_queued(project: Project, fake_slur
                out=lambda _: None, err=lambda _: None)
     assert "interrupted while submitting" in str(info.value) and "sft-a: 1001" in str(info.value)
     assert "scancel 1001" in str(info.value)
+    # exit 130 as for any Ctrl-C: `git bisect run` would read 1 as "bad commit"
+    assert info.value.exit_code == 130
+    again = launch_in_process([str(script)], BASE_ENV, fake_slurm)
+    assert again.exit_code == 130 and "[ERROR]: " in again.stderr and "interrupted while submitting" in again.stderr
 
 
 def test_watch_resume_hint_names_where_the_snapshots_are(project: Project, fake_slurm: FakeSlurm) -> None:

@@ -115,6 +115,13 @@ class SubmissionStopped(LauncherError):
 
 
 
+class SubmissionInterrupted(SubmissionStopped):
+    """Submitting stopped by Ctrl-C: exit 130, as a shell reports SIGINT (``git bisect run``
+    reads 1 as "bad commit", 128 and above as "stop bisecting")."""
+
+    exit_code = 130
+
+
 class Interrupted(LauncherError):
     """Ctrl-C: what is still queued and how to resume (exit 130, as a shell reports SIGINT)."""
 

@@ -30,6 +30,7 @@ from nrl_launch.errors import (
     SlurmUncertain,
     SlurmUnreachable,
     SnapshotError,
+    SubmissionInterrupted,
     SubmissionStopped,
 )
 from nrl_launch.gitrepo import RepoInfo
@@ -174,9 +175,11 @@ class Pipeline:
                 jobs[p.name] = []
                 self._submit_experiment(p, jobs[p.name])
         except KeyboardInterrupt as e:
-            raise SubmissionStopped("interrupted while submitting", jobs) from e
+            raise SubmissionInterrupted("interrupted while submitting", jobs) from e
         except SlurmUncertain as e:
-            raise SubmissionStopped(str(e), jobs, certain=False) from e
+            # Ctrl-C while sbatch ran (see _submit_experiment) is an interrupt too: exit 130
+            stopped = SubmissionInterrupted if isinstance(e.__cause__, KeyboardInterrupt) else SubmissionStopped
+            raise stopped(str(e), jobs, certain=False) from e
         except SlurmError as e:
             raise SubmissionStopped(str(e), jobs) from e
         return jobs
