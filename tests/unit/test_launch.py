@@ -1251,3 +1251,38 @@ def test_a_snapshot_another_launch_made_while_this_one_waited_names_its_own_comm
     commands = [job.env["COMMAND"] for job in fake_slurm.submissions()]
     assert len(commands) == 2 and all("++git_meta=aaaaaaa-older-code " in c for c in commands), commands
     assert "++git_meta=aaaaaaa-older-code " in (snapshot / "continue.sh").read_text()
+
+
+def test_a_launch_whose_stdout_reader_is_gone_submits_everything_and_says_so(project: Project,
+                                                                             slurm_on_path: SlurmOnPath) -> None:
+    # e.g. `tools/launch … | head -3`: stopping half-way would leave a half-submitted suite
+    project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
+    project.add_recipe("sft-b", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads: every write to stdout fails with EPIPE
+    try:
+        proc = subprocess.run([str(REPO / "tools" / "launch"), "--hf-home", "/hf", "--hf-datasets-cache", "/d",
+                               "./llm/sft-a.sh", "./llm/sft-b.sh"], cwd=project.root / "tests" / "test_suites",
+                              env=shim_env(), stdout=write_end, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "[WARNING]: cannot write to stdout (Broken pipe): the launch goes on, its output is lost" in proc.stderr
+    assert proc.stderr.rstrip().endswith("[ERROR]: the launch finished but its output could not be written to stdout "
+                                         "(Broken pipe); see what it did with: nrl-launch status")
+    assert len(slurm_on_path.submissions()) == 4
+    for name in ("sft-a", "sft-b"):
+        assert [r["run"] for r in read_manifest(project.root / "code_snapshots" / name)["runs"]] == ["1/2", "2/2"]
+
+
+@pytest.mark.parametrize("redirect", [">/dev/full", ">&-"])
+def test_dryrun_with_stdout_full_or_closed_is_an_error_not_a_traceback(redirect: str) -> None:
+    env = {**os.environ, "DRYRUN": "1", "CONTAINER": "", "ACCOUNT": "a", "PARTITION": "p", "HF_HOME": "/hf",
+           "HF_DATASETS_CACHE": "/d"}
+    shim = str(REPO / "tools" / "launch")
+    proc = subprocess.run(["bash", "-c", f'"$0" tests/test_suites/nightly.txt {redirect}', shim],
+                          cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.rstrip().splitlines()[-1].startswith(
+        "[ERROR]: the launch finished but its output could not be written to stdout (")

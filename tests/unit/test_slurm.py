@@ -79,6 +79,10 @@ NO_CONFIG = ("sbatch: error: resolve_ctls_from_dns_srv: res_nsearch error: Unkno
              "sbatch: error: _establish_config_source: failed to fetch config\n"
              "sbatch: fatal: Could not establish a configuration source\n")
 NO_CONTROLLER = "sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)\n"
+# SLURM_CONF naming a missing file (Slurm 22.05, after a minute of retries)
+NO_CONFIG_FILE = ("sbatch: error: s_p_parse_file: cannot stat file /tmp/nope.conf: No such file or directory, retrying "
+                  "in 1sec up to 60sec\nsbatch: error: ClusterName needs to be specified\n"
+                  "sbatch: fatal: Unable to process configuration file\n")
 
 
 @pytest.mark.parametrize(
@@ -86,6 +90,7 @@ NO_CONTROLLER = "sbatch: error: Batch job submission failed: Unable to contact s
     [
         (NO_CONFIG, "no Slurm configuration found (Could not establish a configuration source)"),
         (NO_CONTROLLER, "Unable to contact slurm controller (connect failure)"),
+        (NO_CONFIG_FILE, "the Slurm configuration cannot be read (Unable to process configuration file)"),
     ],
 )
 @pytest.mark.parametrize("test_only", [True, False])

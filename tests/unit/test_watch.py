@@ -462,6 +462,15 @@ def test_status_exits_1_for_an_unknown_experiment_or_an_unreachable_slurm(projec
     assert down.exit_code == 1
     assert "[ERROR]: cannot ask Slurm about the jobs (cannot reach Slurm: " in down.stderr
     assert 'eval "$(tools/local-slurm up | tail -n 1)"' in down.stderr
+    # SLURM_CONF naming a missing file: every client command fails so (after a minute of retries)
+    fake_slurm.down = False
+    unreadable = ("squeue: error: ClusterName needs to be specified\n"
+                  "squeue: fatal: Unable to process configuration file\n")
+    fake_slurm.answers = {name: lambda call: Completed(1, "", unreadable) for name in ("squeue", "sacct", "scontrol")}
+    before = len(fake_slurm.calls)
+    conf = runner.invoke(main, ["status"], obj=CliContext(fake_slurm))
+    assert conf.exit_code == 1 and "cannot reach Slurm: the Slurm configuration cannot be read" in conf.stderr
+    assert [c.argv[0] for c in fake_slurm.calls[before:]] == ["squeue"]  # given up at once, not a minute per job
 
 
 # ---------------------------------------------------------------- the exit status follows the verdicts

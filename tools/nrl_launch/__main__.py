@@ -54,7 +54,11 @@ def run(fast_start: bool = False) -> None:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         if not isinstance(e.code, (int, type(None))):
             print(e.code, file=sys.stderr)
-        sys.stdout.flush()
+        try:
+            if sys.stdout is not None:  # None when the shell closed it (>&-)
+                sys.stdout.flush()
+        except OSError:
+            code = code or 1  # the output is incomplete (the caller said why when it could)
         sys.stderr.flush()
         os._exit(code)
 

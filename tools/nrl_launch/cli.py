@@ -7,6 +7,7 @@ Our own errors become ``[ERROR]: …`` on stderr at one boundary
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import sys
@@ -118,13 +119,46 @@ class LauncherGroup(click.Group):
         except click.Abort:
             click.echo("[ERROR]: aborted", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            sys.exit(1)  # whoever read our output stopped reading (e.g. `| head`)
+        except OSError as e:  # e.g. stdout on a full disk: one line, not a traceback
+            click.echo(f"[ERROR]: {e}", err=True)
+            sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
 
 def _echo(line: str) -> None:
     # The contract's lines are plain text: print() costs a fraction of click.echo,
     # which counts when DRYRUN=1 prints two lines per recipe of a whole suite.
-    print(line, flush=True)
+    if sys.stdout is None:  # the shell closed it (>&-): print() would drop the line without a word
+        _lose_stdout(OSError(errno.EBADF, "stdout is closed"))
+    try:
+        print(line, flush=True)
+    except OSError as e:
+        _lose_stdout(e)
+
+
+_STDOUT_LOST: list[str] = []  # why stdout could not be written (at most one reason)
+
+
+def _lose_stdout(error: OSError) -> None:
+    """stdout is gone (its reader closed the pipe, the disk is full): the launch goes on to
+    its end, so that nothing is left half-submitted, with the rest of its output sent nowhere;
+    said once on stderr, and the launch exits 1 (its output is incomplete)."""
+    if not _STDOUT_LOST:
+        _STDOUT_LOST.append(error.strerror or str(error))
+        click.echo(f"[WARNING]: cannot write to stdout ({_STDOUT_LOST[0]}): the launch goes on, "
+                   "its output is lost", err=True)
+    try:
+        fd = sys.stdout.fileno() if sys.stdout is not None else None
+    except (OSError, ValueError):  # a stream without a file descriptor (io.UnsupportedOperation)
+        fd = None
+    if fd is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (stands for stdout until the process ends)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)  # the unwritten buffer is flushed there too, not again into the broken stream
+    os.close(devnull)
 
 
 def _echo_err(line: str) -> None:
@@ -188,6 +222,10 @@ def launch(scripts: tuple[str, ...], **values: Any) -> None:
     slurm = None if settings.dryrun is DryRun.GPU_HOURS else slurm_client()  # DRYRUN=1 never asks Slurm
     result = run_launch(scripts, settings, environ=dict(os.environ), slurm=slurm, out=_echo,
                         err=_echo_err, progress=_snapshot_progress, interactive=sys.stdin.isatty())
+    if _STDOUT_LOST:
+        hint = "" if settings.dryrun is DryRun.GPU_HOURS else "; see what it did with: nrl-launch status"
+        raise click.ClickException(f"the launch finished but its output could not be written to stdout "
+                                   f"({_STDOUT_LOST[0]}){hint}")
     if result.failed:
         click.get_current_context().exit(1)  # verdicts are printed; exit code says it
 

@@ -34,6 +34,9 @@ _UNREACHABLE = (
     (re.compile(r"Could not establish a configuration source|resolve_ctls_from_dns_srv"),
      "no Slurm configuration found (Could not establish a configuration source)"),
     (re.compile(r"Unable to contact slurm controller(?: \([^)\n]*\))?", re.IGNORECASE), None),
+    # SLURM_CONF naming a file that is not there (or not readable): after a minute of retries
+    (re.compile(r"Unable to process configuration file"),
+     "the Slurm configuration cannot be read (Unable to process configuration file)"),
 )
 LOCAL_CLUSTER_HINT = 'eval "$(tools/local-slurm up | tail -n 1)"'
 
