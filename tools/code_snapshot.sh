@@ -8,9 +8,14 @@
 # A thin shim, like tools/launch, over `nrl-launch snapshot`: the same
 # snapshot code as the launcher (atomic, submodules, manifest). Messages and
 # progress go to stderr. Honours CODE_SNAPSHOT_DIRNAME and SNAPSHOT_MODE.
+usage="usage: $0 EXPERIMENT  (prints the absolute path of the experiment's code snapshot)"
 if [[ $# -ne 1 || -z $1 ]]; then
-    echo "usage: $0 EXPERIMENT  (prints the absolute path of the experiment's code snapshot)" >&2
+    echo "$usage" >&2
     exit 1
+fi
+if [[ $1 == -h || $1 == --help ]]; then  # not an experiment called --help; stdout stays for the path
+    echo "$usage" >&2
+    exit 0
 fi
 shim=${BASH_SOURCE[0]}
 if [[ -L $shim ]]; then
@@ -19,5 +24,5 @@ fi
 [[ $shim == */* ]] || shim=./$shim
 # As in tools/launch: this checkout's package first, without exporting PYTHONPATH.
 exec "${NRL_LAUNCH_PYTHON:-python3}" -S -c \
-    'import sys; sys.path[0] = sys.argv.pop(1); import nrl_launch.__main__ as m; m.run(fast_start=True)' \
+    'import sys; sys.version_info >= (3, 10) or sys.exit("[ERROR]: nrl_launch needs Python 3.10 or newer; %s is %s (set NRL_LAUNCH_PYTHON to a newer python3)" % (sys.executable, sys.version.split()[0])); sys.path[0] = sys.argv.pop(1); import nrl_launch.__main__ as m; m.run(fast_start=True)' \
     "${shim%/*}" snapshot --project-root "${shim%/*}" -- "$1"

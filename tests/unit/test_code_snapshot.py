@@ -72,6 +72,14 @@ def test_usage_without_one_experiment(repo_with_tools: Project, args: str) -> No
     assert not (repo_with_tools.root / "code_snapshots").exists()
 
 
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_is_usage_not_an_experiment(repo_with_tools: Project, flag: str) -> None:
+    done = shell(f"bash tools/code_snapshot.sh {flag}", repo_with_tools.root)
+    assert (done.returncode, done.stdout) == (0, "")
+    assert done.stderr.startswith("usage: tools/code_snapshot.sh EXPERIMENT")
+    assert not (repo_with_tools.root / "code_snapshots").exists()
+
+
 @pytest.mark.parametrize("name", ["../escape", ".hidden", "a/b", "'x\ny'"])
 def test_names_that_are_not_folder_names(repo_with_tools: Project, name: str) -> None:
     done = shell(f"bash tools/code_snapshot.sh {name}", repo_with_tools.root)

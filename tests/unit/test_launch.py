@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -1286,3 +1287,28 @@ def test_dryrun_with_stdout_full_or_closed_is_an_error_not_a_traceback(redirect:
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.rstrip().splitlines()[-1].startswith(
         "[ERROR]: the launch finished but its output could not be written to stdout (")
+
+
+@functools.cache
+def _old_pythons() -> list[str]:
+    """Interpreters older than 3.10 on this machine (login nodes often have one as python3)."""
+    found = [str(p) for p in sorted(Path("/root/.pyenv/versions").glob("[23].*/bin/python"))]
+    found += [p for p in (shutil.which(f"python3.{minor}") for minor in range(6, 10)) if p]
+    old = []
+    for python in dict.fromkeys(found):
+        done = subprocess.run([python, "-c", "import sys; print(sys.version_info < (3, 10))"], capture_output=True,
+                              text=True)
+        if done.stdout.strip() == "True":
+            old.append(python)
+    return old
+
+
+@pytest.mark.skipif(not _old_pythons(), reason="no Python older than 3.10 on this machine")
+@pytest.mark.parametrize("shim", ["launch", "code_snapshot.sh"])
+def test_an_old_python_is_named_not_a_traceback(shim: str) -> None:
+    for python in _old_pythons():
+        env = {**os.environ, "NRL_LAUNCH_PYTHON": python, "DRYRUN": "1"}
+        proc = subprocess.run(["bash", str(REPO / "tools" / shim), "tests/test_suites/nightly.txt"], cwd=REPO, env=env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 1 and proc.stdout == "", proc.stderr
+        assert proc.stderr.startswith(f"[ERROR]: nrl_launch needs Python 3.10 or newer; {python} is "), proc.stderr
