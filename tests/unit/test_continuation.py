@@ -115,11 +115,12 @@ def test_a_launch_without_base_log_dir_keeps_the_callers_out_of_the_job(tmp_path
     base = reference_submission()
     sub = replace(base, cwd=str(snapshot), env=tuple(pair for pair in base.env if pair[0] != "BASE_LOG_DIR"))
     script = write(snapshot / "continue.sh", render_continue_script(sub, script="x.sh", version="0"))
-    caller = {**os.environ, "BASE_LOG_DIR": "/elsewhere"}
+    caller = {**os.environ, "BASE_LOG_DIR": "/elsewhere", "SBATCH_EXPORT": "NONE"}
     proc = subprocess.run(["bash", str(script)], cwd=tmp_path, env=caller, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     [call] = slurm_on_path.calls("sbatch")
     assert "BASE_LOG_DIR" not in call["env"] and call["env"]["HF_HOME"] == "/hf"
+    assert "SBATCH_EXPORT" not in call["env"]  # NONE would start the job without COMMAND
     assert "base_log_dir" not in read_manifest(snapshot)["runs"][-1]
     # a retry submits as continue.sh does
     run = NextRun.of(sub)
@@ -132,7 +133,8 @@ def test_bash_own_variables_are_neither_unset_nor_exported() -> None:
     text = render_continue_script(reference_submission(), script="x.sh", version="0")
     # (BASH_ENV is only read by bash: pinning it is what the launch's own jobs had)
     assert re.findall(r"^(?:unset|export) (\w+)", text, re.MULTILINE) == [
-        "MAX_STEPS", "STEPS_PER_RUN", "NUM_NODES", "BASH_ENV", "FOO", "HF_HOME", "MOUNTS", "BASE_LOG_DIR", "COMMAND"]
+        "MAX_STEPS", "STEPS_PER_RUN", "NUM_NODES", "BASH_ENV", "FOO", "HF_HOME", "MOUNTS", "BASE_LOG_DIR", "COMMAND",
+        "SBATCH_EXPORT"]
 
 
 @pytest.mark.parametrize("value", ["plain", "with space", "it's", '"dq"', "$HOME", "`cmd`", "a\nb", "back\\slash", ""])

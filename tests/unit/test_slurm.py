@@ -151,6 +151,15 @@ def test_queries_ignore_the_users_squeue_sacct_sinfo_defaults(fake_slurm: FakeSl
     assert {name: programs["sbatch"][name] for name in defaults} == defaults  # the job's environment is untouched
 
 
+@pytest.mark.parametrize("export", ["NONE", "HOME,PATH"])
+def test_sbatch_never_gets_sbatch_export(fake_slurm: FakeSlurm, export: str) -> None:
+    # the contract: the job's environment is the launcher's plus the job's variables (sbatch's default, ALL)
+    client = fake_slurm.client({**ENV, "SBATCH_EXPORT": export})
+    client.test_only(["ray.sub"], cwd="/snap", job_env={"COMMAND": "x"})
+    client.submit(["ray.sub"], cwd="/snap", job_env={"COMMAND": "x"})
+    assert [("SBATCH_EXPORT" in c.env, c.env["COMMAND"]) for c in fake_slurm.calls] == [(False, "x"), (False, "x")]
+
+
 def test_queued_raises_when_squeue_fails() -> None:
     client = FakeSlurm(down=True).client(ENV)
     with pytest.raises(SlurmError, match="squeue failed: .*Unable to contact slurm controller"):

@@ -25,6 +25,7 @@ from nrl_launch.errors import PlanError
 from nrl_launch.locks import lock_path, waiting_line
 from nrl_launch.manifest import MANIFEST_NAME, TIMESTAMP_FORMAT, entry_field_line
 from nrl_launch.plan import LOG_DIR_VARIABLE, Submission, output_file, unset_for_job
+from nrl_launch.slurm import SBATCH_EXPORT
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _RUN_MARK = "\0"  # stands for the run number while splitting the --output word (never in a file name)
@@ -142,7 +143,7 @@ run=$(( $(grep -c '^- job_id:' "$MANIFEST" || true) + 1 ))
 def _environment_section(sub: Submission) -> str:
     """The pinned CONFIG-block inputs and the variables the launcher added for the job."""
     exports = "\n".join([*(f"export {_name(name)}={shlex.quote(value)}" for name, value in sub.env),
-                         *(f"unset {name}" for name in unset_for_job(sub.env))])
+                         *(f"unset {name}" for name in (*unset_for_job(sub.env), SBATCH_EXPORT))])
     return f"""# What the recipe's CONFIG block read from the launcher's environment, pinned
 # so that this run plans the same steps and resources as the launcher's runs.
 {_pinned(sub)}

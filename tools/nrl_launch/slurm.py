@@ -170,6 +170,7 @@ def _failure(proc: Completed, prefix: str = "", error: type[SlurmError] = SlurmE
     return error(prefix + _reason(proc))
 
 
+SBATCH_EXPORT = "SBATCH_EXPORT"  # sbatch's --export default from the environment; never passed on
 _QUERIES = frozenset({"squeue", "sacct", "sinfo"})
 _QUERY_DEFAULTS = ("SQUEUE_", "SACCT_", "SINFO_")  # the environment variables they take defaults from
 
@@ -190,6 +191,10 @@ class SlurmClient:
     def _run(self, argv: Sequence[str], *, cwd: str | None = None,
              job_env: Mapping[str, str] | None = None) -> Completed:
         env = self.environ if job_env is None else {**self.environ, **job_env}
+        if argv[0] == "sbatch" and SBATCH_EXPORT in env:
+            # SBATCH_EXPORT=NONE (or a list) would start the job without the environment the
+            # contract gives it (COMMAND, MOUNTS, ...): sbatch's default, ALL, is the contract
+            env = {name: value for name, value in env.items() if name != SBATCH_EXPORT}
         if argv[0] in _QUERIES:
             # squeue, sacct and sinfo read defaults from SQUEUE_*/SACCT_*/SINFO_* (SQUEUE_STATES=R
             # or SQUEUE_PARTITION=x would hide queued jobs, and WATCH would take them for

@@ -53,6 +53,7 @@ export HF_HOME=/hf
 export MOUNTS='/snap shots/x:/snap shots/x'
 export BASE_LOG_DIR='/logs/it'"'"'s here'
 export COMMAND='uv run tests/x.sh logger.wandb.name=x '"'"'a b=c'"'"''
+unset SBATCH_EXPORT
 
 if ! answer=$(sbatch \
     --nodes=1 \
