@@ -157,6 +157,15 @@ def test_no_script_at_all_is_a_plan_error() -> None:
     assert str(caught.value) == "no SCRIPT given: pass one or more recipe scripts (or suite files, *.txt)"
 
 
+def test_an_empty_script_argument_is_named_as_such(tmp_path: Path) -> None:
+    # `tools/launch "$RECIPE"` with RECIPE unset: say so, not "cannot read: No such file or directory"
+    good = tmp_path / "x.sh"
+    good.write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_MINUTES=5\n# ===== END CONFIG =====\n")
+    with pytest.raises(PlanError) as caught:
+        plan_experiments([str(good), ""], {})
+    assert str(caught.value).startswith("an empty SCRIPT argument (an unset variable in the command line?)")
+
+
 def test_the_same_experiment_twice_is_refused_unless_asked_for(tmp_path: Path) -> None:
     write(tmp_path / "llm" / "x.sh", config_block(NUM_NODES=1, NUM_RUNS=1, NUM_MINUTES=60))
     write(tmp_path / "vlm" / "x.sh", config_block(NUM_NODES=2, NUM_RUNS=1, NUM_MINUTES=60))

@@ -109,6 +109,9 @@ def script_arguments(args: Sequence[str]) -> list[tuple[str, str]]:
     """(name as shown, path to read) per script: a suite file (``*.txt``) stands for its entries."""
     scripts: list[tuple[str, str]] = []
     for arg in args:
+        if not arg:
+            raise PlanError("an empty SCRIPT argument (an unset variable in the command line?): pass a recipe "
+                            "script or a suite file")
         scripts.extend(suite_scripts(arg) if arg.endswith(".txt") else [(arg, arg)])
     return scripts
 
