@@ -75,7 +75,7 @@ def test_cancel_waits_for_a_launch_holding_the_experiment_and_cancels_what_it_qu
     def continue_sh() -> None:
         with experiment_locks([snapshot], lambda _: None):
             holding.set()
-            time.sleep(1.0)  # long enough for the cancel below to find the lock taken
+            time.sleep(2.0)  # long enough for the cancel below to find the lock taken
             fake_slurm.add_job("1007", "PENDING")
             append_run(snapshot, "1007", "4", via="continue.sh")
 
