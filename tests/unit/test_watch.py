@@ -266,8 +266,8 @@ def test_watch_gives_up_after_polls_fail_for_too_long() -> None:
     assert str(info.value).endswith("Resume with: nrl-launch watch exp")
 
 
-def test_ctrl_c_names_what_is_queued_and_how_to_resume() -> None:
-    fake = FakeSlurm(answers={"squeue": squeue_script({"6"})})
+def ctrl_c_at_second_wait() -> Callable[[float], None]:
+    """A watch's ``wait``: the first wait passes (one poll), Ctrl-C arrives during the second."""
     waits = [None]
 
     def wait(_: float) -> None:
@@ -275,6 +275,12 @@ def test_ctrl_c_names_what_is_queued_and_how_to_resume() -> None:
             raise KeyboardInterrupt
         waits.pop()
 
+    return wait
+
+
+def test_ctrl_c_names_what_is_queued_and_how_to_resume() -> None:
+    fake = FakeSlurm(answers={"squeue": squeue_script({"6"})})
+    wait = ctrl_c_at_second_wait()
     with pytest.raises(Interrupted) as info:
         Watcher(fake.client(), WatchSettings(interval=1), out=lambda _: None, err=lambda _: None, wait=wait,
                 resume_hint="nrl-launch watch exp").follow(two_jobs("5", "6"))
@@ -584,13 +590,7 @@ def test_why_shows_the_tail_of_a_failed_job_whose_exit_code_slurm_did_not_say(tm
 
 def test_ctrl_c_names_every_queued_job_or_none(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeSlurm(answers={"squeue": squeue_script({"6", "7"})})
-    waits = [None]
-
-    def wait(_: float) -> None:
-        if not waits:
-            raise KeyboardInterrupt
-        waits.pop()
-
+    wait = ctrl_c_at_second_wait()
     with pytest.raises(Interrupted) as info:
         Watcher(fake.client(), WatchSettings(interval=1), out=lambda _: None, err=lambda _: None,
                 wait=wait).follow(two_jobs("5", "6", "7"))

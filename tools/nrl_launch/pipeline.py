@@ -112,21 +112,25 @@ class Pipeline:
         # One launch (or continue.sh, or code_snapshot.sh) per experiment at a
         # time, from its snapshot to its last manifest entry.
         with experiment_locks((p.snapshot_dir for p in planned), self.err):
-            self.make_snapshots(planned)
-            planned = with_snapshot_meta(planned, self.settings)
+            reused = self.make_snapshots(planned)
+            planned = with_snapshot_meta(planned, reused, self.settings)
             write_continue_scripts(planned)
             jobs = self.submit_all(planned)
         return Launched(planned, jobs)
 
     # ---- snapshots
 
-    def make_snapshots(self, planned: Sequence[PlannedExperiment]) -> None:
-        """Create (or reuse) every experiment's snapshot; one copy per repository."""
+    def make_snapshots(self, planned: Sequence[PlannedExperiment]) -> set[str]:
+        """Create (or reuse) every experiment's snapshot; one copy per repository. The names
+        of the experiments whose snapshot was reused."""
         maker = SnapshotMaker(self.settings.snapshot_mode, self.err, self.progress)
+        reused = set()
         for p in planned:
             if not maker.provide(p.repo, p.snapshot_dir, new_manifest(p)):
+                reused.add(p.name)
                 for line in reuse_notes(p, self.settings):
                     self.err(line)
+        return reused
 
     # ---- Slurm
 
@@ -337,12 +341,16 @@ def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings
     return tuple(planned)
 
 
-def with_snapshot_meta(planned: Sequence[PlannedExperiment],
+def with_snapshot_meta(planned: Sequence[PlannedExperiment], reused: set[str],
                        settings: LaunchSettings) -> tuple[PlannedExperiment, ...]:
-    """``planned`` with each ``++git_meta`` taken again from its snapshot, now that it exists:
-    another launch may have created it (from other code) while this one waited for the lock."""
+    """``planned`` with the ``++git_meta`` of each ``reused`` snapshot taken again from it: another
+    launch may have created it (from other code) while this one waited for the lock. A snapshot
+    this launch created holds the code it planned with."""
     settled = []
     for p in planned:
+        if p.name not in reused:
+            settled.append(p)
+            continue
         meta = recorded_meta(p.snapshot_dir) or p.repo.info.short_meta
         subs = build_submissions(p.experiment, settings, str(p.snapshot_dir), p.rel_path, meta)
         settled.append(p if subs == p.submissions else replace(p, submissions=subs))
