@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
-from nrl_launch.gitrepo import list_tracked_files  # noqa: E402
-from nrl_launch.snapshot import SnapshotBatch  # noqa: E402
+from nrl_launch.experiment.gitrepo import list_tracked_files  # noqa: E402
+from nrl_launch.experiment.snapshot import SnapshotBatch  # noqa: E402
 
 GIT = ["git", "-c", "protocol.file.allow=always", "-c", "init.defaultBranch=main",
        "-c", "user.name=bench", "-c", "user.email=bench@example.com"]

@@ -62,14 +62,14 @@ PACKAGE = "tools/nrl_launch"
 
 # module -> the fast unit tests that aim at it (mutmut runs, per mutant, those of them that reach the mutated function)
 MODULES: dict[str, tuple[str, ...]] = {
-    "config.py": ("tests/unit/test_config.py", "tests/unit/test_plan.py"),
-    "words.py": ("tests/unit/test_config.py",),
-    "arith.py": ("tests/unit/test_config.py",),
+    "bashcfg/config.py": ("tests/unit/test_config.py", "tests/unit/test_plan.py"),
+    "bashcfg/words.py": ("tests/unit/test_config.py",),
+    "bashcfg/arith.py": ("tests/unit/test_config.py",),
     "plan.py": ("tests/unit/test_plan.py", "tests/unit/test_launch.py"),
-    "continuation.py": ("tests/unit/test_continuation.py",),
-    "snapshot.py": ("tests/unit/test_snapshot.py", "tests/unit/test_code_snapshot.py"),
-    "verdict.py": ("tests/unit/test_watch.py",),
-    "watch.py": ("tests/unit/test_watch.py", "tests/unit/test_retry.py", "tests/unit/test_cancel.py"),
+    "experiment/continuation.py": ("tests/unit/test_continuation.py",),
+    "experiment/snapshot.py": ("tests/unit/test_snapshot.py", "tests/unit/test_code_snapshot.py"),
+    "follow/verdict.py": ("tests/unit/test_watch.py",),
+    "follow/watch.py": ("tests/unit/test_watch.py", "tests/unit/test_retry.py", "tests/unit/test_cancel.py"),
 }
 
 # Surviving mutants judged equivalent: (why no user could tell them from the original, mutants).
@@ -199,7 +199,7 @@ class Planted:
 
 PLANTED = (
     Planted("general-fail-passes", "issue 14.1: a [GENERAL FAIL] (crashed job) does not fail WATCH",
-            (("verdict.py", "return self.status != PASS", "return self.status == METRIC_FAIL"),)),
+            (("follow/verdict.py", "return self.status != PASS", "return self.status == METRIC_FAIL"),)),
     Planted("general-fail-exit-0", "issue 14.1: the launch exits 0 after a [GENERAL FAIL]",
             (("launch.py", "return any(v.failed for v in self.verdicts)",
               "return any(v.status == 'METRIC FAIL' for v in self.verdicts)"),)),
@@ -213,7 +213,7 @@ PLANTED = (
              ("plan.py", "        (\"COMMAND\", command),\n    )", "        (\"COMMAND\", command),\n"
               "        *settings.extra_env,\n    )"))),
     Planted("publish-before-manifest", "issue 14.4: the snapshot is visible before its manifest is written",
-            (("snapshot.py", "            self._write_manifest(tmp, manifest, result)\n"
+            (("experiment/snapshot.py", "            self._write_manifest(tmp, manifest, result)\n"
               "            published = _publish(tmp, dest)",
               "            published = _publish(tmp, dest)\n"
               "            if published:\n                self._write_manifest(dest, manifest, result)"),)),
@@ -224,17 +224,19 @@ PLANTED = (
             (("plan.py", 'values += [("output", output), ("dependency", "singleton")]',
               'values += [("output", output)]'),)),
     Planted("continue-sh-unquoted", "continue.sh writes values and paths without shell quoting",
-            (("continuation.py", "    q = shlex.quote\n", "    q = str\n"),
-             ("continuation.py", "else shlex.quote(word) for word in sub.argv]", "else word for word in sub.argv]"))),
+            (("experiment/continuation.py", "    q = shlex.quote\n", "    q = str\n"),
+             ("experiment/continuation.py", "else shlex.quote(word) for word in sub.argv]",
+              "else word for word in sub.argv]"))),
     Planted("snapshot-in-place", "the snapshot is copied in place (no temporary folder + rename)",
-            (("snapshot.py", "        tmp = _make_tmp(dest)\n",
+            (("experiment/snapshot.py", "        tmp = _make_tmp(dest)\n",
               "        dest.mkdir(parents=True, exist_ok=True)\n        tmp = dest\n"),
-             ("snapshot.py", "            published = _publish(tmp, dest)\n", "            published = True\n"))),
+             ("experiment/snapshot.py", "            published = _publish(tmp, dest)\n",
+              "            published = True\n"))),
     Planted("no-untracked-check", "an untracked recipe is launched",
-            (("gitrepo.py", "            return rel\n        raise _untracked(script)\n    repo = ",
+            (("experiment/gitrepo.py", "            return rel\n        raise _untracked(script)\n    repo = ",
               "            return rel\n        return rel\n    repo = "),)),
     Planted("continue-sh-env-not-pinned", "continue.sh does not pin what the CONFIG block read",
-            (("continuation.py", "{_pinned(sub)}\n", "# (none)\n"),)),
+            (("experiment/continuation.py", "{_pinned(sub)}\n", "# (none)\n"),)),
     Planted("no-hf-home", "HF_HOME is not put into the job's environment",
             (("plan.py", '        ("HF_HOME", settings.hf_home),\n', ""),)),
     # mutmut's plan.x_suite_scripts__mutmut_2/4: only a child process in the C locale tells them apart,

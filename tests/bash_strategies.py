@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from nrl_launch.config import evaluate_block, parse_recipe
+from nrl_launch.bashcfg.config import evaluate_block, parse_recipe
 from nrl_launch.errors import ConfigError
 
 BASH = shutil.which("bash")

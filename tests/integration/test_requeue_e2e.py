@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nrl_launch.manifest import read_manifest
+from nrl_launch.experiment.manifest import read_manifest
 from testkit import LAUNCH, QUICK, Launcher, no_traceback, script_arg
 
 pytestmark = pytest.mark.slurm

@@ -18,9 +18,9 @@ from click.testing import CliRunner, Result
 
 from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import SnapshotError
-from nrl_launch.locks import experiment_locks
-from nrl_launch.manifest import append_run, read_manifest
-from nrl_launch.slurm import Completed
+from nrl_launch.experiment.locks import experiment_locks
+from nrl_launch.experiment.manifest import append_run, read_manifest
+from nrl_launch.slurm.client import Completed
 from testkit import BASE_ENV, Call, FakeSlurm, Project, write
 
 THREE_RUNS = "NUM_NODES=1\nNUM_RUNS=3\nNUM_MINUTES=10\n"
@@ -205,7 +205,7 @@ def test_status_shows_retries(launched: Project, fake_slurm: FakeSlurm) -> None:
 
 
 def test_manifest_entries_of_retries_and_cancellations(tmp_path: Path) -> None:
-    from nrl_launch.manifest import append_cancellation, cancellations, job_runs, write_manifest
+    from nrl_launch.experiment.manifest import append_cancellation, cancellations, job_runs, write_manifest
 
     write_manifest(tmp_path, {"experiment": "x", "runs": []})
     append_run(tmp_path, "7", "1/1")

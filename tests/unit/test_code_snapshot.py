@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from nrl_launch.cli import main
-from nrl_launch.manifest import read_manifest
+from nrl_launch.experiment.manifest import read_manifest
 from testkit import REPO, Project, git
 
 

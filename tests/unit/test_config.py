@@ -1,4 +1,4 @@
-"""Tests for nrl_launch.config: CONFIG block evaluation checked against real bash."""
+"""Tests for nrl_launch.bashcfg.config: CONFIG block evaluation checked against real bash."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from types import MappingProxyType
 
 import pytest
 
-from nrl_launch.config import (
+from nrl_launch.bashcfg.config import (
     BASH_OWN_VARIABLES,
     BASH_READONLY_VARIABLES,
     DEFAULT_GPUS_PER_NODE,

@@ -17,11 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 from nrl_launch.cli import main
-from nrl_launch.continuation import render_continue_script
 from nrl_launch.errors import PlanError
-from nrl_launch.manifest import MANIFEST_NAME, read_manifest
+from nrl_launch.experiment.continuation import render_continue_script
+from nrl_launch.experiment.manifest import MANIFEST_NAME, read_manifest
+from nrl_launch.experiment.rerun import NextRun
 from nrl_launch.plan import Submission
-from nrl_launch.rerun import NextRun
 from testkit import BASE_ENV, Project, SlurmOnPath, holding_lock, launch_env, next_stderr_line, write
 
 REFERENCE = Path(__file__).parent / "reference" / "continue.sh"

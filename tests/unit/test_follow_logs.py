@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import LauncherError, SnapshotError
-from nrl_launch.follow_logs import Follower, recorded_jobs, show
-from nrl_launch.manifest import append_run, write_manifest
+from nrl_launch.experiment.manifest import append_run, write_manifest
+from nrl_launch.follow.logs import Follower, recorded_jobs, show
 from testkit import FakeSlurm
 
 STAMP = "261129-101010"

@@ -1,4 +1,4 @@
-"""Tests of nrl_launch.gitrepo against real git repositories made in tmp_path.
+"""Tests of nrl_launch.experiment.gitrepo against real git repositories made in tmp_path.
 
 The module-level helpers (``git``, ``make_repo``, ``make_tree``) are reused by
 the other snapshot-related test modules.
@@ -25,7 +25,7 @@ def tree(tree_template: Path, tmp_path: Path) -> Path:
 
 
 def test_find_repo_clean(tree: Path) -> None:
-    from nrl_launch.gitrepo import find_repo
+    from nrl_launch.experiment.gitrepo import find_repo
 
     info = find_repo(tree / "tests")
     assert info.root == tree.resolve()
@@ -40,7 +40,7 @@ def test_find_repo_clean(tree: Path) -> None:
 
 
 def test_find_repo_dirty_includes_submodule_files(tree: Path) -> None:
-    from nrl_launch.gitrepo import find_repo
+    from nrl_launch.experiment.gitrepo import find_repo
 
     write(tree / "README.md", "readme edited\n")
     write(tree / "third_party/sub/deps/nested/nested.txt", "nested edited\n")
@@ -52,7 +52,7 @@ def test_find_repo_dirty_includes_submodule_files(tree: Path) -> None:
 
 
 def test_find_repo_staged_and_moved_submodule_are_dirty(tree: Path) -> None:
-    from nrl_launch.gitrepo import find_repo
+    from nrl_launch.experiment.gitrepo import find_repo
 
     write(tree / "README.md", "staged\n")
     git(tree, "add", "README.md")
@@ -65,7 +65,7 @@ def test_find_repo_staged_and_moved_submodule_are_dirty(tree: Path) -> None:
 
 
 def test_find_repo_outside_git(tmp_path: Path) -> None:
-    from nrl_launch.gitrepo import find_repo
+    from nrl_launch.experiment.gitrepo import find_repo
 
     (tmp_path / "plain").mkdir()
     with pytest.raises(GitError, match="not inside a git repository"):
@@ -73,7 +73,7 @@ def test_find_repo_outside_git(tmp_path: Path) -> None:
 
 
 def test_find_repo_without_commit(tmp_path: Path) -> None:
-    from nrl_launch.gitrepo import find_repo
+    from nrl_launch.experiment.gitrepo import find_repo
 
     git(tmp_path, "init", "-q")
     with pytest.raises(GitError, match="no commit"):
@@ -81,14 +81,14 @@ def test_find_repo_without_commit(tmp_path: Path) -> None:
 
 
 def test_short_meta_sanitizes_like_git(tmp_path: Path) -> None:
-    from nrl_launch.gitrepo import find_repo
+    from nrl_launch.experiment.gitrepo import find_repo
 
     repo = make_repo(tmp_path / "r", {"a": "a"}, message="Fix: weird/ chars -- & spaces  (v2.0)...")
     assert find_repo(repo).short_meta == git(repo, "log", "-1", "--format=%h-%f").strip()
 
 
 def test_list_tracked_files_is_what_git_lists(tree: Path, tmp_path: Path) -> None:
-    from nrl_launch.gitrepo import list_tracked_files
+    from nrl_launch.experiment.gitrepo import list_tracked_files
 
     write(tree / "untracked.txt", "x")
     write(tree / "debug.log", "x")  # ignored
@@ -103,7 +103,7 @@ def test_list_tracked_files_is_what_git_lists(tree: Path, tmp_path: Path) -> Non
 
 
 def test_tracked_path(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from nrl_launch.gitrepo import tracked_path
+    from nrl_launch.experiment.gitrepo import tracked_path
 
     root = tree.resolve()
     assert tracked_path(tree / "tests/test_suites/llm/exp1.sh", root) == "tests/test_suites/llm/exp1.sh"
@@ -117,7 +117,7 @@ def test_tracked_path(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("listed", [False, True], ids=["asking git", "from the launch's file list"])
 def test_tracked_path_untracked(tree: Path, tmp_path: Path, listed: bool) -> None:
-    from nrl_launch.gitrepo import list_tracked_files, tracked_path
+    from nrl_launch.experiment.gitrepo import list_tracked_files, tracked_path
 
     write(tree / "tests/test_suites/llm/new.sh", "echo new\n")
     write(tree / "third_party/sub/new.sh", "echo new\n")
@@ -135,7 +135,8 @@ def test_tracked_path_untracked(tree: Path, tmp_path: Path, listed: bool) -> Non
 
 def test_gitrepo_is_the_only_git_importer() -> None:
     """snapshot/manifest/status must import without GitPython (DRYRUN path)."""
-    code = ("import sys; import nrl_launch.snapshot, nrl_launch.manifest, nrl_launch.status; "
+    code = ("import sys; import nrl_launch.experiment.snapshot, nrl_launch.experiment.manifest, "
+            "nrl_launch.follow.status; "
             "sys.exit(1 if 'git' in sys.modules else 0)")
     tools = Path(__file__).resolve().parents[2] / "tools"
     done = subprocess.run(["python", "-c", code], env={**os.environ, "PYTHONPATH": str(tools)})

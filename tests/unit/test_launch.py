@@ -18,11 +18,11 @@ from click.testing import CliRunner
 
 from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import LauncherError
+from nrl_launch.experiment.locks import experiment_locks
+from nrl_launch.experiment.manifest import MANIFEST_NAME, read_manifest, write_manifest
 from nrl_launch.launch import launch
-from nrl_launch.locks import experiment_locks
-from nrl_launch.manifest import MANIFEST_NAME, read_manifest, write_manifest
 from nrl_launch.settings import make_settings
-from nrl_launch.slurm import Completed
+from nrl_launch.slurm.client import Completed
 from testkit import (
     BASE_ENV,
     REPO,

@@ -11,12 +11,12 @@ import pytest
 from lintkit import CONTEXT, SFT, SUITES_DIR, where, write
 
 from nrl_launch import lint
-from nrl_launch.layout import Layout
 from nrl_launch.lint.naming import DEVIATION_RULES
 from nrl_launch.lint.options import LintConfig, LintConfigError, inline_disables, load_config
 from nrl_launch.lint.report import Collector
 from nrl_launch.lint.rules import RULES, UnknownRuleError
-from nrl_launch.names import DEVIATIONS
+from nrl_launch.recipes.layout import Layout
+from nrl_launch.recipes.names import DEVIATIONS
 
 REPO = Path(__file__).resolve().parents[2]
 LINT_PACKAGE = REPO / "tools" / "nrl_launch" / "lint"

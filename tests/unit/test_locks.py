@@ -17,12 +17,12 @@ import pytest
 from click.testing import CliRunner
 
 from nrl_launch.cli import CliContext, main
-from nrl_launch.gitrepo import find_repo, list_tracked_files
+from nrl_launch.experiment.gitrepo import find_repo, list_tracked_files
+from nrl_launch.experiment.manifest import build_manifest, read_manifest
+from nrl_launch.experiment.snapshot import ensure_snapshot
 from nrl_launch.launch import launch
-from nrl_launch.manifest import build_manifest, read_manifest
 from nrl_launch.pipeline import Repository, SnapshotMaker
 from nrl_launch.settings import make_settings
-from nrl_launch.snapshot import ensure_snapshot
 from testkit import (
     BASE_ENV,
     REPO,
@@ -162,7 +162,7 @@ def test_the_locks_are_released_before_watch(project: Project, fake_slurm: FakeS
 
 
 def test_lock_order_is_one_sorted_order_of_distinct_locks(tmp_path: Path) -> None:
-    from nrl_launch.locks import lock_order, lock_path
+    from nrl_launch.experiment.locks import lock_order, lock_path
 
     dirs = [tmp_path / "snaps" / name for name in ("b", "a", "c", "a", "B")]
     assert [d.name for d in lock_order(dirs)] == ["B", "a", "b", "c"]
@@ -170,7 +170,7 @@ def test_lock_order_is_one_sorted_order_of_distinct_locks(tmp_path: Path) -> Non
 
 
 def test_a_busy_lock_is_announced_once_and_waited_for(tmp_path: Path) -> None:
-    from nrl_launch.locks import experiment_locks, lock_path
+    from nrl_launch.experiment.locks import experiment_locks, lock_path
 
     said: list[str] = []
     snapshots = [tmp_path / "snaps" / "a", tmp_path / "snaps" / "b"]
@@ -197,7 +197,7 @@ LOCK_MANY = """
 import resource, sys
 from pathlib import Path
 from nrl_launch.errors import SnapshotError
-from nrl_launch.locks import experiment_locks
+from nrl_launch.experiment.locks import experiment_locks
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, int(sys.argv[1])))
 try:
     with experiment_locks([Path(sys.argv[2]) / f"exp{i}" for i in range(1000)], print):

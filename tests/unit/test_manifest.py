@@ -1,4 +1,4 @@
-"""Tests of nrl_launch.manifest: contents, the append format, stale_reasons."""
+"""Tests of nrl_launch.experiment.manifest: contents, the append format, stale_reasons."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import yaml
 
 import nrl_launch
 from nrl_launch.errors import SnapshotError
-from nrl_launch.manifest import (
+from nrl_launch.experiment.manifest import (
     MANIFEST_NAME,
     append_run,
     build_manifest,
@@ -24,7 +24,7 @@ from nrl_launch.manifest import (
     stale_reasons,
     write_manifest,
 )
-from nrl_launch.snapshot import SnapshotBatch
+from nrl_launch.experiment.snapshot import SnapshotBatch
 from testkit import REPO, copy_tree, finish, git, wait_for_file, write
 
 WHEN = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
@@ -41,7 +41,7 @@ def dirty_tree(tree_template: Path, tmp_path: Path) -> Path:
 
 def manifest_for(root: Path, **kwargs) -> dict:
     """build_manifest for the working tree at ``root``."""
-    from nrl_launch.gitrepo import find_repo
+    from nrl_launch.experiment.gitrepo import find_repo
 
     return build_manifest(find_repo(root), config_values={"NUM_NODES": "2", "NUM_MINUTES": "30"},
                           gpu_hours=8, experiment="exp1", script="tests/test_suites/llm/exp1.sh",
@@ -49,7 +49,7 @@ def manifest_for(root: Path, **kwargs) -> dict:
 
 
 def test_manifest_contents_dirty_tree_with_submodule(dirty_tree: Path, tmp_path: Path) -> None:
-    from nrl_launch.gitrepo import list_tracked_files
+    from nrl_launch.experiment.gitrepo import list_tracked_files
 
     batch = SnapshotBatch(dirty_tree, list_tracked_files(dirty_tree))
     dest = tmp_path / "snaps/exp1"
@@ -141,7 +141,7 @@ def test_read_manifest_missing_or_corrupt(tmp_path: Path) -> None:
 
 
 def test_stale_reasons(dirty_tree: Path) -> None:
-    from nrl_launch.gitrepo import find_repo
+    from nrl_launch.experiment.gitrepo import find_repo
 
     info = find_repo(dirty_tree)
     manifest = manifest_for(dirty_tree)
@@ -162,7 +162,7 @@ def test_stale_reasons(dirty_tree: Path) -> None:
 
 
 def test_stale_reasons_submodule_commit(dirty_tree: Path) -> None:
-    from nrl_launch.gitrepo import find_repo
+    from nrl_launch.experiment.gitrepo import find_repo
 
     info = find_repo(dirty_tree)
     manifest = manifest_for(dirty_tree)
@@ -175,7 +175,7 @@ def test_stale_reasons_submodule_commit(dirty_tree: Path) -> None:
 APPENDER = """
 import sys, time
 from pathlib import Path
-from nrl_launch.manifest import append_run
+from nrl_launch.experiment.manifest import append_run
 folder, worker, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 (folder / f"ready-{worker}").touch()
 while not (folder / "go").exists():

@@ -1,4 +1,4 @@
-"""Recipe file-name parser (nrl_launch.names)."""
+"""Recipe file-name parser (nrl_launch.recipes.names)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nrl_launch import names
-from nrl_launch.names import RecipeName, RecipeNameError, algo_of, parse_name
+from nrl_launch.recipes import names
+from nrl_launch.recipes.names import RecipeName, RecipeNameError, algo_of, parse_name
 
 # filename -> (algo, model, nodes, gpus, context_length, strategy, modifiers, long, version)
 VALID = {

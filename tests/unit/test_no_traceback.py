@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import UsageProblem
-from nrl_launch.manifest import read_manifest
+from nrl_launch.experiment.manifest import read_manifest
 from nrl_launch.settings import parse_interval
-from nrl_launch.slurm import Completed
+from nrl_launch.slurm.client import Completed
 from testkit import BASE_ENV, REPO, Call, FakeSlurm, Project, SlurmOnPath, launch_env, launcher_env
 
 ONE_RUN = "NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n"

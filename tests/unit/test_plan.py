@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nrl_launch.config import parse_recipe
+from nrl_launch.bashcfg.config import parse_recipe
 from nrl_launch.errors import PlanError
 from nrl_launch.plan import (
     Experiment,

@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from nrl_launch import lint
-from nrl_launch.config import parse_recipe
-from nrl_launch.names import parse_name
+from nrl_launch.bashcfg.config import parse_recipe
+from nrl_launch.recipes.names import parse_name
 
 REPO = Path(__file__).resolve().parents[2]
 SUITES = REPO / "tests" / "test_suites"

@@ -19,10 +19,10 @@ from click.testing import CliRunner
 
 from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import SlurmError, SnapshotError, UsageProblem
-from nrl_launch.joblogs import TrackedJob
-from nrl_launch.manifest import append_run, read_manifest, write_manifest
-from nrl_launch.rerun import NEXT_RUN_NAME, NextRun, load_next_run, next_run_number, save_next_run, submit
-from nrl_launch.retry import (
+from nrl_launch.experiment.joblogs import TrackedJob
+from nrl_launch.experiment.manifest import append_run, read_manifest, write_manifest
+from nrl_launch.experiment.rerun import NEXT_RUN_NAME, NextRun, load_next_run, next_run_number, save_next_run, submit
+from nrl_launch.follow.retry import (
     NODE_CHECK_FAILED,
     InfraFailure,
     Retrier,
@@ -31,10 +31,10 @@ from nrl_launch.retry import (
     infra_failure,
     node_check_silent,
 )
+from nrl_launch.follow.verdict import GENERAL_FAIL, PASS
+from nrl_launch.follow.watch import TrackedExperiment, Watcher
 from nrl_launch.settings import WatchSettings, parse_max_retries
-from nrl_launch.slurm import Completed, JobInfo, SlurmClient, unhealthy_state
-from nrl_launch.verdict import GENERAL_FAIL, PASS
-from nrl_launch.watch import TrackedExperiment, Watcher
+from nrl_launch.slurm.client import Completed, JobInfo, SlurmClient, unhealthy_state
 from testkit import BASE_ENV, RAY_SUB, FakeJob, FakeSlurm, Project, SlurmOnPath, write
 
 PASS_LOG = "step 4\nMetric Checks\n  [PASS] train/loss@4 = 0.3 < 0.5\n\ndone\n"

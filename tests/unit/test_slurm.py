@@ -12,7 +12,7 @@ import pytest
 
 from nrl_launch import errors
 from nrl_launch.errors import SlurmError, SlurmRejected, SlurmUnreachable, UsageProblem
-from nrl_launch.slurm import Completed, JobInfo, SlurmClient, job_ids, parse_answer, parse_timeout, run_command
+from nrl_launch.slurm.client import Completed, JobInfo, SlurmClient, job_ids, parse_answer, parse_timeout, run_command
 from testkit import Call, FakeSlurm
 
 ENV = {"PATH": os.environ["PATH"], "SLURM_CONF": "/etc/slurm/test.conf", "HOME": "/home/u"}

@@ -1,4 +1,4 @@
-"""Tests of nrl_launch.snapshot with real git trees (see test_gitrepo helpers)."""
+"""Tests of nrl_launch.experiment.snapshot with real git trees (see test_gitrepo helpers)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from pytest_mock import MockerFixture
 
-from nrl_launch import snapshot as snapshot_mod
 from nrl_launch.errors import SnapshotError
-from nrl_launch.manifest import MANIFEST_NAME, read_manifest
-from nrl_launch.snapshot import SnapshotBatch, ensure_snapshot
+from nrl_launch.experiment import snapshot as snapshot_mod
+from nrl_launch.experiment.manifest import MANIFEST_NAME, read_manifest
+from nrl_launch.experiment.snapshot import SnapshotBatch, ensure_snapshot
 from testkit import TREE_FILES, copy_tree, git, write
 
 
@@ -31,7 +31,7 @@ def tree(tree_template: Path, tmp_path: Path) -> Path:
 
 
 def tracked(root: Path) -> list[str]:
-    from nrl_launch.gitrepo import list_tracked_files
+    from nrl_launch.experiment.gitrepo import list_tracked_files
 
     return list_tracked_files(root)
 
@@ -251,7 +251,7 @@ def test_link_mode_isolation(tree: Path, tmp_path: Path) -> None:
         assert (first / rel).stat().st_mode & 0o222 == 0  # read-only for everybody
     assert snapshot_files(third) == TREE_FILES
     # the manifests are separate, writable files
-    from nrl_launch.manifest import append_run
+    from nrl_launch.experiment.manifest import append_run
 
     append_run(second, "42", "1/1")
     assert read_manifest(second)["runs"][0]["job_id"] == "42"

@@ -1,4 +1,4 @@
-"""Tests of nrl_launch.status with snapshot folders made by hand and a fake Slurm query."""
+"""Tests of nrl_launch.follow.status with snapshot folders made by hand and a fake Slurm query."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from nrl_launch.manifest import MANIFEST_NAME, append_run, write_manifest
-from nrl_launch.slurm import Completed
-from nrl_launch.status import collect_status, format_json, format_table, max_step, problem, summary
+from nrl_launch.experiment.manifest import MANIFEST_NAME, append_run, write_manifest
+from nrl_launch.follow.status import collect_status, format_json, format_table, max_step, problem, summary
+from nrl_launch.slurm.client import Completed
 from testkit import Call, FakeSlurm
 
 PASS_LOG = """starting

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from nrl_launch import gitrepo
 from nrl_launch.cli import CliContext, main
-from nrl_launch.manifest import read_manifest
+from nrl_launch.experiment import gitrepo
+from nrl_launch.experiment.manifest import read_manifest
 from testkit import BASE_ENV, FakeSlurm, copy_tree, git, launch_env, recipe_text, write
 
 

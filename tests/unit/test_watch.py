@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 
 from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import Interrupted, SlurmUnreachable
-from nrl_launch.joblogs import TrackedJob, driver_logs
+from nrl_launch.experiment.joblogs import TrackedJob, driver_logs
+from nrl_launch.follow.verdict import GENERAL_FAIL, METRIC_FAIL, PASS, Verdict, grep_output, human_size, judge, ls_lah
+from nrl_launch.follow.watch import ALL_PASSED, SOME_FAILED, TrackedExperiment, Watcher, explain, report
 from nrl_launch.settings import WatchSettings
-from nrl_launch.slurm import Completed
-from nrl_launch.verdict import GENERAL_FAIL, METRIC_FAIL, PASS, Verdict, grep_output, human_size, judge, ls_lah
-from nrl_launch.watch import ALL_PASSED, SOME_FAILED, TrackedExperiment, Watcher, explain, report
+from nrl_launch.slurm.client import Completed
 from testkit import BASE_ENV, Call, FakeSlurm, Project, SlurmOnPath, driver_log, finish_after, write
 
 PASS_LOG = "step 40\nMetric Checks\n  [PASS] train/loss@40 = 0.3 < 0.5\n\ndone\n"
@@ -407,7 +407,7 @@ def test_enter_on_a_terminal_polls_at_once(monkeypatch: pytest.MonkeyPatch) -> N
     import sys
     import time
 
-    from nrl_launch.watch import wait_or_enter
+    from nrl_launch.follow.watch import wait_or_enter
 
     master, slave = pty.openpty()
     with os.fdopen(slave, "r") as terminal:
@@ -522,7 +522,7 @@ def test_the_exit_status_follows_the_verdict(project: Project, fake_slurm: FakeS
 
 
 def test_timestamps_are_local_date_and_time() -> None:
-    from nrl_launch.watch import timestamp
+    from nrl_launch.follow.watch import timestamp
 
     before = time.strftime("%Y-%m-%d %H:%M:%S")
     stamp = timestamp()
@@ -542,7 +542,7 @@ def test_waiting_on_a_terminal_without_a_key_press_ends_after_the_interval(monke
     import sys
     import threading
 
-    from nrl_launch.watch import wait_or_enter
+    from nrl_launch.follow.watch import wait_or_enter
 
     master, slave = pty.openpty()
     with os.fdopen(slave, "r") as terminal:
@@ -701,7 +701,7 @@ def test_why_shows_the_last_attempts_tail_only_for_jobs_that_did_not_end_well(tm
     ],
 )
 def test_tail_lines(tmp_path: Path, data: bytes, lines: list[str]) -> None:
-    from nrl_launch.watch import tail_lines
+    from nrl_launch.follow.watch import tail_lines
 
     log = tmp_path / "ray-driver.log"
     log.write_bytes(data)
@@ -709,7 +709,7 @@ def test_tail_lines(tmp_path: Path, data: bytes, lines: list[str]) -> None:
 
 
 def test_recorded_runs_find_their_logs_under_base_log_dir(tmp_path: Path) -> None:
-    from nrl_launch.watch import from_runs
+    from nrl_launch.follow.watch import from_runs
 
     write(tmp_path / "logs" / "51-logs" / "ray-driver.log", PASS_LOG)
     exp = from_runs("x", tmp_path / "snap", [{"job_id": "51", "base_log_dir": str(tmp_path / "logs")},

@@ -26,8 +26,8 @@ from nrl_launch.options import options, project_root_option, raw_settings
 if TYPE_CHECKING:  # imported where used: the DRYRUN=1 path needs neither pathlib nor these
     from pathlib import Path
 
-    from nrl_launch.slurm import Runner, SlurmClient
-    from nrl_launch.watch import TrackedExperiment
+    from nrl_launch.follow.watch import TrackedExperiment
+    from nrl_launch.slurm.client import Runner, SlurmClient
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class CliContext:
 
 def slurm_client() -> SlurmClient:
     """The Slurm client of the running command, made from its environment."""
-    from nrl_launch.slurm import SlurmClient, run_command
+    from nrl_launch.slurm.client import SlurmClient, run_command
 
     ctx = click.get_current_context()
     chosen = ctx.obj.slurm_runner if isinstance(ctx.obj, CliContext) and ctx.obj.slurm_runner else run_command
@@ -240,7 +240,7 @@ def _git_root_or_cwd(*, outermost: bool = False) -> Path:
     from pathlib import Path
 
     from nrl_launch.errors import GitError
-    from nrl_launch.gitrepo import project_root, work_tree_root
+    from nrl_launch.experiment.gitrepo import project_root, work_tree_root
 
     try:
         return project_root(Path.cwd()) if outermost else work_tree_root(Path.cwd())
@@ -321,7 +321,7 @@ def status(experiments: tuple[str, ...], fmt: str, wide: bool, project_root: str
 
     Exit 1 when a named experiment has no snapshot or Slurm cannot be asked.
     """
-    from nrl_launch import status as report
+    from nrl_launch.follow import status as report
 
     found = report.collect_status(_snapshot_root(project_root, code_snapshot_dirname), experiments or None,
                                   slurm_client())
@@ -347,10 +347,10 @@ def watch(experiments: tuple[str, ...], project_root: str | None, code_snapshot_
     With --max-retries, a run lost to a node failure or preemption is submitted
     again as the snapshot's continue.sh would (retries recorded earlier count).
     """
+    from nrl_launch.follow.retry import retrier_for_snapshots
+    from nrl_launch.follow.watch import Watcher, recorded, timestamp
     from nrl_launch.pipeline import watch_command
-    from nrl_launch.retry import retrier_for_snapshots
     from nrl_launch.settings import make_watch_settings, parse_snapshot_dirname
-    from nrl_launch.watch import Watcher, recorded, timestamp
 
     settings = make_watch_settings(raw_settings(values, WATCH_VARIABLES))
     root = _project_root(project_root)
@@ -378,7 +378,7 @@ def cancel(experiments: tuple[str, ...], dry_run: bool, project_root: str | None
     status' shows it, and continue.sh still adds a run afterwards. Cancelling
     again finds nothing left to cancel.
     """
-    from nrl_launch import cancel as cancelling
+    from nrl_launch.follow import cancel as cancelling
 
     slurm = slurm_client()
     cancelling.run_cancel(_snapshot_root(project_root, code_snapshot_dirname), experiments, slurm, dry=dry_run,
@@ -404,8 +404,8 @@ def logs(experiment: str, follow: bool, job_id: str | None, interval: float, pro
     """Print the current run's ray-driver.log of EXPERIMENT (its Slurm --output file before
     the driver log exists). Reads files only: works from a login node.
     """
-    from nrl_launch import follow_logs
-    from nrl_launch.watch import snapshot_folder
+    from nrl_launch.follow import logs as follow_logs
+    from nrl_launch.follow.watch import snapshot_folder
 
     snapshot = snapshot_folder(_snapshot_root(project_root, code_snapshot_dirname), experiment)
     jobs = follow_logs.recorded_jobs(snapshot, job_id)

@@ -23,9 +23,9 @@ if TYPE_CHECKING:  # pathlib and the pipeline cost the DRYRUN=1 path time it doe
     from collections.abc import Mapping
     from pathlib import Path
 
+    from nrl_launch.follow.verdict import Verdict
     from nrl_launch.pipeline import Pipeline
-    from nrl_launch.slurm import SlurmClient
-    from nrl_launch.verdict import Verdict
+    from nrl_launch.slurm.client import SlurmClient
 
 Emit = Callable[[str], None]
 # Given a snapshot folder, a ``progress(done, total)`` callback for its copy (or None).

@@ -4,7 +4,7 @@ Order matters for the contract: every script is read and every git check
 made before the first snapshot; every snapshot made and every submission
 pre-flighted before the first real ``sbatch``. From the first snapshot to the
 last submission the launch holds the lock of every experiment it launches
-(:mod:`nrl_launch.locks`). This module is loaded by one guarded import in
+(:mod:`nrl_launch.experiment.locks`). This module is loaded by one guarded import in
 :mod:`nrl_launch.launch`; the DRYRUN=1 path never loads it (nor GitPython and
 simple-slurm, which it imports).
 """
@@ -20,8 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from nrl_launch import __version__, gitrepo, manifest, watch
-from nrl_launch.continuation import render_continue_script
+from nrl_launch import __version__
 from nrl_launch.errors import (
     LauncherError,
     PlanError,
@@ -33,17 +32,20 @@ from nrl_launch.errors import (
     SubmissionInterrupted,
     SubmissionStopped,
 )
-from nrl_launch.gitrepo import RepoInfo
-from nrl_launch.joblogs import TrackedJob, log_root
+from nrl_launch.experiment import gitrepo, manifest
+from nrl_launch.experiment.continuation import render_continue_script
+from nrl_launch.experiment.gitrepo import RepoInfo
+from nrl_launch.experiment.joblogs import TrackedJob, log_root
+from nrl_launch.experiment.locks import experiment_locks
+from nrl_launch.experiment.rerun import NextRun, save_next_run
+from nrl_launch.experiment.snapshot import SnapshotBatch, existing_snapshot
+from nrl_launch.follow import watch
+from nrl_launch.follow.retry import Retrier, RetryBook
+from nrl_launch.follow.verdict import GENERAL_FAIL, Verdict
 from nrl_launch.lines import info_line, skip_submission_line, submitting_line
-from nrl_launch.locks import experiment_locks
 from nrl_launch.plan import Experiment, Submission, build_submissions
-from nrl_launch.rerun import NextRun, save_next_run
-from nrl_launch.retry import Retrier, RetryBook
 from nrl_launch.settings import DryRun, LaunchSettings, SnapshotMode, WatchSettings
-from nrl_launch.slurm import SlurmClient
-from nrl_launch.snapshot import SnapshotBatch, existing_snapshot
-from nrl_launch.verdict import GENERAL_FAIL, Verdict
+from nrl_launch.slurm.client import SlurmClient
 
 Emit = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -456,7 +458,7 @@ def new_manifest(p: PlannedExperiment) -> dict[str, Any]:
 
 def write_continue_scripts(planned: Sequence[PlannedExperiment]) -> None:
     """Write each snapshot's continue.sh (after the pre-flight accepted the plan), and the
-    same submission as data for the retries of ``nrl-launch watch`` (:mod:`nrl_launch.rerun`)."""
+    same submission as data for the retries of ``nrl-launch watch`` (:mod:`nrl_launch.experiment.rerun`)."""
     for p in planned:
         script = render_continue_script(p.submissions[-1], script=p.rel_path, version=__version__)
         path = p.snapshot_dir / "continue.sh"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from nrl_launch.config import RecipeConfig, read_recipe
+from nrl_launch.bashcfg.config import RecipeConfig, read_recipe
 from nrl_launch.errors import PlanError
 from nrl_launch.settings import LaunchSettings
 
@@ -97,7 +97,7 @@ def suite_scripts(suite: str) -> list[tuple[str, str]]:
     if root is None:
         raise PlanError("no git repository above the suite file: its entries are relative to the repository root",
                         where=suite)
-    from nrl_launch.layout import parse_suite  # only when a suite file is given
+    from nrl_launch.recipes.layout import parse_suite  # only when a suite file is given
 
     entries = [entry for _, entry in parse_suite(text)]
     if not entries:

@@ -11,7 +11,7 @@ import shlex
 from enum import IntEnum
 from typing import Literal, NamedTuple, get_args
 
-from nrl_launch.config import BASH_READONLY_VARIABLES
+from nrl_launch.bashcfg.config import BASH_READONLY_VARIABLES
 from nrl_launch.errors import UsageProblem
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -27,7 +27,6 @@ Modules, one concern each:
 
 from __future__ import annotations
 
-from nrl_launch.layout import parse_suite
 from nrl_launch.lint.budget import parse_budget
 from nrl_launch.lint.dryrun import DryrunOptions
 from nrl_launch.lint.engine import run_lint
@@ -35,6 +34,7 @@ from nrl_launch.lint.options import LintConfig, LintConfigError, SuiteConfig, lo
 from nrl_launch.lint.render import FORMATS, render, summary
 from nrl_launch.lint.report import Finding, LintReport, SuiteHours
 from nrl_launch.lint.rules import RULES
+from nrl_launch.recipes.layout import parse_suite
 
 __all__ = [
     "FORMATS",

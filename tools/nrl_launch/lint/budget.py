@@ -1,6 +1,6 @@
 """Suite budgets: a suite's GPU-hours, added up as ``DRYRUN=1 tools/launch`` does.
 
-A recipe's GPU-hours are :attr:`nrl_launch.config.RecipeConfig.gpu_hours` of
+A recipe's GPU-hours are :attr:`nrl_launch.bashcfg.config.RecipeConfig.gpu_hours` of
 its CONFIG block evaluated in an empty environment, so the total equals the
 ``[INFO]: Total GPU hours:`` line of ``DRYRUN=1 tools/launch <the suite's
 scripts>`` run without overrides in the environment. The budget is the

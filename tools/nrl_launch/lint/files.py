@@ -93,7 +93,7 @@ class FileReader:
         Not entered: hidden folders, caches, symlinked folders (no loops), and
         with ``skip_outputs`` output folders: a folder ``<stem>/`` next to a
         recipe ``<stem>.sh`` is where that recipe writes its logs and
-        checkpoints (:meth:`nrl_launch.layout.Layout.output_dir`), not a folder
+        checkpoints (:meth:`nrl_launch.recipes.layout.Layout.output_dir`), not a folder
         of recipes.
         """
         found: list[str] = []

@@ -1,6 +1,6 @@
 """Name rules: the naming grammar, the algo map and placement under the recipe roots.
 
-* ``name``: the name does not parse (:mod:`nrl_launch.names`); ``name-cluster``,
+* ``name``: the name does not parse (:mod:`nrl_launch.recipes.names`); ``name-cluster``,
   ``name-version``, ``name-strategy``: it parses but bends the grammar in one
   of the tolerated ways (:data:`DEVIATION_RULES`).
 * ``algo-unknown``: the name's first token is not in the configured algo map.
@@ -14,10 +14,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 
-from nrl_launch import names
 from nrl_launch.lint.options import LintConfig
 from nrl_launch.lint.recipes import Recipe
 from nrl_launch.lint.report import Collector
+from nrl_launch.recipes import names
 
 DEVIATION_RULES = {
     names.CLUSTER_MISSING: "name-cluster",

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from nrl_launch.errors import UsageProblem
-from nrl_launch.layout import DEFAULT_LAYOUT, Layout, inside
 from nrl_launch.lint.rules import RULES, SEVERITIES, rule
+from nrl_launch.recipes.layout import DEFAULT_LAYOUT, Layout, inside
 
 if sys.version_info >= (3, 11):
     import tomllib

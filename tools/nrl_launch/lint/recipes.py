@@ -1,6 +1,6 @@
 """The recipe scripts of a repository: found, read once, name parsed, CONFIG evaluated.
 
-CONFIG blocks are evaluated with :func:`nrl_launch.config.parse_recipe` and an
+CONFIG blocks are evaluated with :func:`nrl_launch.bashcfg.config.parse_recipe` and an
 empty environment: the linter checks what the recipe says, not what the
 caller's environment would make of it, and its GPU-hours are the ones
 ``DRYRUN=1 tools/launch`` prints in such an environment.
@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from nrl_launch.config import RecipeConfig, parse_recipe
+from nrl_launch.bashcfg.config import RecipeConfig, parse_recipe
 from nrl_launch.errors import ConfigError
-from nrl_launch.layout import Layout
 from nrl_launch.lint.files import FileReader
 from nrl_launch.lint.report import Collector
-from nrl_launch.names import RecipeName, RecipeNameError, algo_of, parse_name
+from nrl_launch.recipes.layout import Layout
+from nrl_launch.recipes.names import RecipeName, RecipeNameError, algo_of, parse_name
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from nrl_launch.layout import Layout, parse_suite
 from nrl_launch.lint.files import FileReader
 from nrl_launch.lint.options import LintConfig, SuiteConfig
 from nrl_launch.lint.recipes import Recipe
 from nrl_launch.lint.report import Collector
+from nrl_launch.recipes.layout import Layout, parse_suite
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """One more run of an experiment, submitted the way ``continue.sh`` submits it.
 
-A retry after an infrastructure failure (:mod:`nrl_launch.retry`) is one more
+A retry after an infrastructure failure (:mod:`nrl_launch.follow.retry`) is one more
 run exactly like ``continue.sh``'s: run number k = (runs recorded) + 1 of the
 chain, with the sbatch words, working directory and job environment of the
 launcher's last run of the experiment -- its ``--output`` file named for run
@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nrl_launch.config import BASH_OWN_VARIABLES
+from nrl_launch.bashcfg.config import BASH_OWN_VARIABLES
 from nrl_launch.errors import SnapshotError
-from nrl_launch.manifest import job_runs
+from nrl_launch.experiment.manifest import job_runs
 from nrl_launch.plan import LOG_DIR_VARIABLE, Submission, output_file, unset_for_job
-from nrl_launch.slurm import SbatchAnswer, SlurmClient
+from nrl_launch.slurm.client import SbatchAnswer, SlurmClient
 
 NEXT_RUN_NAME = ".nrl_launch.next-run.json"
 FORMAT = 1  # bumped when the file's fields change meaning

@@ -9,7 +9,7 @@ queued (``squeue --me``).
 * A job has *started* once it left a log. The current run is the newest
   started job.
 * A job's log is the driver log of its latest attempt
-  (``<log root>/<id>[-<restarts>]-logs/ray-driver.log``, :mod:`nrl_launch.joblogs`)
+  (``<log root>/<id>[-<restarts>]-logs/ray-driver.log``, :mod:`nrl_launch.experiment.joblogs`)
   or, before that exists, its Slurm ``--output`` file in the snapshot (which
   also holds what Slurm itself says, e.g. a node failure). A batch script
   that writes no driver log is thus followed through its ``--output`` file.
@@ -29,10 +29,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from nrl_launch import manifest
 from nrl_launch.errors import LauncherError, SlurmError, SnapshotError
-from nrl_launch.joblogs import TrackedJob, expected_log, log_root, newest_driver_log, output_file
-from nrl_launch.slurm import SlurmClient, job_ids
+from nrl_launch.experiment import manifest
+from nrl_launch.experiment.joblogs import TrackedJob, expected_log, log_root, newest_driver_log, output_file
+from nrl_launch.slurm.client import SlurmClient, job_ids
 
 Emit = Callable[[str], None]
 Write = Callable[[bytes], None]

@@ -19,11 +19,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nrl_launch import manifest
 from nrl_launch.errors import SlurmError, SnapshotError
-from nrl_launch.locks import experiment_locks
-from nrl_launch.slurm import SlurmClient, job_ids
-from nrl_launch.watch import snapshot_folder
+from nrl_launch.experiment import manifest
+from nrl_launch.experiment.locks import experiment_locks
+from nrl_launch.follow.watch import snapshot_folder
+from nrl_launch.slurm.client import SlurmClient, job_ids
 
 Emit = Callable[[str], None]
 

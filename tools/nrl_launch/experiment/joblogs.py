@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nrl_launch.slurm import job_ids
+from nrl_launch.slurm.client import job_ids
 
 DRIVER_LOG = "ray-driver.log"
 _ATTEMPT_RE = re.compile(r"(\d+)(?:-(\d+))?-logs")

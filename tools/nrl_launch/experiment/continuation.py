@@ -10,7 +10,7 @@ The run it submits is number k = (runs recorded in the manifest) + 1 of the
 experiment's chain: its manifest entry says ``run: 'k'`` and its ``--output``
 file name ``...-<k>.<NUM_RUNS>.out``; every other word of the sbatch command
 is the launcher's last run's. It takes the experiment's lock
-(:mod:`nrl_launch.locks`) with ``flock(1)`` when installed, from numbering the
+(:mod:`nrl_launch.experiment.locks`) with ``flock(1)`` when installed, from numbering the
 run to recording it.
 """
 
@@ -20,12 +20,12 @@ import re
 import shlex
 from pathlib import Path
 
-from nrl_launch.config import BASH_OWN_VARIABLES
+from nrl_launch.bashcfg.config import BASH_OWN_VARIABLES
 from nrl_launch.errors import PlanError
-from nrl_launch.locks import lock_path, waiting_line
-from nrl_launch.manifest import MANIFEST_NAME, TIMESTAMP_FORMAT, entry_field_line
+from nrl_launch.experiment.locks import lock_path, waiting_line
+from nrl_launch.experiment.manifest import MANIFEST_NAME, TIMESTAMP_FORMAT, entry_field_line
 from nrl_launch.plan import LOG_DIR_VARIABLE, Submission, output_file, unset_for_job
-from nrl_launch.slurm import SBATCH_EXPORT
+from nrl_launch.slurm.client import SBATCH_EXPORT
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _RUN_MARK = "\0"  # stands for the run number while splitting the --output word (never in a file name)

@@ -16,9 +16,9 @@ Layers, each in its module:
   which resolves names (the block's assignments, then the environment) and
   refuses bash's own variables (``BASH_OWN_VARIABLES``), and ``_Counts``,
   which reads the resource counts as bash arithmetic reads them;
-* :mod:`nrl_launch.words`: ``Expander`` walks one assignment line and
+* :mod:`nrl_launch.bashcfg.words`: ``Expander`` walks one assignment line and
   expands its value word;
-* :mod:`nrl_launch.arith`: the text of a ``$(( … ))``, with bash's grammar,
+* :mod:`nrl_launch.bashcfg.arith`: the text of a ``$(( … ))``, with bash's grammar,
   operator precedence and 64-bit wraparound.
 
 Nothing is cached between calls: each call sees only its own block and the
@@ -43,9 +43,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple, NoReturn
 
-from nrl_launch.arith import CONSTANT_RE, INT64_MAX, ArithProblem, NameProblem, base_name, parse_number
+from nrl_launch.bashcfg.arith import CONSTANT_RE, INT64_MAX, ArithProblem, NameProblem, base_name, parse_number
+from nrl_launch.bashcfg.words import Expander, not_allowed
 from nrl_launch.errors import ConfigError
-from nrl_launch.words import Expander, not_allowed
 
 DEFAULT_GPUS_PER_NODE = 8
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from nrl_launch import manifest as manifest_mod
 from nrl_launch.errors import SnapshotError
+from nrl_launch.experiment import manifest as manifest_mod
 from nrl_launch.settings import SNAPSHOT_MODES, SnapshotMode
 
 _HAVE_FCNTL = True

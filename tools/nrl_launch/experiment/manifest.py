@@ -14,7 +14,7 @@ only ``- job_id:`` lines).
 Entries are appended with one ``write`` on a descriptor opened with
 ``O_APPEND`` (the kernel puts each write at the end of the file, so writers
 running at once never overwrite each other), by a process holding the
-experiment's lock (:mod:`nrl_launch.locks`). Timestamps have one format,
+experiment's lock (:mod:`nrl_launch.experiment.locks`). Timestamps have one format,
 :data:`TIMESTAMP_FORMAT`, for Python and ``continue.sh`` alike.
 
 This module does not import GitPython; ``RepoInfo`` is only a type hint.
@@ -34,7 +34,7 @@ from nrl_launch import __version__
 from nrl_launch.errors import SnapshotError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nrl_launch.gitrepo import RepoInfo
+    from nrl_launch.experiment.gitrepo import RepoInfo
 
 MANIFEST_NAME = ".nrl_launch.yaml"
 VIA_LAUNCHER = "launcher"

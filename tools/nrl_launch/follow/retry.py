@@ -11,7 +11,7 @@ that ``scancel`` or STOP_CHAIN_ON_FAILURE cancelled.
 
 Once nothing of the experiment's chain is still queued, each lost run is
 replaced by one more run, submitted as ``continue.sh`` would
-(:mod:`nrl_launch.rerun`), up to MAX_RETRIES per experiment. Waiting for the
+(:mod:`nrl_launch.experiment.rerun`), up to MAX_RETRIES per experiment. Waiting for the
 chain to drain keeps the order of the runs: the later runs of the chain train
 on, and the extra run comes last, as a ``continue.sh`` run would. No run is
 added once the experiment's logs hold a ``Metric Checks`` section: the recipe
@@ -32,14 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from nrl_launch import manifest
 from nrl_launch.errors import SlurmError, SnapshotError
-from nrl_launch.joblogs import TrackedJob, log_root, newest_driver_log
-from nrl_launch.locks import experiment_locks
-from nrl_launch.rerun import NextRun, load_next_run, next_run_number, submit
-from nrl_launch.slurm import JobInfo, SlurmClient
-from nrl_launch.verdict import GENERAL_FAIL
-from nrl_launch.watch import TrackedExperiment, snapshot_folder
+from nrl_launch.experiment import manifest
+from nrl_launch.experiment.joblogs import TrackedJob, log_root, newest_driver_log
+from nrl_launch.experiment.locks import experiment_locks
+from nrl_launch.experiment.rerun import NextRun, load_next_run, next_run_number, submit
+from nrl_launch.follow.verdict import GENERAL_FAIL
+from nrl_launch.follow.watch import TrackedExperiment, snapshot_folder
+from nrl_launch.slurm.client import JobInfo, SlurmClient
 
 Emit = Callable[[str], None]
 INFRA_STATES = frozenset({"NODE_FAIL", "BOOT_FAIL", "PREEMPTED"})

@@ -20,12 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from nrl_launch.errors import SlurmError, SnapshotError
-from nrl_launch.joblogs import driver_logs
-from nrl_launch.layout import DEFAULT_LAYOUT
-from nrl_launch.manifest import MANIFEST_NAME, VIA_RETRY, cancellations, job_runs, latest_launch, read_manifest
-from nrl_launch.slurm import SlurmClient
-from nrl_launch.verdict import METRIC_FAIL, PASS
-from nrl_launch.watch import from_runs
+from nrl_launch.experiment.joblogs import driver_logs
+from nrl_launch.experiment.manifest import (
+    MANIFEST_NAME,
+    VIA_RETRY,
+    cancellations,
+    job_runs,
+    latest_launch,
+    read_manifest,
+)
+from nrl_launch.follow.verdict import METRIC_FAIL, PASS
+from nrl_launch.follow.watch import from_runs
+from nrl_launch.recipes.layout import DEFAULT_LAYOUT
+from nrl_launch.slurm.client import SlurmClient
 
 UNKNOWN = "unknown"
 NO_SNAPSHOT = "no snapshot"

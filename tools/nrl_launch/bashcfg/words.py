@@ -1,11 +1,11 @@
 """The value word of one ``NAME=word`` line of a CONFIG block, expanded with bash's rules.
 
 Quoting, ``$NAME``, ``${NAME}``, ``${NAME:-word}``, ``${NAME-word}`` and
-``$(( … ))`` (evaluated by :mod:`nrl_launch.arith`) in each of the places bash
+``$(( … ))`` (evaluated by :mod:`nrl_launch.bashcfg.arith`) in each of the places bash
 treats differently (unquoted, inside ``"…"``, inside a ``${…}`` word,
 quoted or not). Every construct that could run a command, or whose bash
 meaning is not reproduced exactly, is a ConfigError naming the file, the line
-and the construct (:mod:`nrl_launch.config` lists them).
+and the construct (:mod:`nrl_launch.bashcfg.config` lists them).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import re
 from functools import lru_cache
 from typing import NoReturn
 
-from nrl_launch.arith import MAX_DEPTH, ArithProblem, Lookup, NameProblem, evaluate_arithmetic
+from nrl_launch.bashcfg.arith import MAX_DEPTH, ArithProblem, Lookup, NameProblem, evaluate_arithmetic
 from nrl_launch.errors import ConfigError
 
 # Expansion modes of Expander._word. Bash's rules differ in each; those of

@@ -3,7 +3,7 @@
 Evaluates the text between ``$((`` and ``))`` with bash's grammar, operator
 precedence, integer constants in every base bash reads, and 64-bit
 wraparound; names are resolved through the ``Lookup`` the caller gives
-(:mod:`nrl_launch.config`'s scope). Errors are ``ArithProblem`` (and the
+(:mod:`nrl_launch.bashcfg.config`'s scope). Errors are ``ArithProblem`` (and the
 caller's ``NameProblem``), to which the word expander adds file and line.
 """
 

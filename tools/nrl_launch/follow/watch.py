@@ -4,7 +4,7 @@ Everything the contract lists goes to stdout through ``out`` in exactly its
 form; progress, retries and the reasons behind a failing verdict go to stderr
 through ``err``. The :class:`Watcher` takes the Slurm client, the wait and the
 clocks as parameters, and verdicts come from log files only
-(:mod:`nrl_launch.verdict`), so all of it is testable without a cluster.
+(:mod:`nrl_launch.follow.verdict`), so all of it is testable without a cluster.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Protocol
 
 from nrl_launch.errors import Interrupted, SlurmError, SlurmUnreachable, SnapshotError
-from nrl_launch.joblogs import TrackedJob, driver_logs, expected_log, log_root
-from nrl_launch.manifest import latest_launch, read_manifest
+from nrl_launch.experiment.joblogs import TrackedJob, driver_logs, expected_log, log_root
+from nrl_launch.experiment.manifest import latest_launch, read_manifest
+from nrl_launch.follow.verdict import GENERAL_FAIL, Verdict, judge
 from nrl_launch.settings import WatchSettings
-from nrl_launch.slurm import JobInfo, SlurmClient, job_ids
-from nrl_launch.verdict import GENERAL_FAIL, Verdict, judge
+from nrl_launch.slurm.client import JobInfo, SlurmClient, job_ids
 
 Emit = Callable[[str], None]
 ALL_PASSED = "[INFO]: All tests passed. Exiting with status 0."
@@ -81,7 +81,7 @@ def wait_or_enter(seconds: float) -> None:
 
 
 class RetryHook(Protocol):
-    """What a watch asks after each poll when MAX_RETRIES is set (:class:`nrl_launch.retry.Retrier`,
+    """What a watch asks after each poll when MAX_RETRIES is set (:class:`nrl_launch.follow.retry.Retrier`,
     which the launch and the watch command make)."""
 
     def after_poll(self, experiments: Sequence[TrackedExperiment], ended: Mapping[str, JobInfo],

@@ -1,0 +1,1 @@
+"""The CONFIG block evaluator: bash's meaning for the assignment subset recipes use."""

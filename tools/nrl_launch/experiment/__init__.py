@@ -1,0 +1,1 @@
+"""One experiment's folder: its snapshot, manifest, lock, continue.sh and job logs."""

@@ -1,0 +1,1 @@
+"""Following submitted jobs: WATCH, verdicts, retries, status, cancel and logs."""

@@ -1,0 +1,1 @@
+"""Where recipes and suites live (the folder layout, suite files) and what recipe names mean."""

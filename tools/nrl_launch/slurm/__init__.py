@@ -1,0 +1,1 @@
+"""The one way to Slurm: the client every command goes through."""
