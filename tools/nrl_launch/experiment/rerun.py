@@ -104,8 +104,8 @@ def next_run_number(runs: Sequence[Mapping[str, str]]) -> int:
 
 def submit(slurm: SlurmClient, run: NextRun, number: int, exclude: str = "") -> SbatchAnswer:
     """``sbatch`` run ``number`` of the experiment (SlurmError when sbatch refuses or fails)."""
-    client = SlurmClient(run.environment(slurm.environ), slurm.runner, timeout=slurm.timeout)
-    return client.submit(run.sbatch_args(number, exclude), cwd=run.cwd, job_env={})
+    return slurm.submit(run.sbatch_args(number, exclude), cwd=run.cwd, job_env={},
+                        environ=run.environment(slurm.environ))
 
 
 # ---------------------------------------------------------------- the file in the snapshot

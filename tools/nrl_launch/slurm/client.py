@@ -188,9 +188,10 @@ class SlurmClient:
         self.runner = runner
         self.timeout = timeout if timeout is not None else parse_timeout(self.environ.get(TIMEOUT_VARIABLE))
 
-    def _run(self, argv: Sequence[str], *, cwd: str | None = None,
-             job_env: Mapping[str, str] | None = None) -> Completed:
-        env = self.environ if job_env is None else {**self.environ, **job_env}
+    def _run(self, argv: Sequence[str], *, cwd: str | None = None, job_env: Mapping[str, str] | None = None,
+             environ: Mapping[str, str] | None = None) -> Completed:
+        base = self.environ if environ is None else environ
+        env = dict(base) if job_env is None else {**base, **job_env}
         if argv[0] == "sbatch" and SBATCH_EXPORT in env:
             # SBATCH_EXPORT=NONE (or a list) would start the job without the environment the
             # contract gives it (COMMAND, MOUNTS, ...): sbatch's default, ALL, is the contract
@@ -212,9 +213,12 @@ class SlurmClient:
         except OSError as e:
             raise SlurmError(f"could not run {argv[0]}: {e}") from e
 
-    def submit(self, argv: Sequence[str], *, cwd: str, job_env: Mapping[str, str]) -> SbatchAnswer:
-        """Queue one job: ``sbatch *argv`` in ``cwd``, ``job_env`` added to the environment."""
-        proc = self._run(["sbatch", *argv], cwd=cwd, job_env=job_env)
+    def submit(self, argv: Sequence[str], *, cwd: str, job_env: Mapping[str, str],
+               environ: Mapping[str, str] | None = None) -> SbatchAnswer:
+        """Queue one job: ``sbatch *argv`` in ``cwd``, ``job_env`` added to the environment
+        (``environ`` instead of the client's own, when given: a later run of a chain pins
+        what its launch's CONFIG block read)."""
+        proc = self._run(["sbatch", *argv], cwd=cwd, job_env=job_env, environ=environ)
         if proc.returncode != 0:
             raise _failure(proc, "sbatch failed: ")
         return parse_answer(proc)
