@@ -11,6 +11,8 @@ Modules, one concern each:
 
 * ``rules``: the rule ids, declared once, with default severities;
 * ``options``: the configuration and inline ``# nrl-lint: disable=`` comments;
+* ``pyproject``: reading ``[tool.nrl-launch.lint]`` (every problem at once);
+* ``root``: which repository a run without ``--root`` checks;
 * ``report``: findings, the report, the collector applying severities and ignores;
 * ``files``: reading files once, never raising; finding scripts and YAMLs;
 * ``recipes``: a recipe script's name and CONFIG block;
@@ -30,9 +32,11 @@ from __future__ import annotations
 from nrl_launch.lint.budget import parse_budget
 from nrl_launch.lint.dryrun import DryrunOptions
 from nrl_launch.lint.engine import run_lint
-from nrl_launch.lint.options import LintConfig, LintConfigError, SuiteConfig, load_config
+from nrl_launch.lint.options import LintConfig, LintConfigError, SuiteConfig
+from nrl_launch.lint.pyproject import load_config
 from nrl_launch.lint.render import FORMATS, render, summary
 from nrl_launch.lint.report import Finding, LintReport, SuiteHours
+from nrl_launch.lint.root import lint_root
 from nrl_launch.lint.rules import RULES
 from nrl_launch.recipes.layout import parse_suite
 
@@ -46,6 +50,7 @@ __all__ = [
     "LintReport",
     "SuiteConfig",
     "SuiteHours",
+    "lint_root",
     "load_config",
     "parse_budget",
     "parse_suite",
