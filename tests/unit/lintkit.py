@@ -40,6 +40,20 @@ def write(root: Path, rel: str, content: str | bytes, mode: int | None = None) -
     return path
 
 
+def append(root: Path, rel: str, text: str) -> None:
+    """Add ``text`` at the end of ``root/rel``."""
+    path = root / rel
+    path.write_text(path.read_text() + text)
+
+
+def replace_in(root: Path, rel: str, old: str, new: str) -> None:
+    """Replace the first ``old`` of ``root/rel`` (which must hold it) with ``new``."""
+    path = root / rel
+    text = path.read_text()
+    assert old in text, (rel, old)
+    path.write_text(text.replace(old, new, 1))
+
+
 def script(*assignments: str, body: str = 'echo "training"\n', header: str = "") -> str:
     """A recipe script whose CONFIG block holds ``assignments``: the BEGIN
     marker is on line 5 and the first assignment on line 6."""

@@ -72,7 +72,8 @@ BAD_CONFIGS = {
     SECTION + "yaml-requires-script = 'yes'\n": (2, "yaml-requires-script must be true or false"),
     SECTION + "base-check = 'derives'\n": (2, "base-check = 'derives': must be one of 'inherits', 'merges'"),
     SECTION + "base-extra-keys = ['policy.draft']\n": (2, "base-extra-keys only applies with base-check = 'merges'"),
-    SECTION + "base-check = 'merges'\nbase-extra-keys = ['policy..draft']\n": (3, "'policy..draft' is not a dotted key"),
+    SECTION + "base-check = 'merges'\nbase-extra-keys = ['policy..draft']\n": (
+        3, "'policy..draft' is not a dotted key"),
     SECTION + "\n[tool.nrl-launch.lint.suites.mcore]\nsubset-of = 'nightly'\n": (
         4, "subset-of names 'nightly', which is not a configured suite"),
     SECTION + "\n[tool.nrl-launch.lint.suites.mcore]\nsubset-of = 'mcore'\n": (

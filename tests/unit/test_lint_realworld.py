@@ -26,24 +26,14 @@ from lintkit import (
     SUITES_DIR,
     UPGRADE,
     VERSION_FIRST,
+    append,
+    replace_in,
     script,
     where,
     write,
 )
 
 from nrl_launch import lint
-
-
-def append(root: Path, rel: str, text: str) -> None:
-    path = root / rel
-    path.write_text(path.read_text() + text)
-
-
-def replace_in(root: Path, rel: str, old: str, new: str) -> None:
-    path = root / rel
-    text = path.read_text()
-    assert old in text, (rel, old)
-    path.write_text(text.replace(old, new, 1))
 
 
 @pytest.fixture

@@ -14,7 +14,21 @@ from pathlib import Path
 
 import lintkit
 import pytest
-from lintkit import CONTEXT, GB200, GYM, SFT, SUITES_DIR, VLM, Spec, add_recipe, errors, where, write
+from lintkit import (
+    CONTEXT,
+    GB200,
+    GYM,
+    SFT,
+    SUITES_DIR,
+    VLM,
+    Spec,
+    add_recipe,
+    append,
+    errors,
+    replace_in,
+    where,
+    write,
+)
 
 from nrl_launch import lint
 from nrl_launch.lint.rules import ERROR, RULES, WARNING
@@ -29,18 +43,6 @@ def line_of(root: Path, rel: str, text: str) -> int:
     """1-based line of the first line of ``rel`` that contains ``text``."""
     lines = (root / rel).read_text().splitlines()
     return next(number for number, line in enumerate(lines, start=1) if text in line)
-
-
-def append(root: Path, rel: str, text: str) -> None:
-    path = root / rel
-    path.write_text(path.read_text() + text)
-
-
-def replace_in(root: Path, rel: str, old: str, new: str) -> None:
-    path = root / rel
-    text = path.read_text()
-    assert old in text, (rel, old)
-    path.write_text(text.replace(old, new, 1))
 
 
 NEW = Spec("llm/grpo-qwen3-8b-1n8g-fsdp2tp1-extra", "nightly", 1, 8)
