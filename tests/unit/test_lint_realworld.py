@@ -252,20 +252,25 @@ def test_merges_follows_inherited_keys_and_allowed_extras(realworld: Path) -> No
     assert finding.message.endswith("policy.generation.vllm_kwargs (line 7)")
 
 
-@pytest.mark.parametrize(("base", "recipe", "unknown"), [
-    ("a: {b: 1}\n", "a: {b: 2}\n", []),
-    ("a: {b: 1}\n", "a: {c: 2}\n", ["a.c"]),
-    ("a: null\n", "a: {c: 2}\n", []),  # a mapping replaces a null
-    ("a: 1\n", "a: {c: 2}\n", []),  # and any other value
-    ("a: {b: 1}\n", "a: 5\n", []),  # a value replaces a mapping
-    ("a: {}\n", "a: {c: 2}\n", ["a.c"]),  # an empty mapping has no keys
-    ("a: [1]\n", "a: [1, 2, 3]\n", []),  # lists replace
-    ("a: {b: {c: 1}}\n", "a: {b: {d: 1}, e: 2}\n", ["a.b.d", "a.e"]),
+@pytest.mark.parametrize(("base", "recipe", "allowed", "unknown"), [
+    ("a: {b: 1}\n", "a: {b: 2}\n", "", []),
+    ("a: {b: 1}\n", "a: {c: 2}\n", "", ["a.c"]),
+    ("a: null\n", "a: {c: 2}\n", "", []),  # a mapping replaces a null
+    ("a: 1\n", "a: {c: 2}\n", "", []),  # and any other value
+    ("a: {b: 1}\n", "a: 5\n", "", []),  # a value replaces a mapping
+    ("a: {}\n", "a: {c: 2}\n", "", ["a.c"]),  # an empty mapping has no keys
+    ("a: [1]\n", "a: [1, 2, 3]\n", "", []),  # lists replace
+    ("a: {b: {c: 1}}\n", "a: {b: {d: 1}, e: 2}\n", "", ["a.b.d", "a.e"]),
+    ("a: {b: 1}\n", "a: {c: {d: 1}}\n", "a.c", []),  # an allowed key, with what is below it
+    ("a: {b: 1}\n", "a: {c: {d: 1}, e: 1}\n", "a.*", []),
+    ("a: {b: 1}\n", "x: {y: {z: 1, w: 2}}\n", "x.y.z", ["x.y.w"]),  # the way to an allowed key is allowed
+    ("a: {b: 1}\n", "x: 3\n", "x.y", ["x"]),  # but only as a mapping on the way
 ])
-def test_merge_table(tmp_path: Path, base: str, recipe: str, unknown: list[str]) -> None:
+def test_merge_table(tmp_path: Path, base: str, recipe: str, allowed: str, unknown: list[str]) -> None:
     write(tmp_path, "examples/configs/base.yaml", base)
-    write(tmp_path, "pyproject.toml", '[tool.nrl-launch.lint]\nbase-check = "merges"\n\n[tool.nrl-launch.lint.algos]\n'
-                                      'grpo = "examples/configs/base.yaml"\n')
+    extra = f'base-extra-keys = ["{allowed}"]\n' if allowed else ""
+    write(tmp_path, "pyproject.toml", f'[tool.nrl-launch.lint]\nbase-check = "merges"\n{extra}\n'
+                                      '[tool.nrl-launch.lint.algos]\ngrpo = "examples/configs/base.yaml"\n')
     write(tmp_path, "tests/test_suites/llm/grpo-x-1n8g-fsdp2tp1.sh", script("NUM_NODES=1", "NUM_MINUTES=60"))
     write(tmp_path, "tests/test_suites/nightly.txt", "tests/test_suites/llm/grpo-x-1n8g-fsdp2tp1.sh\n")
     write(tmp_path, "examples/configs/recipes/llm/grpo-x-1n8g-fsdp2tp1.yaml", recipe)
