@@ -1,11 +1,12 @@
 """The repository checker behind ``nrl-launch lint`` (docs/lint.md).
 
 :func:`run_lint` reads a recipe repository once — recipe scripts under the
-recipe roots, suite files, recipe YAMLs and their ``defaults:`` parents —
+suite folder, suite files, recipe YAMLs and their ``defaults:`` parents —
 and returns a :class:`LintReport`; :func:`render` and :func:`summary` print
 it. What is checked and how severe each finding is come from
 :mod:`~nrl_launch.lint.rules` and the repository's ``[tool.nrl-launch.lint]``
-(:func:`load_config`).
+(:func:`load_config`); without ``--root`` the command line lints
+:func:`lint_root`.
 
 Modules, one concern each:
 
