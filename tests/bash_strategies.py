@@ -138,15 +138,52 @@ def _word_leaves() -> st.SearchStrategy[str]:
 
 def _word_extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     word = _join(st.lists(inner, min_size=0, max_size=4))
-    return st.one_of(
+    supported = st.one_of(
         word,
         word.map(lambda w: '"' + w + '"'),
-        word.map(lambda w: '$"' + w + '"'),
         st.builds(lambda n, op, w: "${" + n + op + w + "}", names, st.sampled_from(["-", ":-"]), word),
     )
+    # $"…" is rejected but inside "…" (quote_nestings covers its nestings): now and then
+    return _mostly(supported, word.map(lambda w: '$"' + w + '"'), 8)
 
 
 words = st.recursive(_word_leaves(), _word_extend, max_leaves=12)
+
+
+# $'…' and $"…" in every nesting the evaluator tells apart (issue 22: in
+# "${U:-a$"$V"b}" the evaluator read $"…" as "…" where bash 5.2 gives "a"):
+# a core wrapped in one to three contexts, each chosen from all of them.
+_DOLLAR_QUOTE_TEXT = _join(st.lists(st.sampled_from(["a", "1", " ", "$A", "${B}", "$", "\\", "'", '"', "{", "}",
+                                                      "#", "~"]), max_size=4))
+dollar_quotes = st.one_of(
+    st.builds(lambda w: '$"' + w + '"', st.one_of(
+        _DOLLAR_QUOTE_TEXT.map(lambda t: t.replace('"', "")), words, integer_constants)),
+    st.builds(lambda t: "$'" + t + "'", st.one_of(
+        _DOLLAR_QUOTE_TEXT.map(lambda t: t.replace("'", "")), integer_constants,
+        _one_of_texts("\\t", "\\n", "\\x41", "\\'", "\\\\", "\\e", "a\\", "\\u00e9"))),
+    _one_of_texts("$'", '$"', "$'x", '$"x'),  # unterminated
+)
+_QUOTE_CONTEXTS = (  # (core, a name) -> the core in a context
+    lambda c, n: c, lambda c, n: '"' + c + '"', lambda c, n: "a" + c + "b", lambda c, n: '"a' + c + 'b"',
+    lambda c, n: "${" + n + "-" + c + "}", lambda c, n: "${" + n + ":-" + c + "}",
+    lambda c, n: '"${' + n + "-" + c + '}"', lambda c, n: '"${' + n + ":-a" + c + 'b}"',
+    lambda c, n: '"${' + n + ':-"' + c + '"}"', lambda c, n: '"${' + n + '-"a' + c + '"}"',
+    lambda c, n: "${" + n + ':-"' + c + '"}', lambda c, n: "$(( " + c + " ))", lambda c, n: '"$(( ' + c + ' ))"',
+    lambda c, n: "$(( 1 + " + c + " ))", lambda c, n: "$(( ${" + n + ":-" + c + "} ))",
+)
+
+
+def _nested(core: str, contexts: list[tuple[int, str]]) -> str:
+    for index, name in contexts:
+        core = _QUOTE_CONTEXTS[index](core, name)
+    return core
+
+
+quote_nestings = st.builds(
+    _nested, dollar_quotes,
+    # U is never set, so its defaults are used; the others may be set
+    st.lists(st.tuples(st.integers(min_value=0, max_value=len(_QUOTE_CONTEXTS) - 1),
+                       _mostly(st.just("U"), names, 2)), min_size=1, max_size=3))
 comments = st.text(alphabet=_LITERAL + " '\"$(){}#`;", max_size=8).map(lambda t: "#" + t)
 
 
@@ -162,6 +199,7 @@ block_lines = _mostly(
     st.one_of(
         _assignment_lines(names, words),
         _assignment_lines(names, words),
+        _assignment_lines(names, quote_nestings),
         _assignment_lines(plain_names, arith_expressions.map(lambda e: "$((" + e + "))")),
         _assignment_lines(plain_names, arith_expressions.map(lambda e: '"$((' + e + '))"')),
     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import shutil
 import tempfile
 from pathlib import Path
@@ -198,7 +199,7 @@ def test_suite_entry(repo: Path) -> None:
     messages = [f.message for f in report.findings]
     assert "no such file" in messages[0]
     assert messages[1] == ("tests/test_suites/llm/common.env: not a recipe script (expected a *.sh under "
-                           "tests/test_suites/llm/ or tests/test_suites/vlm/)")
+                           "tests/test_suites/)")
     assert "absolute path" in messages[2]
     assert "outside the repository" in messages[3]
 
@@ -446,6 +447,25 @@ def test_nested_recipe_folders_are_scanned(repo: Path) -> None:
     assert where(lint.run_lint(repo)) == [(nested, None, "yaml-missing")]
     write(repo, "examples/configs/recipes/llm/performance/grpo-qwen3-32b-4n8g-megatron.yaml", "cluster: {}\n")
     assert lint.run_lint(repo).findings == ()
+
+
+@pytest.mark.parametrize("rel", [
+    "tests/test_suites/grpo-qwen3-8b-1n8g-megatron.sh",  # directly in the suite folder
+    "tests/test_suites/dependency_upgrade_tests/grpo-qwen3-8b-1n8g-megatron.sh",  # in a folder that is no root
+])
+def test_recipes_outside_the_recipe_roots_are_recipes(repo: Path, rel: str) -> None:
+    # upstream's own suite test globs tests/test_suites/**/*.sh: every script there is a recipe
+    yaml = rel.replace("tests/test_suites/", "examples/configs/recipes/").replace(".sh", ".yaml")
+    write(repo, rel, script("NUM_NODES=1", "NUM_MINUTES=60"))
+    assert where(lint.run_lint(repo)) == [(rel, None, "suite-missing"), (rel, None, "yaml-missing")]
+    parent = posixpath.relpath("examples/configs/grpo_math_1B.yaml", posixpath.dirname(yaml))
+    write(repo, yaml, f"defaults: {parent}\ncluster:\n  num_nodes: 2\n")
+    write(repo, NIGHTLY, NIGHTLY_TEXT + rel + "\n")
+    report = lint.run_lint(repo)
+    assert where(report) == [(yaml, 3, "cluster-yaml")]  # its YAML is checked like any recipe's
+    assert report.suite_hours[0].hours == 73 + 8  # and it counts in its suite
+    write(repo, rel, script("NUM_NODES=1", "NUM_MINUTES=$(date)"))
+    assert where(lint.run_lint(repo)) == [(yaml, 3, "cluster-yaml"), (rel, CONFIG_LINE + 2, "config")]
 
 
 def test_directory_named_like_a_suite(repo: Path) -> None:

@@ -34,7 +34,7 @@ def one_error_one_warning(root: Path) -> None:
 def test_clean_prints_only_the_summary(realworld: Path) -> None:
     result = invoke("--root", str(realworld))
     assert result.exit_code == 0, result.output
-    files = 2 * len(lintkit.RECIPES) + len(lintkit.BASES) + len(lintkit.SUITE_NAMES)
+    files = 2 * len(lintkit.RECIPES) + len(lintkit.BASES) - len(lintkit.UNUSED_BASES) + len(lintkit.SUITE_NAMES)
     assert result.output == f"0 errors, 0 warnings in {files} files\n"
 
 
@@ -134,10 +134,12 @@ def test_finds_the_git_root_from_a_subfolder(realworld: Path, monkeypatch: pytes
     assert f"{SFT.rel}: error: no YAML mirror" in result.output
 
 
-def test_outside_git_the_current_folder_is_the_root(realworld: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_outside_git_the_nearest_configuration_decides(realworld: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(realworld)
     assert invoke().exit_code == 0
-    monkeypatch.chdir(realworld / SUITES_DIR)  # not a repository root: no tests/test_suites below it
+    monkeypatch.chdir(realworld / SUITES_DIR)  # the pyproject.toml above has [tool.nrl-launch.lint]
+    assert invoke().exit_code == 0
+    (realworld / "pyproject.toml").unlink()  # no configuration anywhere up: the current folder is the root
     result = invoke()
     assert result.exit_code == 1
     assert result.output.startswith("tests/test_suites: error: no tests/test_suites/ folder")
@@ -147,3 +149,59 @@ def test_missing_root_is_a_finding_not_a_traceback(tmp_path: Path) -> None:
     result = invoke("--root", str(tmp_path / "nope"))
     assert result.exit_code == 1
     assert result.output.startswith(".: error: ") and "Traceback" not in result.output
+
+
+def test_a_configuration_below_the_git_root_decides_the_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    git(outer, "init", "-q")
+    write(outer, "pyproject.toml", "[tool.ruff]\nline-length = 100\n")
+    repo = lintkit.build_realworld(outer / "projects" / "rl")
+    write(repo, f"{SUITES_DIR}/pyproject.toml", "[project]\nname = 'not-a-lint-configuration'\n")  # passed over
+    monkeypatch.chdir(repo / SUITES_DIR / "llm")
+    result = invoke()
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("0 errors, 0 warnings in ")
+    (repo / SFT.yaml_rel).unlink()
+    assert f"{SFT.rel}: error: no YAML mirror" in invoke().output  # paths relative to the configured root
+    # without a configuration on the way up, the git root is linted
+    (repo / "pyproject.toml").unlink()
+    assert invoke().output.startswith("tests/test_suites: error: no tests/test_suites/ folder")
+
+
+def test_an_unreadable_configuration_on_the_way_up_is_an_error(realworld: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    git(realworld, "init", "-q")
+    write(realworld, f"{SUITES_DIR}/pyproject.toml", "[tool.nrl-launch.lint\n")
+    monkeypatch.chdir(realworld / SUITES_DIR / "llm")
+    result = invoke()
+    assert result.exit_code == 2
+    assert result.output.startswith("[ERROR]: ../pyproject.toml: invalid TOML: ")
+
+
+def test_every_configuration_error_is_one_error_line(realworld: Path) -> None:
+    body = lintkit.pyproject().replace('suite-dir = "tests/test_suites"', 'suite_dir = "tests/test_suites"').replace(
+        'budget = 4741', 'budget = -1')
+    write(realworld, "pyproject.toml", body)
+    result = invoke("--root", str(realworld))
+    assert result.exit_code == 2
+    lines = body.splitlines()
+    key_line = lines.index('suite_dir = "tests/test_suites"') + 1
+    budget_line = next(number for number, line in enumerate(lines, 1) if line.startswith("budget = -1"))
+    assert result.output.splitlines() == [
+        f"[ERROR]: pyproject.toml:{key_line}: [tool.nrl-launch.lint] "
+        "unknown key 'suite_dir' (did you mean 'suite-dir'?); known: suite-dir, recipe-roots, yaml-root, "
+        "yaml-requires-script, extra-node-keys, algos, base-check, base-extra-keys, suites, severity, per-file-ignores",
+        f"[ERROR]: pyproject.toml:{budget_line}: "
+        "[tool.nrl-launch.lint.suites.nightly] budget must be a whole number >= 0, got -1 (see 'main lint "
+        "--help')",  # (CliRunner calls the program 'main')
+    ]
+
+
+def test_every_bad_inline_comment_at_once(realworld: Path) -> None:
+    write(realworld, SFT.rel, (realworld / SFT.rel).read_text() + "# nrl-lint: disable=everything\n")
+    write(realworld, GB200.yaml_rel, "# nrl-lint: enable=name\n" + (realworld / GB200.yaml_rel).read_text())
+    result = invoke("--root", str(realworld), "--exec-dryrun")
+    assert result.exit_code == 2
+    assert [line.split(": ")[1] for line in result.output.splitlines()] == [
+        f"{GB200.yaml_rel}:1", f"{SFT.rel}:{(realworld / SFT.rel).read_text().count(chr(10))}"]

@@ -12,7 +12,8 @@ from lintkit import CONTEXT, SFT, SUITES_DIR, where, write
 
 from nrl_launch import lint
 from nrl_launch.lint.naming import DEVIATION_RULES
-from nrl_launch.lint.options import LintConfig, LintConfigError, inline_disables, load_config
+from nrl_launch.lint.options import LintConfig, LintConfigError, inline_disables
+from nrl_launch.lint.pyproject import load_config
 from nrl_launch.lint.report import Collector
 from nrl_launch.lint.rules import RULES, UnknownRuleError
 from nrl_launch.recipes.layout import Layout
@@ -68,6 +69,24 @@ BAD_CONFIGS = {
     SECTION + "\n[tool.nrl-launch.lint.per-file-ignores]\n'tests/*' = ['nope']\n": (4, "unknown rule 'nope'"),
     SECTION + "\n[tool.nrl-launch.lint.per-file-ignores]\n'tests/*' = 'name'\n": (4, "must be a non-empty list"),
     "[tool.nrl-launch]\nlint = 3\n": (2, "the section must be a table, got int"),
+    SECTION + "yaml-requires-script = 'yes'\n": (2, "yaml-requires-script must be true or false"),
+    SECTION + "base-check = 'derives'\n": (2, "base-check = 'derives': must be one of 'inherits', 'merges'"),
+    SECTION + "base-extra-keys = ['policy.draft']\n": (2, "base-extra-keys only applies with base-check = 'merges'"),
+    SECTION + "base-check = 'merges'\nbase-extra-keys = ['policy..draft']\n": (
+        3, "'policy..draft' is not a dotted key"),
+    SECTION + "\n[tool.nrl-launch.lint.suites.mcore]\nsubset-of = 'nightly'\n": (
+        4, "subset-of names 'nightly', which is not a configured suite"),
+    SECTION + "\n[tool.nrl-launch.lint.suites.mcore]\nsubset-of = 'mcore'\n": (
+        4, "suite 'mcore' cannot be a subset of itself"),
+    SECTION + "\n[tool.nrl-launch.lint.suites.mcore]\nsubset-of = 7\n": (
+        4, "subset-of must be a suite name or a list of them"),
+    SECTION + "\n[tool.nrl-launch.lint.suites.a]\n[tool.nrl-launch.lint.suites.b]\nsubset-of = 'a'\n"
+              "[tool.nrl-launch.lint.suites.c]\nsubset-of = ['b']\n": (7, "subset-of names 'b', which is a subset "
+                                                                          "suite itself"),
+    SECTION + "\n[tool.nrl-launch.lint.suites.off]\ndisabled = true\n[tool.nrl-launch.lint.suites.b]\n"
+              "subset-of = 'off'\n": (6, "subset-of names 'off', which is disabled (never launched)"),
+    SECTION + "\n[tool.nrl-launch.lint.suites.a]\n[tool.nrl-launch.lint.suites.b]\ndisabled = true\n"
+              "subset-of = 'a'\n": (6, "a disabled suite is never launched: it cannot be a subset of another"),
     SECTION + "suite-dir = \n": (None, "invalid TOML: "),
 }
 
@@ -100,6 +119,9 @@ suite-dir = "suites"
 recipe-roots = ["suites/llm/", "suites/./vlm"]
 yaml-root = "configs/recipes"
 extra-node-keys = ["env.*.num_gpu_nodes", "generation.colocated.resources.num_nodes"]
+yaml-requires-script = true
+base-check = "merges"
+base-extra-keys = ["policy.draft", "env.*.extra"]
 
 [tool.nrl-launch.lint.algos]
 grpo = "examples/configs/grpo.yaml"
@@ -112,6 +134,9 @@ budget = 500
 gpus-per-node = 4
 [tool.nrl-launch.lint.suites.disabled]
 disabled = true
+[tool.nrl-launch.lint.suites.mcore]
+subset-of = ["nightly", "nightly_gb200"]
+budget = 100
 
 [tool.nrl-launch.lint.severity]
 cluster-yaml = "error"
@@ -127,8 +152,11 @@ name = "off"
                                                                       "num_nodes"))
     assert config.algos == {"grpo": ("examples/configs/grpo.yaml",), "dapo": ("examples/configs/grpo.yaml",),
                             "mopd": ()}
-    assert [(s.name, s.budget, s.gpus_per_node, s.disabled) for s in config.suites or ()] == [
-        ("nightly", 500, None, False), ("nightly_gb200", None, 4, False), ("disabled", None, None, True)]
+    assert [(s.name, s.budget, s.gpus_per_node, s.disabled, s.subset_of) for s in config.suites or ()] == [
+        ("nightly", 500, None, False, ()), ("nightly_gb200", None, 4, False, ()), ("disabled", None, None, True, ()),
+        ("mcore", 100, None, False, ("nightly", "nightly_gb200"))]
+    assert (config.yaml_requires_script, config.base_check) == (True, "merges")
+    assert config.base_extra_keys == (("policy", "draft"), ("env", "*", "extra"))
     assert (config.severity("cluster-yaml"), config.severity("name"), config.severity("placement")) == (
         "error", "off", "warning")
     assert config.ignored("suites/llm/perf/x.sh", "cluster-config")
@@ -265,8 +293,8 @@ def test_docs_describe_every_rule_and_key() -> None:
     assert rows == set(RULES)
     for rule in RULES.values():
         assert re.search(rf"^\| `{rule.id}` \| {rule.severity} \|", docs, re.M), rule.id
-    for key in ("suite-dir", "recipe-roots", "yaml-root", "extra-node-keys", "budget", "gpus-per-node",
-                "disabled", "# nrl-lint: disable="):
+    for key in ("suite-dir", "recipe-roots", "yaml-root", "yaml-requires-script", "extra-node-keys", "base-check",
+                "base-extra-keys", "budget", "gpus-per-node", "disabled", "subset-of", "# nrl-lint: disable="):
         assert f"| `{key}" in docs or f"↳ `{key}`" in docs or f"`{key}<rule>" in docs, key
     for table in ("algos]", "suites.<name>]", "severity]", "per-file-ignores]"):
         assert f"| `[…lint.{table}` |" in docs, table

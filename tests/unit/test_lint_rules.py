@@ -14,7 +14,21 @@ from pathlib import Path
 
 import lintkit
 import pytest
-from lintkit import CONTEXT, GB200, GYM, SFT, SUITES_DIR, VLM, Spec, add_recipe, errors, where, write
+from lintkit import (
+    CONTEXT,
+    GB200,
+    GYM,
+    SFT,
+    SUITES_DIR,
+    VLM,
+    Spec,
+    add_recipe,
+    append,
+    errors,
+    replace_in,
+    where,
+    write,
+)
 
 from nrl_launch import lint
 from nrl_launch.lint.rules import ERROR, RULES, WARNING
@@ -29,18 +43,6 @@ def line_of(root: Path, rel: str, text: str) -> int:
     """1-based line of the first line of ``rel`` that contains ``text``."""
     lines = (root / rel).read_text().splitlines()
     return next(number for number, line in enumerate(lines, start=1) if text in line)
-
-
-def append(root: Path, rel: str, text: str) -> None:
-    path = root / rel
-    path.write_text(path.read_text() + text)
-
-
-def replace_in(root: Path, rel: str, old: str, new: str) -> None:
-    path = root / rel
-    text = path.read_text()
-    assert old in text, (rel, old)
-    path.write_text(text.replace(old, new, 1))
 
 
 NEW = Spec("llm/grpo-qwen3-8b-1n8g-fsdp2tp1-extra", "nightly", 1, 8)
@@ -81,6 +83,11 @@ def plant_suite_duplicate(root: Path) -> None:
 def plant_suite_gpus(root: Path) -> None:
     replace_in(root, NIGHTLY, SFT.rel + "\n", "")
     append(root, f"{SUITES_DIR}/nightly_gb200.txt", f"{SFT.rel}\n")
+
+
+def plant_suite_subset(root: Path) -> None:
+    # nightly_mcore runs nightly recipes again: one of release is not one of them
+    append(root, f"{SUITES_DIR}/nightly_mcore.txt", f"{lintkit.NO_CLUSTER.rel}\n")
 
 
 def plant_budget(root: Path) -> None:
@@ -124,6 +131,8 @@ ERROR_CASES: dict[str, tuple[Plant, Callable[[Path], list[Expected]]]] = {
     "suite-missing": (plant_suite_missing, lambda r: [(CONTEXT.rel, None)]),
     "suite-duplicate": (plant_suite_duplicate, lambda r: [(RELEASE, lintkit.suite_text("release").count("\n") + 1)]),
     "suite-gpus": (plant_suite_gpus, lambda r: [(SFT.rel, 7)]),
+    "suite-subset": (plant_suite_subset, lambda r: [(f"{SUITES_DIR}/nightly_mcore.txt",
+                                                     lintkit.suite_text("nightly_mcore").count("\n") + 1)]),
     "budget": (plant_budget, lambda r: [(NIGHTLY, None)]),
     "algo-unknown": (plant_algo_unknown, lambda r: [("tests/test_suites/llm/reinforce-qwen3-8b-1n8g-fsdp2tp1.sh",
                                                      None)]),
@@ -162,8 +171,10 @@ ERROR_MESSAGES = {
     "algo-unknown": "algo 'reinforce' (the name's first token) is not in [tool.nrl-launch.lint.algos]",
     "suite-file": "suite 'weekly' is configured in pyproject.toml but its file does not exist",
     "suite-missing": "listed in no suite (suites: nightly, release, nightly_gb200, release_gb200, performance, "
-                     "performance_gb200, nightly_mcore, disabled); to keep a recipe that must not run, list it in "
+                     "performance_gb200, disabled); to keep a recipe that must not run, list it in "
                      "tests/test_suites/disabled.txt",
+    "suite-subset": f"{lintkit.NO_CLUSTER.rel} is not listed in nightly (it is listed in release): suite "
+                    "'nightly_mcore' only runs recipes of nightly again (subset-of in pyproject.toml)",
     "layout": "no YAML mirror root here: YAML mirrors not checked (yaml-root in pyproject.toml)",
     "yaml-defaults": "defaults cycle: examples/configs/grpo_math_1B.yaml -> examples/configs/grpo_common.yaml -> "
                      "examples/configs/grpo_math_1B.yaml",
@@ -293,8 +304,9 @@ def test_warning_messages_say_what_was_expected(tmp_path: Path) -> None:
     messages = {f.rule: f.message for f in lint.run_lint(root).findings}
     assert messages["placement"] == ("'vlm_grpo' recipes belong under tests/test_suites/vlm/: the algo's 'vlm_' "
                                      "prefix names the kind")
-    assert messages["yaml-base"] == ("'grpo' recipes derive from examples/configs/grpo_math_1B.yaml "
-                                     "([tool.nrl-launch.lint.algos]), but this YAML inherits examples/configs/dpo.yaml")
+    assert messages["yaml-base"] == ("'grpo' recipes merge into examples/configs/grpo_math_1B.yaml "
+                                     "([tool.nrl-launch.lint.algos], base-check = \"merges\"), but this YAML sets "
+                                     "keys the base does not have: dpo (inherited from examples/configs/dpo.yaml:1)")
     assert messages["cluster-config"] == ("the name says 1n8g but CONFIG has NUM_NODES=2; the launcher requests "
                                           "what CONFIG says")
     assert messages["cluster-yaml"] == "cluster.gpus_per_node=4 but the name says 6n8g"

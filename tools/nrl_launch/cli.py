@@ -262,8 +262,8 @@ def _snapshot_root(project_root: str | None, dirname: str | None) -> Path:
 
 @main.command(context_settings={"max_content_width": 100})
 @click.option("--root", type=click.Path(file_okay=False), default=None,
-              help="Repository to check. Default: the git root of the current directory (the current directory "
-                   "outside git).")
+              help="Repository to check. Default: the nearest folder up from here whose pyproject.toml has "
+                   "[tool.nrl-launch.lint], else the git root (the current directory outside git).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True,
               help="text: one line per finding; json: one document; github: GitHub Actions annotations.")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too (by default only errors fail).")
@@ -299,7 +299,7 @@ def lint(root: str | None, fmt: str, strict: bool, budgets: tuple[str, ...], exe
     if exec_dryrun:
         defaults = linter.DryrunOptions()
         dryrun = linter.DryrunOptions(jobs=jobs or defaults.jobs, timeout=timeout or defaults.timeout)
-    report = linter.run_lint(Path(root) if root is not None else _git_root_or_cwd(), budgets=overrides,
+    report = linter.run_lint(Path(root) if root is not None else linter.lint_root(Path.cwd()), budgets=overrides,
                              dryrun=dryrun)
     body = linter.render(report, fmt)
     if body:

@@ -27,9 +27,11 @@ recipe into the next).
 
 Rejected although bash gives them a meaning (an error is always acceptable, a
 different value never is): special parameters (``$#``, ``$?``, ``$0``…,
-also as ``${…}``); ``$'…'`` wherever bash decodes it; inside a double-quoted
-``${NAME-word}``, single quotes around anything but plain text and ``$"``
-inside a nested ``"…"``; reading or assigning bash's own variables
+also as ``${…}``); ``$'…'`` wherever bash decodes it and ``$"…"`` wherever
+bash translates it (everywhere but inside a plain ``"…"``, where the ``$`` is
+a literal: the translation depends on the locale and, inside a double-quoted
+``${…}``, on bash's ``extquote`` option); inside a double-quoted
+``${NAME-word}``, single quotes around anything but plain text; reading or assigning bash's own variables
 (``BASH_OWN_VARIABLES``); control characters and non-UTF-8 bytes in the
 block, a UTF-8 BOM at the start of the file; more than ``arith.MAX_DEPTH`` levels
 of nesting; a second CONFIG block. Resource counts must be single positive

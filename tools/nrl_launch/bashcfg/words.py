@@ -257,17 +257,25 @@ class Expander:
         return "$", pos + 1  # a lone '$' is literal
 
     def _dollar_quote(self, pos: int, mode: int) -> tuple[str, int]:
-        """``$'…'`` (ANSI-C quoting) or ``$"…"`` (a translatable string) at ``pos``."""
+        """A "$" followed by a quote at ``pos``: ``$'…'`` (ANSI-C quoting) or
+        ``$"…"`` (a string translated through the locale's message catalog).
+
+        Only inside a plain "…" string is the "$" a literal character (and
+        ``$'`` inside a "…" within a double-quoted ${…}, which bash also keeps
+        as text). Everywhere else bash decodes or translates the string, with
+        results that depend on the locale, on bash's ``extquote`` option (inside
+        a double-quoted ${…}: on by default, ``$"x"`` there is "x", off it is
+        "") and on bash's version: rejected, never guessed.
+        """
         following = self.line[pos + 1]
         if mode == _DQUOTE or (mode == _DQ_BRACE_DQ and following == "'"):
-            return "$", pos + 1  # plain double quotes keep the '$'
-        if following == "'":
-            self.fail(not_allowed("ANSI-C quoting \"$'…'\""))
+            return "$", pos + 1
         if mode == _DQ_BRACE_DQ:
             self.fail(not_allowed('$"…" inside a "…" string inside a double-quoted ${…}'))
-        # $"…" is translated through the message catalog; without one it is
-        # "…": the quote is then read in the current mode.
-        return "", pos + 1
+        if following == "'":
+            self.fail(not_allowed("ANSI-C quoting \"$'…'\""))
+        self.fail(not_allowed('locale translation "$\"…\""') + ' (bash translates the string with the message '
+                  'catalog of the locale; write "…" without the "$")')
 
     def _parameter(self, pos: int, live: bool, mode: int) -> tuple[str, int]:
         """Expand ``${NAME}``, ``${NAME:-word}`` or ``${NAME-word}`` at ``pos``."""

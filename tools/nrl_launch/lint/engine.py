@@ -13,7 +13,8 @@ from nrl_launch.lint.files import FileReader
 from nrl_launch.lint.hardware import check_config_hardware, check_suite_gpus, check_yaml_hardware
 from nrl_launch.lint.mirrors import check_mirrors
 from nrl_launch.lint.naming import check_names
-from nrl_launch.lint.options import CLUSTER_GPUS, CLUSTER_NODES, LintConfig, load_config
+from nrl_launch.lint.options import CLUSTER_GPUS, CLUSTER_NODES, MERGES, LintConfig, LintConfigError
+from nrl_launch.lint.pyproject import load_config
 from nrl_launch.lint.recipes import load_recipes
 from nrl_launch.lint.report import Collector, LintReport, SuiteHours
 from nrl_launch.lint.suites import check_listing, launched, read_suites
@@ -28,8 +29,9 @@ def run_lint(root: Path, config: LintConfig | None = None, *, budgets: Mapping[s
     ``budgets`` (suite -> GPU-hours) override the configured budgets; with
     ``dryrun`` every launched recipe also runs with ``TEST_DRYRUN=1`` in
     ``environ`` (default: this process's environment). A malformed repository
-    never raises: it becomes findings. Raises UsageProblem (LintConfigError)
-    for a wrong configuration, or a budget for a suite that does not exist.
+    never raises: it becomes findings. Raises UsageProblem: LintConfigError
+    for a wrong configuration (pyproject.toml, or inline comments: all of
+    them, after the run), or a budget for a suite that does not exist.
     """
     root_str = os.path.abspath(root)
     config = load_config(Path(root_str)) if config is None else config
@@ -69,11 +71,14 @@ def _check_all(reader: FileReader, collector: Collector, config: LintConfig, bud
     check_names(collector, config, recipes)
     for recipe in recipes.values():
         check_config_hardware(collector, recipe)
-    tree = YamlTree(reader, collector, watched=(CLUSTER_NODES, CLUSTER_GPUS, *config.extra_node_keys))
+    tree = YamlTree(reader, collector, watched=(CLUSTER_NODES, CLUSTER_GPUS, *config.extra_node_keys),
+                    full=config.base_check == MERGES)
     for rel, yaml_abs in check_mirrors(reader, collector, config, recipes, tree).items():
         check_yaml_hardware(collector, recipes[rel], reader.rel(yaml_abs), tree.view(yaml_abs))
     check_suite_gpus(collector, recipes, suites)
     hours = check_budgets(collector, recipes, suites, budgets)
+    if collector.config_problems:  # every file is read by now: report them all, run nothing
+        raise LintConfigError.of(collector.config_problems)
     if dryrun is not None:
         # a recipe listed only in disabled suites is never launched, so never run
         runnable = [rel for rel in sorted(recipes) if launched(listing, rel) or not listing[rel]]

@@ -3,14 +3,15 @@
 A path that is not a readable UTF-8 text file (a directory, a broken symlink
 or symlink loop, a FIFO, a binary or non-UTF-8 file, a permission problem)
 becomes a ``file`` finding instead. Every text read is scanned for
-``# nrl-lint: disable=…`` comments.
+``# nrl-lint: disable=…`` comments; a malformed one is a configuration
+problem, raised with all the others when the run ends.
 """
 
 from __future__ import annotations
 
 import os
 
-from nrl_launch.lint.options import inline_disables
+from nrl_launch.lint.options import LintConfigError, inline_disables
 from nrl_launch.lint.report import Collector
 
 # Folders a recursive scan never enters besides output folders.
@@ -73,7 +74,10 @@ class FileReader:
             self.collector.add(rel, line, "file", f"not UTF-8 text (byte 0x{data[exc.start]:02x})")
             return None
         text = text.removeprefix("\ufeff")
-        self.collector.disable(rel, inline_disables(text, rel))
+        try:
+            self.collector.disable(rel, inline_disables(text, rel))
+        except LintConfigError as exc:  # reported with every other one when the run ends
+            self.collector.config_problems.extend(exc.problems)
         return text
 
     def entries(self, rel_dir: str) -> list[tuple[str, bool]]:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from nrl_launch.lint.options import CLUSTER_GPUS, CLUSTER_NODES
+from nrl_launch.lint.options import CLUSTER_GPUS, CLUSTER_NODES, KeyPath
 from nrl_launch.lint.recipes import Recipe
 from nrl_launch.lint.report import Collector
 from nrl_launch.lint.suites import Suite
-from nrl_launch.lint.yamltree import KeyPath, Leaf
+from nrl_launch.lint.yamltree import Leaf
 
 
 def check_config_hardware(collector: Collector, recipe: Recipe) -> None:

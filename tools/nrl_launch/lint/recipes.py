@@ -24,7 +24,7 @@ class Recipe:
     """One recipe script and what could be learnt from it (None: unusable)."""
 
     rel: str
-    root: str  # the recipe root it lies under
+    root: str  # the recipe root it lies under, or the suite folder
     text: str | None
     name: RecipeName | None
     name_error: str | None
@@ -48,12 +48,13 @@ class Recipe:
 
 
 def load_recipes(reader: FileReader, collector: Collector, layout: Layout, explicit_roots: bool) -> dict[str, Recipe]:
-    """Every ``*.sh`` under the recipe roots (recursively), by repo-relative path.
+    """Every ``*.sh`` under the suite folder (recursively: in the recipe roots,
+    directly in the suite folder or in any other folder of it), by repo-relative path.
 
-    A missing root is a ``layout`` finding when the configuration names it
-    (``explicit_roots``); the default roots may be absent.
+    A missing recipe root is a ``layout`` finding when the configuration names
+    it (``explicit_roots``); the default roots may be absent.
     """
-    recipes: dict[str, Recipe] = {}
+    tops = [layout.suite_dir]
     for root in layout.recipe_roots:
         root_abs = reader.abs(root)
         if not os.path.isdir(root_abs):
@@ -61,10 +62,13 @@ def load_recipes(reader: FileReader, collector: Collector, layout: Layout, expli
                 problem = "not a folder" if os.path.lexists(root_abs) else "no such folder"
                 origin = ", but recipe-roots in pyproject.toml names it" if explicit_roots else ""
                 collector.add(root, None, "layout", f"recipe root: {problem}{origin}")
-            continue
-        for rel in reader.find(root, ".sh", skip_outputs=True):
-            if reader.is_regular(reader.abs(rel), rel):
-                recipes[rel] = _load(reader, collector, root, rel)
+        elif os.path.islink(root_abs):
+            tops.append(root)  # a scan does not follow symlinked folders, but a root may be one
+    recipes: dict[str, Recipe] = {}
+    for top in tops:
+        for rel in reader.find(top, ".sh", skip_outputs=True):
+            if rel not in recipes and reader.is_regular(reader.abs(rel), rel):
+                recipes[rel] = _load(reader, collector, layout.root_of(rel) or layout.suite_dir, rel)
     return recipes
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nrl_launch.lint.options import LintConfig
+from nrl_launch.lint.options import LintConfig, Problem
 from nrl_launch.lint.rules import ERROR, OFF, WARNING, rule
 
 
@@ -91,6 +91,7 @@ class Collector:
         self._found: set[Finding] = set()
         self._disabled: dict[str, frozenset[str]] = {}
         self.files_read: set[str] = set()
+        self.config_problems: list[Problem] = []  # malformed inline comments
 
     def add(self, path: str, line: int | None, rule_id: str, message: str) -> None:
         """Record a finding of the declared rule ``rule_id`` (UnknownRuleError otherwise)."""

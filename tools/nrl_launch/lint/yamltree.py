@@ -7,7 +7,9 @@ overrides an earlier one, the file itself overrides them all, mappings merge
 key by key and anything else replaces what it overrides. Each file is parsed
 once (``yaml.compose``: nodes keep their line numbers) and only the keys that
 match a *watched* pattern (``cluster.num_nodes``, ``env.*.num_gpu_nodes``…,
-``*`` matching one key) are kept, so inheritance is cheap to follow.
+``*`` matching one key) are kept, so inheritance is cheap to follow. With
+``full`` every key is kept as well (a :class:`KeyNode` tree), for the
+question whether a recipe merges into its base YAML (:func:`unknown_keys`).
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ from fnmatch import fnmatchcase
 import yaml
 
 from nrl_launch.lint.files import FileReader
+from nrl_launch.lint.options import KeyPath
 from nrl_launch.lint.report import Collector
-
-KeyPath = tuple[str, ...]
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -47,24 +48,38 @@ class Leaf:
 Entry = Leaf | None
 
 
+@dataclass(frozen=True)
+class KeyNode:
+    """A key of a YAML mapping: where it is set and, when its value is a
+    mapping, the keys below it (None for any other value)."""
+
+    rel: str
+    line: int
+    children: Mapping[str, KeyNode] | None
+
+
 @dataclass
 class _Doc:
     rel: str
     parents: list[tuple[str, int]] = field(default_factory=list)  # (normalised abs path, line)
     defaults_line: int | None = None
     own: dict[KeyPath, Entry] = field(default_factory=dict)
+    keys: Mapping[str, KeyNode] = field(default_factory=dict)  # with ``full``: every key but defaults
 
 
 class YamlTree:
     """The YAMLs loaded so far and their inherited watched keys."""
 
-    def __init__(self, reader: FileReader, collector: Collector, watched: tuple[KeyPath, ...]) -> None:
+    def __init__(self, reader: FileReader, collector: Collector, watched: tuple[KeyPath, ...],
+                 full: bool = False) -> None:
         self.reader = reader
         self.collector = collector
         self.watched = watched
+        self.full = full  # keep every key, not only the watched ones
         self.docs: dict[str, _Doc | None] = {}  # normalised abs path -> parsed (None: unusable)
         self._views: dict[str, dict[KeyPath, Entry]] = {}
         self._ancestors: dict[str, frozenset[str]] = {}
+        self._resolved: dict[str, Mapping[str, KeyNode]] = {}
 
     # ---- loading
 
@@ -108,6 +123,8 @@ class YamlTree:
                 doc.defaults_line = key_node.start_mark.line + 1
                 doc.parents = self._parents(abs_path, rel, value_node)
         self._collect(node, (), doc)
+        if self.full:
+            doc.keys = {key: child for key, child in _key_nodes(node, rel).items() if key != "defaults"}
         return doc
 
     def _parents(self, abs_path: str, rel: str, node: yaml.Node) -> list[tuple[str, int]]:
@@ -236,6 +253,25 @@ class YamlTree:
         self._ancestors[key] = frozenset(found)
         return self._ancestors[key]
 
+    def resolved(self, abs_path: str) -> Mapping[str, KeyNode]:
+        """Every key of a YAML (``full`` trees) after its ``defaults:`` are merged
+        in, as the program reading it sees them: later parents override
+        earlier ones, the file overrides them all, mappings merge key by key."""
+        return self._resolve(os.path.normpath(abs_path), frozenset())
+
+    def _resolve(self, key: str, stack: frozenset[str]) -> Mapping[str, KeyNode]:
+        if key in self._resolved:
+            return self._resolved[key]
+        doc = self.docs.get(key)
+        if doc is None or key in stack:  # unusable, or a cycle (reported by check_cycles)
+            return {}
+        merged: Mapping[str, KeyNode] = {}
+        for parent, _ in doc.parents:
+            merged = _merge_keys(merged, self._resolve(parent, stack | {key}))
+        merged = _merge_keys(merged, doc.keys)
+        self._resolved[key] = merged
+        return merged
+
     def defaults_line(self, abs_path: str) -> int | None:
         """The line of the YAML's ``defaults:`` key, if it has one."""
         doc = self.docs.get(os.path.normpath(abs_path))
@@ -271,3 +307,56 @@ def _leaf(node: yaml.Node, rel: str, line: int) -> Leaf:
     elif node.tag.endswith(":str") and text.strip().isdigit():
         value = int(text.strip())
     return Leaf(value, text, rel, line)
+
+
+def _key_nodes(mapping: yaml.MappingNode, rel: str) -> dict[str, KeyNode]:
+    """The keys of a mapping node, recursively (merge keys ``<<`` are left out)."""
+    keys = {}
+    for key_node, value_node in mapping.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+            continue
+        children = _key_nodes(value_node, rel) if isinstance(value_node, yaml.MappingNode) else None
+        keys[key_node.value] = KeyNode(rel, key_node.start_mark.line + 1, children)
+    return keys
+
+
+def _merge_keys(base: Mapping[str, KeyNode], top: Mapping[str, KeyNode]) -> Mapping[str, KeyNode]:
+    """``top`` merged over ``base``: a mapping over a mapping merges, anything else replaces."""
+    if not base:
+        return top
+    merged = dict(base)
+    for key, node in top.items():
+        below = base.get(key)
+        if below is not None and below.children is not None and node.children is not None:
+            node = KeyNode(node.rel, node.line, _merge_keys(below.children, node.children))
+        merged[key] = node
+    return merged
+
+
+def unknown_keys(keys: Mapping[str, KeyNode], base: Mapping[str, KeyNode], allowed: tuple[KeyPath, ...] = (),
+                 prefix: KeyPath = ()) -> list[tuple[KeyPath, KeyNode]]:
+    """The keys of ``keys`` that ``base`` lacks, as an OmegaConf merge into
+    ``base`` in struct mode finds them: below a key whose value is a mapping
+    on both sides, key by key; where either value is no mapping, the value
+    replaces the base's. A key matching an ``allowed`` pattern (``*``: any
+    one key) may be added, with everything below it; so may the keys on the
+    way to it."""
+    found = []
+    for key, node in keys.items():
+        path = (*prefix, key)
+        below = base.get(key)
+        if below is None:
+            if any(_matches(path, pattern) for pattern in allowed):
+                continue
+            if node.children is not None and any(_matches(path, pattern[:len(path)]) for pattern in allowed
+                                                 if len(pattern) > len(path)):
+                found += unknown_keys(node.children, {}, allowed, path)
+                continue
+            found.append((path, node))
+        elif below.children is not None and node.children is not None:
+            found += unknown_keys(node.children, below.children, allowed, path)
+    return found
+
+
+def _matches(path: KeyPath, pattern: KeyPath) -> bool:
+    return len(path) == len(pattern) and all(map(fnmatchcase, path, pattern))
