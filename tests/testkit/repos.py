@@ -144,9 +144,9 @@ def recipe_text(config: str, body: str = 'echo "recipe $@"\n') -> str:
 def launch_env(env: Mapping[str, str | None] | None = None) -> dict[str, str | None]:
     """``env`` with every other launch variable unset: what CliRunner.invoke(env=…) needs to hide
     the developer's own CONTAINER, DRYRUN, WATCH… from a test."""
-    from nrl_launch.options import LAUNCH_OPTIONS
+    from nrl_launch.settings import SETTINGS
 
-    return {**{option.envvar: None for option in LAUNCH_OPTIONS}, **(env or {})}
+    return {**{setting.envvar: None for setting in SETTINGS}, **(env or {})}
 
 
 def config_block(**values: object) -> str:

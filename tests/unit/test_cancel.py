@@ -127,7 +127,7 @@ def test_an_unreachable_slurm_cancels_and_records_nothing(launched: Project, fak
     fake_slurm.down = True
     result = run(fake_slurm, "cancel", "sft-a")
     assert result.exit_code == 1
-    assert "[ERROR]: squeue failed: " in result.stderr and "Unable to contact slurm controller" in result.stderr
+    assert "[ERROR]: cannot reach Slurm: Unable to contact slurm controller" in result.stderr
     assert manifest_text(launched, "sft-a") == before
 
 

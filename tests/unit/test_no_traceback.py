@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import UsageProblem
 from nrl_launch.experiment.manifest import read_manifest
-from nrl_launch.settings import parse_interval
+from nrl_launch.settings import WATCH_INTERVAL
 from nrl_launch.slurm.client import Completed
 from testkit import BASE_ENV, REPO, Call, FakeSlurm, Project, SlurmOnPath, launch_env, launcher_env
 
@@ -95,12 +95,12 @@ def test_a_recipe_with_a_byte_order_mark_is_a_clear_error(project: Project, fake
 @pytest.mark.parametrize("raw", ["inf", "-inf", "nan", "1e400", "-1", "0", "86401", "1e300"])
 def test_watch_interval_must_be_a_sane_number_of_seconds(raw: str) -> None:
     with pytest.raises(UsageProblem, match="WATCH_INTERVAL must be a positive number of seconds, at most 86400"):
-        parse_interval(raw)
+        WATCH_INTERVAL.read(raw)
 
 
 @pytest.mark.parametrize(("raw", "seconds"), [("86400", 86400.0), ("0.5", 0.5), (" 60 ", 60.0), ("", 300.0)])
 def test_watch_interval_accepted(raw: str, seconds: float) -> None:
-    assert parse_interval(raw) == seconds
+    assert WATCH_INTERVAL.read(raw) == seconds
 
 
 @pytest.mark.parametrize("command", [["launch", "--watch", "1"], ["watch"]])
@@ -181,6 +181,22 @@ def test_no_slurm_configuration_is_one_clear_line(project: Project, stderr: str,
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == f"[ERROR]: cannot reach Slurm: {reason}; {LOCAL_HINT}"
     assert fake.programs() == ["sbatch-test"]  # the pre-flight; nothing queued
+
+
+def test_a_poll_that_cannot_reach_slurm_says_so_once(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a", config=ONE_RUN)
+    down = Completed(1, "", "squeue: error: Unable to contact slurm controller (connect failure)\n")
+    polls = iter([down])
+
+    def squeue(call: Call) -> Completed:  # the first poll fails, then the job has left the queue
+        return next(polls, None) or FakeSlurm._squeue(fake_slurm, call)
+
+    fake_slurm.answers["squeue"] = squeue
+    fake_slurm.on_submit = lambda job: fake_slurm.finish(job.job_id)
+    result = invoke(["launch", str(script)], {**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01"}, fake_slurm)
+    [warning] = [line for line in result.stderr.splitlines() if "[WARNING]" in line]
+    assert warning.endswith("[WARNING]: cannot reach Slurm: Unable to contact slurm controller (connect failure); "
+                            f"{LOCAL_HINT}; retrying in 0.01s")
 
 
 def test_bench_snapshot_without_rsync_says_how_to_install_it(tmp_path: Path) -> None:
