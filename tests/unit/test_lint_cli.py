@@ -8,17 +8,11 @@ from pathlib import Path
 
 import lintkit
 import pytest
-from click.testing import CliRunner, Result
 from lintkit import CONTEXT, GB200, SFT, SUITES_DIR, write
 
-from nrl_launch.cli import main
-from testkit import git
+from testkit import git, run_cli
 
 NIGHTLY = f"{SUITES_DIR}/nightly.txt"
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(main, ["lint", *args])
 
 
 @pytest.fixture
@@ -32,7 +26,7 @@ def one_error_one_warning(root: Path) -> None:
 
 
 def test_clean_prints_only_the_summary(realworld: Path) -> None:
-    result = invoke("--root", str(realworld))
+    result = run_cli("lint", "--root", str(realworld))
     assert result.exit_code == 0, result.output
     files = 2 * len(lintkit.RECIPES) + len(lintkit.BASES) + len(lintkit.SUITE_NAMES)
     assert result.output == f"0 errors, 0 warnings in {files} files\n"
@@ -40,7 +34,7 @@ def test_clean_prints_only_the_summary(realworld: Path) -> None:
 
 def test_text_format(realworld: Path) -> None:
     one_error_one_warning(realworld)
-    result = invoke("--root", str(realworld))
+    result = run_cli("lint", "--root", str(realworld))
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert lines[:-1] == [
@@ -53,13 +47,13 @@ def test_text_format(realworld: Path) -> None:
 
 def test_warnings_fail_only_with_strict(realworld: Path) -> None:
     write(realworld, CONTEXT.rel, (realworld / CONTEXT.rel).read_text().replace("GPUS_PER_NODE=8\n", ""))
-    assert invoke("--root", str(realworld)).exit_code == 0
-    assert invoke("--root", str(realworld), "--strict").exit_code == 1
+    assert run_cli("lint", "--root", str(realworld)).exit_code == 0
+    assert run_cli("lint", "--root", str(realworld), "--strict").exit_code == 1
 
 
 def test_json_format_keeps_stdout_one_document(realworld: Path) -> None:
     one_error_one_warning(realworld)
-    result = invoke("--root", str(realworld), "--format", "json")
+    result = run_cli("lint", "--root", str(realworld), "--format", "json")
     assert result.exit_code == 1
     payload = json.loads(result.stdout)
     assert [(f["path"], f["rule"], f["severity"]) for f in payload["findings"]] == [
@@ -72,7 +66,7 @@ def test_json_format_keeps_stdout_one_document(realworld: Path) -> None:
 def test_github_format(realworld: Path) -> None:
     one_error_one_warning(realworld)
     write(realworld, NIGHTLY, (realworld / NIGHTLY).read_text() + "tests/test_suites/llm/a,b:c%.sh\n")
-    result = invoke("--root", str(realworld), "--format", "github")
+    result = run_cli("lint", "--root", str(realworld), "--format", "github")
     lines = result.output.splitlines()
     line = lintkit.suite_text("nightly").count("\n") + 1
     assert lines[:-1] == [
@@ -87,8 +81,8 @@ def test_github_format(realworld: Path) -> None:
 
 def test_budget_option_overrides_the_configured_budget(realworld: Path) -> None:
     total = lintkit.suite_total("nightly")
-    assert invoke("--root", str(realworld), "--budget", f"nightly={total}").exit_code == 0
-    result = invoke("--root", str(realworld), "--budget", f"nightly={total - 1}")
+    assert run_cli("lint", "--root", str(realworld), "--budget", f"nightly={total}").exit_code == 0
+    result = run_cli("lint", "--root", str(realworld), "--budget", f"nightly={total - 1}")
     assert result.exit_code == 1
     assert f"needs {total} GPU-hours, over its budget of {total - 1} (--budget)" in result.output
 
@@ -102,7 +96,7 @@ def test_budget_option_overrides_the_configured_budget(realworld: Path) -> None:
     (["--format", "xml"], "'xml' is not one of"),
 ])
 def test_usage_errors_exit_2(realworld: Path, args: list[str], fragment: str) -> None:
-    result = invoke("--root", str(realworld), *args)
+    result = run_cli("lint", "--root", str(realworld), *args)
     assert result.exit_code == 2
     assert result.output.startswith("[ERROR]: ") and fragment in result.output
     assert "Traceback" not in result.output
@@ -110,7 +104,7 @@ def test_usage_errors_exit_2(realworld: Path, args: list[str], fragment: str) ->
 
 def test_configuration_error_names_pyproject(realworld: Path) -> None:
     write(realworld, "pyproject.toml", lintkit.pyproject() + '"tests/*" = ["no-such-rule"]\n')
-    result = invoke("--root", str(realworld))
+    result = run_cli("lint", "--root", str(realworld))
     assert result.exit_code == 2
     lines = lintkit.pyproject().count("\n") + 1
     assert result.output.startswith(f"[ERROR]: pyproject.toml:{lines}: [tool.nrl-launch.lint.per-file-ignores] "
@@ -119,8 +113,8 @@ def test_configuration_error_names_pyproject(realworld: Path) -> None:
 
 def test_exec_dryrun(realworld: Path) -> None:
     write(realworld, GB200.rel, (realworld / GB200.rel).read_text().replace("exit 0", "exit 5"))
-    assert invoke("--root", str(realworld)).exit_code == 0  # not run without the option
-    result = invoke("--root", str(realworld), "--exec-dryrun", "--jobs", "2", "--timeout", "20")
+    assert run_cli("lint", "--root", str(realworld)).exit_code == 0  # not run without the option
+    result = run_cli("lint", "--root", str(realworld), "--exec-dryrun", "--jobs", "2", "--timeout", "20")
     assert result.exit_code == 1
     assert f"{GB200.rel}: error: TEST_DRYRUN=1 bash {GB200.rel} exited with status 5" in result.output
 
@@ -129,21 +123,21 @@ def test_finds_the_git_root_from_a_subfolder(realworld: Path, monkeypatch: pytes
     git(realworld, "init", "-q")
     (realworld / SFT.yaml_rel).unlink()
     monkeypatch.chdir(realworld / SUITES_DIR / "llm" / "performance")
-    result = invoke()
+    result = run_cli("lint")
     assert result.exit_code == 1
     assert f"{SFT.rel}: error: no YAML mirror" in result.output
 
 
 def test_outside_git_the_current_folder_is_the_root(realworld: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(realworld)
-    assert invoke().exit_code == 0
+    assert run_cli("lint").exit_code == 0
     monkeypatch.chdir(realworld / SUITES_DIR)  # not a repository root: no tests/test_suites below it
-    result = invoke()
+    result = run_cli("lint")
     assert result.exit_code == 1
     assert result.output.startswith("tests/test_suites: error: no tests/test_suites/ folder")
 
 
 def test_missing_root_is_a_finding_not_a_traceback(tmp_path: Path) -> None:
-    result = invoke("--root", str(tmp_path / "nope"))
+    result = run_cli("lint", "--root", str(tmp_path / "nope"))
     assert result.exit_code == 1
     assert result.output.startswith(".: error: ") and "Traceback" not in result.output

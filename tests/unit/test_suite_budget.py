@@ -15,11 +15,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from lintkit import script, write
 
 from nrl_launch import lint
-from nrl_launch.cli import main
+from testkit import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 SUITES = REPO / "tests" / "test_suites"
@@ -72,9 +71,8 @@ def test_nightly_hours_agree_three_ways_and_fit_the_budget() -> None:
     assert budget is not None and nightly.budget == budget
     assert sum(by_bash) <= budget, f"nightly needs {sum(by_bash)} GPU-hours, over its budget of {budget}"
 
-    runner = CliRunner()
-    assert runner.invoke(main, ["lint", "--root", str(REPO), "--budget", f"nightly={total}"]).exit_code == 0
-    over = runner.invoke(main, ["lint", "--root", str(REPO), "--budget", f"nightly={total - 1}"])
+    assert run_cli("lint", "--root", str(REPO), "--budget", f"nightly={total}").exit_code == 0
+    over = run_cli("lint", "--root", str(REPO), "--budget", f"nightly={total - 1}")
     assert over.exit_code == 1 and f"needs {total} GPU-hours" in over.output
 
 
