@@ -377,3 +377,19 @@ def test_run_command_kills_at_the_timeout() -> None:
 def test_run_command_missing_program() -> None:
     with pytest.raises(FileNotFoundError):
         run_command(["/nonexistent/sbatch"], cwd=None, env={}, timeout=5)
+
+
+def test_the_fake_slurm_on_path_answers_as_the_one_in_process(slurm_on_path, tmp_path) -> None:
+    # one model: the same calls get the same answers, the queue kept between processes
+    (tmp_path / "x.sub").write_text("#!/bin/bash\n")
+    calls = [("sbatch", "--test-only", "x.sub"), ("sbatch", "x.sub"), ("sbatch", "x.sub"),
+             ("squeue", "--me", "-h", "-o", "%i|%T|%r|%N"), ("scancel", "1001"),
+             ("squeue", "-h", "-o", "%i|%T|%r|%N", "-j", "1001,1002"), ("scontrol", "show", "job", "-o", "1001"),
+             ("sacct", "-n", "-X", "-P", "-j", "1001"), ("sinfo", "-h", "-N", "-n", "n[1-2]", "-o", "%N|%T")]
+    env = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"],
+           "FAKE_SQUEUE_POLLS": "100", "FAKE_SBATCH_FAIL_AT": "2"}  # jobs stay queued, as in process
+    in_process = FakeSlurm(fail_at=2)
+    for argv in calls:
+        on_path = run_command(argv, cwd=str(tmp_path), env=env, timeout=30)
+        assert on_path == in_process(argv, cwd=str(tmp_path), env=env, timeout=30), argv
+    assert [c["prog"] for c in slurm_on_path.calls()] == [argv[0] for argv in calls]
