@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # imported where used: the DRYRUN=1 path needs neither pathli
 
 class CliContext:
     """What the commands take from their caller besides options: the runner
-    of Slurm commands (tests hand in a fake with ``CliRunner.invoke(obj=…)``).
+    of Slurm commands (tests hand in a fake: ``testkit.run_cli(…, slurm=fake)``).
 
     A plain class: it is built at every start, DRYRUN=1 too, and a frozen
     dataclass's generated methods cost that start almost 1 % of its
