@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from testkit.repos import REPO, SCRUBBED_ENV, git
+from nrl_launch.experiment.manifest import MANIFEST_NAME
+from testkit.repos import REPO, SCRUBBED_ENV, bash_gpu_hours, git
 
 # ---------------------------------------------------------------- end to end, on the local Slurm
 #
@@ -212,12 +213,10 @@ def read_runs_log(path: Path) -> list[tuple[float, float, str, int, int]]:
     return rows
 
 
-def expected_gpu_hours(repo: Path, name: str, num_runs: int = NUM_RUNS) -> int:
-    kind = "vlm" if name.startswith("vlm_") else "llm"
-    recipe = repo / "tests" / "test_suites" / kind / f"{name}.sh"
-    text = recipe.read_text()
-    gpus = int(m.group(1)) if (m := re.search(r"^GPUS_PER_NODE=(\d+)", text, re.M)) else 8
-    return num_runs * 1 * gpus * config_value(recipe, "NUM_MINUTES") // 60
+def expected_gpu_hours(repo: Path, name: str) -> int:
+    """What a launch of recipe ``name`` must print, its NUM_RUNS being the end-to-end ``NUM_RUNS``."""
+    recipe = repo / "tests" / "test_suites" / script_arg(name)
+    return bash_gpu_hours(recipe, STEPS_PER_RUN=str(STEPS_PER_RUN), MAX_STEPS=str(MAX_STEPS))
 
 
 def verdict_blocks(lines: list[str]) -> list[tuple[str, list[str]]]:
@@ -236,7 +235,8 @@ def verdict_blocks(lines: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def manifest_runs(snapshot: Path) -> list[dict]:
-    return yaml.safe_load((snapshot / ".nrl_launch.yaml").read_text()).get("runs") or []
+    """The runs a snapshot's manifest records (read as YAML, independently of the launcher)."""
+    return yaml.safe_load((snapshot / MANIFEST_NAME).read_text()).get("runs") or []
 
 
 

@@ -86,4 +86,5 @@ def run_cli(*args: str, env: Mapping[str, str | None] | None = None, slurm: Any 
     from testkit.repos import launch_env
 
     return CliRunner().invoke(main, list(args), env=launch_env(env),
-                              obj=CliContext(slurm) if slurm is not None else None, **invoke)
+                              obj=CliContext(slurm) if slurm is not None else None,
+                              **{"prog_name": "nrl-launch", **invoke})

@@ -144,9 +144,26 @@ def recipe_text(config: str, body: str = 'echo "recipe $@"\n') -> str:
 def launch_env(env: Mapping[str, str | None] | None = None) -> dict[str, str | None]:
     """``env`` with every other launch variable unset: what CliRunner.invoke(env=…) needs to hide
     the developer's own CONTAINER, DRYRUN, WATCH… from a test."""
-    from nrl_launch.options import LAUNCH_OPTIONS
+    from nrl_launch.settings import SETTINGS
 
-    return {**{option.envvar: None for option in LAUNCH_OPTIONS}, **(env or {})}
+    return {**{setting.envvar: None for setting in SETTINGS}, **(env or {})}
+
+
+# The GPU-hour oracle: bash's own evaluation of a recipe's CONFIG block, then the
+# bash launcher's formula (spec section 3: the product first, then truncating division).
+BASH_GPU_HOURS = r"""
+eval "$(sed -n '/^# =* BEGIN CONFIG/,/^# =* END CONFIG/p')"
+echo $(( NUM_RUNS * NUM_NODES * ${GPUS_PER_NODE:-8} * NUM_MINUTES / 60 ))
+"""
+
+
+def bash_gpu_hours(recipe: str | Path, **env: str) -> int:
+    """The GPU-hours of a recipe (its text, or its path) as the bash launcher computed them,
+    with only ``env`` in bash's environment (e.g. ``MAX_STEPS`` the CONFIG block reads)."""
+    text = recipe.read_text() if isinstance(recipe, Path) else recipe
+    done = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in env.items()), "bash", "-c", BASH_GPU_HOURS],
+                          input=text, capture_output=True, text=True, check=True)
+    return int(done.stdout)
 
 
 def config_block(**values: object) -> str:

@@ -1,4 +1,15 @@
-"""Fake Slurms: in process (a runner for SlurmClient) and on PATH (for real processes)."""
+"""One model of Slurm for unit tests, run in process or on PATH.
+
+:class:`FakeSlurm` models the queue (jobs, their states) and the answers of
+sbatch, squeue, sacct, scontrol, sinfo and scancel. In process it is a runner
+for :class:`nrl_launch.slurm.client.SlurmClient` (``run_cli(…, slurm=fake)``);
+on PATH (:class:`SlurmOnPath`, for real processes such as the ``tools/launch``
+shim and ``continue.sh``) ``tests/unit/fakes/fake_slurm.py`` runs the same
+model, its state kept in a file and its knobs read from ``FAKE_*`` variables.
+
+This module imports nothing of the kit and, at import, only the launcher's
+light ``slurm.runner``: the on-PATH script loads it on every call.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +17,17 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nrl_launch.slurm.client import Completed, SlurmClient
-from testkit.repos import write
+from nrl_launch.slurm.runner import Completed
+
+if TYPE_CHECKING:
+    from nrl_launch.slurm.client import SlurmClient
 
 FAKES = Path(__file__).resolve().parents[1] / "unit" / "fakes"
-
-
-# ---------------------------------------------------------------- Slurm, in process
+PROGRAMS = ("sbatch", "squeue", "sacct", "scontrol", "sinfo", "scancel")
 
 
 @dataclass(frozen=True)
@@ -43,30 +54,44 @@ class FakeJob:
 
 
 QUEUED_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING")
+NO_CONTROLLER = "error: Unable to contact slurm controller (connect failure)"
+INVALID_ACCOUNT = "Batch job submission failed: Invalid account or account/partition combination specified"
 
 
 @dataclass
 class FakeSlurm:
-    """A runner for :class:`SlurmClient` that records calls and answers like Slurm.
+    """A model of Slurm that records every call and answers like Slurm.
 
     Submitted jobs get ids 1001, 1002, … and stay PENDING until the test
     changes their state (:meth:`finish`) or ``on_poll`` does. Knobs:
     ``reject`` (test-only refuses with that reason), ``down`` (every command
-    fails as with no controller), ``answers`` (per program, a function
-    returning a :class:`Completed` to answer instead), ``accounting`` (sacct
-    answers instead of failing), ``on_submit(job)`` and ``on_poll(fake)``
-    hooks (e.g. write a driver log, finish jobs after some polls).
+    fails as with no controller), ``squeue_down`` (the first N squeue calls
+    do), ``fail_at`` / ``garbage_at`` (the N-th real submission fails, or
+    exits 0 without a job id), ``noise`` (every real submission also prints a
+    line with non-UTF-8 bytes), ``id_on_stderr`` (sbatch says its job id on
+    stderr, as some site wrappers), ``accounting`` (sacct answers instead of
+    failing), ``answers`` (per program, a function returning a
+    :class:`Completed` to answer instead), ``on_submit(job)`` and
+    ``on_poll(fake)`` hooks (e.g. write a driver log, finish jobs after some
+    polls), ``node_states`` (sinfo's %T per node; absent: idle).
     """
 
     reject: str | None = None
     down: bool = False
+    squeue_down: int = 0
+    fail_at: int = 0
+    garbage_at: int = 0
+    noise: bool = False
+    id_on_stderr: bool = False
     accounting: bool = False
     answers: dict[str, Callable[[Call], Completed]] = field(default_factory=dict)
     on_submit: Callable[[FakeJob], None] | None = None
     on_poll: Callable[[FakeSlurm], None] | None = None
     calls: list[Call] = field(default_factory=list)
     jobs: dict[str, FakeJob] = field(default_factory=dict)
-    node_states: dict[str, str] = field(default_factory=dict)  # sinfo's %T per node; absent: idle
+    node_states: dict[str, str] = field(default_factory=dict)
+    attempts: int = 0  # real submissions tried
+    squeue_calls: int = 0
 
     def __call__(self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str],
                  timeout: float) -> Completed:
@@ -75,8 +100,10 @@ class FakeSlurm:
         program = call.argv[0]
         if program in self.answers:
             return self.answers[program](call)
-        if self.down:
-            return Completed(1, "", f"{program}: error: Unable to contact slurm controller (connect failure)\n")
+        if program == "squeue":
+            self.squeue_calls += 1
+        if self.down or (program == "squeue" and self.squeue_calls <= self.squeue_down):
+            return Completed(1, "", f"{program}: {NO_CONTROLLER}\n")
         handler = getattr(self, f"_{program}", None)
         if handler is None:
             raise FileNotFoundError(program)
@@ -85,6 +112,8 @@ class FakeSlurm:
 
     def client(self, environ: Mapping[str, str] | None = None, timeout: float = 5.0) -> SlurmClient:
         """A client that runs its commands through this fake."""
+        from nrl_launch.slurm.client import SlurmClient
+
         return SlurmClient(dict(os.environ if environ is None else environ), self, timeout=timeout)
 
     # ---- what the test looks at
@@ -107,6 +136,19 @@ class FakeSlurm:
             job = self.jobs[job_id]
             job.state, job.exit_code, job.nodes = state, exit_code, nodes
 
+    # ---- the state between the calls of the on-PATH commands
+
+    def state(self) -> dict[str, Any]:
+        """The queue as JSON data (jobs without their environment: calls.jsonl has it)."""
+        jobs = [{**asdict(job), "env": {}} for job in self.jobs.values()]
+        return {"jobs": jobs, "attempts": self.attempts, "squeue_calls": self.squeue_calls}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take back a queue saved by :meth:`state`."""
+        self.jobs = {job["job_id"]: FakeJob(**{**job, "argv": tuple(job["argv"])}) for job in state.get("jobs", [])}
+        self.attempts = state.get("attempts", 0)
+        self.squeue_calls = state.get("squeue_calls", 0)
+
     # ---- the commands
 
     def _sbatch(self, call: Call) -> Completed:
@@ -114,11 +156,18 @@ class FakeSlurm:
             if self.reject:
                 return Completed(1, "", f"sbatch: error: {self.reject}\n")
             return Completed(0, "", "sbatch: Job 999 to start at 2026-01-01T00:00:00 using 8 processors\n")
+        self.attempts += 1
+        if self.attempts == self.fail_at:
+            return Completed(1, "", f"sbatch: error: {INVALID_ACCOUNT}\n")
+        noise = "sbatch: warning: \udcff\udcfe not UTF-8\n" if self.noise else ""  # the bytes ff fe
+        if self.attempts == self.garbage_at:
+            return Completed(0, f"{noise}sbatch: something unexpected\n", "")
         job = FakeJob(str(1001 + len(self.jobs)), call.argv[1:], call.cwd or "", call.env)
         self.jobs[job.job_id] = job
         if self.on_submit is not None:
             self.on_submit(job)
-        return Completed(0, f"Submitted batch job {job.job_id}\n", "")
+        answer = f"Submitted batch job {job.job_id}\n"
+        return Completed(0, noise, answer) if self.id_on_stderr else Completed(0, noise + answer, "")
 
     def _squeue(self, call: Call) -> Completed:
         if self.on_poll is not None:
@@ -187,7 +236,9 @@ def driver_log(texts: Mapping[str, str]) -> Callable[[FakeJob], None]:
     ``<cwd>/<i>-logs/ray-driver.log`` holding ``texts[i]``."""
     def hook(job: FakeJob) -> None:
         if job.job_id in texts:
-            write(Path(job.cwd) / f"{job.job_id}-logs" / "ray-driver.log", texts[job.job_id])
+            log = Path(job.cwd) / f"{job.job_id}-logs" / "ray-driver.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(texts[job.job_id])
 
     return hook
 
@@ -197,7 +248,7 @@ def driver_log(texts: Mapping[str, str]) -> Callable[[FakeJob], None]:
 
 @dataclass
 class SlurmOnPath:
-    """``tests/unit/fakes/fake_slurm.py`` first on PATH as sbatch, squeue, sacct and scontrol."""
+    """``tests/unit/fakes/fake_slurm.py`` first on PATH under the name of every Slurm command."""
 
     state: Path
     bin: Path
@@ -207,7 +258,7 @@ class SlurmOnPath:
         """Make the folder of fake commands under ``state`` (the caller puts ``bin`` on PATH)."""
         bindir = state / "bin"
         bindir.mkdir(parents=True)
-        for prog in ("sbatch", "squeue", "sacct", "scontrol", "scancel"):
+        for prog in PROGRAMS:
             (bindir / prog).symlink_to(FAKES / "fake_slurm.py")
         return cls(state, bindir)
 
@@ -224,3 +275,74 @@ class SlurmOnPath:
         return [c for c in self.calls("sbatch") if "--test-only" not in c["argv"]]
 
 
+
+
+# ---------------------------------------------------------------- one call of an on-PATH command
+
+# The knobs of the on-PATH commands, FAKE_* variables of the caller's environment:
+#   FAKE_SBATCH_REJECT="why"   sbatch --test-only rejects every request (reject)
+#   FAKE_SBATCH_FAIL_AT=N      the N-th real submission fails, exit 1 (fail_at)
+#   FAKE_SBATCH_GARBAGE_AT=N   the N-th real submission exits 0 without a job id (garbage_at)
+#   FAKE_SBATCH_NOISE=1        every real submission also prints non-UTF-8 bytes (noise)
+#   FAKE_SBATCH_ID_ON_STDERR=1 "Submitted batch job N" on stderr (id_on_stderr)
+#   FAKE_SLURM_DOWN=1          every command fails as with no controller (down)
+#   FAKE_SQUEUE_DOWN=N         the first N squeue calls do (squeue_down)
+#   FAKE_SQUEUE_POLLS=N        jobs stay queued for N squeue calls, then end COMPLETED (default 0:
+#                              a job has ended by the first look)
+#   FAKE_JOB_STATES="1001=RUNNING,1002=COMPLETED"   these jobs are in these states (no POLLS then)
+#   FAKE_DRIVER_LOG_<job id>="text"   the job "runs": its <cwd>/<id>-logs/ray-driver.log holds text
+
+
+def on_path_model(env: Mapping[str, str]) -> FakeSlurm:
+    """The model as the on-PATH commands configure it from ``env`` (its queue restored separately)."""
+    def number(name: str) -> int:
+        return int(env.get(name) or 0)
+
+    fake = FakeSlurm(reject=env.get("FAKE_SBATCH_REJECT") or None, down=bool(env.get("FAKE_SLURM_DOWN")),
+                     squeue_down=number("FAKE_SQUEUE_DOWN"), fail_at=number("FAKE_SBATCH_FAIL_AT"),
+                     garbage_at=number("FAKE_SBATCH_GARBAGE_AT"), noise=bool(env.get("FAKE_SBATCH_NOISE")),
+                     id_on_stderr=bool(env.get("FAKE_SBATCH_ID_ON_STDERR")))
+    prefix = "FAKE_DRIVER_LOG_"
+    fake.on_submit = driver_log({name[len(prefix):]: text for name, text in env.items() if name.startswith(prefix)})
+    states = dict(item.split("=", 1) for item in env.get("FAKE_JOB_STATES", "").split(",") if "=" in item)
+    if states:
+        fake.on_poll = lambda model: _set_states(model, states)
+    else:
+        polls = number("FAKE_SQUEUE_POLLS")
+        fake.on_poll = lambda model: model.finish() if model.squeue_calls - model.squeue_down > polls else None
+    return fake
+
+
+def _set_states(fake: FakeSlurm, states: Mapping[str, str]) -> None:
+    for job_id, state in states.items():
+        fake.jobs.setdefault(job_id, FakeJob(job_id, (), "", {})).state = state
+
+
+def serve_on_path(program: str, args: list[str], state_dir: Path) -> int:
+    """Answer one call of an on-PATH command with the model, the queue kept in
+    ``state_dir/queue.json``: record the call, print the answer, return the exit status.
+    Calls may run at once (concurrent launches): the state changes under one lock."""
+    import fcntl
+    import sys
+
+    entry: dict[str, Any] = {"prog": program, "argv": args, "cwd": os.getcwd(), "env": dict(os.environ)}
+    if program == "sbatch" and args and os.path.isfile(args[-1]):
+        entry["script"] = Path(args[-1]).read_text(errors="surrogateescape")
+    fake = on_path_model(os.environ)
+    with open(state_dir / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with open(state_dir / "calls.jsonl", "a") as log:
+            # argv and the environment bytes-faithful: a non-UTF-8 byte is kept as its surrogate escape
+            log.write(json.dumps(entry) + "\n")
+        queue = state_dir / "queue.json"
+        fake.restore(json.loads(queue.read_text()) if queue.exists() else {})
+        try:
+            answer = fake([program, *args], cwd=os.getcwd(), env=dict(os.environ), timeout=0)
+        except FileNotFoundError:
+            answer = Completed(127, "", f"{program}: not modelled by the fake Slurm\n")
+        queue.write_text(json.dumps(fake.state()))
+    for stream, text in ((sys.stdout, answer.stdout), (sys.stderr, answer.stderr)):
+        stream.flush()
+        stream.buffer.write(text.encode("utf-8", "surrogateescape"))
+        stream.buffer.flush()
+    return answer.returncode

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nrl_launch import lint
+from testkit import bash_gpu_hours
 
 SUITES_DIR = "tests/test_suites"
 YAML_ROOT = "examples/configs/recipes"
@@ -108,10 +109,8 @@ class Spec:
 
     @property
     def gpu_hours(self) -> int:
-        """What the launcher must print for it, computed here from the spec."""
-        steps_per_run, max_steps = self.steps
-        runs = -(-max_steps // steps_per_run)
-        return runs * self.nodes * self.gpus * self.minutes // 60
+        """What the launcher must print for it, as bash computes it from the script."""
+        return bash_gpu_hours(self.script_text())
 
     def script_text(self) -> str:
         """The recipe script."""

@@ -14,14 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import SnapshotError
 from nrl_launch.experiment.locks import experiment_locks
 from nrl_launch.experiment.manifest import append_run, read_manifest
 from nrl_launch.slurm.client import Completed
-from testkit import BASE_ENV, Call, FakeSlurm, Project, write
+from testkit import BASE_ENV, Call, FakeSlurm, Project, run_cli, write
 
 THREE_RUNS = "NUM_NODES=1\nNUM_RUNS=3\nNUM_MINUTES=10\n"
 
@@ -31,14 +29,10 @@ def launched(project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.Monkey
     """Two experiments launched: sft-a (jobs 1001-1003) and sft-b (1004-1006), all pending."""
     for name in ("sft-a", "sft-b"):
         script = project.add_recipe(name, config=THREE_RUNS)
-        result = CliRunner().invoke(main, ["launch", str(script)], env=BASE_ENV, obj=CliContext(fake_slurm))
+        result = run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm)
         assert result.exit_code == 0, result.output
     monkeypatch.chdir(project.root)
     return project
-
-
-def run(fake: FakeSlurm, *args: str) -> Result:
-    return CliRunner().invoke(main, list(args), obj=CliContext(fake))
 
 
 def scancels(fake: FakeSlurm) -> list[tuple[str, ...]]:
@@ -53,7 +47,7 @@ def test_cancel_stops_every_queued_job_in_one_scancel_and_records_it(launched: P
                                                                      fake_slurm: FakeSlurm) -> None:
     fake_slurm.finish("1004")  # sft-b's first run is over: nothing to cancel there
     fake_slurm.jobs["1005"].state = "RUNNING"
-    result = run(fake_slurm, "cancel", "sft-a", "sft-b")
+    result = run_cli("cancel", "sft-a", "sft-b", slurm=fake_slurm)
     assert result.exit_code == 0, result.output
     assert scancels(fake_slurm) == [("scancel", "1001", "1002", "1003", "1005", "1006")]
     assert result.stdout.splitlines() == ["[INFO]: sft-a: cancelled 3 jobs: 1001 1002 1003",
@@ -82,7 +76,7 @@ def test_cancel_waits_for_a_launch_holding_the_experiment_and_cancels_what_it_qu
     other = threading.Thread(target=continue_sh)
     other.start()
     holding.wait()
-    result = run(fake_slurm, "cancel", "sft-a")
+    result = run_cli("cancel", "sft-a", slurm=fake_slurm)
     other.join()
     assert result.exit_code == 0, result.output
     assert "waiting for another launch, continue.sh or code_snapshot.sh of experiment sft-a" in result.stderr
@@ -90,9 +84,9 @@ def test_cancel_waits_for_a_launch_holding_the_experiment_and_cancels_what_it_qu
 
 
 def test_cancel_is_idempotent(launched: Project, fake_slurm: FakeSlurm) -> None:
-    assert run(fake_slurm, "cancel", "sft-a").exit_code == 0
+    assert run_cli("cancel", "sft-a", slurm=fake_slurm).exit_code == 0
     before = manifest_text(launched, "sft-a")
-    again = run(fake_slurm, "cancel", "sft-a")
+    again = run_cli("cancel", "sft-a", slurm=fake_slurm)
     assert again.exit_code == 0, again.output
     assert again.stdout == "[INFO]: sft-a: nothing to cancel (none of its 3 jobs is queued or running)\n"
     assert len(scancels(fake_slurm)) == 1  # the first cancel's only
@@ -102,7 +96,7 @@ def test_cancel_is_idempotent(launched: Project, fake_slurm: FakeSlurm) -> None:
 def test_dry_run_cancels_and_records_nothing(launched: Project, fake_slurm: FakeSlurm) -> None:
     before = manifest_text(launched, "sft-a")
     fake_slurm.finish("1006")
-    result = run(fake_slurm, "cancel", "--dry-run", "sft-a", "sft-b")
+    result = run_cli("cancel", "--dry-run", "sft-a", "sft-b", slurm=fake_slurm)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == ["[DRY_RUN]: sft-a: would cancel 3 jobs: 1001 1002 1003",
                                           "[DRY_RUN]: sft-b: would cancel 2 jobs: 1004 1005",
@@ -115,7 +109,7 @@ def test_dry_run_cancels_and_records_nothing(launched: Project, fake_slurm: Fake
 @pytest.mark.parametrize("names", [["nope"], ["sft-a", "nope"]])
 def test_an_unknown_experiment_cancels_nothing(launched: Project, fake_slurm: FakeSlurm, names: list[str]) -> None:
     calls = len(fake_slurm.calls)
-    result = run(fake_slurm, "cancel", *names)
+    result = run_cli("cancel", *names, slurm=fake_slurm)
     assert result.exit_code == 1
     assert result.stderr.startswith("[ERROR]: no snapshot of experiment 'nope' in ")
     assert "nothing was cancelled" in result.stderr and "Traceback" not in result.output
@@ -125,9 +119,9 @@ def test_an_unknown_experiment_cancels_nothing(launched: Project, fake_slurm: Fa
 def test_an_unreachable_slurm_cancels_and_records_nothing(launched: Project, fake_slurm: FakeSlurm) -> None:
     before = manifest_text(launched, "sft-a")
     fake_slurm.down = True
-    result = run(fake_slurm, "cancel", "sft-a")
+    result = run_cli("cancel", "sft-a", slurm=fake_slurm)
     assert result.exit_code == 1
-    assert "[ERROR]: squeue failed: " in result.stderr and "Unable to contact slurm controller" in result.stderr
+    assert "[ERROR]: cannot reach Slurm: Unable to contact slurm controller" in result.stderr
     assert manifest_text(launched, "sft-a") == before
 
 
@@ -138,16 +132,16 @@ def test_scancel_complaining_about_a_job_that_just_ended(launched: Project, fake
         return Completed(1, "", "scancel: error: Kill job error on job id 1001: Job/step already completing\n")
 
     fake_slurm.answers["scancel"] = scancel
-    result = run(fake_slurm, "cancel", "sft-a")
+    result = run_cli("cancel", "sft-a", slurm=fake_slurm)
     assert result.exit_code == 0, result.output  # nothing is left queued: done
     assert result.stdout == "[INFO]: sft-a: cancelled 3 jobs: 1001 1002 1003\n"
     fake_slurm.answers["scancel"] = lambda call: Completed(1, "", "scancel: error: Access/permission denied\n")
-    assert run(fake_slurm, "cancel", "sft-b").exit_code == 1  # still queued: the error stands
+    assert run_cli("cancel", "sft-b", slurm=fake_slurm).exit_code == 1  # still queued: the error stands
     assert "cancelled" not in read_manifest(launched.root / "code_snapshots" / "sft-b")["runs"][-1]
 
 
 def test_continue_sh_and_status_after_a_cancel(launched: Project, fake_slurm: FakeSlurm, tmp_path: Path) -> None:
-    assert run(fake_slurm, "cancel", "sft-a").exit_code == 0
+    assert run_cli("cancel", "sft-a", slurm=fake_slurm).exit_code == 0
     snapshot = launched.root / "code_snapshots" / "sft-a"
     # continue.sh needs only bash and an sbatch: this one answers like Slurm
     write(tmp_path / "bin" / "sbatch", "#!/bin/bash\necho 'Submitted batch job 2001'\n", 0o755)
@@ -158,7 +152,7 @@ def test_continue_sh_and_status_after_a_cancel(launched: Project, fake_slurm: Fa
     assert [(r.get("job_id"), r.get("run")) for r in runs] == [("1001", "1/3"), ("1002", "2/3"), ("1003", "3/3"),
                                                               (None, None), ("2001", "4")]
     fake_slurm.add_job("2001", "PENDING")
-    status = run(fake_slurm, "status", "--format", "json", "sft-a")
+    status = run_cli("status", "--format", "json", "sft-a", slurm=fake_slurm)
     assert status.exit_code == 0, status.output
     [row] = json.loads(status.stdout)
     assert row["runs"] == 4
@@ -167,19 +161,19 @@ def test_continue_sh_and_status_after_a_cancel(launched: Project, fake_slurm: Fa
     assert [c["jobs"] for c in row["cancellations"]] == [["1001", "1002", "1003"]]
     assert row["cancellations"][0]["at"] == runs[3]["cancelled_at"]
     assert row["retries"] == []
-    table = run(fake_slurm, "status", "sft-a")
+    table = run_cli("status", "sft-a", slurm=fake_slurm)
     assert table.stdout.splitlines()[1].endswith("cancelled 3 jobs"), table.stdout
 
 
 def test_status_summary_counts_cancelled_experiments(launched: Project, fake_slurm: FakeSlurm) -> None:
-    assert run(fake_slurm, "cancel", "sft-a").exit_code == 0
+    assert run_cli("cancel", "sft-a", slurm=fake_slurm).exit_code == 0
     # sft-a is stopped, sft-b still waits for its verdict
-    assert run(fake_slurm, "status").stdout.splitlines()[-1] == (
+    assert run_cli("status", slurm=fake_slurm).stdout.splitlines()[-1] == (
         "2 experiments, 6 jobs: 0 passed, 0 failed, 1 cancelled, 1 with jobs queued, 1 without a verdict yet")
     # a cancelled experiment relaunched with continue.sh has a job queued again: no longer counted as cancelled
     append_run(launched.root / "code_snapshots" / "sft-a", "2001", "4", via="continue.sh")
     fake_slurm.add_job("2001", "PENDING")
-    assert run(fake_slurm, "status").stdout.splitlines()[-1] == (
+    assert run_cli("status", slurm=fake_slurm).stdout.splitlines()[-1] == (
         "2 experiments, 7 jobs: 0 passed, 0 failed, 2 with jobs queued, 2 without a verdict yet")
 
 
@@ -191,14 +185,14 @@ def test_status_shows_retries(launched: Project, fake_slurm: FakeSlurm) -> None:
                details={"retry_of": "1007", "after": "PREEMPTED", "failed_on": "n[1-2]"})
     fake_slurm.add_job("1007", "PREEMPTED")
     fake_slurm.add_job("1008", "RUNNING")
-    status = run(fake_slurm, "status", "--format", "json", "sft-a", "sft-b")
+    status = run_cli("status", "--format", "json", "sft-a", "sft-b", slurm=fake_slurm)
     rows = {row["experiment"]: row for row in json.loads(status.stdout)}
     assert rows["sft-a"]["retries"] == [
         {"job_id": "1007", "retry_of": "1003", "after": "NODE_FAIL", "failed_on": "n[1-2]", "exclude": "n2"},
         {"job_id": "1008", "retry_of": "1007", "after": "PREEMPTED", "failed_on": "n[1-2]", "exclude": ""}]
     assert rows["sft-b"]["retries"] == [] and rows["sft-a"]["runs"] == 5
-    assert run(fake_slurm, "cancel", "sft-a").exit_code == 0
-    table = run(fake_slurm, "status", "sft-a", "sft-b").stdout.splitlines()
+    assert run_cli("cancel", "sft-a", slurm=fake_slurm).exit_code == 0
+    table = run_cli("status", "sft-a", "sft-b", slurm=fake_slurm).stdout.splitlines()
     assert table[0].split()[-1] == "NOTE"
     assert table[1].startswith("sft-a") and table[1].endswith("2 retries after NODE_FAIL, PREEMPTED; cancelled 4 jobs")
     assert table[2].startswith("sft-b") and not table[2].endswith("jobs")
@@ -224,7 +218,7 @@ def test_manifest_entries_of_retries_and_cancellations(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["../code_snapshots/sft-a", ".hidden", "a/b", ""])
 def test_names_that_are_not_experiments(launched: Project, fake_slurm: FakeSlurm, name: str) -> None:
     for command in (["cancel", name], ["logs", name], ["watch", name]):
-        result = run(fake_slurm, *command)
+        result = run_cli(*command, slurm=fake_slurm)
         assert result.exit_code == 1, (command, result.output)
         assert f"[ERROR]: {name!r} is not an experiment name" in result.stderr
     assert scancels(fake_slurm) == []

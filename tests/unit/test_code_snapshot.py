@@ -9,11 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from nrl_launch.cli import main
 from nrl_launch.experiment.manifest import read_manifest
-from testkit import REPO, Project, git
+from testkit import REPO, Project, git, run_cli
 
 
 @pytest.fixture
@@ -92,7 +90,7 @@ def test_names_that_are_not_folder_names(repo_with_tools: Project, name: str) ->
 def test_snapshot_command_from_a_subfolder(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     project.add_recipe("sft-a")
     monkeypatch.chdir(project.root / "tests")
-    result = CliRunner().invoke(main, ["snapshot", "sft-a"], env={"CODE_SNAPSHOT_DIRNAME": None})
+    result = run_cli("snapshot", "sft-a", env={"CODE_SNAPSHOT_DIRNAME": None})
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{project.root / 'code_snapshots' / 'sft-a'}\n"
     assert git(project.root, "status", "--porcelain") == ""  # snapshots are ignored, nothing else changed

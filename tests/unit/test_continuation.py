@@ -14,15 +14,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from nrl_launch.cli import main
 from nrl_launch.errors import PlanError
 from nrl_launch.experiment.continuation import render_continue_script
 from nrl_launch.experiment.manifest import MANIFEST_NAME, read_manifest
 from nrl_launch.experiment.rerun import NextRun
 from nrl_launch.plan import Submission
-from testkit import BASE_ENV, Project, SlurmOnPath, holding_lock, launch_env, next_stderr_line, write
+from testkit import BASE_ENV, Project, SlurmOnPath, holding_lock, next_stderr_line, run_cli, write
 
 REFERENCE = Path(__file__).parent / "reference" / "continue.sh"
 STAMP = "261129-010203"
@@ -155,8 +153,7 @@ def test_exported_values_survive_bash_exactly(tmp_path: Path, value: str) -> Non
 
 def launch(args: list[str], env: dict[str, str | None]):
     """``nrl-launch launch`` through click, Slurm being the fake on PATH."""
-    full = launch_env(env)
-    result = CliRunner().invoke(main, ["launch", *args], env=full)
+    result = run_cli("launch", *args, env=env)
     assert result.exit_code == 0, result.output
     return result
 
@@ -229,7 +226,7 @@ def test_a_config_block_reading_bash_own_variables_is_refused_before_continue_sh
         project: Project, slurm_on_path: SlurmOnPath) -> None:
     # Reading $UID in a CONFIG block is an error (config.BASH_OWN_VARIABLES), so no continue.sh can pin it
     script = project.add_recipe("sft-a", config=ONE_RUN + "A=${UID:-1}\n")
-    result = CliRunner().invoke(main, ["launch", str(script)], env=launch_env(BASE_ENV))
+    result = run_cli("launch", str(script), env=BASE_ENV)
     assert result.exit_code == 1 and "UID" in result.stderr
     assert not (project.root / "code_snapshots").exists() and slurm_on_path.calls() == []
 

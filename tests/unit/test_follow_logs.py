@@ -8,13 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import LauncherError, SnapshotError
 from nrl_launch.experiment.manifest import append_run, write_manifest
 from nrl_launch.follow.logs import Follower, recorded_jobs, show
-from testkit import FakeSlurm
+from testkit import FakeSlurm, run_cli
 
 STAMP = "261129-101010"
 
@@ -248,16 +246,14 @@ def test_logs_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake.add_job("101", "COMPLETED")
     fake.add_job("102", "COMPLETED")
     monkeypatch.chdir(tmp_path)  # not a git repository: the current folder is the project root
-    runner = CliRunner()
-    assert runner.invoke(main, ["logs", "exp"], obj=CliContext(fake)).stdout == "two\n"
-    assert runner.invoke(main, ["logs", "exp", "--job", "101"], obj=CliContext(fake)).stdout == "one\n"
+    assert run_cli("logs", "exp", slurm=fake).stdout == "two\n"
+    assert run_cli("logs", "exp", "--job", "101", slurm=fake).stdout == "one\n"
     assert [c.argv[0] for c in fake.calls] == []  # files only
-    followed = runner.invoke(main, ["logs", "exp", "--follow", "--job", "101", "--interval", "0.05"],
-                             obj=CliContext(fake))
+    followed = run_cli("logs", "exp", "--follow", "--job", "101", "--interval", "0.05", slurm=fake)
     assert (followed.exit_code, followed.stdout) == (0, "one\n")
-    unknown = runner.invoke(main, ["logs", "nope"], obj=CliContext(fake))
+    unknown = run_cli("logs", "nope", slurm=fake)
     assert unknown.exit_code == 1 and unknown.stderr.startswith("[ERROR]: no snapshot of experiment 'nope' in ")
-    wrong = runner.invoke(main, ["logs", "exp", "--job", "7"], obj=CliContext(fake))
+    wrong = run_cli("logs", "exp", "--job", "7", slurm=fake)
     assert wrong.exit_code == 1 and "job 7 is not a run of exp" in wrong.stderr
 
 

@@ -14,9 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import LauncherError
 from nrl_launch.experiment.locks import experiment_locks
 from nrl_launch.experiment.manifest import MANIFEST_NAME, read_manifest, write_manifest
@@ -34,19 +32,13 @@ from testkit import (
     config_block,
     finish_after,
     git,
-    launch_env,
     launcher_env,
     next_stderr_line,
+    run_cli,
     write,
 )
 
 STAMP_RE = r"\d{6}-\d{6}"
-
-
-def invoke(args: list[str], env: dict[str, str | None]):
-    """Run ``nrl-launch launch`` with exactly ``env`` for the launcher's variables."""
-    full = launch_env(env)
-    return CliRunner().invoke(main, ["launch", *args], env=full)
 
 
 def stdout_lines(result) -> list[str]:
@@ -66,7 +58,7 @@ def test_dryrun1_prints_gpu_hours_per_script_and_total(tmp_path: Path, monkeypat
                                 "=== END CONFIG ===\n")
     monkeypatch.chdir(tmp_path)
     env = {**BASE_ENV, "DRYRUN": "1", "CONTAINER": "", "ACCOUNT": "", "PARTITION": ""}
-    result = invoke(["./llm/a.sh", "llm/b.sh"], env)
+    result = run_cli("launch", "./llm/a.sh", "llm/b.sh", env=env)
     assert result.exit_code == 0, result.output
     assert stdout_lines(result) == [
         "[INFO]: 24 GPUhrs to run ./llm/a.sh",  # 3*2*8*30/60
@@ -88,7 +80,7 @@ def test_dryrun1_does_not_leak_defaults_between_scripts(tmp_path: Path, monkeypa
         '# ===== BEGIN CONFIG =====\nNUM_NODES="${NUM_NODES:-2}"\nNUM_RUNS=1\nNUM_MINUTES=60\n# ===== END CONFIG '
         '=====\n')
     monkeypatch.chdir(tmp_path)
-    result = invoke(["first.sh", "second.sh"], {**BASE_ENV, "DRYRUN": "1"})
+    result = run_cli("launch", "first.sh", "second.sh", env={**BASE_ENV, "DRYRUN": "1"})
     assert result.exit_code == 0, result.output
     assert stdout_lines(result)[2] == "[INFO]: 16 GPUhrs to run second.sh"  # 2 nodes * 8 GPUs
     assert stdout_lines(result)[-1] == "[INFO]: Total GPU hours: 32"
@@ -99,7 +91,7 @@ def test_num_runs_default_warns_on_stderr(tmp_path: Path, monkeypatch: pytest.Mo
         "# ===== BEGIN CONFIG =====\nNUM_NODES=1\nSTEPS_PER_RUN=40\nMAX_STEPS=100\nNUM_MINUTES=60\n# ===== END CONFIG "
         "=====\n")
     monkeypatch.chdir(tmp_path)
-    result = invoke(["x.sh"], {**BASE_ENV, "DRYRUN": "1"})
+    result = run_cli("launch", "x.sh", env={**BASE_ENV, "DRYRUN": "1"})
     assert result.exit_code == 0, result.output
     assert "[INFO]: 24 GPUhrs to run x.sh" in stdout_lines(result)  # 3 runs * 8 GPU-hours
     assert "x.sh" in result.stderr and "NUM_RUNS" in result.stderr
@@ -137,7 +129,7 @@ def test_num_runs_default_warns_on_stderr(tmp_path: Path, monkeypatch: pytest.Mo
 def test_bad_environment_is_an_error(project: Project, slurm_on_path: SlurmOnPath, env: dict, fragment: str,
                                      code: int) -> None:
     script = project.add_recipe("sft-a")
-    result = invoke([str(script)], {**BASE_ENV, **env})
+    result = run_cli("launch", str(script), env={**BASE_ENV, **env})
     assert result.exit_code == code
     assert f"[ERROR]: {fragment}" in result.stderr
     assert slurm_on_path.calls() == []
@@ -147,13 +139,13 @@ def test_bad_environment_is_an_error(project: Project, slurm_on_path: SlurmOnPat
 def test_empty_container_account_partition_are_allowed(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
     empty = {**BASE_ENV, "CONTAINER": "", "ACCOUNT": "", "PARTITION": ""}
-    result = invoke([str(script)], {**empty, "DRYRUN": "1"})  # as CI estimates GPU-hours
+    result = run_cli("launch", str(script), env={**empty, "DRYRUN": "1"})  # as CI estimates GPU-hours
     assert result.exit_code == 0, result.output
     assert stdout_lines(result) == [f"[INFO]: 64 GPUhrs to run {script}",
                                     f"[DRY_RUN]: Skipping creation of snapshot and submission of {script}.",
                                     "[INFO]: Total GPU hours: 64"]
     assert slurm_on_path.calls() == []
-    full = invoke([str(script)], empty)  # a full launch too: Slurm's default account and partition
+    full = run_cli("launch", str(script), env=empty)  # a full launch too: Slurm's default account and partition
     assert full.exit_code == 0, full.output
     job = slurm_on_path.submissions()[0]
     assert job["argv"][:3] == ["--nodes=1", "--job-name=:sft-a", "--time=0:240:0"]
@@ -163,13 +155,13 @@ def test_empty_container_account_partition_are_allowed(project: Project, slurm_o
 
 def test_option_wins_over_environment(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
-    result = invoke(["--account", "fromcli", str(script)], {**BASE_ENV, "ACCOUNT": "fromenv"})
+    result = run_cli("launch", "--account", "fromcli", str(script), env={**BASE_ENV, "ACCOUNT": "fromenv"})
     assert result.exit_code == 0, result.output
     assert "--account=fromcli" in slurm_on_path.submissions()[0]["argv"]
 
 
 def test_help_documents_every_variable() -> None:
-    result = CliRunner().invoke(main, ["launch", "--help"])
+    result = run_cli("launch", "--help")
     assert result.exit_code == 0
     for name in ["CONTAINER", "ACCOUNT", "PARTITION", "HF_HOME", "HF_DATASETS_CACHE", "DRYRUN", "EXTRA_ENV",
                  "MOUNTS", "IS_RELEASE", "EXCLUDE_GRES", "SLURM_JOB_SUFFIX", "EXTRA_SCRIPT_ARGS",
@@ -181,7 +173,7 @@ def test_help_documents_every_variable() -> None:
 def test_untracked_script_is_an_error_and_nothing_happens(project: Project, slurm_on_path: SlurmOnPath) -> None:
     good = project.add_recipe("sft-good")
     untracked = project.add_recipe("sft-new", commit=False)
-    result = invoke([str(good), str(untracked)], BASE_ENV)
+    result = run_cli("launch", str(good), str(untracked), env=BASE_ENV)
     assert result.exit_code == 1
     assert "[ERROR]:" in result.stderr and "sft-new.sh" in result.stderr and "not tracked" in result.stderr
     assert result.stdout == ""
@@ -192,7 +184,7 @@ def test_untracked_script_is_an_error_and_nothing_happens(project: Project, slur
 def test_config_error_in_a_later_script_stops_everything(project: Project, slurm_on_path: SlurmOnPath) -> None:
     good = project.add_recipe("sft-good")
     bad = project.add_recipe("sft-bad", config="NUM_NODES=3\nSEGMENT_SIZE=2\nNUM_MINUTES=10\n")
-    result = invoke([str(good), str(bad)], BASE_ENV)
+    result = run_cli("launch", str(good), str(bad), env=BASE_ENV)
     assert result.exit_code == 1
     # line 5 of the file: shebang, comment, BEGIN marker, NUM_NODES, SEGMENT_SIZE
     assert re.search(r"\[ERROR\]: .*sft-bad\.sh:5: .*SEGMENT_SIZE", result.stderr), result.stderr
@@ -204,7 +196,7 @@ def test_missing_config_block_prints_a_template(project: Project, slurm_on_path:
     script = project.root / "tests" / "test_suites" / "llm" / "no-block.sh"
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text("#!/bin/bash\necho hi\n")
-    result = invoke([str(script)], {**BASE_ENV, "DRYRUN": "1"})
+    result = run_cli("launch", str(script), env={**BASE_ENV, "DRYRUN": "1"})
     assert result.exit_code == 1
     assert "no-block.sh" in result.stderr
     assert "# ===== BEGIN CONFIG =====" in result.stderr and "NUM_MINUTES=" in result.stderr
@@ -212,7 +204,7 @@ def test_missing_config_block_prints_a_template(project: Project, slurm_on_path:
 
 def test_same_experiment_twice_is_an_error(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
-    result = invoke([str(script), str(script)], BASE_ENV)
+    result = run_cli("launch", str(script), str(script), env=BASE_ENV)
     assert result.exit_code == 1
     assert "experiment 'sft-a'" in result.stderr
     assert slurm_on_path.calls() == []
@@ -223,7 +215,7 @@ def test_same_basename_in_two_folders_is_refused_by_a_launch_that_snapshots(proj
                                                                             dryrun: str) -> None:
     llm = project.add_recipe("sft-a")
     vlm = project.add_recipe("sft-a", kind="vlm")
-    result = launch_in_process([str(llm), str(vlm)], {**BASE_ENV, "DRYRUN": dryrun}, fake_slurm)
+    result = run_cli("launch", str(llm), str(vlm), env={**BASE_ENV, "DRYRUN": dryrun}, slurm=fake_slurm)
     assert result.exit_code == 1
     assert f"[ERROR]: {vlm}: experiment 'sft-a' is also given as {llm}" in result.stderr
     assert fake_slurm.calls == [] and not (project.root / "code_snapshots").exists()
@@ -234,7 +226,7 @@ def test_dryrun1_counts_a_duplicate_twice_with_a_warning(tmp_path: Path, monkeyp
     for kind, minutes in (("llm", 60), ("vlm", 30)):
         write(tmp_path / kind / "x.sh", config_block(NUM_NODES=1, NUM_RUNS=1, NUM_MINUTES=minutes))
     monkeypatch.chdir(tmp_path)
-    result = invoke(["llm/x.sh", "vlm/x.sh"], {**BASE_ENV, "DRYRUN": "1"})
+    result = run_cli("launch", "llm/x.sh", "vlm/x.sh", env={**BASE_ENV, "DRYRUN": "1"})
     assert result.exit_code == 0, result.output
     assert stdout_lines(result) == [
         "[INFO]: 8 GPUhrs to run llm/x.sh",
@@ -267,7 +259,7 @@ def split_output(argv: list[str]) -> tuple[list[str], str, list[str]]:
 def test_full_launch_submits_every_run_byte_for_byte(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-llama-1n8g-fsdp2tp1")
     snapshot = project.root / "code_snapshots" / "sft-llama-1n8g-fsdp2tp1"
-    result = invoke([str(script)], BASE_ENV)
+    result = run_cli("launch", str(script), env=BASE_ENV)
     assert result.exit_code == 0, result.output
     assert stdout_lines(result) == [
         f"[INFO]: 64 GPUhrs to run {script}",
@@ -309,7 +301,7 @@ def test_segment_gpus_and_comment_options(project: Project, slurm_on_path: Slurm
     config = ("NUM_NODES=4\nGPUS_PER_NODE=4\nSEGMENT_SIZE=2\nNUM_RUNS=1\nNUM_MINUTES=30\n"
               "JOB_REAPER_COMMENT='{\"Reaper\":{\"exemptIdleTimeMins\":\"120\",\"reason\":\"long init\"}}'\n")
     script = project.add_recipe("grpo-x-4n4g-megatron", config=config)
-    result = invoke([str(script)], BASE_ENV)
+    result = run_cli("launch", str(script), env=BASE_ENV)
     assert result.exit_code == 0, result.output
     before, _, after = split_output(slurm_on_path.submissions()[0]["argv"])
     assert before == [*expected_options("grpo-x-4n4g-megatron", 1, 1, nodes=4, minutes=30, gres="gpu:4",
@@ -341,7 +333,7 @@ def test_segment_gpus_and_comment_options(project: Project, slurm_on_path: Slurm
 def test_environment_variables_reach_the_submission(project: Project, slurm_on_path: SlurmOnPath, env: dict,
                                                     check) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
-    result = invoke([str(script)], {**BASE_ENV, **env})
+    result = run_cli("launch", str(script), env={**BASE_ENV, **env})
     assert result.exit_code == 0, result.output
     assert check(slurm_on_path.submissions()[0])
 
@@ -361,7 +353,7 @@ def test_the_contracts_variables_reach_the_job_from_options_or_environment(proje
         env: dict[str, str | None] = {"ACCOUNT": "acct", "PARTITION": "batch"}
     else:
         args, env = [], {"ACCOUNT": "acct", "PARTITION": "batch", **given}
-    result = invoke([*args, str(script)], env)
+    result = run_cli("launch", *args, str(script), env=env)
     assert result.exit_code == 0, result.output
     job_env = slurm_on_path.submissions()[0]["env"]
     snapshot = project.root / "code_snapshots" / "sft-a"
@@ -376,7 +368,7 @@ def test_extra_env_cannot_override_what_the_batch_script_relies_on(project: Proj
     # README: EXTRA_ENV comes first, the contract's variables after it win.
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
     extra = "COMMAND=evil MOUNTS=/x HF_HOME=/evil GPUS_PER_NODE=1 CONTAINER=other KEEP=me"
-    assert invoke([str(script)], {**BASE_ENV, "EXTRA_ENV": extra}).exit_code == 0
+    assert run_cli("launch", str(script), env={**BASE_ENV, "EXTRA_ENV": extra}).exit_code == 0
     snapshot = project.root / "code_snapshots" / "sft-a"
     expected = {"COMMAND": f"uv run tests/test_suites/llm/sft-a.sh logger.wandb.name=sft-a ++git_meta={project.meta()}"
                            " ++container=nvcr.io/nvidia/nemo-rl:test",
@@ -393,7 +385,7 @@ def test_extra_env_cannot_override_what_the_batch_script_relies_on(project: Proj
 
 def test_the_manifest_records_each_run_as_i_of_num_runs(project: Project, fake_slurm: FakeSlurm) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=3\nNUM_MINUTES=10\n")
-    assert launch_in_process([str(script)], BASE_ENV, fake_slurm).exit_code == 0
+    assert run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm).exit_code == 0
     runs = read_manifest(project.root / "code_snapshots" / "sft-a")["runs"]
     assert [(r["job_id"], r["run"], r["via"]) for r in runs] == [("1001", "1/3", "launcher"),
                                                                 ("1002", "2/3", "launcher"),
@@ -409,7 +401,7 @@ def test_a_run_that_cannot_be_recorded_is_a_warning_on_stderr(project: Project, 
         manifest.unlink(missing_ok=True)  # e.g. someone cleaned the snapshot up
 
     fake_slurm.on_submit = remove_manifest
-    result = launch_in_process([str(script)], BASE_ENV, fake_slurm)
+    result = run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm)
     assert result.exit_code == 0, result.output
     assert stdout_lines(result) == [f"[INFO]: 2 GPUhrs to run {script}",
                                     "Submitting 1/2 job with 1 nodes for sft-a.sh", "Submitted batch job 1001",
@@ -424,7 +416,7 @@ def test_launcher_environment_is_passed_to_the_job(project: Project, slurm_on_pa
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOME_USER_VAR", "kept")
     script = project.add_recipe("sft-a")
-    assert invoke([str(script)], BASE_ENV).exit_code == 0
+    assert run_cli("launch", str(script), env=BASE_ENV).exit_code == 0
     assert slurm_on_path.submissions()[0]["env"]["SOME_USER_VAR"] == "kept"
 
 
@@ -432,7 +424,7 @@ def test_relative_script_from_another_directory(project: Project, slurm_on_path:
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     project.add_recipe("sft-a")
     monkeypatch.chdir(project.root / "tests" / "test_suites")
-    result = invoke(["./llm/sft-a.sh"], BASE_ENV)
+    result = run_cli("launch", "./llm/sft-a.sh", env=BASE_ENV)
     assert result.exit_code == 0, result.output
     assert stdout_lines(result)[0] == "[INFO]: 64 GPUhrs to run ./llm/sft-a.sh"
     assert slurm_on_path.submissions()[0]["env"]["COMMAND"].startswith("uv run tests/test_suites/llm/sft-a.sh ")
@@ -443,7 +435,7 @@ def test_uncommitted_edit_is_in_the_snapshot_and_untracked_files_are_not(project
     script = project.add_recipe("sft-a")
     (project.root / "README.md").write_text("edited, not committed\n")
     (project.root / "scratch.txt").write_text("untracked\n")
-    assert invoke([str(script)], BASE_ENV).exit_code == 0
+    assert run_cli("launch", str(script), env=BASE_ENV).exit_code == 0
     snapshot = project.root / "code_snapshots" / "sft-a"
     assert (snapshot / "README.md").read_text() == "edited, not committed\n"
     assert not (snapshot / "scratch.txt").exists()
@@ -459,26 +451,26 @@ def test_submodule_files_are_in_the_snapshot(project: Project, slurm_on_path: Sl
     git(lib, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "lib")
     git(project.root, "submodule", "add", "-q", str(lib), "3rdparty/lib")
     script = project.add_recipe("sft-a")
-    assert invoke([str(script)], BASE_ENV).exit_code == 0
+    assert run_cli("launch", str(script), env=BASE_ENV).exit_code == 0
     assert (project.root / "code_snapshots/sft-a/3rdparty/lib/helper.py").read_text() == "X = 1\n"
 
 
 def test_existing_snapshot_is_reused(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
-    assert invoke([str(script)], BASE_ENV).exit_code == 0
-    result = invoke([str(script)], BASE_ENV)
+    assert run_cli("launch", str(script), env=BASE_ENV).exit_code == 0
+    result = run_cli("launch", str(script), env=BASE_ENV)
     assert result.exit_code == 0
     assert f"Using existing code snapshot in {project.root / 'code_snapshots' / 'sft-a'}" in result.stderr
 
 
 def test_reusing_a_snapshot_of_older_code_warns_with_both_commits(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
-    assert invoke([str(script)], BASE_ENV).exit_code == 0
+    assert run_cli("launch", str(script), env=BASE_ENV).exit_code == 0
     old = git(project.root, "rev-parse", "HEAD").strip()
     (project.root / "README.md").write_text("newer code\n")
     project.commit("newer code")
     new = git(project.root, "rev-parse", "HEAD").strip()
-    result = invoke([str(script)], BASE_ENV)
+    result = run_cli("launch", str(script), env=BASE_ENV)
     assert result.exit_code == 0  # the contract keeps the reuse
     warning = next(line for line in result.stderr.splitlines() if line.startswith("[WARNING]: reusing"))
     assert old[:12] in warning and new[:12] in warning
@@ -491,7 +483,7 @@ def test_sbatch_failing_half_way_says_what_was_submitted(project: Project, slurm
     first = project.add_recipe("sft-a")
     second = project.add_recipe("sft-b")
     monkeypatch.setenv("FAKE_SBATCH_FAIL_AT", "3")  # run 1/2 of sft-b
-    result = invoke([str(first), str(second)], BASE_ENV)
+    result = run_cli("launch", str(first), str(second), env=BASE_ENV)
     assert result.exit_code == 1
     assert "Submitted batch job 1002" in result.stdout
     assert "Total GPU hours" not in result.stdout
@@ -505,7 +497,7 @@ def test_sbatch_answer_without_job_id_is_an_error(project: Project, slurm_on_pat
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a")
     monkeypatch.setenv("FAKE_SBATCH_GARBAGE_AT", "1")
-    result = invoke([str(script)], BASE_ENV)
+    result = run_cli("launch", str(script), env=BASE_ENV)
     assert result.exit_code == 1
     assert "without a job id" in result.stderr and "stdout: 'sbatch: something unexpected'" in result.stderr
     # sbatch said it succeeded: a job may be queued, so "Nothing was submitted" would be a guess
@@ -517,7 +509,7 @@ def test_preflight_rejection_submits_nothing(project: Project, slurm_on_path: Sl
     first = project.add_recipe("sft-a")
     second = project.add_recipe("sft-b")
     monkeypatch.setenv("FAKE_SBATCH_REJECT", "Invalid partition name specified")
-    result = invoke([str(first), str(second)], BASE_ENV)
+    result = run_cli("launch", str(first), str(second), env=BASE_ENV)
     assert result.exit_code == 1
     assert "sft-a" in result.stderr and "Invalid partition name specified" in result.stderr
     assert slurm_on_path.submissions() == []
@@ -531,7 +523,7 @@ def test_dryrun2_makes_snapshot_and_continue_sh_but_submits_nothing(project: Pro
                                                                     slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
     snapshot = project.root / "code_snapshots" / "sft-a"
-    result = invoke([str(script)], {**BASE_ENV, "DRYRUN": "2"})
+    result = run_cli("launch", str(script), env={**BASE_ENV, "DRYRUN": "2"})
     assert result.exit_code == 0, result.output
     skip = (f"[DRY_RUN]: Skipping submission of {script}. Find the snapshot at {snapshot} and manually launch with "
             "'bash continue.sh'")
@@ -551,7 +543,7 @@ def test_dryrun2_preflights_only_when_slurm_is_reachable(project: Project, slurm
                                                          preflighted: bool) -> None:
     script = project.add_recipe("sft-a")
     monkeypatch.setenv("FAKE_SLURM_DOWN", down)
-    result = invoke([str(script)], {**BASE_ENV, "DRYRUN": "2"})
+    result = run_cli("launch", str(script), env={**BASE_ENV, "DRYRUN": "2"})
     assert result.exit_code == 0, result.output
     test_only = [c for c in slurm_on_path.calls("sbatch") if "--test-only" in c["argv"]]
     assert bool(test_only) == preflighted
@@ -563,7 +555,7 @@ def test_dryrun2_reports_a_preflight_rejection_as_a_warning(project: Project, sl
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a")
     monkeypatch.setenv("FAKE_SBATCH_REJECT", "Requested node configuration is not available")
-    result = invoke([str(script)], {**BASE_ENV, "DRYRUN": "2"})
+    result = run_cli("launch", str(script), env={**BASE_ENV, "DRYRUN": "2"})
     assert result.exit_code == 0  # DRYRUN=2 submits nothing: the plan itself is fine
     assert "[WARNING]: pre-flight:" in result.stderr and "Requested node configuration" in result.stderr
     assert stdout_lines(result)[-1] == "[INFO]: Total GPU hours: 64"
@@ -582,7 +574,7 @@ def test_continue_sh_reproduces_the_last_submission(project: Project, slurm_on_p
     script = project.add_recipe("sft-a", config=config)
     env = {**BASE_ENV, "EXTRA_ENV": "FOO='x y'", "MOUNTS": "/d:/d", "EXTRA_SCRIPT_ARGS": "a=1 'b=2 3'",
            "SLURM_JOB_SUFFIX": "-s", "IS_RELEASE": "1", "STEPS_PER_RUN": "2", "MAX_STEPS": "6"}
-    result = invoke([str(script)], env)
+    result = run_cli("launch", str(script), env=env)
     assert result.exit_code == 0, result.output
     assert len(slurm_on_path.submissions()) == 3
     last = slurm_on_path.submissions()[-1]
@@ -614,7 +606,7 @@ def test_nested_snapshot_dirname_and_base_log_dir_through_launch_continue_status
     logs = tmp_path / "joblogs"
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
     env = {**BASE_ENV, "CODE_SNAPSHOT_DIRNAME": dirname, "BASE_LOG_DIR": str(logs)}
-    assert invoke([str(script)], env).exit_code == 0
+    assert run_cli("launch", str(script), env=env).exit_code == 0
     snapshot = project.root / dirname / "sft-a"
     assert (snapshot / "continue.sh").is_file()
     assert slurm_on_path.submissions()[0]["env"]["BASE_LOG_DIR"] == str(logs)  # passed into the job
@@ -627,18 +619,17 @@ def test_nested_snapshot_dirname_and_base_log_dir_through_launch_continue_status
 
     write(logs / "1002-logs" / "ray-driver.log", "Metric Checks\n  [PASS] loss\n")  # the continue.sh run
     monkeypatch.chdir(project.root)
-    status = CliRunner().invoke(main, ["status", "--code-snapshot-dirname", dirname, "--format", "json"])
+    status = run_cli("status", "--code-snapshot-dirname", dirname, "--format", "json")
     assert status.exit_code == 0, status.output
     assert [(row["experiment"], row["metric_checks"]) for row in json.loads(status.stdout)] == [("sft-a", "PASS")]
-    watched = CliRunner().invoke(main, ["watch", "--code-snapshot-dirname", dirname, "--watch-interval", "0.01",
-                                        "sft-a"])
+    watched = run_cli("watch", "--code-snapshot-dirname", dirname, "--watch-interval", "0.01", "sft-a")
     assert watched.exit_code == 0, watched.output
     assert watched.stdout.splitlines()[-5:-3] == ["[WATCH]: Checking sft-a", "[METRIC PASS]    sft-a"]
 
 
 def test_continue_sh_reports_sbatch_failure(project: Project, slurm_on_path: SlurmOnPath, tmp_path: Path) -> None:
     script = project.add_recipe("sft-a")
-    assert invoke([str(script)], {**BASE_ENV, "DRYRUN": "2"}).exit_code == 0
+    assert run_cli("launch", str(script), env={**BASE_ENV, "DRYRUN": "2"}).exit_code == 0
     env = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"], "FAKE_SBATCH_FAIL_AT": "1"}
     proc = run_continue(project.root / "code_snapshots" / "sft-a", tmp_path, env)
     assert proc.returncode != 0
@@ -659,7 +650,7 @@ def test_watch_prints_verdicts_and_fails_on_metric_fail(project: Project, slurm_
     monkeypatch.setenv("FAKE_DRIVER_LOG_1003", "Traceback: out of memory\n")
     monkeypatch.setenv("FAKE_SQUEUE_POLLS", "2")
     monkeypatch.setenv("FAKE_SQUEUE_DOWN", "1")
-    result = invoke([str(a), str(b), str(c)], {**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01"})
+    result = run_cli("launch", str(a), str(b), str(c), env={**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01"})
     assert result.exit_code == 1
     snaps = project.root / "code_snapshots"
     log_a, log_b, log_c = (snaps / name / f"{job}-logs" / "ray-driver.log"
@@ -697,7 +688,7 @@ def test_watch_all_pass_exits_zero(project: Project, slurm_on_path: SlurmOnPath,
     a = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
     monkeypatch.setenv("FAKE_DRIVER_LOG_1001", "step 20 of 40\n")
     monkeypatch.setenv("FAKE_DRIVER_LOG_1002", "Metric Checks\n  [PASS] ok\n")
-    result = invoke([str(a)], {**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01"})
+    result = run_cli("launch", str(a), env={**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01"})
     assert result.exit_code == 0, result.output
     assert stdout_lines(result)[-4:] == ["[METRIC PASS]    sft-a",
                                          f"{project.root}/code_snapshots/sft-a/1002-logs/ray-driver.log:Metric Checks",
@@ -707,7 +698,7 @@ def test_watch_all_pass_exits_zero(project: Project, slurm_on_path: SlurmOnPath,
 
 def test_dryrun0_is_a_full_launch(project: Project, fake_slurm: FakeSlurm) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
-    result = launch_in_process([str(script)], {**BASE_ENV, "DRYRUN": "0"}, fake_slurm)
+    result = run_cli("launch", str(script), env={**BASE_ENV, "DRYRUN": "0"}, slurm=fake_slurm)
     assert result.exit_code == 0, result.output
     assert [job.job_id for job in fake_slurm.submissions()] == ["1001", "1002"]
 
@@ -867,7 +858,7 @@ def test_a_snapshot_the_bash_launcher_made_gets_a_manifest_and_continue_sh_works
     snapshot = project.root / "code_snapshots" / "sft-a"
     for rel in ("ray.sub", "tests/test_suites/llm/sft-a.sh"):
         write(snapshot / rel, (project.root / rel).read_text())
-    result = invoke([str(script)], BASE_ENV)
+    result = run_cli("launch", str(script), env=BASE_ENV)
     assert result.exit_code == 0, result.output
     assert f"Using existing code snapshot in {snapshot}" in result.stderr
     assert "its commit is unknown" in result.stderr and "could not record" not in result.stderr
@@ -878,7 +869,7 @@ def test_a_snapshot_the_bash_launcher_made_gets_a_manifest_and_continue_sh_works
     again = run_continue(snapshot, tmp_path, env)
     assert again.returncode == 0, again.stderr
     assert read_manifest(snapshot)["runs"][-1]["run"] == "3"
-    relaunch = invoke([str(script)], BASE_ENV)  # the manifest written once stays: it still says unknown
+    relaunch = run_cli("launch", str(script), env=BASE_ENV)  # the manifest written once stays: it still says unknown
     assert "its commit is unknown" in relaunch.stderr and "wrote a manifest" not in relaunch.stderr
 
 
@@ -886,7 +877,7 @@ def test_an_empty_snapshot_folder_is_not_taken_for_a_snapshot(project: Project, 
     script = project.add_recipe("sft-a")
     empty = project.root / "code_snapshots" / "sft-a"
     empty.mkdir(parents=True)  # e.g. left by a tool that crashed before copying
-    result = invoke([str(script)], BASE_ENV)
+    result = run_cli("launch", str(script), env=BASE_ENV)
     assert result.exit_code == 0, result.output
     assert f"Creating new code snapshot in {empty}" in result.stderr
     assert (empty / "tests/test_suites/llm/sft-a.sh").is_file() and (empty / "ray.sub").is_file()
@@ -895,11 +886,11 @@ def test_an_empty_snapshot_folder_is_not_taken_for_a_snapshot(project: Project, 
 def test_a_rejected_relaunch_leaves_continue_sh_alone(project: Project, slurm_on_path: SlurmOnPath,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a")
-    assert invoke([str(script)], BASE_ENV).exit_code == 0
+    assert run_cli("launch", str(script), env=BASE_ENV).exit_code == 0
     continue_sh = project.root / "code_snapshots" / "sft-a" / "continue.sh"
     before = continue_sh.read_text()
     monkeypatch.setenv("FAKE_SBATCH_REJECT", "Invalid account")
-    result = invoke([str(script)], {**BASE_ENV, "ACCOUNT": "other"})
+    result = run_cli("launch", str(script), env={**BASE_ENV, "ACCOUNT": "other"})
     assert result.exit_code == 1 and "Nothing was submitted" in result.stderr
     assert continue_sh.read_text() == before  # still chains behind the queued runs (same job name)
 
@@ -907,7 +898,7 @@ def test_a_rejected_relaunch_leaves_continue_sh_alone(project: Project, slurm_on
 def test_untracked_batch_script_is_an_error(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a")
     (project.root / "my.sub").write_text("#!/bin/bash\n")
-    result = invoke([str(script)], {**BASE_ENV, "BATCH_SCRIPT": "my.sub"})
+    result = run_cli("launch", str(script), env={**BASE_ENV, "BATCH_SCRIPT": "my.sub"})
     assert result.exit_code == 1
     assert "batch script my.sub is not a tracked file" in result.stderr
     assert not (project.root / "code_snapshots").exists() and slurm_on_path.calls() == []
@@ -918,7 +909,7 @@ def test_git_errors_name_the_script_as_typed(tmp_path: Path, slurm_on_path: Slur
     (tmp_path / "x.sh").write_text("# ===== BEGIN CONFIG =====\nNUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=5\n# ===== END "
                                    "CONFIG =====\n")
     monkeypatch.chdir(tmp_path)
-    result = invoke(["x.sh"], BASE_ENV)
+    result = run_cli("launch", "x.sh", env=BASE_ENV)
     assert result.exit_code == 1
     assert result.stderr.startswith("[ERROR]: x.sh: ") and "not inside a git repository" in result.stderr
 
@@ -939,7 +930,7 @@ def test_ctrl_c_while_submitting_says_what_is_queued(project: Project, fake_slur
     assert "scancel 1001" in str(info.value)
     # exit 130 as for any Ctrl-C: `git bisect run` would read 1 as "bad commit"
     assert info.value.exit_code == 130
-    again = launch_in_process([str(script)], BASE_ENV, fake_slurm)
+    again = run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm)
     assert again.exit_code == 130 and "[ERROR]: " in again.stderr and "interrupted while submitting" in again.stderr
 
 
@@ -967,7 +958,7 @@ def test_watch_resume_hint_names_where_the_snapshots_are(project: Project, fake_
     ],
 )
 def test_click_usage_errors_use_the_error_format(args: list[str], fragment: str) -> None:
-    result = CliRunner().invoke(main, args, env={"DRYRUN": None})
+    result = run_cli(*args, env={"DRYRUN": None})
     assert result.exit_code == 2
     assert result.stderr.startswith(fragment) and "Traceback" not in result.stderr
 
@@ -1023,15 +1014,9 @@ def test_dryrun1_path_never_loads_the_pipeline(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the Slurm seam, in process
 
 
-def launch_in_process(args: list[str], env: dict[str, str | None], fake: FakeSlurm):
-    """``nrl-launch launch`` through click with Slurm replaced by ``fake`` (PATH untouched)."""
-    full = launch_env(env)
-    return CliRunner().invoke(main, ["launch", *args], env=full, obj=CliContext(fake))
-
-
 def test_launch_through_the_client_seam(project: Project, fake_slurm: FakeSlurm) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
-    result = launch_in_process([str(script)], {**BASE_ENV, "EXTRA_ENV": "FOO=bar"}, fake_slurm)
+    result = run_cli("launch", str(script), env={**BASE_ENV, "EXTRA_ENV": "FOO=bar"}, slurm=fake_slurm)
     assert result.exit_code == 0, result.output
     snapshot = project.root / "code_snapshots" / "sft-a"
     assert fake_slurm.programs() == ["sbatch-test", "sbatch", "sbatch"]
@@ -1046,7 +1031,7 @@ def test_launch_through_the_client_seam(project: Project, fake_slurm: FakeSlurm)
 
 def test_every_missing_variable_in_one_message_with_an_example(project: Project, fake_slurm: FakeSlurm) -> None:
     script = project.add_recipe("sft-a")
-    result = launch_in_process([str(script)], {"ACCOUNT": "", "HF_HOME": ""}, fake_slurm)
+    result = run_cli("launch", str(script), env={"ACCOUNT": "", "HF_HOME": ""}, slurm=fake_slurm)
     assert result.exit_code == 2
     [error, example, *_] = result.stderr.splitlines()
     assert error == ("[ERROR]: CONTAINER must be set (an empty value is allowed); PARTITION must be set (an empty "
@@ -1068,7 +1053,7 @@ def test_a_suite_file_launches_every_entry_as_listed(project: Project, fake_slur
           "tests/test_suites/vlm/vlm_sft-b.sh\n")
     project.commit("a suite")
     monkeypatch.chdir(project.root / "tests")  # entries are relative to the repository root, not to the cwd
-    dry = invoke(["test_suites/nightly.txt"], {**BASE_ENV, "DRYRUN": "1"})
+    dry = run_cli("launch", "test_suites/nightly.txt", env={**BASE_ENV, "DRYRUN": "1"})
     assert dry.exit_code == 0, dry.output
     assert stdout_lines(dry) == [
         "[INFO]: 8 GPUhrs to run tests/test_suites/llm/sft-a.sh",
@@ -1077,7 +1062,7 @@ def test_a_suite_file_launches_every_entry_as_listed(project: Project, fake_slur
         "[DRY_RUN]: Skipping creation of snapshot and submission of tests/test_suites/vlm/vlm_sft-b.sh.",
         "[INFO]: Total GPU hours: 16",
     ]
-    full = launch_in_process(["test_suites/nightly.txt"], BASE_ENV, fake_slurm)
+    full = run_cli("launch", "test_suites/nightly.txt", env=BASE_ENV, slurm=fake_slurm)
     assert full.exit_code == 0, full.output
     assert [job.cwd.rsplit("/", 1)[-1] for job in fake_slurm.submissions()] == ["sft-a", "vlm_sft-b"]
 
@@ -1106,7 +1091,7 @@ def test_bad_suite_files(project: Project, fake_slurm: FakeSlurm, suite: str, me
                          monkeypatch: pytest.MonkeyPatch) -> None:
     write(project.root / "tests/test_suites/nightly.txt", suite)
     monkeypatch.chdir(project.root)
-    result = launch_in_process(["tests/test_suites/nightly.txt"], {**BASE_ENV, "DRYRUN": "1"}, fake_slurm)
+    result = run_cli("launch", "tests/test_suites/nightly.txt", env={**BASE_ENV, "DRYRUN": "1"}, slurm=fake_slurm)
     assert result.exit_code == 1
     assert message in result.stderr and "Traceback" not in result.stderr
 
@@ -1126,7 +1111,7 @@ def test_bad_suite_files(project: Project, fake_slurm: FakeSlurm, suite: str, me
 def test_a_typo_is_not_taken_for_a_script(args: list[str], message: str, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(main, args, env=BASE_ENV)
+    result = run_cli(*args, env=BASE_ENV)
     assert result.exit_code == 2
     assert result.stderr.startswith(message)
 
@@ -1135,7 +1120,7 @@ def test_an_existing_file_with_a_command_like_name_still_launches(tmp_path: Path
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path / "stauts", config_block(NUM_NODES=1, NUM_RUNS=1, NUM_MINUTES=60))
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(main, ["stauts"], env={**BASE_ENV, "DRYRUN": "1"})
+    result = run_cli("stauts", env={**BASE_ENV, "DRYRUN": "1"})
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == "[INFO]: 8 GPUhrs to run stauts"
 
@@ -1145,10 +1130,10 @@ def test_watch_is_a_flag_and_the_variable_still_works(project: Project, fake_slu
     fake_slurm.on_poll = finish_after(0)
     for args, env in (([str(script), "--watch", "--watch-interval", "0.01"], BASE_ENV),
                       ([str(script)], {**BASE_ENV, "WATCH": "yes", "WATCH_INTERVAL": "0.01"})):
-        result = launch_in_process(args, env, fake_slurm)
+        result = run_cli("launch", *args, env=env, slurm=fake_slurm)
         assert result.exit_code == 1, result.output  # the job left no log: GENERAL FAIL
         assert "[WATCH]: Checking sft-a" in result.stdout.splitlines()
-    result = launch_in_process([str(script), "--watch-interval", "0.01"], BASE_ENV, fake_slurm)
+    result = run_cli("launch", str(script), "--watch-interval", "0.01", env=BASE_ENV, slurm=fake_slurm)
     assert result.exit_code == 0 and "[WATCH]" not in result.stdout  # without either, no watching
 
 
@@ -1168,7 +1153,7 @@ def test_preflight_comes_before_any_snapshot_and_names_every_refusal(project: Pr
         return Completed(0, "", "sbatch: Job 9 to start at 2026-01-01T00:00:00\n")
 
     fake_slurm.answers["sbatch"] = refuse_two
-    result = launch_in_process([str(a), str(b), str(c)], BASE_ENV, fake_slurm)
+    result = run_cli("launch", str(a), str(b), str(c), env=BASE_ENV, slurm=fake_slurm)
     assert result.exit_code == 1
     [error] = [line for line in result.stderr.splitlines() if line.startswith("[ERROR]")]
     assert f"{a}: Slurm would reject experiment sft-a: sbatch: error: Requested node configuration" in error
@@ -1181,10 +1166,10 @@ def test_preflight_comes_before_any_snapshot_and_names_every_refusal(project: Pr
 def test_relaunching_says_what_the_snapshot_holds_and_runs_its_code(project: Project, fake_slurm: FakeSlurm) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
     first_meta = project.meta()
-    assert launch_in_process([str(script)], BASE_ENV, fake_slurm).exit_code == 0
+    assert run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm).exit_code == 0
     write(project.root / "README.md", "newer docs\n")
     project.commit("Newer docs")
-    again = launch_in_process([str(script)], BASE_ENV, fake_slurm)
+    again = run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm)
     assert again.exit_code == 0, again.output
     snapshot = project.root / "code_snapshots" / "sft-a"
     notes = [line for line in again.stderr.splitlines() if line.startswith("[INFO]: sft-a:")]
@@ -1199,7 +1184,7 @@ def test_relaunching_says_what_the_snapshot_holds_and_runs_its_code(project: Pro
 
 def test_a_launch_ends_with_the_next_commands(project: Project, fake_slurm: FakeSlurm) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
-    result = launch_in_process([str(script)], BASE_ENV, fake_slurm)
+    result = run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm)
     assert result.exit_code == 0
     assert result.stdout.splitlines()[-1] == "[INFO]: Total GPU hours: 2"  # stdout unchanged
     tail = result.stderr.splitlines()[-3:]
@@ -1208,7 +1193,7 @@ def test_a_launch_ends_with_the_next_commands(project: Project, fake_slurm: Fake
                                                 "--code-snapshot-dirname code_snapshots sft-a")
     assert tail[2].split("   #")[0].strip() == (f"nrl-launch watch --project-root {project.root} "
                                                 "--code-snapshot-dirname code_snapshots --watch-interval 300 sft-a")
-    dry = launch_in_process([str(script)], {**BASE_ENV, "DRYRUN": "2"}, fake_slurm)
+    dry = run_cli("launch", str(script), env={**BASE_ENV, "DRYRUN": "2"}, slurm=fake_slurm)
     hints = [line for line in dry.stderr.splitlines() if "DRYRUN=2 submits nothing" in line]
     assert hints == [f"[INFO]: sft-a: DRYRUN=2 submits nothing. 'bash {project.root}/code_snapshots/sft-a/continue.sh' "
                      "submits ONE run; launch without DRYRUN for all 2 planned runs."]
@@ -1218,7 +1203,7 @@ def test_a_launch_ends_with_the_next_commands(project: Project, fake_slurm: Fake
 def test_a_count_in_another_base_is_read_as_bash_does_and_said(project: Project, fake_slurm: FakeSlurm) -> None:
     # the bash launcher computed GPU-hours with $(( )): NUM_NODES=010 is 8 nodes there
     script = project.add_recipe("sft-a", config="NUM_NODES=010\nNUM_RUNS=1\nNUM_MINUTES=60\n")
-    result = launch_in_process([str(script)], BASE_ENV, fake_slurm)
+    result = run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == f"[INFO]: 64 GPUhrs to run {script}"
     assert f"[WARNING]: {script}:4: NUM_NODES=010 is read as 8 (octal), as bash arithmetic does" in result.stderr
@@ -1245,7 +1230,7 @@ def test_a_snapshot_another_launch_made_while_this_one_waited_names_its_own_comm
     other = threading.Thread(target=other_launch)
     other.start()
     holding.wait()
-    result = launch_in_process([str(script)], BASE_ENV, fake_slurm)
+    result = run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm)
     other.join()
     assert result.exit_code == 0, result.output
     assert f"Using existing code snapshot in {snapshot}" in result.stderr

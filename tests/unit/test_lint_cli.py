@@ -8,17 +8,11 @@ from pathlib import Path
 
 import lintkit
 import pytest
-from click.testing import CliRunner, Result
 from lintkit import CONTEXT, GB200, SFT, SUITES_DIR, write
 
-from nrl_launch.cli import main
-from testkit import git
+from testkit import git, run_cli
 
 NIGHTLY = f"{SUITES_DIR}/nightly.txt"
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(main, ["lint", *args])
 
 
 @pytest.fixture
@@ -32,7 +26,7 @@ def one_error_one_warning(root: Path) -> None:
 
 
 def test_clean_prints_only_the_summary(realworld: Path) -> None:
-    result = invoke("--root", str(realworld))
+    result = run_cli("lint", "--root", str(realworld))
     assert result.exit_code == 0, result.output
     files = 2 * len(lintkit.RECIPES) + len(lintkit.BASES) - len(lintkit.UNUSED_BASES) + len(lintkit.SUITE_NAMES)
     assert result.output == f"0 errors, 0 warnings in {files} files\n"
@@ -40,7 +34,7 @@ def test_clean_prints_only_the_summary(realworld: Path) -> None:
 
 def test_text_format(realworld: Path) -> None:
     one_error_one_warning(realworld)
-    result = invoke("--root", str(realworld))
+    result = run_cli("lint", "--root", str(realworld))
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert lines[:-1] == [
@@ -53,13 +47,13 @@ def test_text_format(realworld: Path) -> None:
 
 def test_warnings_fail_only_with_strict(realworld: Path) -> None:
     write(realworld, CONTEXT.rel, (realworld / CONTEXT.rel).read_text().replace("GPUS_PER_NODE=8\n", ""))
-    assert invoke("--root", str(realworld)).exit_code == 0
-    assert invoke("--root", str(realworld), "--strict").exit_code == 1
+    assert run_cli("lint", "--root", str(realworld)).exit_code == 0
+    assert run_cli("lint", "--root", str(realworld), "--strict").exit_code == 1
 
 
 def test_json_format_keeps_stdout_one_document(realworld: Path) -> None:
     one_error_one_warning(realworld)
-    result = invoke("--root", str(realworld), "--format", "json")
+    result = run_cli("lint", "--root", str(realworld), "--format", "json")
     assert result.exit_code == 1
     payload = json.loads(result.stdout)
     assert [(f["path"], f["rule"], f["severity"]) for f in payload["findings"]] == [
@@ -72,7 +66,7 @@ def test_json_format_keeps_stdout_one_document(realworld: Path) -> None:
 def test_github_format(realworld: Path) -> None:
     one_error_one_warning(realworld)
     write(realworld, NIGHTLY, (realworld / NIGHTLY).read_text() + "tests/test_suites/llm/a,b:c%.sh\n")
-    result = invoke("--root", str(realworld), "--format", "github")
+    result = run_cli("lint", "--root", str(realworld), "--format", "github")
     lines = result.output.splitlines()
     line = lintkit.suite_text("nightly").count("\n") + 1
     assert lines[:-1] == [
@@ -87,8 +81,8 @@ def test_github_format(realworld: Path) -> None:
 
 def test_budget_option_overrides_the_configured_budget(realworld: Path) -> None:
     total = lintkit.suite_total("nightly")
-    assert invoke("--root", str(realworld), "--budget", f"nightly={total}").exit_code == 0
-    result = invoke("--root", str(realworld), "--budget", f"nightly={total - 1}")
+    assert run_cli("lint", "--root", str(realworld), "--budget", f"nightly={total}").exit_code == 0
+    result = run_cli("lint", "--root", str(realworld), "--budget", f"nightly={total - 1}")
     assert result.exit_code == 1
     assert f"needs {total} GPU-hours, over its budget of {total - 1} (--budget)" in result.output
 
@@ -102,7 +96,7 @@ def test_budget_option_overrides_the_configured_budget(realworld: Path) -> None:
     (["--format", "xml"], "'xml' is not one of"),
 ])
 def test_usage_errors_exit_2(realworld: Path, args: list[str], fragment: str) -> None:
-    result = invoke("--root", str(realworld), *args)
+    result = run_cli("lint", "--root", str(realworld), *args)
     assert result.exit_code == 2
     assert result.output.startswith("[ERROR]: ") and fragment in result.output
     assert "Traceback" not in result.output
@@ -110,7 +104,7 @@ def test_usage_errors_exit_2(realworld: Path, args: list[str], fragment: str) ->
 
 def test_configuration_error_names_pyproject(realworld: Path) -> None:
     write(realworld, "pyproject.toml", lintkit.pyproject() + '"tests/*" = ["no-such-rule"]\n')
-    result = invoke("--root", str(realworld))
+    result = run_cli("lint", "--root", str(realworld))
     assert result.exit_code == 2
     lines = lintkit.pyproject().count("\n") + 1
     assert result.output.startswith(f"[ERROR]: pyproject.toml:{lines}: [tool.nrl-launch.lint.per-file-ignores] "
@@ -119,8 +113,8 @@ def test_configuration_error_names_pyproject(realworld: Path) -> None:
 
 def test_exec_dryrun(realworld: Path) -> None:
     write(realworld, GB200.rel, (realworld / GB200.rel).read_text().replace("exit 0", "exit 5"))
-    assert invoke("--root", str(realworld)).exit_code == 0  # not run without the option
-    result = invoke("--root", str(realworld), "--exec-dryrun", "--jobs", "2", "--timeout", "20")
+    assert run_cli("lint", "--root", str(realworld)).exit_code == 0  # not run without the option
+    result = run_cli("lint", "--root", str(realworld), "--exec-dryrun", "--jobs", "2", "--timeout", "20")
     assert result.exit_code == 1
     assert f"{GB200.rel}: error: TEST_DRYRUN=1 bash {GB200.rel} exited with status 5" in result.output
 
@@ -129,24 +123,24 @@ def test_finds_the_git_root_from_a_subfolder(realworld: Path, monkeypatch: pytes
     git(realworld, "init", "-q")
     (realworld / SFT.yaml_rel).unlink()
     monkeypatch.chdir(realworld / SUITES_DIR / "llm" / "performance")
-    result = invoke()
+    result = run_cli("lint")
     assert result.exit_code == 1
     assert f"{SFT.rel}: error: no YAML mirror" in result.output
 
 
 def test_outside_git_the_nearest_configuration_decides(realworld: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(realworld)
-    assert invoke().exit_code == 0
+    assert run_cli("lint").exit_code == 0
     monkeypatch.chdir(realworld / SUITES_DIR)  # the pyproject.toml above has [tool.nrl-launch.lint]
-    assert invoke().exit_code == 0
+    assert run_cli("lint").exit_code == 0
     (realworld / "pyproject.toml").unlink()  # no configuration anywhere up: the current folder is the root
-    result = invoke()
+    result = run_cli("lint")
     assert result.exit_code == 1
     assert result.output.startswith("tests/test_suites: error: no tests/test_suites/ folder")
 
 
 def test_missing_root_is_a_finding_not_a_traceback(tmp_path: Path) -> None:
-    result = invoke("--root", str(tmp_path / "nope"))
+    result = run_cli("lint", "--root", str(tmp_path / "nope"))
     assert result.exit_code == 1
     assert result.output.startswith(".: error: ") and "Traceback" not in result.output
 
@@ -159,14 +153,14 @@ def test_a_configuration_below_the_git_root_decides_the_root(tmp_path: Path, mon
     repo = lintkit.build_realworld(outer / "projects" / "rl")
     write(repo, f"{SUITES_DIR}/pyproject.toml", "[project]\nname = 'not-a-lint-configuration'\n")  # passed over
     monkeypatch.chdir(repo / SUITES_DIR / "llm")
-    result = invoke()
+    result = run_cli("lint")
     assert result.exit_code == 0, result.output
     assert result.output.startswith("0 errors, 0 warnings in ")
     (repo / SFT.yaml_rel).unlink()
-    assert f"{SFT.rel}: error: no YAML mirror" in invoke().output  # paths relative to the configured root
+    assert f"{SFT.rel}: error: no YAML mirror" in run_cli("lint").output  # paths relative to the configured root
     # without a configuration on the way up, the git root is linted
     (repo / "pyproject.toml").unlink()
-    assert invoke().output.startswith("tests/test_suites: error: no tests/test_suites/ folder")
+    assert run_cli("lint").output.startswith("tests/test_suites: error: no tests/test_suites/ folder")
 
 
 def test_an_unreadable_configuration_on_the_way_up_is_an_error(realworld: Path,
@@ -174,7 +168,7 @@ def test_an_unreadable_configuration_on_the_way_up_is_an_error(realworld: Path,
     git(realworld, "init", "-q")
     write(realworld, f"{SUITES_DIR}/pyproject.toml", "[tool.nrl-launch.lint\n")
     monkeypatch.chdir(realworld / SUITES_DIR / "llm")
-    result = invoke()
+    result = run_cli("lint")
     assert result.exit_code == 2
     assert result.output.startswith("[ERROR]: ../pyproject.toml: invalid TOML: ")
 
@@ -183,7 +177,7 @@ def test_every_configuration_error_is_one_error_line(realworld: Path) -> None:
     body = lintkit.pyproject().replace('suite-dir = "tests/test_suites"', 'suite_dir = "tests/test_suites"').replace(
         'budget = 4741', 'budget = -1')
     write(realworld, "pyproject.toml", body)
-    result = invoke("--root", str(realworld))
+    result = run_cli("lint", "--root", str(realworld))
     assert result.exit_code == 2
     lines = body.splitlines()
     key_line = lines.index('suite_dir = "tests/test_suites"') + 1
@@ -201,7 +195,7 @@ def test_every_configuration_error_is_one_error_line(realworld: Path) -> None:
 def test_every_bad_inline_comment_at_once(realworld: Path) -> None:
     write(realworld, SFT.rel, (realworld / SFT.rel).read_text() + "# nrl-lint: disable=everything\n")
     write(realworld, GB200.yaml_rel, "# nrl-lint: enable=name\n" + (realworld / GB200.yaml_rel).read_text())
-    result = invoke("--root", str(realworld), "--exec-dryrun")
+    result = run_cli("lint", "--root", str(realworld), "--exec-dryrun")
     assert result.exit_code == 2
     assert [line.split(": ")[1] for line in result.output.splitlines()] == [
         f"{GB200.yaml_rel}:1", f"{SFT.rel}:{(realworld / SFT.rel).read_text().count(chr(10))}"]

@@ -14,9 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from nrl_launch.cli import CliContext, main
 from nrl_launch.experiment.gitrepo import find_repo, list_tracked_files
 from nrl_launch.experiment.manifest import build_manifest, read_manifest
 from nrl_launch.experiment.snapshot import ensure_snapshot
@@ -31,9 +29,9 @@ from testkit import (
     SlurmOnPath,
     finish,
     holding_lock,
-    launch_env,
     launcher_env,
     next_stderr_line,
+    run_cli,
     start_nrl_launch,
 )
 
@@ -128,15 +126,14 @@ def test_a_snapshot_published_by_another_process_during_the_copy_goes_through_th
 def test_lock_files_are_hidden_files_beside_the_snapshots(project: Project, fake_slurm: FakeSlurm,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     scripts = [str(project.add_recipe(name, config=ONE_RUN)) for name in ("sft-a", "sft-b")]
-    env = launch_env(BASE_ENV)
-    result = CliRunner().invoke(main, ["launch", *scripts], env=env, obj=CliContext(fake_slurm))
+    result = run_cli("launch", *scripts, env=BASE_ENV, slurm=fake_slurm)
     assert result.exit_code == 0, result.output
     root = project.root / "code_snapshots"
     assert sorted(p.name for p in root.iterdir()) == [".sft-a.lock", ".sft-b.lock", "sft-a", "sft-b"]
     assert all((root / name).is_file() for name in (".sft-a.lock", ".sft-b.lock"))
     assert not [p for p in root.rglob("*.lock") if p.parent != root]  # none inside a snapshot
     monkeypatch.chdir(project.root)
-    status = CliRunner().invoke(main, ["status", "--format", "json"], obj=CliContext(fake_slurm))
+    status = run_cli("status", "--format", "json", slurm=fake_slurm)
     assert status.exit_code == 0, status.output
     assert [row["experiment"] for row in json.loads(status.stdout)] == ["sft-a", "sft-b"]
 
@@ -185,8 +182,7 @@ def test_a_busy_lock_is_announced_once_and_waited_for(tmp_path: Path) -> None:
 
 def test_an_experiment_name_starting_with_a_dot_is_refused(project: Project, fake_slurm: FakeSlurm) -> None:
     script = project.add_recipe(".hidden", config=ONE_RUN)
-    env = launch_env(BASE_ENV)
-    result = CliRunner().invoke(main, ["launch", str(script)], env=env, obj=CliContext(fake_slurm))
+    result = run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm)
     assert result.exit_code == 1
     assert "[ERROR]: " in result.stderr and "starts with '.'" in result.stderr
     assert not (project.root / "code_snapshots").exists() and fake_slurm.calls == []

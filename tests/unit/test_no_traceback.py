@@ -10,24 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import UsageProblem
 from nrl_launch.experiment.manifest import read_manifest
-from nrl_launch.settings import parse_interval
+from nrl_launch.settings import WATCH_INTERVAL
 from nrl_launch.slurm.client import Completed
-from testkit import BASE_ENV, REPO, Call, FakeSlurm, Project, SlurmOnPath, launch_env, launcher_env
+from testkit import BASE_ENV, REPO, Call, FakeSlurm, Project, SlurmOnPath, launcher_env, run_cli
 
 ONE_RUN = "NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n"
 TWO_RUNS = "NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n"
 LOCAL_HINT = 'is SLURM_CONF set? for the local cluster: eval "$(tools/local-slurm up | tail -n 1)"'
-
-
-def invoke(args: list[str], env: dict[str, str | None], fake: FakeSlurm | None = None):
-    """``nrl-launch ARGS`` through click with exactly ``env`` for the launcher's variables."""
-    full = launch_env(env)
-    return CliRunner().invoke(main, args, env=full, obj=CliContext(fake) if fake is not None else None)
 
 
 # ---------------------------------------------------------------- non-UTF-8 bytes
@@ -65,7 +57,7 @@ def test_an_sbatch_answer_with_non_utf8_bytes_keeps_the_list_of_queued_jobs(
     script = project.add_recipe("sft-a", config=TWO_RUNS)
     monkeypatch.setenv("FAKE_SBATCH_NOISE", "1")  # b"\xff\xfe" in every answer
     monkeypatch.setenv("FAKE_SBATCH_FAIL_AT", "2")
-    result = invoke(["launch", str(script)], BASE_ENV)
+    result = run_cli("launch", str(script), env=BASE_ENV)
     assert result.exit_code == 1
     assert "Submitted batch job 1001" in result.stdout
     assert "Already submitted (still queued; cancel with 'scancel 1001'): sft-a: 1001" in result.stderr
@@ -84,7 +76,7 @@ def test_a_recipe_with_a_byte_order_mark_is_a_clear_error(project: Project, fake
     script.parent.mkdir(parents=True)
     script.write_text(f"\ufeff{head}# ===== BEGIN CONFIG =====\n{ONE_RUN}# ===== END CONFIG =====\n")
     project.commit("a recipe saved with a BOM")
-    result = invoke(["launch", str(script)], {**BASE_ENV, "DRYRUN": dryrun}, fake_slurm)
+    result = run_cli("launch", str(script), env={**BASE_ENV, "DRYRUN": dryrun}, slurm=fake_slurm)
     assert result.exit_code == 1
     assert result.stderr == (f"[ERROR]: {script}:1: the file starts with a UTF-8 byte order mark (BOM): bash "
                              'reads it as part of the first line, so neither "#!" nor a marker there works as such; '
@@ -95,12 +87,12 @@ def test_a_recipe_with_a_byte_order_mark_is_a_clear_error(project: Project, fake
 @pytest.mark.parametrize("raw", ["inf", "-inf", "nan", "1e400", "-1", "0", "86401", "1e300"])
 def test_watch_interval_must_be_a_sane_number_of_seconds(raw: str) -> None:
     with pytest.raises(UsageProblem, match="WATCH_INTERVAL must be a positive number of seconds, at most 86400"):
-        parse_interval(raw)
+        WATCH_INTERVAL.read(raw)
 
 
 @pytest.mark.parametrize(("raw", "seconds"), [("86400", 86400.0), ("0.5", 0.5), (" 60 ", 60.0), ("", 300.0)])
 def test_watch_interval_accepted(raw: str, seconds: float) -> None:
-    assert parse_interval(raw) == seconds
+    assert WATCH_INTERVAL.read(raw) == seconds
 
 
 @pytest.mark.parametrize("command", [["launch", "--watch", "1"], ["watch"]])
@@ -109,7 +101,7 @@ def test_an_infinite_watch_interval_is_a_usage_error(project: Project, fake_slur
     script = project.add_recipe("sft-a", config=ONE_RUN)
     monkeypatch.chdir(project.root)
     target = str(script) if command[0] == "launch" else "sft-a"
-    result = invoke([*command, "--watch-interval", "inf", target], dict(BASE_ENV), fake_slurm)
+    result = run_cli(*command, "--watch-interval", "inf", target, env=dict(BASE_ENV), slurm=fake_slurm)
     assert result.exit_code == 2
     assert result.stderr.startswith("[ERROR]: WATCH_INTERVAL must be a positive number of seconds")
     assert fake_slurm.calls == []
@@ -122,7 +114,7 @@ def test_sbatch_printing_its_id_on_stderr_is_accepted(project: Project, slurm_on
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a", config=TWO_RUNS)
     monkeypatch.setenv("FAKE_SBATCH_ID_ON_STDERR", "1")
-    result = invoke(["launch", str(script)], BASE_ENV)
+    result = run_cli("launch", str(script), env=BASE_ENV)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[2:5:2] == ["Submitted batch job 1001", "Submitted batch job 1002"]
     assert [r["job_id"] for r in read_manifest(project.root / "code_snapshots" / "sft-a")["runs"]] == ["1001", "1002"]
@@ -157,7 +149,7 @@ def test_an_sbatch_timeout_never_claims_nothing_was_submitted(project: Project, 
                                                               summary: str) -> None:
     script = project.add_recipe("sft-a", config=TWO_RUNS)
     fake_slurm.answers["sbatch"] = sbatch_timing_out_at(n, fake_slurm)
-    result = invoke(["launch", str(script)], BASE_ENV, fake_slurm)
+    result = run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm)
     assert result.exit_code == 1
     assert "sbatch did not answer within" in result.stderr and "Nothing was submitted" not in result.stderr
     assert result.stderr.rstrip("\n").endswith(summary)
@@ -177,10 +169,26 @@ def test_an_sbatch_timeout_never_claims_nothing_was_submitted(project: Project, 
 def test_no_slurm_configuration_is_one_clear_line(project: Project, stderr: str, reason: str) -> None:
     script = project.add_recipe("sft-a", config=ONE_RUN)
     fake = FakeSlurm(answers={"sbatch": lambda call: Completed(1, "", stderr)})
-    result = invoke(["launch", str(script)], BASE_ENV, fake)
+    result = run_cli("launch", str(script), env=BASE_ENV, slurm=fake)
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == f"[ERROR]: cannot reach Slurm: {reason}; {LOCAL_HINT}"
     assert fake.programs() == ["sbatch-test"]  # the pre-flight; nothing queued
+
+
+def test_a_poll_that_cannot_reach_slurm_says_so_once(project: Project, fake_slurm: FakeSlurm) -> None:
+    script = project.add_recipe("sft-a", config=ONE_RUN)
+    down = Completed(1, "", "squeue: error: Unable to contact slurm controller (connect failure)\n")
+    polls = iter([down])
+
+    def squeue(call: Call) -> Completed:  # the first poll fails, then the job has left the queue
+        return next(polls, None) or FakeSlurm._squeue(fake_slurm, call)
+
+    fake_slurm.answers["squeue"] = squeue
+    fake_slurm.on_submit = lambda job: fake_slurm.finish(job.job_id)
+    result = run_cli("launch", str(script), env={**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01"}, slurm=fake_slurm)
+    [warning] = [line for line in result.stderr.splitlines() if "[WARNING]" in line]
+    assert warning.endswith("[WARNING]: cannot reach Slurm: Unable to contact slurm controller (connect failure); "
+                            f"{LOCAL_HINT}; retrying in 0.01s")
 
 
 def test_bench_snapshot_without_rsync_says_how_to_install_it(tmp_path: Path) -> None:

@@ -15,9 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import SlurmError, SnapshotError, UsageProblem
 from nrl_launch.experiment.joblogs import TrackedJob
 from nrl_launch.experiment.manifest import append_run, read_manifest, write_manifest
@@ -35,7 +33,7 @@ from nrl_launch.follow.verdict import GENERAL_FAIL, PASS
 from nrl_launch.follow.watch import TrackedExperiment, Watcher
 from nrl_launch.settings import WatchSettings, parse_max_retries
 from nrl_launch.slurm.client import Completed, JobInfo, SlurmClient, unhealthy_state
-from testkit import BASE_ENV, RAY_SUB, FakeJob, FakeSlurm, Project, SlurmOnPath, write
+from testkit import BASE_ENV, RAY_SUB, FakeJob, FakeSlurm, Project, SlurmOnPath, run_cli, write
 
 PASS_LOG = "step 4\nMetric Checks\n  [PASS] train/loss@4 = 0.3 < 0.5\n\ndone\n"
 HALF_LOG = "[ray.sub] job started\nstep 1\nstep 2\n"  # a run the node failure cut short
@@ -507,7 +505,7 @@ def test_a_retry_submits_what_continue_sh_submits(project: Project, slurm_on_pat
     script = project.add_recipe("sft-a", config=config)
     env = {**BASE_ENV, "EXTRA_ENV": "FOO='x y'", "EXTRA_SCRIPT_ARGS": "a=1 'b=2 3'", "MAX_STEPS": "6",
            "BASE_LOG_DIR": str(tmp_path / "logs")}
-    launched = CliRunner().invoke(main, ["launch", str(script)], env=env)
+    launched = run_cli("launch", str(script), env=env)
     assert launched.exit_code == 0, launched.output
     snapshot = project.root / "code_snapshots" / "sft-a"
     shell = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"], "HOME": str(tmp_path),
@@ -533,9 +531,8 @@ def test_watch_with_max_retries_through_the_launch(project: Project, fake_slurm:
     script = project.add_recipe("sft-a", config="NUM_NODES=2\nNUM_RUNS=1\nNUM_MINUTES=10\n")
     fake_slurm.on_submit = lambda job: passing_retries(job) if job.job_id == "1002" else None
     fake_slurm.on_poll = steps(node_fail("1001"), finish("1002"))
-    result = CliRunner().invoke(main, ["launch", str(script)],
-                                env={**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01", "MAX_RETRIES": "1"},
-                                obj=CliContext(fake_slurm))
+    env = {**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01", "MAX_RETRIES": "1"}
+    result = run_cli("launch", str(script), env=env, slurm=fake_slurm)
     assert result.exit_code == 0, result.output
     first, retry = fake_slurm.submissions()
     # run 2 of the chain, as continue.sh would submit it, avoiding the failed node
@@ -553,9 +550,8 @@ def test_watch_with_max_retries_through_the_launch(project: Project, fake_slurm:
 def test_without_max_retries_a_node_failure_fails_the_experiment(project: Project, fake_slurm: FakeSlurm) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=2\nNUM_RUNS=1\nNUM_MINUTES=10\n")
     fake_slurm.on_poll = steps(node_fail("1001"))
-    result = CliRunner().invoke(main, ["launch", str(script)], env={**BASE_ENV, "WATCH": "1",
-                                                                    "WATCH_INTERVAL": "0.01"},
-                                obj=CliContext(fake_slurm))
+    result = run_cli("launch", str(script), env={**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01"},
+                     slurm=fake_slurm)
     assert result.exit_code == 1
     assert len(fake_slurm.submissions()) == 1 and "Retrying" not in result.stdout
     assert "[GENERAL FAIL]   sft-a" in result.stdout
@@ -565,26 +561,22 @@ def test_without_max_retries_a_node_failure_fails_the_experiment(project: Projec
 def test_watch_command_retries_from_the_snapshots_record(project: Project, fake_slurm: FakeSlurm,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=2\nNUM_RUNS=1\nNUM_MINUTES=10\n")
-    runner = CliRunner()
-    assert runner.invoke(main, ["launch", str(script)], env=BASE_ENV, obj=CliContext(fake_slurm)).exit_code == 0
+    assert run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm).exit_code == 0
     monkeypatch.chdir(project.root)
     node_fail("1001")(fake_slurm)  # while nobody watched
     fake_slurm.on_poll = polls(fail_every_queued_job)
-    watched = runner.invoke(main, ["watch", "--watch-interval", "0.01", "--max-retries", "1", "sft-a"],
-                            obj=CliContext(fake_slurm))
+    watched = run_cli("watch", "--watch-interval", "0.01", "--max-retries", "1", "sft-a", slurm=fake_slurm)
     assert watched.exit_code == 1
     first, retry = fake_slurm.submissions()
     assert retry.argv[-2:] == ("--exclude=n2", first.argv[-1]) and retry.cwd == first.cwd
     assert "Retrying sft-a after NODE_FAIL on n[1-2] (1/1): job 1002" in watched.stdout
     # the retry recorded earlier counts, and job 1001 is answered: a second watch adds nothing
-    again = runner.invoke(main, ["watch", "--watch-interval", "0.01", "--max-retries", "1", "sft-a"],
-                          obj=CliContext(fake_slurm))
+    again = run_cli("watch", "--watch-interval", "0.01", "--max-retries", "1", "sft-a", slurm=fake_slurm)
     assert again.exit_code == 1 and len(fake_slurm.submissions()) == 2
     assert "job 1002 ended NODE_FAIL; not retried: MAX_RETRIES=1 reached" in again.stderr
     assert "job 1001" not in again.stderr
     # one more allowed: 1002 is retried, 1001 still not
-    third = runner.invoke(main, ["watch", "--watch-interval", "0.01", "--max-retries", "2", "sft-a"],
-                          obj=CliContext(fake_slurm))
+    third = run_cli("watch", "--watch-interval", "0.01", "--max-retries", "2", "sft-a", slurm=fake_slurm)
     assert "Retrying sft-a after NODE_FAIL on n[1-2] (2/2): job 1003" in third.stdout
     assert [(r["job_id"], r.get("retry_of")) for r in read_manifest(project.root / "code_snapshots" /
                                                                     "sft-a")["runs"]] == [
@@ -593,8 +585,7 @@ def test_watch_command_retries_from_the_snapshots_record(project: Project, fake_
 
 def test_the_resume_command_keeps_max_retries(project: Project, fake_slurm: FakeSlurm) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
-    result = CliRunner().invoke(main, ["launch", str(script)], env={**BASE_ENV, "MAX_RETRIES": "2"},
-                                obj=CliContext(fake_slurm))
+    result = run_cli("launch", str(script), env={**BASE_ENV, "MAX_RETRIES": "2"}, slurm=fake_slurm)
     assert result.exit_code == 0
     assert any("nrl-launch watch" in line and line.split("   #")[0].endswith("--max-retries 2 sft-a")
                for line in result.stderr.splitlines()), result.stderr

@@ -12,7 +12,9 @@ import pytest
 
 from nrl_launch import errors
 from nrl_launch.errors import SlurmError, SlurmRejected, SlurmUnreachable, UsageProblem
-from nrl_launch.slurm.client import Completed, JobInfo, SlurmClient, job_ids, parse_answer, parse_timeout, run_command
+from nrl_launch.settings import SLURM_TIMEOUT
+from nrl_launch.slurm.client import Completed, JobInfo, SlurmClient, job_ids, parse_answer, run_command
+from nrl_launch.slurm.failures import failure
 from testkit import Call, FakeSlurm
 
 ENV = {"PATH": os.environ["PATH"], "SLURM_CONF": "/etc/slurm/test.conf", "HOME": "/home/u"}
@@ -161,9 +163,11 @@ def test_sbatch_never_gets_sbatch_export(fake_slurm: FakeSlurm, export: str) -> 
 
 
 def test_queued_raises_when_squeue_fails() -> None:
-    client = FakeSlurm(down=True).client(ENV)
-    with pytest.raises(SlurmError, match="squeue failed: .*Unable to contact slurm controller"):
-        client.queued(["1"])
+    with pytest.raises(SlurmUnreachable, match="cannot reach Slurm: Unable to contact slurm controller"):
+        FakeSlurm(down=True).client(ENV).queued(["1"])
+    failing = FakeSlurm(answers={"squeue": answer(stderr="squeue: error: Invalid user\n", code=1)})
+    with pytest.raises(SlurmError, match="squeue failed: squeue: error: Invalid user"):
+        failing.client(ENV).queued(["1"])  # never "finished" by mistake
 
 
 def test_states_ask_squeue_then_accounting_then_scontrol(fake_slurm: FakeSlurm) -> None:
@@ -231,6 +235,89 @@ class Raising:
         raise self.error
 
 
+# ---- every failure of a Slurm command: one classification (slurm/failures.py)
+
+SBATCH = ("sbatch", "--nodes=1", "ray.sub")
+TEST_ONLY = ("sbatch", "--test-only", "--nodes=1", "ray.sub")
+SQUEUE = ("squeue", "--me", "-h", "-o", "%i|%T|%r|%N")
+SCANCEL = ("scancel", "5", "6")
+REPLY_LOST = "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "outcome", "kind", "message"),
+    [
+        # no Slurm to talk to, whatever the command
+        (SBATCH, Completed(1, "", NO_CONFIG), SlurmUnreachable, "cannot reach Slurm: no Slurm configuration found "
+         f"(Could not establish a configuration source); {UNREACHABLE}"),
+        (TEST_ONLY, Completed(1, "", NO_CONTROLLER), SlurmUnreachable,
+         f"cannot reach Slurm: Unable to contact slurm controller (connect failure); {UNREACHABLE}"),
+        (SQUEUE, Completed(1, "", "squeue: error: Unable to contact slurm controller (connect failure)\n"),
+         SlurmUnreachable, f"cannot reach Slurm: Unable to contact slurm controller (connect failure); {UNREACHABLE}"),
+        (SCANCEL, Completed(1, "", NO_CONFIG_FILE.replace("sbatch", "scancel")), SlurmUnreachable,
+         "cannot reach Slurm: the Slurm configuration cannot be read (Unable to process configuration file); "
+         f"{UNREACHABLE}"),
+        (SBATCH, FileNotFoundError("sbatch"), SlurmUnreachable,
+         "sbatch not found on PATH: is the Slurm client installed (or SLURM_CONF set)?"),
+        # Slurm's refusal of a test submission
+        (TEST_ONLY, Completed(1, "", "sbatch: error: Invalid account\n"), SlurmRejected,
+         "sbatch: error: Invalid account"),
+        # it may have acted without saying so
+        (SBATCH, TimeoutError("late"), errors.SlurmUncertain,
+         "sbatch did not answer within 7 s (set NRL_SLURM_TIMEOUT to wait longer)"),
+        (SBATCH, Completed(1, "", REPLY_LOST), errors.SlurmUncertain,
+         "sbatch failed, but Slurm may have done it all the same: " + REPLY_LOST.strip()),
+        (SCANCEL, Completed(1, "", "scancel: error: Zero Bytes were transmitted or received\n"), errors.SlurmUncertain,
+         "scancel failed, but Slurm may have done it all the same: scancel: error: Zero Bytes were transmitted or "
+         "received"),
+        # a plain failure, with Slurm's reason: a query or a test submission changes nothing
+        (SBATCH, Completed(1, "", "sbatch: error: Invalid account\n"), SlurmError,
+         "sbatch failed: sbatch: error: Invalid account"),
+        (TEST_ONLY, Completed(1, "", REPLY_LOST), SlurmError, "sbatch failed: " + REPLY_LOST.strip()),
+        (SQUEUE, Completed(1, "", "squeue: error: Socket timed out on send/recv operation\n"), SlurmError,
+         "squeue failed: squeue: error: Socket timed out on send/recv operation"),
+        (SCANCEL, Completed(1, "only on stdout\n", ""), SlurmError, "scancel failed: only on stdout"),
+        (SQUEUE, Completed(3, "", " \n"), SlurmError, "squeue failed: exit status 3"),
+        (SBATCH, PermissionError("denied"), SlurmError, "could not run sbatch: denied"),
+    ],
+)
+def test_every_failure_is_classified_in_one_place(argv: tuple[str, ...], outcome: Completed | OSError,
+                                                  kind: type[SlurmError], message: str) -> None:
+    error = failure(argv, outcome, 7)
+    assert type(error) is kind
+    assert str(error) == message
+
+
+NO_SLURM = "squeue: error: Unable to contact slurm controller (connect failure)\n"
+
+
+@pytest.mark.parametrize(
+    ("ask", "plain"),
+    [
+        (lambda c: c.submit(["ray.sub"], cwd="/", job_env={}), SlurmError),
+        (lambda c: c.test_only(["ray.sub"], cwd="/", job_env={}), SlurmRejected),
+        (lambda c: c.queue(["5"]), SlurmError),
+        (lambda c: c.cancel(["5"]), SlurmError),
+        (lambda c: c.unhealthy_nodes("n[1-2]"), SlurmError),
+        (lambda c: c.jobs(["5"]), None),  # a job query that fails: the job is unknown to it
+    ],
+)
+def test_every_command_fails_through_the_classification(ask, plain: type[SlurmError] | None) -> None:
+    programs = ("sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol")
+    down = FakeSlurm(answers={name: answer(stderr=NO_SLURM, code=1) for name in programs})
+    with pytest.raises(SlurmUnreachable):
+        ask(down.client(ENV))
+    refusing = FakeSlurm(answers={name: answer(stderr="error: Invalid job id specified\n", code=1)
+                                  for name in programs})
+    if plain is None:
+        assert ask(refusing.client(ENV)) == {}
+        assert [c.argv[0] for c in refusing.calls] == ["squeue", "sacct", "scontrol"]
+    else:
+        with pytest.raises(plain) as info:
+            ask(refusing.client(ENV))
+        assert type(info.value) is plain and "Invalid job id specified" in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("error", "message"),
     [
@@ -253,7 +340,7 @@ def test_runner_failures_become_slurm_errors(error: Exception, message: str) -> 
     [(None, 120.0), ("", 120.0), ("  ", 120.0), ("30", 30.0), ("0.5", 0.5)],
 )
 def test_timeout_setting(raw: str | None, expected: float) -> None:
-    assert parse_timeout(raw) == expected
+    assert SLURM_TIMEOUT.read(raw) == expected
     environ = {} if raw is None else {"NRL_SLURM_TIMEOUT": raw}
     assert SlurmClient(environ).timeout == expected
 
@@ -290,3 +377,19 @@ def test_run_command_kills_at_the_timeout() -> None:
 def test_run_command_missing_program() -> None:
     with pytest.raises(FileNotFoundError):
         run_command(["/nonexistent/sbatch"], cwd=None, env={}, timeout=5)
+
+
+def test_the_fake_slurm_on_path_answers_as_the_one_in_process(slurm_on_path, tmp_path) -> None:
+    # one model: the same calls get the same answers, the queue kept between processes
+    (tmp_path / "x.sub").write_text("#!/bin/bash\n")
+    calls = [("sbatch", "--test-only", "x.sub"), ("sbatch", "x.sub"), ("sbatch", "x.sub"),
+             ("squeue", "--me", "-h", "-o", "%i|%T|%r|%N"), ("scancel", "1001"),
+             ("squeue", "-h", "-o", "%i|%T|%r|%N", "-j", "1001,1002"), ("scontrol", "show", "job", "-o", "1001"),
+             ("sacct", "-n", "-X", "-P", "-j", "1001"), ("sinfo", "-h", "-N", "-n", "n[1-2]", "-o", "%N|%T")]
+    env = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"],
+           "FAKE_SQUEUE_POLLS": "100", "FAKE_SBATCH_FAIL_AT": "2"}  # jobs stay queued, as in process
+    in_process = FakeSlurm(fail_at=2)
+    for argv in calls:
+        on_path = run_command(argv, cwd=str(tmp_path), env=env, timeout=30)
+        assert on_path == in_process(argv, cwd=str(tmp_path), env=env, timeout=30), argv
+    assert [c["prog"] for c in slurm_on_path.calls()] == [argv[0] for argv in calls]

@@ -7,12 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from nrl_launch.cli import CliContext, main
 from nrl_launch.experiment import gitrepo
 from nrl_launch.experiment.manifest import read_manifest
-from testkit import BASE_ENV, FakeSlurm, copy_tree, git, launch_env, recipe_text, write
+from testkit import BASE_ENV, FakeSlurm, copy_tree, git, recipe_text, run_cli, write
 
 
 @pytest.fixture
@@ -44,9 +42,8 @@ def test_a_linked_worktree_is_its_own_project(tree: Path, tmp_path: Path) -> Non
 
 
 def test_a_recipe_in_a_submodule_is_snapshotted_with_the_whole_tree(tree: Path, fake_slurm: FakeSlurm) -> None:
-    env = launch_env(BASE_ENV)
     recipe = tree / "third_party/sub/tests/test_suites/llm/sub-exp.sh"
-    result = CliRunner().invoke(main, ["launch", str(recipe)], env=env, obj=CliContext(fake_slurm))
+    result = run_cli("launch", str(recipe), env=BASE_ENV, slurm=fake_slurm)
     assert result.exit_code == 0, result.output
     snapshot = tree.resolve() / "code_snapshots" / "sub-exp"
     assert f"Creating new code snapshot in {snapshot}" in result.stderr
@@ -65,21 +62,18 @@ def test_a_recipe_in_a_submodule_is_snapshotted_with_the_whole_tree(tree: Path, 
 def test_status_cancel_and_logs_from_inside_the_submodule_find_the_snapshot(tree: Path, fake_slurm: FakeSlurm,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = tree / "third_party/sub/tests/test_suites/llm/sub-exp.sh"
-    launched = CliRunner().invoke(main, ["launch", str(recipe)], env=launch_env(BASE_ENV), obj=CliContext(fake_slurm))
+    launched = run_cli("launch", str(recipe), env=BASE_ENV, slurm=fake_slurm)
     assert launched.exit_code == 0, launched.output
     monkeypatch.chdir(tree / "third_party/sub/tests")  # where someone working on the recipe stands
 
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(main, list(args), obj=CliContext(fake_slurm))
-
-    status = run("status", "--format", "json", "sub-exp")
+    status = run_cli("status", "--format", "json", "sub-exp", slurm=fake_slurm)
     assert status.exit_code == 0, status.output
     [row] = json.loads(status.stdout)
     assert [job["job_id"] for job in row["jobs"]] == ["1001", "1002"]
-    cancelled = run("cancel", "--dry-run", "sub-exp")
+    cancelled = run_cli("cancel", "--dry-run", "sub-exp", slurm=fake_slurm)
     assert cancelled.exit_code == 0 and "1001" in cancelled.stdout, cancelled.output
     write(tree / "code_snapshots/sub-exp/1001-logs/ray-driver.log", "step 1 of sub-exp\n")
-    logs = run("logs", "--job", "1001", "sub-exp")
+    logs = run_cli("logs", "--job", "1001", "sub-exp", slurm=fake_slurm)
     assert logs.exit_code == 0 and logs.stdout == "step 1 of sub-exp\n", logs.output
 
 
@@ -87,7 +81,7 @@ def test_the_snapshot_command_from_inside_the_submodule_snapshots_the_whole_tree
         tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # As the launcher does for a recipe there: the top superproject, submodules included.
     monkeypatch.chdir(tree / "third_party/sub/tests")
-    result = CliRunner().invoke(main, ["snapshot", "sub-exp"], env={"CODE_SNAPSHOT_DIRNAME": None})
+    result = run_cli("snapshot", "sub-exp", env={"CODE_SNAPSHOT_DIRNAME": None})
     assert result.exit_code == 0, result.output
     snapshot = tree.resolve() / "code_snapshots" / "sub-exp"
     assert result.stdout == f"{snapshot}\n"

@@ -1,7 +1,7 @@
 """GPU-hours three ways, and the nightly budget.
 
-The reference is bash, as the bash launcher computed it: ``eval`` the CONFIG
-block, then ``$(( NUM_RUNS * NUM_NODES * ${GPUS_PER_NODE:-8} * NUM_MINUTES / 60 ))``.
+The reference is bash, as the bash launcher computed it (``testkit.bash_gpu_hours``:
+``eval`` the CONFIG block, then the formula in bash arithmetic).
 ``DRYRUN=1 tools/launch`` and ``nrl-launch lint``'s suite totals must print
 the same numbers, and the nightly suite must fit the budget that
 ``[tool.nrl-launch.lint.suites.nightly]`` in pyproject.toml gives it.
@@ -15,20 +15,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from lintkit import script, write
 
 from nrl_launch import lint
-from nrl_launch.cli import main
+from testkit import bash_gpu_hours, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 SUITES = REPO / "tests" / "test_suites"
 
-# $1: a recipe script -> its GPU-hours, by bash's own evaluation of the block
-BASH_HOURS = r"""
-eval "$(sed -n '/^# =* BEGIN CONFIG/,/^# =* END CONFIG/p' "$1")"
-echo $(( NUM_RUNS * NUM_NODES * ${GPUS_PER_NODE:-8} * NUM_MINUTES / 60 ))
-"""
 # $1: a suite file -> its scripts as users pass them from tests/test_suites/ (README)
 BASH_ENTRIES = r"""printf '%s\n' $(grep -v '^#' "$1" | sed 's|^tests/test_suites/|./|')"""
 
@@ -59,7 +53,7 @@ def dryrun(scripts: list[str], cwd: Path) -> tuple[list[int], int]:
 def test_nightly_hours_agree_three_ways_and_fit_the_budget() -> None:
     entries = bash(BASH_ENTRIES, SUITES / "nightly.txt").split()
     assert entries and all(e.startswith("./") and e.endswith(".sh") for e in entries)
-    by_bash = [int(bash(BASH_HOURS, SUITES / entry)) for entry in entries]
+    by_bash = [bash_gpu_hours(SUITES / entry) for entry in entries]
 
     per_script, total = dryrun(entries, SUITES)
     assert per_script == by_bash
@@ -72,9 +66,8 @@ def test_nightly_hours_agree_three_ways_and_fit_the_budget() -> None:
     assert budget is not None and nightly.budget == budget
     assert sum(by_bash) <= budget, f"nightly needs {sum(by_bash)} GPU-hours, over its budget of {budget}"
 
-    runner = CliRunner()
-    assert runner.invoke(main, ["lint", "--root", str(REPO), "--budget", f"nightly={total}"]).exit_code == 0
-    over = runner.invoke(main, ["lint", "--root", str(REPO), "--budget", f"nightly={total - 1}"])
+    assert run_cli("lint", "--root", str(REPO), "--budget", f"nightly={total}").exit_code == 0
+    over = run_cli("lint", "--root", str(REPO), "--budget", f"nightly={total - 1}")
     assert over.exit_code == 1 and f"needs {total} GPU-hours" in over.output
 
 
@@ -96,7 +89,7 @@ def test_launcher_and_lint_compute_bashs_hours(tmp_path: Path, case: str) -> Non
     rel = "tests/test_suites/llm/sft-model-1n8g-fsdp2tp1.sh"
     path = write(tmp_path, rel, script(*BLOCKS[case]), mode=0o755)
     write(tmp_path, "tests/test_suites/nightly.txt", rel + "\n")
-    expected = int(bash(BASH_HOURS, path))
+    expected = bash_gpu_hours(path)
     assert dryrun([str(path)], tmp_path) == ([expected], expected)
     nightly, = lint.run_lint(tmp_path).suite_hours
     assert nightly.hours == expected

@@ -13,18 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nrl_launch.cli import CliContext, main
 from nrl_launch.errors import Interrupted, SlurmUnreachable
 from nrl_launch.experiment.joblogs import TrackedJob, driver_logs
 from nrl_launch.follow.verdict import GENERAL_FAIL, METRIC_FAIL, PASS, Verdict, grep_output, human_size, judge, ls_lah
 from nrl_launch.follow.watch import ALL_PASSED, SOME_FAILED, TrackedExperiment, Watcher, explain, report
 from nrl_launch.settings import WatchSettings
 from nrl_launch.slurm.client import Completed
-from testkit import BASE_ENV, Call, FakeSlurm, Project, SlurmOnPath, driver_log, finish_after, write
+from testkit import BASE_ENV, Call, FakeSlurm, Project, SlurmOnPath, driver_log, finish_after, run_cli, write
 
 PASS_LOG = "step 40\nMetric Checks\n  [PASS] train/loss@40 = 0.3 < 0.5\n\ndone\n"
 FAIL_LOG = "step 40\nMetric Checks\n  [FAIL] train/accuracy@40 = 0.8 > 2\n"
@@ -359,11 +357,10 @@ def test_watch_command_follows_recorded_jobs(project: Project, slurm_on_path: Sl
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
     monkeypatch.setenv("FAKE_DRIVER_LOG_1002", "Metric Checks\n  [FAIL] train/loss too high\n")
-    runner = CliRunner()
-    assert runner.invoke(main, ["launch", str(script)], env={**BASE_ENV, "DRYRUN": None}).exit_code == 0
+    assert run_cli("launch", str(script), env={**BASE_ENV, "DRYRUN": None}).exit_code == 0
     monkeypatch.setenv("FAKE_SQUEUE_POLLS", "1")
     monkeypatch.chdir(project.root / "tests")
-    result = runner.invoke(main, ["watch", "--watch-interval", "0.01", "sft-a"])
+    result = run_cli("watch", "--watch-interval", "0.01", "sft-a")
     assert result.exit_code == 1
     log = project.root / "code_snapshots" / "sft-a" / "1002-logs" / "ray-driver.log"
     lines = [line.split("] ", 1)[1] if line.startswith("[20") else line for line in result.stdout.splitlines()]
@@ -384,7 +381,7 @@ def test_watch_command_follows_recorded_jobs(project: Project, slurm_on_path: Sl
 
 def test_watch_command_unknown_experiment(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(project.root)
-    result = CliRunner().invoke(main, ["watch", "nope"])
+    result = run_cli("watch", "nope")
     assert result.exit_code == 1
     assert "[ERROR]: no snapshot of experiment 'nope'" in result.stderr
 
@@ -392,11 +389,10 @@ def test_watch_command_unknown_experiment(project: Project, monkeypatch: pytest.
 def test_status_command_shows_job_states(project: Project, slurm_on_path: SlurmOnPath,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
-    runner = CliRunner()
-    assert runner.invoke(main, ["launch", str(script)], env={**BASE_ENV, "DRYRUN": None}).exit_code == 0
+    assert run_cli("launch", str(script), env={**BASE_ENV, "DRYRUN": None}).exit_code == 0
     monkeypatch.setenv("FAKE_JOB_STATES", "1001=COMPLETED,1002=RUNNING")
     monkeypatch.chdir(project.root)
-    result = runner.invoke(main, ["status", "--format", "json"])
+    result = run_cli("status", "--format", "json")
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.stdout)
     assert {job["job_id"]: job["state"] for job in row["jobs"]} == {"1001": "COMPLETED", "1002": "RUNNING"}
@@ -426,14 +422,12 @@ def test_watch_and_status_commands_through_the_client_seam(project: Project, fak
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=10\n")
     fake_slurm.on_submit = driver_log({"1001": "Metric Checks\n  [PASS] loss\n", "1002": "max steps reached\n"})
-    runner = CliRunner()
-    launched = runner.invoke(main, ["launch", str(script)], env={**BASE_ENV, "DRYRUN": None},
-                             obj=CliContext(fake_slurm))
+    launched = run_cli("launch", str(script), env={**BASE_ENV, "DRYRUN": None}, slurm=fake_slurm)
     assert launched.exit_code == 0, launched.output
     monkeypatch.chdir(project.root / "tests")  # the project is found from a subfolder
 
     fake_slurm.finish("1001")
-    status = runner.invoke(main, ["status", "--format", "json"], obj=CliContext(fake_slurm))
+    status = run_cli("status", "--format", "json", slurm=fake_slurm)
     assert status.exit_code == 0, status.output
     [row] = json.loads(status.stdout)
     assert row["experiment"] == "sft-a" and row["metric_checks"] == "PASS"
@@ -441,7 +435,7 @@ def test_watch_and_status_commands_through_the_client_seam(project: Project, fak
                            {"job_id": "1002", "run": "2/2", "state": "PENDING", "reason": ""}]
 
     fake_slurm.on_poll = finish_after(1)
-    watched = runner.invoke(main, ["watch", "--watch-interval", "0.01", "sft-a"], obj=CliContext(fake_slurm))
+    watched = run_cli("watch", "--watch-interval", "0.01", "sft-a", slurm=fake_slurm)
     assert watched.exit_code == 0, watched.output
     log = project.root / "code_snapshots" / "sft-a" / "1001-logs" / "ray-driver.log"
     assert watched.stdout.splitlines()[-4:] == ["[METRIC PASS]    sft-a", f"{log}:Metric Checks",
@@ -453,18 +447,17 @@ def test_watch_and_status_commands_through_the_client_seam(project: Project, fak
 def test_status_exits_1_for_an_unknown_experiment_or_an_unreachable_slurm(project: Project, fake_slurm: FakeSlurm,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
-    runner = CliRunner()
-    assert runner.invoke(main, ["launch", str(script)], env=BASE_ENV, obj=CliContext(fake_slurm)).exit_code == 0
+    assert run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm).exit_code == 0
     monkeypatch.chdir(project.root)
-    ok = runner.invoke(main, ["status"], obj=CliContext(fake_slurm))
+    ok = run_cli("status", slurm=fake_slurm)
     assert ok.exit_code == 0, ok.output
     assert ok.stdout.splitlines()[-1] == ("1 experiment, 1 job: 0 passed, 0 failed, 1 with jobs queued, "
                                           "1 without a verdict yet")
-    missing = runner.invoke(main, ["status", "sft-a", "nope"], obj=CliContext(fake_slurm))
+    missing = run_cli("status", "sft-a", "nope", slurm=fake_slurm)
     assert missing.exit_code == 1
     assert "[ERROR]: no snapshot of nope" in missing.stderr
     fake_slurm.down = True
-    down = runner.invoke(main, ["status"], obj=CliContext(fake_slurm))
+    down = run_cli("status", slurm=fake_slurm)
     assert down.exit_code == 1
     assert "[ERROR]: cannot ask Slurm about the jobs (cannot reach Slurm: " in down.stderr
     assert 'eval "$(tools/local-slurm up | tail -n 1)"' in down.stderr
@@ -474,7 +467,7 @@ def test_status_exits_1_for_an_unknown_experiment_or_an_unreachable_slurm(projec
                   "squeue: fatal: Unable to process configuration file\n")
     fake_slurm.answers = {name: lambda call: Completed(1, "", unreadable) for name in ("squeue", "sacct", "scontrol")}
     before = len(fake_slurm.calls)
-    conf = runner.invoke(main, ["status"], obj=CliContext(fake_slurm))
+    conf = run_cli("status", slurm=fake_slurm)
     assert conf.exit_code == 1 and "cannot reach Slurm: the Slurm configuration cannot be read" in conf.stderr
     assert [c.argv[0] for c in fake_slurm.calls[before:]] == ["squeue"]  # given up at once, not a minute per job
 
@@ -503,15 +496,13 @@ def test_the_exit_status_follows_the_verdict(project: Project, fake_slurm: FakeS
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
     fake_slurm.on_submit = driver_log({} if log is None else {"1001": log})
     fake_slurm.on_poll = finish_after(0, state=state)
-    runner = CliRunner()
     env = {**BASE_ENV, "DRYRUN": None, "WATCH": None}
     if command == "watch":
-        assert runner.invoke(main, ["launch", str(script)], env=env, obj=CliContext(fake_slurm)).exit_code == 0
+        assert run_cli("launch", str(script), env=env, slurm=fake_slurm).exit_code == 0
         monkeypatch.chdir(project.root)
-        result = runner.invoke(main, ["watch", "--watch-interval", "0.01", "sft-a"], obj=CliContext(fake_slurm))
+        result = run_cli("watch", "--watch-interval", "0.01", "sft-a", slurm=fake_slurm)
     else:
-        result = runner.invoke(main, ["launch", "--watch", "--watch-interval", "0.01", str(script)], env=env,
-                               obj=CliContext(fake_slurm))
+        result = run_cli("launch", "--watch", "--watch-interval", "0.01", str(script), env=env, slurm=fake_slurm)
     assert result.exit_code == code, result.output
     lines = result.stdout.splitlines()
     assert lines[lines.index("[WATCH]: Checking sft-a") + 1] == verdict
@@ -725,22 +716,21 @@ def test_a_relaunch_is_judged_on_its_own_runs_not_on_an_earlier_launchs_logs(
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
     fake_slurm.on_submit = driver_log({"1001": "step 40\nMetric Checks\n  [PASS] loss\n",
                                        "1002": "step 3\nTraceback\nRuntimeError: CUDA error\n"})
-    runner = CliRunner()
     launch = ["launch", "--watch", "--watch-interval", "0.01", str(script)]
     fake_slurm.on_poll = finish_after(0)
-    assert runner.invoke(main, launch, env=BASE_ENV, obj=CliContext(fake_slurm)).exit_code == 0
+    assert run_cli(*launch, env=BASE_ENV, slurm=fake_slurm).exit_code == 0
     fake_slurm.on_poll = finish_after(0, state="FAILED")
-    again = runner.invoke(main, launch, env=BASE_ENV, obj=CliContext(fake_slurm))
+    again = run_cli(*launch, env=BASE_ENV, slurm=fake_slurm)
     assert again.exit_code == 1 and "[GENERAL FAIL]   sft-a" in again.stdout
     assert "(last verdict: METRIC PASS)" in again.stderr, again.stderr  # what the snapshot held before this launch
 
     monkeypatch.chdir(project.root)
-    watched = runner.invoke(main, ["watch", "--watch-interval", "0.01", "sft-a"], obj=CliContext(fake_slurm))
+    watched = run_cli("watch", "--watch-interval", "0.01", "sft-a", slurm=fake_slurm)
     assert watched.exit_code == 1, watched.output
     assert "[WATCH]: Tracking 1 jobs: 1002" in watched.stdout and "[GENERAL FAIL]   sft-a" in watched.stdout
-    status = runner.invoke(main, ["status", "--format", "json", "sft-a"], obj=CliContext(fake_slurm))
+    status = run_cli("status", "--format", "json", "sft-a", slurm=fake_slurm)
     [row] = json.loads(status.stdout)
     assert row["metric_checks"] is None and row["runs"] == 2
     assert [job["job_id"] for job in row["jobs"]] == ["1002"]
-    third = runner.invoke(main, launch, env=BASE_ENV, obj=CliContext(fake_slurm))
+    third = run_cli(*launch, env=BASE_ENV, slurm=fake_slurm)
     assert "(last verdict: none yet)" in third.stderr  # the latest launch (1002) has no verdict

@@ -43,17 +43,10 @@ def run(fast_start: bool = False) -> None:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         print(f"[ERROR]: nrl_launch cannot start ({e}); install it with: pip install -e {root}", file=sys.stderr)
         sys.exit(1)
-    if not fast_start:
-        main(prog_name="nrl-launch")
-        return
-    try:
-        main(prog_name="nrl-launch")
-    except SystemExit as e:
+    code = main.run(prog_name="nrl-launch")
+    if fast_start:
         # The shim's process ends here: skip the interpreter's teardown of
         # every imported module (about 10 ms) once our output is flushed.
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        if not isinstance(e.code, (int, type(None))):
-            print(e.code, file=sys.stderr)
         try:
             if sys.stdout is not None:  # None when the shell closed it (>&-)
                 sys.stdout.flush()
@@ -61,6 +54,7 @@ def run(fast_start: bool = False) -> None:
             code = code or 1  # the output is incomplete (the caller said why when it could)
         sys.stderr.flush()
         os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

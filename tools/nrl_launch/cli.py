@@ -1,27 +1,28 @@
 """The click layer: parse options, call one library function, print its result.
 
-Our own errors become ``[ERROR]: …`` on stderr at one boundary
-(:func:`reports_errors`): each ``LauncherError`` carries its exit code
-(``UsageProblem`` 2, as click's usage errors; Ctrl-C 130; the rest 1).
+Every command is a :class:`LauncherCommand`: it owns the command's
+:class:`~nrl_launch.console.Console` (all output goes through it) and makes a
+usage problem click's usage error of that command. Every error, ours or
+click's, becomes ``[ERROR]: …`` and an exit status in one place,
+:func:`_report` (``UsageProblem`` 2, as click's usage errors; Ctrl-C 130; the
+rest the error's own ``exit_code``, 1 unless it says otherwise).
 """
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import wraps
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from nrl_launch import __version__
+from nrl_launch.console import Console
 from nrl_launch.errors import LauncherError, UsageProblem
-from nrl_launch.options import options, project_root_option, raw_settings
+from nrl_launch.options import kept_slurm_timeout, options, project_root_option, raw_settings, slurm_timeout_option
 
 if TYPE_CHECKING:  # imported where used: the DRYRUN=1 path needs neither pathlib nor these
     from pathlib import Path
@@ -30,56 +31,84 @@ if TYPE_CHECKING:  # imported where used: the DRYRUN=1 path needs neither pathli
     from nrl_launch.slurm.client import Runner, SlurmClient
 
 
-@dataclass(frozen=True)
 class CliContext:
     """What the commands take from their caller besides options: the runner
-    of Slurm commands (tests hand in a fake with ``CliRunner.invoke(obj=…)``)."""
+    of Slurm commands (tests hand in a fake: ``testkit.run_cli(…, slurm=fake)``).
 
-    slurm_runner: Runner | None = None  # None: subprocess.run (slurm.run_command)
+    A plain class: it is built at every start, DRYRUN=1 too, and a frozen
+    dataclass's generated methods cost that start almost 1 % of its
+    instructions (``benchmarks/bench_dryrun.py --instructions``).
+    """
+
+    __slots__ = ("slurm_runner",)
+
+    def __init__(self, slurm_runner: Runner | None = None) -> None:
+        self.slurm_runner = slurm_runner  # None: subprocess.run (slurm.run_command)
 
 
 def slurm_client() -> SlurmClient:
-    """The Slurm client of the running command, made from its environment."""
+    """The Slurm client of the running command, made from its environment (and --slurm-timeout)."""
+    from nrl_launch.settings import SLURM_TIMEOUT
     from nrl_launch.slurm.client import SlurmClient, run_command
 
     ctx = click.get_current_context()
     chosen = ctx.obj.slurm_runner if isinstance(ctx.obj, CliContext) and ctx.obj.slurm_runner else run_command
-    return SlurmClient(os.environ, chosen)
+    raw = kept_slurm_timeout(ctx)  # None: the client reads NRL_SLURM_TIMEOUT from the environment itself
+    return SlurmClient(os.environ, chosen, timeout=None if raw is None else SLURM_TIMEOUT.read(raw))
 
 
-def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Map our exception hierarchy to click's: usage problems exit 2, the rest their own code."""
+def console() -> Console:
+    """The console of the running command (made by :class:`LauncherCommand`)."""
+    made = click.get_current_context().meta[_CONSOLE]
+    assert isinstance(made, Console)
+    return made
 
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+
+_CONSOLE = "nrl_launch.console"  # the key of the command's Console in ctx.meta
+
+
+class LauncherCommand(click.Command):
+    """Every command of the launcher (the group's ``command_class``).
+
+    ``keep_going``: the command changes things (submits, cancels, records), so
+    a stdout that is gone must not stop it half-way (see :class:`Console`).
+    """
+
+    def __init__(self, *args: Any, keep_going: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.keep_going = keep_going
+
+    def invoke(self, ctx: click.Context) -> Any:
+        made = ctx.meta[_CONSOLE] = Console(self.name or "command", keep_going=self.keep_going)
         try:
-            return func(*args, **kwargs)
-        except UsageProblem as e:
-            raise click.UsageError(str(e), click.get_current_context(silent=True)) from e
-        except LauncherError as e:
-            raise LaunchFailure(e) from e
-
-    return wrapper
-
-
-class LaunchFailure(click.ClickException):
-    """A :class:`LauncherError` as click carries it to :meth:`LauncherGroup.main`, with the
-    exit status the error asks for (click keeps ``exit_code`` on the class, so it goes here)."""
-
-    def __init__(self, error: LauncherError) -> None:
-        super().__init__(str(error))
-        self.status = error.exit_code
+            result = super().invoke(ctx)
+        except UsageProblem as e:  # click's own kind of error, of this command: exit 2 and a --help hint
+            raise click.UsageError(str(e), ctx) from e
+        except click.exceptions.Exit:  # the command's own exit status (failed verdicts): a lost stdout fails it too
+            made.check()
+            raise
+        made.check()
+        return result
 
 
-def _show(error: click.ClickException) -> None:
-    """Every error, ours or click's own, in the launcher's ``[ERROR]:`` format."""
-    if type(error).__name__ == "NoArgsIsHelpError":  # bare `nrl-launch`: just the help
-        click.echo(error.format_message(), err=True)
-        return
-    hint = ""
-    if isinstance(error, click.UsageError) and error.ctx is not None:
-        hint = f" (see '{error.ctx.command_path} --help')"
-    click.echo(f"[ERROR]: {error.format_message()}{hint}", err=True)
+def _report(error: Exception) -> int:
+    """The one place an error becomes its ``[ERROR]: …`` line on stderr and the exit status."""
+    if isinstance(error, LauncherError):
+        message, code = str(error), error.exit_code
+    elif isinstance(error, click.Abort):  # Ctrl-C, as a shell reports SIGINT
+        message, code = "aborted", 130
+    elif isinstance(error, click.ClickException):
+        if type(error).__name__ == "NoArgsIsHelpError":  # bare `nrl-launch`: just the help
+            click.echo(error.format_message(), err=True)
+            return error.exit_code
+        hint = ""
+        if isinstance(error, click.UsageError) and error.ctx is not None:
+            hint = f" (see '{error.ctx.command_path} --help')"
+        message, code = error.format_message() + hint, error.exit_code
+    else:  # an OSError, e.g. stdout on a full disk: one line, not a traceback
+        message, code = str(error), 1
+    click.echo(f"[ERROR]: {message}", err=True)
+    return code
 
 
 def _is_script(arg: str) -> bool:
@@ -90,8 +119,9 @@ def _is_script(arg: str) -> bool:
 class LauncherGroup(click.Group):
     """``launch`` is the default command (``nrl-launch x.sh`` and ``python -m
     nrl_launch x.sh`` launch, as spec section 1 says), a mistyped command is
-    not taken for a script, and errors click reports itself (a missing
-    argument, an unknown option) use the ``[ERROR]:`` format."""
+    not taken for a script, and every error is reported by :func:`_report`."""
+
+    command_class = LauncherCommand
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         first = args[0] if args else None
@@ -108,61 +138,20 @@ class LauncherGroup(click.Group):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         # click types main() with overloads on a literal standalone_mode; forwarding
-        # *args cannot match them, hence the two ignores below.
+        # *args cannot match them, hence the ignore below.
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
+        sys.exit(self.run(*args, **kwargs))
+
+    def run(self, *args: Any, **kwargs: Any) -> int:
+        """Run one command line to its end: the exit status, every error reported on stderr."""
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
-        except click.ClickException as e:
-            _show(e)
-            sys.exit(e.status if isinstance(e, LaunchFailure) else e.exit_code)
-        except click.Abort:
-            click.echo("[ERROR]: aborted", err=True)
-            sys.exit(130)
-        except BrokenPipeError:
-            sys.exit(1)  # whoever read our output stopped reading (e.g. `| head`)
-        except OSError as e:  # e.g. stdout on a full disk: one line, not a traceback
-            click.echo(f"[ERROR]: {e}", err=True)
-            sys.exit(1)
-        sys.exit(code if isinstance(code, int) else 0)
-
-
-def _echo(line: str) -> None:
-    # The contract's lines are plain text: print() costs a fraction of click.echo,
-    # which counts when DRYRUN=1 prints two lines per recipe of a whole suite.
-    if sys.stdout is None:  # the shell closed it (>&-): print() would drop the line without a word
-        _lose_stdout(OSError(errno.EBADF, "stdout is closed"))
-    try:
-        print(line, flush=True)
-    except OSError as e:
-        _lose_stdout(e)
-
-
-_STDOUT_LOST: list[str] = []  # why stdout could not be written (at most one reason)
-
-
-def _lose_stdout(error: OSError) -> None:
-    """stdout is gone (its reader closed the pipe, the disk is full): the launch goes on to
-    its end, so that nothing is left half-submitted, with the rest of its output sent nowhere;
-    said once on stderr, and the launch exits 1 (its output is incomplete)."""
-    if not _STDOUT_LOST:
-        _STDOUT_LOST.append(error.strerror or str(error))
-        click.echo(f"[WARNING]: cannot write to stdout ({_STDOUT_LOST[0]}): the launch goes on, "
-                   "its output is lost", err=True)
-    try:
-        fd = sys.stdout.fileno() if sys.stdout is not None else None
-    except (OSError, ValueError):  # a stream without a file descriptor (io.UnsupportedOperation)
-        fd = None
-    if fd is None:
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (stands for stdout until the process ends)
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)  # the unwritten buffer is flushed there too, not again into the broken stream
-    os.close(devnull)
-
-
-def _echo_err(line: str) -> None:
-    click.echo(line, err=True)
+        except SystemExit as e:  # click's own end of a broken stdout pipe
+            return e.code if isinstance(e.code, int) else 1
+        except (LauncherError, click.ClickException, click.Abort, OSError) as e:
+            return _report(e)
+        return code if isinstance(code, int) else 0
 
 
 class SnapshotProgress:
@@ -206,10 +195,10 @@ def main() -> None:
         sys.stdout.reconfigure(errors="surrogateescape")
 
 
-@main.command(context_settings={"max_content_width": 100})
+@main.command(context_settings={"max_content_width": 100}, keep_going=True)
 @click.argument("scripts", nargs=-1, required=True, metavar="SCRIPT...")
 @options()
-@reports_errors
+@slurm_timeout_option
 def launch(scripts: tuple[str, ...], **values: Any) -> None:
     """Plan, snapshot and submit each recipe SCRIPT (NUM_RUNS chained jobs each).
 
@@ -220,12 +209,11 @@ def launch(scripts: tuple[str, ...], **values: Any) -> None:
 
     settings = make_settings(raw_settings(values), launch_stamp=time.strftime("%y%m%d-%H%M%S"))
     slurm = None if settings.dryrun is DryRun.GPU_HOURS else slurm_client()  # DRYRUN=1 never asks Slurm
-    result = run_launch(scripts, settings, environ=dict(os.environ), slurm=slurm, out=_echo,
-                        err=_echo_err, progress=_snapshot_progress, interactive=sys.stdin.isatty())
-    if _STDOUT_LOST:
-        hint = "" if settings.dryrun is DryRun.GPU_HOURS else "; see what it did with: nrl-launch status"
-        raise click.ClickException(f"the launch finished but its output could not be written to stdout "
-                                   f"({_STDOUT_LOST[0]}){hint}")
+    shown = console()
+    if slurm is not None:
+        shown.hint = "; see what it did with: nrl-launch status"  # should stdout be lost
+    result = run_launch(scripts, settings, environ=dict(os.environ), slurm=slurm, out=shown.out,
+                        err=shown.err, progress=_snapshot_progress, interactive=sys.stdin.isatty())
     if result.failed:
         click.get_current_context().exit(1)  # verdicts are printed; exit code says it
 
@@ -274,7 +262,6 @@ def _snapshot_root(project_root: str | None, dirname: str | None) -> Path:
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Dry runs at a time (default: CPU count).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds a dry run may take (default 60).")
-@reports_errors
 def lint(root: str | None, fmt: str, strict: bool, budgets: tuple[str, ...], exec_dryrun: bool, jobs: int | None,
          timeout: float | None) -> None:
     """Check recipes, suites, YAML mirrors, CONFIG blocks and budgets (docs/lint.md).
@@ -302,9 +289,10 @@ def lint(root: str | None, fmt: str, strict: bool, budgets: tuple[str, ...], exe
     report = linter.run_lint(Path(root) if root is not None else linter.lint_root(Path.cwd()), budgets=overrides,
                              dryrun=dryrun)
     body = linter.render(report, fmt)
+    shown = console()
     if body:
-        click.echo(body)
-    click.echo(linter.summary(report), err=fmt == "json")  # stdout stays one JSON document
+        shown.out(body)
+    (shown.err if fmt == "json" else shown.out)(linter.summary(report))  # stdout stays one JSON document
     if report.failed(strict):
         click.get_current_context().exit(1)
 
@@ -314,7 +302,7 @@ def lint(root: str | None, fmt: str, strict: bool, budgets: tuple[str, ...], exe
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--wide", is_flag=True, help="Do not shorten columns to fit 120 characters.")
 @project_root_option
-@reports_errors
+@slurm_timeout_option
 def status(experiments: tuple[str, ...], fmt: str, wide: bool, project_root: str | None,
            code_snapshot_dirname: str | None) -> None:
     """One row per snapshot: commit, runs, job states, steps reached, last verdict.
@@ -325,8 +313,9 @@ def status(experiments: tuple[str, ...], fmt: str, wide: bool, project_root: str
 
     found = report.collect_status(_snapshot_root(project_root, code_snapshot_dirname), experiments or None,
                                   slurm_client())
-    click.echo(report.format_json(found) if fmt == "json" else report.format_table(found, wide=wide))
-    click.echo(report.summary(found), err=fmt == "json")  # stdout stays one JSON document
+    shown = console()
+    shown.out(report.format_json(found) if fmt == "json" else report.format_table(found, wide=wide))
+    (shown.err if fmt == "json" else shown.out)(report.summary(found))  # stdout stays one JSON document
     problem = report.problem(found)
     if problem:
         raise LauncherError(problem)
@@ -335,11 +324,11 @@ def status(experiments: tuple[str, ...], fmt: str, wide: bool, project_root: str
 WATCH_VARIABLES = ("WATCH_INTERVAL", "WATCH_GIVE_UP", "STOP_CHAIN_ON_FAILURE", "MAX_RETRIES")
 
 
-@main.command()
+@main.command(keep_going=True)
 @click.argument("experiments", nargs=-1, required=True)
 @options(*WATCH_VARIABLES)
 @project_root_option
-@reports_errors
+@slurm_timeout_option
 def watch(experiments: tuple[str, ...], project_root: str | None, code_snapshot_dirname: str | None,
           **values: Any) -> None:
     """Follow the recorded jobs of EXPERIMENTS until they end, then print verdicts.
@@ -357,19 +346,20 @@ def watch(experiments: tuple[str, ...], project_root: str | None, code_snapshot_
     dirname = parse_snapshot_dirname(code_snapshot_dirname)
     tracked: list[TrackedExperiment] = [recorded(root / dirname, name) for name in experiments]
     slurm = slurm_client()
-    retrier = retrier_for_snapshots(slurm, settings.max_retries, root / dirname, experiments, out=_echo,
-                                    err=_echo_err, clock=timestamp) if settings.max_retries else None
-    watcher = Watcher(slurm, settings, out=_echo, err=_echo_err, interactive=sys.stdin.isatty(),
+    shown = console()
+    retrier = retrier_for_snapshots(slurm, settings.max_retries, root / dirname, experiments, out=shown.out,
+                                    err=shown.err, clock=timestamp) if settings.max_retries else None
+    watcher = Watcher(slurm, settings, out=shown.out, err=shown.err, interactive=sys.stdin.isatty(),
                       resume_hint=watch_command(root, dirname, settings, experiments), retrier=retrier)
     if any(v.failed for v in watcher.watch(tracked)):
         click.get_current_context().exit(1)
 
 
-@main.command()
+@main.command(keep_going=True)
 @click.argument("experiments", nargs=-1, required=True)
 @click.option("--dry-run", is_flag=True, help="Say what would be cancelled; cancel and record nothing.")
 @project_root_option
-@reports_errors
+@slurm_timeout_option
 def cancel(experiments: tuple[str, ...], dry_run: bool, project_root: str | None,
            code_snapshot_dirname: str | None) -> None:
     """scancel every queued or running job recorded for EXPERIMENTS (one scancel call).
@@ -382,12 +372,7 @@ def cancel(experiments: tuple[str, ...], dry_run: bool, project_root: str | None
 
     slurm = slurm_client()
     cancelling.run_cancel(_snapshot_root(project_root, code_snapshot_dirname), experiments, slurm, dry=dry_run,
-                          out=click.echo, err=_echo_err)
-
-
-def _write_stdout(data: bytes) -> None:
-    # bytes as the log holds them (click writes bytes to the binary stream, flushed)
-    click.echo(data, nl=False)
+                          out=console().out, err=console().err)
 
 
 @main.command()
@@ -398,7 +383,7 @@ def _write_stdout(data: bytes) -> None:
 @click.option("--interval", type=click.FloatRange(min=0.05, max=3600), default=2.0, show_default=True,
               help="Seconds between looks at the log while following.")
 @project_root_option
-@reports_errors
+@slurm_timeout_option
 def logs(experiment: str, follow: bool, job_id: str | None, interval: float, project_root: str | None,
          code_snapshot_dirname: str | None) -> None:
     """Print the current run's ray-driver.log of EXPERIMENT (its Slurm --output file before
@@ -412,10 +397,10 @@ def logs(experiment: str, follow: bool, job_id: str | None, interval: float, pro
     if not jobs:
         raise LauncherError(f"no run of {experiment} is recorded in its manifest: nothing has a log")
     if not follow:
-        follow_logs.show(snapshot, experiment, jobs, write=_write_stdout, err=_echo_err)
+        follow_logs.show(snapshot, experiment, jobs, write=console().write, err=console().err)
         return
     follower = follow_logs.Follower(snapshot, experiment, lambda: follow_logs.recorded_jobs(snapshot, job_id),
-                                    slurm_client(), write=_write_stdout, err=_echo_err, wait=time.sleep,
+                                    slurm_client(), write=console().write, err=console().err, wait=time.sleep,
                                     interval=interval)
     try:
         follower.run()
@@ -429,7 +414,6 @@ def logs(experiment: str, follow: bool, job_id: str | None, interval: float, pro
 @click.argument("experiment")
 @options("SNAPSHOT_MODE")
 @project_root_option
-@reports_errors
 def snapshot(experiment: str, snapshot_mode: str | None, project_root: str | None,
              code_snapshot_dirname: str | None) -> None:
     """Create (or reuse) the code snapshot of EXPERIMENT and print its absolute path.
@@ -443,8 +427,8 @@ def snapshot(experiment: str, snapshot_mode: str | None, project_root: str | Non
     from nrl_launch.settings import parse_snapshot_dirname, parse_snapshot_mode
 
     folder = take_snapshot(Path(project_root or "."), experiment, dirname=parse_snapshot_dirname(code_snapshot_dirname),
-                           mode=parse_snapshot_mode(snapshot_mode), err=_echo_err, progress=_snapshot_progress)
-    click.echo(folder)
+                           mode=parse_snapshot_mode(snapshot_mode), err=console().err, progress=_snapshot_progress)
+    console().out(str(folder))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -201,8 +201,8 @@ class Watcher:
         if failing_for >= self.settings.give_up:
             raise SlurmUnreachable(f"gave up watching: Slurm has not answered for {failing_for:.0f} s ({error}). "
                                    f"Resume with: {self.resume_hint}")
-        self.err(f"[{self.clock()}] [WARNING]: cannot reach Slurm ({error}); retrying in "
-                 f"{self.settings.interval:g}s")
+        said = str(error) if isinstance(error, SlurmUnreachable) else f"cannot reach Slurm ({error})"
+        self.err(f"[{self.clock()}] [WARNING]: {said}; retrying in {self.settings.interval:g}s")
 
     def _progress(self, queue: Mapping[str, JobInfo], remaining: Sequence[str]) -> str:
         """One stderr line: each queued job's state (and pending reason), and the next poll."""
