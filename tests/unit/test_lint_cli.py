@@ -187,8 +187,8 @@ def test_every_configuration_error_is_one_error_line(realworld: Path) -> None:
         "unknown key 'suite_dir' (did you mean 'suite-dir'?); known: suite-dir, recipe-roots, yaml-root, "
         "yaml-requires-script, extra-node-keys, algos, base-check, base-extra-keys, suites, severity, per-file-ignores",
         f"[ERROR]: pyproject.toml:{budget_line}: "
-        "[tool.nrl-launch.lint.suites.nightly] budget must be a whole number >= 0, got -1 (see 'main lint "
-        "--help')",  # (CliRunner calls the program 'main')
+        "[tool.nrl-launch.lint.suites.nightly] budget must be a whole number >= 0, got -1 (see 'nrl-launch lint "
+        "--help')",
     ]
 
 
