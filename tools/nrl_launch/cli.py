@@ -26,7 +26,7 @@ from nrl_launch.options import options, project_root_option, raw_settings
 if TYPE_CHECKING:  # imported where used: the DRYRUN=1 path needs neither pathlib nor these
     from pathlib import Path
 
-    from nrl_launch.follow.watch import TrackedExperiment
+    from nrl_launch.experiment.folder import SnapshotRoot
     from nrl_launch.slurm.client import Runner, SlurmClient
 
 
@@ -254,10 +254,11 @@ def _project_root(project_root: str | None) -> Path:
     return Path(project_root).resolve() if project_root is not None else _git_root_or_cwd(outermost=True)
 
 
-def _snapshot_root(project_root: str | None, dirname: str | None) -> Path:
+def _snapshot_root(project_root: str | None, dirname: str | None) -> SnapshotRoot:
+    from nrl_launch.experiment.folder import SnapshotRoot
     from nrl_launch.settings import parse_snapshot_dirname
 
-    return _project_root(project_root) / parse_snapshot_dirname(dirname)
+    return SnapshotRoot(_project_root(project_root), parse_snapshot_dirname(dirname))
 
 
 @main.command(context_settings={"max_content_width": 100})
@@ -323,8 +324,7 @@ def status(experiments: tuple[str, ...], fmt: str, wide: bool, project_root: str
     """
     from nrl_launch.follow import status as report
 
-    found = report.collect_status(_snapshot_root(project_root, code_snapshot_dirname), experiments or None,
-                                  slurm_client())
+    found = report.collect(_snapshot_root(project_root, code_snapshot_dirname), experiments or None, slurm_client())
     click.echo(report.format_json(found) if fmt == "json" else report.format_table(found, wide=wide))
     click.echo(report.summary(found), err=fmt == "json")  # stdout stays one JSON document
     problem = report.problem(found)
@@ -347,21 +347,13 @@ def watch(experiments: tuple[str, ...], project_root: str | None, code_snapshot_
     With --max-retries, a run lost to a node failure or preemption is submitted
     again as the snapshot's continue.sh would (retries recorded earlier count).
     """
-    from nrl_launch.follow.retry import retrier_for_snapshots
-    from nrl_launch.follow.watch import Watcher, recorded, timestamp
-    from nrl_launch.pipeline import watch_command
-    from nrl_launch.settings import make_watch_settings, parse_snapshot_dirname
+    from nrl_launch.follow.watch import watch_recorded
+    from nrl_launch.settings import make_watch_settings
 
     settings = make_watch_settings(raw_settings(values, WATCH_VARIABLES))
-    root = _project_root(project_root)
-    dirname = parse_snapshot_dirname(code_snapshot_dirname)
-    tracked: list[TrackedExperiment] = [recorded(root / dirname, name) for name in experiments]
-    slurm = slurm_client()
-    retrier = retrier_for_snapshots(slurm, settings.max_retries, root / dirname, experiments, out=_echo,
-                                    err=_echo_err, clock=timestamp) if settings.max_retries else None
-    watcher = Watcher(slurm, settings, out=_echo, err=_echo_err, interactive=sys.stdin.isatty(),
-                      resume_hint=watch_command(root, dirname, settings, experiments), retrier=retrier)
-    if any(v.failed for v in watcher.watch(tracked)):
+    verdicts = watch_recorded(_snapshot_root(project_root, code_snapshot_dirname), experiments, settings,
+                              slurm_client(), out=_echo, err=_echo_err, interactive=sys.stdin.isatty())
+    if any(v.failed for v in verdicts):
         click.get_current_context().exit(1)
 
 
@@ -405,24 +397,13 @@ def logs(experiment: str, follow: bool, job_id: str | None, interval: float, pro
     the driver log exists). Reads files only: works from a login node.
     """
     from nrl_launch.follow import logs as follow_logs
-    from nrl_launch.follow.watch import snapshot_folder
 
-    snapshot = snapshot_folder(_snapshot_root(project_root, code_snapshot_dirname), experiment)
-    jobs = follow_logs.recorded_jobs(snapshot, job_id)
-    if not jobs:
-        raise LauncherError(f"no run of {experiment} is recorded in its manifest: nothing has a log")
-    if not follow:
-        follow_logs.show(snapshot, experiment, jobs, write=_write_stdout, err=_echo_err)
-        return
-    follower = follow_logs.Follower(snapshot, experiment, lambda: follow_logs.recorded_jobs(snapshot, job_id),
-                                    slurm_client(), write=_write_stdout, err=_echo_err, wait=time.sleep,
-                                    interval=interval)
-    try:
-        follower.run()
-    except KeyboardInterrupt as e:
-        from nrl_launch.errors import Interrupted
-
-        raise Interrupted(f"stopped following the logs of {experiment}") from e
+    snapshots = _snapshot_root(project_root, code_snapshot_dirname)
+    if follow:
+        follow_logs.follow(snapshots, experiment, job_id, slurm_client(), write=_write_stdout, err=_echo_err,
+                           interval=interval)
+    else:
+        follow_logs.show(snapshots, experiment, job_id, write=_write_stdout, err=_echo_err)
 
 
 @main.command()
