@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from nrl_launch.cli import CliContext, main
-from nrl_launch.experiment.gitrepo import find_repo, list_tracked_files
 from nrl_launch.experiment.folder import SnapshotRoot
+from nrl_launch.experiment.gitrepo import find_repo, list_tracked_files
 from nrl_launch.experiment.manifest import Source, build_manifest, read_manifest
 from nrl_launch.experiment.snapshot import ensure_snapshot
 from nrl_launch.launch import launch

@@ -123,8 +123,8 @@ def run_watch(fake: FakeSlurm, snapshot: Path, ids: tuple[str, ...], *, max_retr
     out: list[str] = []
     err: list[str] = []
     client = fake.client({"PATH": os.environ["PATH"], "NUM_NODES": "4", "MAX_STEPS": "99"})
-    retrier = Retrier(client, max_retries, {"exp": book or RetryBook(folder_of(snapshot), next_run(snapshot))}, out=out.append,
-                      err=err.append, clock=lambda: "T")
+    books = {"exp": book or RetryBook(folder_of(snapshot), next_run(snapshot))}
+    retrier = Retrier(client, max_retries, books, out=out.append, err=err.append, clock=lambda: "T")
     watcher = Watcher(client, WatchSettings(interval=1, max_retries=max_retries), out=out.append, err=err.append,
                       wait=lambda _: None, clock=lambda: "T", retrier=retrier)
     [verdict] = watcher.watch([TrackedExperiment("exp", tuple(TrackedJob(i, snapshot) for i in ids))])

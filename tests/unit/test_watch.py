@@ -543,8 +543,8 @@ def test_timestamps_are_local_date_and_time() -> None:
 def test_experiments_without_logs_say_where_they_looked(tmp_path: Path) -> None:
     assert judge_jobs("empty", ()) == Verdict("empty", GENERAL_FAIL, ("no runs were submitted",))
     two = TrackedExperiment("two", (TrackedJob("5", tmp_path), TrackedJob("6", tmp_path / "b")))
-    assert judge_jobs(two.name, two.jobs).evidence == (f"no driver log found (looked for {tmp_path}/5-logs/ray-driver.log, "
-                                      f"{tmp_path}/b/6-logs/ray-driver.log)",)
+    assert judge_jobs(two.name, two.jobs).evidence == (
+        f"no driver log found (looked for {tmp_path}/5-logs/ray-driver.log, {tmp_path}/b/6-logs/ray-driver.log)",)
 
 
 def test_waiting_on_a_terminal_without_a_key_press_ends_after_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:

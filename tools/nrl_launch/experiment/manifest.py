@@ -455,9 +455,23 @@ def build_manifest(repo_info: RepoInfo, *, config_values: Mapping[str, str], gpu
 # ---------------------------------------------------------------- text
 
 
+class _Dumper(yaml.SafeDumper):
+    """``yaml.safe_dump``'s dumper, but a text holding a line break that YAML folds (NEL, LS,
+    PS) is written double-quoted, escaped: PyYAML would write ``'a\x85b'`` single-quoted,
+    which reads back as ``'a b'``."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = '"' if any(c in text for c in "\x85\u2028\u2029") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _represent_text)
+
+
 def _dump(data: Any) -> str:
     """Block-style YAML, keys in insertion order."""
-    return yaml.safe_dump(data, default_flow_style=False, sort_keys=False, allow_unicode=True)
+    return yaml.dump(data, Dumper=_Dumper, default_flow_style=False, sort_keys=False, allow_unicode=True)
 
 
 def render_manifest(manifest: Manifest) -> str:
