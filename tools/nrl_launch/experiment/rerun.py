@@ -12,7 +12,9 @@ numbering the run to recording it.
 Inside a launch, that submission is in memory. ``nrl-launch watch`` runs in
 another process, days later perhaps, so the launcher also writes it as data
 into the snapshot, beside ``continue.sh`` and from the same
-:class:`~nrl_launch.plan.Submission`: ``<snapshot>/.nrl_launch.next-run.json``.
+:class:`~nrl_launch.plan.Submission`: ``<snapshot>/.nrl_launch.next-run.json``
+(:meth:`ExperimentDir.write_continuation <nrl_launch.experiment.folder.ExperimentDir.write_continuation>`
+writes both, :meth:`~nrl_launch.experiment.folder.ExperimentDir.next_run` reads it).
 ``continue.sh`` stays bash for people (it is never parsed back); this file is
 what the launcher reads. A snapshot launched before this file existed has no
 record to retry from, and WATCH says so instead of guessing.
@@ -53,11 +55,6 @@ class NextRun:
     def of(cls, sub: Submission) -> NextRun:
         """The run ``continue.sh`` rendered from ``sub`` (the launcher's last run) submits."""
         return cls(sub.experiment, sub.cwd, sub.argv, sub.env, sub.config_env, sub.total, sub.stamp, sub.index)
-
-    @property
-    def snapshot_dir(self) -> Path:
-        """The experiment's snapshot folder."""
-        return Path(self.cwd)
 
     @property
     def base_log_dir(self) -> str | None:
