@@ -34,7 +34,7 @@ from nrl_launch.experiment import gitrepo
 from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot, locked, name_problem
 from nrl_launch.experiment.gitrepo import RepoInfo
 from nrl_launch.experiment.joblogs import TrackedExperiment, TrackedJob
-from nrl_launch.experiment.manifest import VIA_LAUNCHER, Manifest, build_manifest
+from nrl_launch.experiment.manifest import VIA_LAUNCHER, Manifest, Source, build_manifest
 from nrl_launch.experiment.rerun import NextRun
 from nrl_launch.experiment.snapshot import SnapshotBatch
 from nrl_launch.follow import watch
@@ -232,7 +232,7 @@ class Pipeline:
         if self.settings.dryrun is DryRun.NO_SUBMIT or not any(launched.jobs.values()):
             return []
         lines = ["[INFO]: Next:"]
-        for snapshots, names in by_snapshot_root(launched.planned, self.settings).items():
+        for snapshots, names in by_snapshot_root(launched.planned).items():
             where = ["--project-root", str(snapshots.project_root), "--code-snapshot-dirname", snapshots.dirname]
             lines.append("    " + " ".join(shlex.quote(w) for w in ["nrl-launch", "status", *where, *names]) +
                          "   # job states, steps, verdicts")
@@ -393,7 +393,8 @@ def check_batch_script(exp: Experiment, batch_script: str, tracked: frozenset[st
 def recorded_meta(folder: ExperimentDir) -> str | None:
     """The ``<short sha>-<subject>`` an existing snapshot's manifest records, if any."""
     recorded = folder.recorded()
-    return recorded.source.short_meta or None if recorded is not None and recorded.source is not None else None
+    source = recorded.source if recorded is not None else None
+    return (source.short_meta or None) if source is not None else None
 
 
 def reuse_notes(p: PlannedExperiment, settings: LaunchSettings) -> list[str]:
@@ -402,9 +403,9 @@ def reuse_notes(p: PlannedExperiment, settings: LaunchSettings) -> list[str]:
         recorded = p.folder.manifest
     except SnapshotError:
         return [f"[INFO]: {p.name}: the snapshot has no manifest: its commit and runs are unknown"]
-    source = recorded.source
-    commit = (source.short_meta or source.commit if source else None) or "unknown"
-    dirty = " (with uncommitted changes)" if source and source.dirty else ""
+    source = recorded.source or Source()
+    commit = source.short_meta or source.commit or "unknown"
+    dirty = " (with uncommitted changes)" if source.dirty else ""
     runs = recorded.runs
     last = "no run yet"
     if runs:  # the verdict of the latest launch (an earlier one's logs are in the snapshot too)
@@ -444,15 +445,15 @@ def write_continue_scripts(planned: Sequence[PlannedExperiment]) -> None:
         p.folder.write_continuation(p.submissions[-1], script=p.rel_path, version=__version__)
 
 
-def by_snapshot_root(planned: Iterable[PlannedExperiment], settings: LaunchSettings) -> dict[SnapshotRoot, list[str]]:
+def by_snapshot_root(planned: Iterable[PlannedExperiment]) -> dict[SnapshotRoot, list[str]]:
     """The experiments' names grouped by the snapshot root of their project, in launch order."""
     groups: dict[SnapshotRoot, list[str]] = {}
     for p in planned:
-        groups.setdefault(SnapshotRoot(p.repo.info.root, settings.snapshot_dirname), []).append(p.name)
+        groups.setdefault(p.folder.root, []).append(p.name)
     return groups
 
 
 def resume_hint(planned: Sequence[PlannedExperiment], settings: LaunchSettings) -> str:
     """The ``nrl-launch watch`` command(s) that pick up where this launch stops."""
     return "; ".join(watch.watch_command(snapshots, settings.watching, names)
-                     for snapshots, names in by_snapshot_root(planned, settings).items())
+                     for snapshots, names in by_snapshot_root(planned).items())

@@ -16,9 +16,9 @@ queued (``squeue --me``).
 * ``--follow`` prints as the log grows, moves on when the chain advances (a
   later job leaves a log, or Slurm requeued the job and a newer attempt
   writes its own driver log), and ends once no job of the experiment is
-  queued and the last log is printed to its end. The manifest is read again
-  whenever Slurm is asked, so runs added meanwhile (a retry, ``continue.sh``)
-  are followed too. Which file is printed is said on stderr
+  queued and the last log is printed to its end. Whenever Slurm is asked, the
+  manifest is read again if it changed, so runs added meanwhile (a retry,
+  ``continue.sh``) are followed too. Which file is printed is said on stderr
   (``==> <path> (job <id>) <==``); stdout carries the log's bytes unchanged.
 """
 

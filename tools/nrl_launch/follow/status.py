@@ -21,7 +21,7 @@ from pathlib import Path
 from nrl_launch.errors import SlurmError
 from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot
 from nrl_launch.experiment.joblogs import TrackedExperiment, driver_logs
-from nrl_launch.experiment.manifest import RetryOrigin, Run
+from nrl_launch.experiment.manifest import RetryOrigin, Run, Source
 from nrl_launch.follow.verdict import METRIC_FAIL, PASS, judge_jobs
 from nrl_launch.slurm.client import SlurmClient
 
@@ -120,7 +120,7 @@ def _row(folder: ExperimentDir) -> StatusRow:
     if problem is not None:
         return StatusRow(name, str(folder.path), problem=problem)
     recorded = folder.manifest
-    source = recorded.source
+    source = recorded.source or Source()
     launch = folder.tracked()  # jobs and verdict: the latest launch's (a relaunch reuses the snapshot)
     metrics = folder.metrics_file()
     max_steps = recorded.config_values.get("MAX_STEPS", "")
@@ -128,8 +128,8 @@ def _row(folder: ExperimentDir) -> StatusRow:
     return StatusRow(
         experiment=name,
         snapshot=str(folder.path),
-        commit=(source.commit or "")[:12] or None if source else None,
-        dirty=source.dirty if source else None,
+        commit=(source.commit or "")[:12] or None,
+        dirty=source.dirty,
         runs=len(recorded.runs),
         jobs=tuple(JobState(r.job_id, r.run, UNKNOWN) for r in recorded.latest_launch.runs),
         steps=max_step(metrics) if metrics else None,
