@@ -58,7 +58,7 @@ def test_a_requeued_job_whose_second_attempt_passes_is_a_pass(local_slurm, tmp_p
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_for(marker, proc)
-        [job] = [run["job_id"] for run in read_manifest(lau.repo / "code_snapshots" / QUICK)["runs"]]
+        [job] = [run.job_id for run in read_manifest(lau.repo / "code_snapshots" / QUICK).runs]
         lau.track(job)
         # Slurm holds a requeued job back for a while; let it start again at once
         for args in (("requeue", job), ("update", f"jobid={job}", "starttime=now+2")):

@@ -17,7 +17,7 @@ import pytest
 
 from nrl_launch.errors import SnapshotError
 from nrl_launch.experiment.locks import experiment_locks
-from nrl_launch.experiment.manifest import append_run, read_manifest
+from nrl_launch.experiment.manifest import Cancellation, RetryOrigin, append_run, read_manifest
 from nrl_launch.slurm.client import Completed
 from testkit import BASE_ENV, Call, FakeSlurm, Project, run_cli, write
 
@@ -53,10 +53,10 @@ def test_cancel_stops_every_queued_job_in_one_scancel_and_records_it(launched: P
     assert result.stdout.splitlines() == ["[INFO]: sft-a: cancelled 3 jobs: 1001 1002 1003",
                                           "[INFO]: sft-b: cancelled 2 jobs: 1005 1006"]
     assert {job.state for job in fake_slurm.jobs.values()} == {"CANCELLED", "COMPLETED"}
-    runs = read_manifest(launched.root / "code_snapshots" / "sft-a")["runs"]
-    assert [r.get("job_id") for r in runs] == ["1001", "1002", "1003", None]
-    assert (runs[-1]["cancelled"], runs[-1]["via"]) == ("1001 1002 1003", "nrl-launch cancel")
-    assert read_manifest(launched.root / "code_snapshots" / "sft-b")["runs"][-1]["cancelled"] == "1005 1006"
+    entries = [e.to_data() for e in read_manifest(launched.root / "code_snapshots" / "sft-a").entries]
+    assert [e.get("job_id") for e in entries] == ["1001", "1002", "1003", None]
+    assert (entries[-1]["cancelled"], entries[-1]["via"]) == ("1001 1002 1003", "nrl-launch cancel")
+    assert read_manifest(launched.root / "code_snapshots" / "sft-b").entries[-1].to_data()["cancelled"] == "1005 1006"
 
 
 def test_cancel_waits_for_a_launch_holding_the_experiment_and_cancels_what_it_queued(
@@ -137,7 +137,7 @@ def test_scancel_complaining_about_a_job_that_just_ended(launched: Project, fake
     assert result.stdout == "[INFO]: sft-a: cancelled 3 jobs: 1001 1002 1003\n"
     fake_slurm.answers["scancel"] = lambda call: Completed(1, "", "scancel: error: Access/permission denied\n")
     assert run_cli("cancel", "sft-b", slurm=fake_slurm).exit_code == 1  # still queued: the error stands
-    assert "cancelled" not in read_manifest(launched.root / "code_snapshots" / "sft-b")["runs"][-1]
+    assert not isinstance(read_manifest(launched.root / "code_snapshots" / "sft-b").entries[-1], Cancellation)
 
 
 def test_continue_sh_and_status_after_a_cancel(launched: Project, fake_slurm: FakeSlurm, tmp_path: Path) -> None:
@@ -148,7 +148,7 @@ def test_continue_sh_and_status_after_a_cancel(launched: Project, fake_slurm: Fa
     env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "HOME": str(tmp_path)}
     done = subprocess.run(["bash", str(snapshot / "continue.sh")], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    runs = read_manifest(snapshot)["runs"]
+    runs = [e.to_data() for e in read_manifest(snapshot).entries]
     assert [(r.get("job_id"), r.get("run")) for r in runs] == [("1001", "1/3"), ("1002", "2/3"), ("1003", "3/3"),
                                                               (None, None), ("2001", "4")]
     fake_slurm.add_job("2001", "PENDING")
@@ -179,10 +179,8 @@ def test_status_summary_counts_cancelled_experiments(launched: Project, fake_slu
 
 def test_status_shows_retries(launched: Project, fake_slurm: FakeSlurm) -> None:
     snapshot = launched.root / "code_snapshots" / "sft-a"
-    append_run(snapshot, "1007", "4", via="retry",
-               details={"retry_of": "1003", "after": "NODE_FAIL", "failed_on": "n[1-2]", "exclude": "n2"})
-    append_run(snapshot, "1008", "5", via="retry",
-               details={"retry_of": "1007", "after": "PREEMPTED", "failed_on": "n[1-2]"})
+    append_run(snapshot, "1007", "4", via="retry", retry=RetryOrigin("1003", "NODE_FAIL", "n[1-2]", "n2"))
+    append_run(snapshot, "1008", "5", via="retry", retry=RetryOrigin("1007", "PREEMPTED", "n[1-2]"))
     fake_slurm.add_job("1007", "PREEMPTED")
     fake_slurm.add_job("1008", "RUNNING")
     status = run_cli("status", "--format", "json", "sft-a", "sft-b", slurm=fake_slurm)
@@ -199,16 +197,17 @@ def test_status_shows_retries(launched: Project, fake_slurm: FakeSlurm) -> None:
 
 
 def test_manifest_entries_of_retries_and_cancellations(tmp_path: Path) -> None:
-    from nrl_launch.experiment.manifest import append_cancellation, cancellations, job_runs, write_manifest
+    from nrl_launch.experiment.manifest import Manifest, append_cancellation, write_manifest
 
-    write_manifest(tmp_path, {"experiment": "x", "runs": []})
+    write_manifest(tmp_path, Manifest("x"))
     append_run(tmp_path, "7", "1/1")
-    append_run(tmp_path, "8", "2", via="retry", details={"job_id": "666", "via": "other", "retry_of": "7"})
+    append_run(tmp_path, "8", "2", via="retry", retry=RetryOrigin("7", "NODE_FAIL", "n1"))
     append_cancellation(tmp_path, ["8"], when="2026-11-29T01:00:09+00:00")
-    entries = read_manifest(tmp_path)["runs"]
-    assert [(r["job_id"], r["via"], r.get("retry_of")) for r in job_runs(entries)] == [("7", "launcher", None),
-                                                                                      ("8", "retry", "7")]
-    assert cancellations(entries) == [("2026-11-29T01:00:09+00:00", ["8"])]
+    recorded = read_manifest(tmp_path)
+    assert [(r.job_id, r.via, r.retry and r.retry.retry_of) for r in recorded.runs] == [("7", "launcher", None),
+                                                                                       ("8", "retry", "7")]
+    assert recorded.cancellations == (Cancellation(("8",), "2026-11-29T01:00:09+00:00"),)
+    assert recorded.next_run_number == 3  # the cancellation is no run
     with pytest.raises(SnapshotError, match="needs at least one job id"):
         append_cancellation(tmp_path, [])
     with pytest.raises(SnapshotError, match="no manifest to record in"):

@@ -45,7 +45,7 @@ def test_the_launch_script_calling_pattern(repo_with_tools: Project, tmp_path: P
     assert first.stdout.splitlines() == [str(snapshot), "edited, not committed"]
     assert first.stderr.splitlines()[0] == f"Creating new code snapshot in {snapshot}"
     assert (snapshot / "tests/test_suites/llm/sft-a.sh").is_file()
-    assert read_manifest(snapshot)["experiment"] == "my-exp"
+    assert read_manifest(snapshot).experiment == "my-exp"
 
     (root / "README.md").write_text("changed again\n")
     again = shell(CALLER, root / "tests", TOOLS=tools, EXP="my-exp")

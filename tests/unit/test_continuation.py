@@ -99,9 +99,8 @@ def test_the_rendered_script_submits_the_launchers_run(tmp_path: Path, slurm_on_
         "FOO": "a 'quoted' $value", "HF_HOME": "/hf", "MOUNTS": "/snap shots/x:/snap shots/x",
         "BASE_LOG_DIR": "/logs/it's here", "COMMAND": "uv run tests/x.sh logger.wandb.name=x 'a b=c'",
         "MAX_STEPS": "6", "STEPS_PER_RUN": "2", "NUM_NODES": None, "BASH_ENV": "/x"}
-    last = read_manifest(snapshot)["runs"][-1]
-    assert {k: last[k] for k in ("job_id", "run", "via", "base_log_dir")} == {
-        "job_id": "1001", "run": "3", "via": "continue.sh", "base_log_dir": "/logs/it's here"}
+    last = read_manifest(snapshot).runs[-1]
+    assert (last.job_id, last.run, last.via, last.base_log_dir) == ("1001", "3", "continue.sh", "/logs/it's here")
 
 
 def test_a_launch_without_base_log_dir_keeps_the_callers_out_of_the_job(tmp_path: Path,
@@ -119,7 +118,7 @@ def test_a_launch_without_base_log_dir_keeps_the_callers_out_of_the_job(tmp_path
     [call] = slurm_on_path.calls("sbatch")
     assert "BASE_LOG_DIR" not in call["env"] and call["env"]["HF_HOME"] == "/hf"
     assert "SBATCH_EXPORT" not in call["env"]  # NONE would start the job without COMMAND
-    assert "base_log_dir" not in read_manifest(snapshot)["runs"][-1]
+    assert "base_log_dir" not in read_manifest(snapshot).runs[-1].to_data()
     # a retry submits as continue.sh does
     run = NextRun.of(sub)
     assert "BASE_LOG_DIR" not in run.environment(caller) and run.base_log_dir is None
@@ -192,17 +191,19 @@ HOSTILE = [
 def test_hostile_names_and_values_submit_exactly_the_launchers_run(tmp_path: Path, slurm_on_path: SlurmOnPath,
                                                                     text: str) -> None:
     # The text is in the project's path (snapshot path), the recipe's folder
-    # (script path) and name (experiment), an EXTRA_ENV value, the job-name
-    # suffix and a value the CONFIG block reads from the environment.
+    # (script path) and name (experiment: without its control characters, which
+    # no experiment name may hold), an EXTRA_ENV value, the job-name suffix and
+    # a value the CONFIG block reads from the environment.
     project = Project.create(tmp_path / f"proj {text}")
     folder = project.root / "tests" / "test_suites" / f"llm {text}"
     folder.mkdir(parents=True)
-    script = folder / f"exp {text}.sh"
+    name = "exp " + "".join(" " if ord(c) < 32 else c for c in text)
+    script = folder / f"{name}.sh"
     script.write_text(f"# ===== BEGIN CONFIG =====\n{TWO_RUNS}SEED=${{SEED:-1}}\n# ===== END CONFIG =====\n")
     project.commit("a hostile recipe")
     env = {**BASE_ENV, "EXTRA_ENV": f"HOSTILE={shlex.quote(text)}", "SLURM_JOB_SUFFIX": text, "SEED": text}
     launch([str(script)], env)
-    snapshot = project.root / "code_snapshots" / f"exp {text}"
+    snapshot = project.root / "code_snapshots" / name
     assert subprocess.run(["bash", "-n", str(snapshot / "continue.sh")]).returncode == 0
     last = slurm_on_path.submissions()[-1]
     elsewhere = tmp_path / "elsewhere"
@@ -219,7 +220,7 @@ def test_hostile_names_and_values_submit_exactly_the_launchers_run(tmp_path: Pat
         assert again["env"][key] == last["env"][key], key
     assert again["env"]["HOSTILE"] == again["env"]["SEED"] == text
     assert not list(tmp_path.rglob("pwned"))  # nothing of the text ran
-    assert [run["run"] for run in read_manifest(snapshot)["runs"]] == ["1/2", "2/2", "3"]
+    assert [run.run for run in read_manifest(snapshot).runs] == ["1/2", "2/2", "3"]
 
 
 def test_a_config_block_reading_bash_own_variables_is_refused_before_continue_sh_exists(
@@ -249,7 +250,7 @@ def test_non_utf8_values_reach_the_job_byte_exact(project: Project, slurm_on_pat
     assert os.fsencode(again["env"]["LATIN1"]) == b"caf\xe9 \xff"
     for key in ("LATIN1", "COMMAND", "BASE_LOG_DIR"):
         assert again["env"][key] == last["env"][key], key
-    assert [run["base_log_dir"] for run in read_manifest(snapshot)["runs"]] == [str(tmp_path / f"logs {raw}")] * 2
+    assert [run.base_log_dir for run in read_manifest(snapshot).runs] == [str(tmp_path / f"logs {raw}")] * 2
 
 
 def test_continue_sh_runs_are_numbered_in_the_chain(project: Project, slurm_on_path: SlurmOnPath,
@@ -266,10 +267,10 @@ def test_continue_sh_runs_are_numbered_in_the_chain(project: Project, slurm_on_p
         argv = slurm_on_path.submissions()[-1]["argv"]
         assert output_word(argv) == f"--output=slurm-{stamp.group(1)}-%j-sft-a-{k}.2.out"
         assert without_output(argv) == without_output(launcher_last)
-    runs = read_manifest(snapshot)["runs"]
-    assert [(r["run"], r["via"]) for r in runs] == [("1/2", "launcher"), ("2/2", "launcher"), ("3", "continue.sh"),
+    runs = read_manifest(snapshot).runs
+    assert [(r.run, r.via) for r in runs] == [("1/2", "launcher"), ("2/2", "launcher"), ("3", "continue.sh"),
                                                    ("4", "continue.sh")]
-    assert all(re.fullmatch(TIMESTAMP_RE, r["submitted_at"]) for r in runs), runs  # one format for both writers
+    assert all(re.fullmatch(TIMESTAMP_RE, r.submitted_at) for r in runs), runs  # one format for both writers
 
 
 def test_continue_sh_after_dryrun2_is_run_1(project: Project, slurm_on_path: SlurmOnPath, tmp_path: Path) -> None:
@@ -279,7 +280,7 @@ def test_continue_sh_after_dryrun2_is_run_1(project: Project, slurm_on_path: Slu
     proc = run_continue(snapshot, tmp_path, shell_env(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert output_word(slurm_on_path.submissions()[-1]["argv"]).endswith("-sft-a-1.2.out")
-    assert [r["run"] for r in read_manifest(snapshot)["runs"]] == ["1"]
+    assert [r.run for r in read_manifest(snapshot).runs] == ["1"]
 
 
 def test_continue_sh_waits_for_the_experiment_lock(project: Project, slurm_on_path: SlurmOnPath,
@@ -296,7 +297,7 @@ def test_continue_sh_waits_for_the_experiment_lock(project: Project, slurm_on_pa
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert out == "Submitted batch job 1002\n"
-    assert [r["job_id"] for r in read_manifest(snapshot)["runs"]] == ["1001", "1002"]
+    assert [r.job_id for r in read_manifest(snapshot).runs] == ["1001", "1002"]
 
 
 def test_continue_sh_without_flock_still_submits_and_records(project: Project, slurm_on_path: SlurmOnPath,
@@ -315,7 +316,7 @@ def test_continue_sh_without_flock_still_submits_and_records(project: Project, s
         proc = run_continue(snapshot, tmp_path, env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "Submitted batch job 1002\n"
-    assert [r["run"] for r in read_manifest(snapshot)["runs"]] == ["1/1", "2"]
+    assert [r.run for r in read_manifest(snapshot).runs] == ["1/1", "2"]
 
 
 def test_continue_sh_adds_the_missing_final_newline(project: Project, slurm_on_path: SlurmOnPath,
@@ -327,7 +328,7 @@ def test_continue_sh_adds_the_missing_final_newline(project: Project, slurm_on_p
     manifest.write_text(manifest.read_text().rstrip("\n"))  # e.g. edited by hand
     proc = run_continue(snapshot, tmp_path, shell_env(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    assert [(r["job_id"], r["run"]) for r in read_manifest(snapshot)["runs"]] == [("1001", "1/1"), ("1002", "2")]
+    assert [(r.job_id, r.run) for r in read_manifest(snapshot).runs] == [("1001", "1/1"), ("1002", "2")]
 
 
 def test_continue_sh_without_a_readable_manifest_submits_nothing(project: Project, slurm_on_path: SlurmOnPath,

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from nrl_launch.errors import LauncherError, SnapshotError
-from nrl_launch.experiment.manifest import append_run, write_manifest
-from nrl_launch.follow.logs import Follower, recorded_jobs, show
+from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot
+from nrl_launch.experiment.manifest import Manifest, append_run, write_manifest
+from nrl_launch.follow.logs import Follower, print_current, recorded_jobs
 from testkit import FakeSlurm, run_cli
 
 STAMP = "261129-101010"
@@ -20,10 +21,19 @@ STAMP = "261129-101010"
 def snapshot_with_runs(root: Path, *job_ids: str, base_log_dir: str | None = None) -> Path:
     folder = root / "code_snapshots" / "exp"
     folder.mkdir(parents=True)
-    write_manifest(folder, {"experiment": "exp", "runs": []})
+    write_manifest(folder, Manifest("exp"))
     for index, job_id in enumerate(job_ids, start=1):
         append_run(folder, job_id, f"{index}/{len(job_ids)}", base_log_dir=base_log_dir)
     return folder
+
+
+def folder_of(snapshot: Path) -> ExperimentDir:
+    """The experiment folder ``snapshot``, its manifest not read yet."""
+    return SnapshotRoot(snapshot.parent.parent, snapshot.parent.name).experiment(snapshot.name)
+
+
+def show(snapshot: Path, jobs: list, **printed: Callable) -> None:
+    print_current(folder_of(snapshot), jobs, **printed)
 
 
 def driver(snapshot: Path, job_id: str, text: str, attempt: int = 0, mode: str = "a") -> Path:
@@ -61,8 +71,8 @@ def follow(snapshot: Path, fake: FakeSlurm, moves: list[Callable[[], None]], onl
         assert pending, f"waited once more than the test planned; printed so far: {printed.stdout!r}"
         pending.pop(0)()
 
-    Follower(snapshot, "exp", lambda: recorded_jobs(snapshot, only), fake.client(), write=printed.write,
-             err=printed.stderr.append, wait=wait, interval=0.01, ask_every=0).run()
+    Follower(folder_of(snapshot), fake.client(), only=only, write=printed.write, err=printed.stderr.append,
+             wait=wait, interval=0.01, ask_every=0).run()
     assert pending == [], "stopped before the chain ended"
     return printed
 
@@ -80,13 +90,13 @@ def test_show_prints_the_newest_started_runs_driver_log(tmp_path: Path) -> None:
     driver(snapshot, "101", "run one\n")
     out = output(snapshot, "102", "slurm says: run two starting\n", run=2, total=3)
     printed = Printed()
-    jobs = recorded_jobs(snapshot)
-    show(snapshot, "exp", jobs, write=printed.write, err=printed.stderr.append)
+    jobs = recorded_jobs(folder_of(snapshot))
+    show(snapshot, jobs, write=printed.write, err=printed.stderr.append)
     assert printed.stdout == b"slurm says: run two starting\n"  # no driver log yet: the --output file
     assert printed.stderr == [f"==> {out} (job 102) <=="]
     log = driver(snapshot, "102", "run two\r\nbytes \xff as they are\n")
     printed = Printed()
-    show(snapshot, "exp", jobs, write=printed.write, err=printed.stderr.append)
+    show(snapshot, jobs, write=printed.write, err=printed.stderr.append)
     assert printed.stdout == log.read_bytes() and printed.stderr == [f"==> {log} (job 102) <=="]
 
 
@@ -98,23 +108,23 @@ def test_show_reads_the_latest_attempt_and_base_log_dir(tmp_path: Path) -> None:
     driver(logs, "101", "after requeue 10\n", attempt=10)
     driver(snapshot, "101", "not here: BASE_LOG_DIR was set\n")
     printed = Printed()
-    show(snapshot, "exp", recorded_jobs(snapshot), write=printed.write, err=printed.stderr.append)
+    show(snapshot, recorded_jobs(folder_of(snapshot)), write=printed.write, err=printed.stderr.append)
     assert printed.stdout == b"after requeue 10\n"
 
 
 def test_show_without_any_log_says_where_it_looked(tmp_path: Path) -> None:
     snapshot = snapshot_with_runs(tmp_path, "101", "102")
     with pytest.raises(LauncherError) as info:
-        show(snapshot, "exp", recorded_jobs(snapshot), write=lambda _: None, err=lambda _: None)
+        show(snapshot, recorded_jobs(folder_of(snapshot)), write=lambda _: None, err=lambda _: None)
     assert str(info.value) == (f"no log of exp yet: none of its 2 jobs has started (looked for "
                                f"{snapshot}/101-logs/ray-driver.log and the jobs' --output files in {snapshot})")
 
 
 def test_only_a_recorded_job(tmp_path: Path) -> None:
     snapshot = snapshot_with_runs(tmp_path, "101", "102")
-    assert [job.job_id for job in recorded_jobs(snapshot, "102")] == ["102"]
+    assert [job.job_id for job in recorded_jobs(folder_of(snapshot), "102")] == ["102"]
     with pytest.raises(SnapshotError, match="job 7 is not a run of exp \\(its jobs: 101 102\\)"):
-        recorded_jobs(snapshot, "7")
+        recorded_jobs(folder_of(snapshot), "7")
 
 
 # ---------------------------------------------------------------- following
@@ -283,8 +293,8 @@ def test_slurm_is_asked_at_most_every_ask_every_seconds(tmp_path: Path) -> None:
             fake.finish("101")
 
     printed = Printed()
-    Follower(snapshot, "exp", lambda: recorded_jobs(snapshot), fake.client(), write=printed.write,
-             err=printed.stderr.append, wait=wait, interval=1, now=lambda: clock[0], ask_every=10).run()
+    Follower(folder_of(snapshot), fake.client(), write=printed.write, err=printed.stderr.append, wait=wait,
+             interval=1, now=lambda: clock[0], ask_every=10).run()
     asked = [c.argv[0] for c in fake.calls]
     assert asked == ["squeue"] * 4  # at 1, 11 and 21 s (queued), at 31 s (gone): not once a second
     assert printed.stdout == b"x\n"

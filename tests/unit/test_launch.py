@@ -17,7 +17,7 @@ import pytest
 
 from nrl_launch.errors import LauncherError
 from nrl_launch.experiment.locks import experiment_locks
-from nrl_launch.experiment.manifest import MANIFEST_NAME, read_manifest, write_manifest
+from nrl_launch.experiment.manifest import MANIFEST_NAME, Manifest, Source, read_manifest, write_manifest
 from nrl_launch.launch import launch
 from nrl_launch.settings import make_settings
 from nrl_launch.slurm.client import Completed
@@ -386,8 +386,8 @@ def test_extra_env_cannot_override_what_the_batch_script_relies_on(project: Proj
 def test_the_manifest_records_each_run_as_i_of_num_runs(project: Project, fake_slurm: FakeSlurm) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=3\nNUM_MINUTES=10\n")
     assert run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm).exit_code == 0
-    runs = read_manifest(project.root / "code_snapshots" / "sft-a")["runs"]
-    assert [(r["job_id"], r["run"], r["via"]) for r in runs] == [("1001", "1/3", "launcher"),
+    runs = read_manifest(project.root / "code_snapshots" / "sft-a").runs
+    assert [(r.job_id, r.run, r.via) for r in runs] == [("1001", "1/3", "launcher"),
                                                                 ("1002", "2/3", "launcher"),
                                                                 ("1003", "3/3", "launcher")]
 
@@ -595,8 +595,8 @@ def test_continue_sh_reproduces_the_last_submission(project: Project, slurm_on_p
                 "SANDBOX_CONTAINER", "SANDBOX_COMMAND", "SANDBOX_ENV_VARS", "STEPS_PER_RUN", "MAX_STEPS"):
         assert again["env"][key] == last["env"][key], key
     assert "NUM_NODES" not in again["env"]  # the recipe plans 1 node, as at launch
-    entry = read_manifest(snapshot)["runs"][-1]
-    assert (entry["job_id"], entry["run"], entry["via"]) == ("1004", "4", "continue.sh")
+    entry = read_manifest(snapshot).runs[-1]
+    assert (entry.job_id, entry.run, entry.via) == ("1004", "4", "continue.sh")
 
 
 def test_nested_snapshot_dirname_and_base_log_dir_through_launch_continue_status_and_watch(
@@ -615,7 +615,7 @@ def test_nested_snapshot_dirname_and_base_log_dir_through_launch_continue_status
     proc = run_continue(snapshot, tmp_path, shell_env)
     assert proc.returncode == 0, proc.stderr
     assert slurm_on_path.submissions()[-1]["env"]["BASE_LOG_DIR"] == str(logs)  # pinned by continue.sh
-    assert [r["base_log_dir"] for r in read_manifest(snapshot)["runs"]] == [str(logs)] * 2
+    assert [r.base_log_dir for r in read_manifest(snapshot).runs] == [str(logs)] * 2
 
     write(logs / "1002-logs" / "ray-driver.log", "Metric Checks\n  [PASS] loss\n")  # the continue.sh run
     monkeypatch.chdir(project.root)
@@ -863,12 +863,12 @@ def test_a_snapshot_the_bash_launcher_made_gets_a_manifest_and_continue_sh_works
     assert f"Using existing code snapshot in {snapshot}" in result.stderr
     assert "its commit is unknown" in result.stderr and "could not record" not in result.stderr
     recorded = read_manifest(snapshot)
-    assert recorded["source"]["commit"] is None and recorded["experiment"] == "sft-a"
-    assert [(r["job_id"], r["run"]) for r in recorded["runs"]] == [("1001", "1/2"), ("1002", "2/2")]
+    assert recorded.source is not None and recorded.source.commit is None and recorded.experiment == "sft-a"
+    assert [(r.job_id, r.run) for r in recorded.runs] == [("1001", "1/2"), ("1002", "2/2")]
     env = {"PATH": os.environ["PATH"], "FAKE_SLURM_DIR": os.environ["FAKE_SLURM_DIR"], "HOME": str(tmp_path)}
     again = run_continue(snapshot, tmp_path, env)
     assert again.returncode == 0, again.stderr
-    assert read_manifest(snapshot)["runs"][-1]["run"] == "3"
+    assert read_manifest(snapshot).runs[-1].run == "3"
     relaunch = run_cli("launch", str(script), env=BASE_ENV)  # the manifest written once stays: it still says unknown
     assert "its commit is unknown" in relaunch.stderr and "wrote a manifest" not in relaunch.stderr
 
@@ -1224,8 +1224,7 @@ def test_a_snapshot_another_launch_made_while_this_one_waited_names_its_own_comm
             time.sleep(1.0)  # long enough for the launch below to plan and wait for the lock
             for rel in ("ray.sub", "tests/test_suites/llm/sft-a.sh"):
                 write(snapshot / rel, (project.root / rel).read_text())
-            write_manifest(snapshot, {"experiment": "sft-a", "runs": [],
-                                      "source": {"commit": "a" * 40, "short_meta": "aaaaaaa-older-code"}})
+            write_manifest(snapshot, Manifest("sft-a", source=Source(commit="a" * 40, short_meta="aaaaaaa-older-code")))
 
     other = threading.Thread(target=other_launch)
     other.start()
@@ -1259,7 +1258,7 @@ def test_a_launch_whose_stdout_reader_is_gone_submits_everything_and_says_so(pro
                                          "(Broken pipe); see what it did with: nrl-launch status")
     assert len(slurm_on_path.submissions()) == 4
     for name in ("sft-a", "sft-b"):
-        assert [r["run"] for r in read_manifest(project.root / "code_snapshots" / name)["runs"]] == ["1/2", "2/2"]
+        assert [r.run for r in read_manifest(project.root / "code_snapshots" / name).runs] == ["1/2", "2/2"]
 
 
 @pytest.mark.parametrize("redirect", [">/dev/full", ">&-"])

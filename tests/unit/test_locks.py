@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from nrl_launch.experiment.folder import SnapshotRoot
 from nrl_launch.experiment.gitrepo import find_repo, list_tracked_files
-from nrl_launch.experiment.manifest import build_manifest, read_manifest
+from nrl_launch.experiment.manifest import Source, build_manifest, read_manifest
 from nrl_launch.experiment.snapshot import ensure_snapshot
 from nrl_launch.launch import launch
 from nrl_launch.pipeline import Repository, SnapshotMaker
@@ -61,7 +62,7 @@ def test_a_launch_waits_for_the_lock_then_reuses_the_snapshot_with_the_stale_che
     warning = next(line for line in err.splitlines() if line.startswith("[WARNING]: reusing"))
     assert older.head_sha[:12] in warning and find_repo(project.root).head_sha[:12] in warning
     assert "waiting for another launch" not in err  # said once (the line read above)
-    assert [r["job_id"] for r in read_manifest(snapshot)["runs"]] == SUBMITTED_RE.findall(out) == ["1001"]
+    assert [r.job_id for r in read_manifest(snapshot).runs] == SUBMITTED_RE.findall(out) == ["1001"]
 
 
 def test_concurrent_launches_of_one_experiment_make_one_snapshot_and_record_every_run(
@@ -73,7 +74,7 @@ def test_concurrent_launches_of_one_experiment_make_one_snapshot_and_record_ever
     stderr = "".join(err for _, _, err in results)
     assert stderr.count("Creating new code snapshot") == 1 and stderr.count("Using existing code snapshot") == 3
     printed = [job for _, out, _ in results for job in SUBMITTED_RE.findall(out)]
-    recorded = [run["job_id"] for run in read_manifest(project.root / "code_snapshots" / "sft-a")["runs"]]
+    recorded = [run.job_id for run in read_manifest(project.root / "code_snapshots" / "sft-a").runs]
     assert len(printed) == 8 and sorted(recorded) == sorted(printed)
 
 
@@ -84,7 +85,7 @@ def test_launches_of_overlapping_sets_do_not_deadlock(project: Project, slurm_on
     results = [finish(proc, timeout=60) for proc in procs]  # a deadlock fails here
     assert [code for code, _, _ in results] == [0, 0, 0], results
     for name in ("sft-a", "sft-b", "sft-c"):
-        assert len(read_manifest(project.root / "code_snapshots" / name)["runs"]) == 3
+        assert len(read_manifest(project.root / "code_snapshots" / name).runs) == 3
 
 
 def test_the_snapshot_command_takes_the_lock(project: Project) -> None:
@@ -116,11 +117,12 @@ def test_a_snapshot_published_by_another_process_during_the_copy_goes_through_th
 
     said: list[str] = []
     fresh = build_manifest(repo.info, config_values={}, gpu_hours=None, experiment="exp-x")
-    SnapshotMaker("auto", said.append, progress_for).provide(repo, dest, fresh)
+    folder = SnapshotRoot(project.root, "code_snapshots").experiment("exp-x")
+    SnapshotMaker("auto", said.append, progress_for).provide(repo, folder, fresh)
     assert said[0] == f"Creating new code snapshot in {dest}"
     assert said[1].startswith("[WARNING]: another process created") and str(dest) in said[1]
     assert any(line.startswith(f"[WARNING]: reusing {dest}: ") and "000000000000" in line for line in said[2:])
-    assert read_manifest(dest)["source"]["commit"] == "0" * 40
+    assert read_manifest(dest).source == Source.of(other)
 
 
 def test_lock_files_are_hidden_files_beside_the_snapshots(project: Project, fake_slurm: FakeSlurm,

@@ -49,7 +49,7 @@ def test_non_utf8_bytes_in_names_and_variables_pass_through(project: Project, sl
     ]
     script = (snapshot / "continue.sh").read_bytes()
     assert b"export LATIN1='caf\xe9'\n" in script and b"'--job-name=acct:sft-\xff-\xff'" in script
-    assert read_manifest(snapshot)["experiment"] == "sft-\udcff"
+    assert read_manifest(snapshot).experiment == "sft-\udcff"
 
 
 def test_an_sbatch_answer_with_non_utf8_bytes_keeps_the_list_of_queued_jobs(
@@ -62,7 +62,7 @@ def test_an_sbatch_answer_with_non_utf8_bytes_keeps_the_list_of_queued_jobs(
     assert "Submitted batch job 1001" in result.stdout
     assert "Already submitted (still queued; cancel with 'scancel 1001'): sft-a: 1001" in result.stderr
     assert "Invalid account" in result.stderr
-    assert [run["job_id"] for run in read_manifest(project.root / "code_snapshots" / "sft-a")["runs"]] == ["1001"]
+    assert [run.job_id for run in read_manifest(project.root / "code_snapshots" / "sft-a").runs] == ["1001"]
 
 
 # ---------------------------------------------------------------- recipes and settings
@@ -117,7 +117,7 @@ def test_sbatch_printing_its_id_on_stderr_is_accepted(project: Project, slurm_on
     result = run_cli("launch", str(script), env=BASE_ENV)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[2:5:2] == ["Submitted batch job 1001", "Submitted batch job 1002"]
-    assert [r["job_id"] for r in read_manifest(project.root / "code_snapshots" / "sft-a")["runs"]] == ["1001", "1002"]
+    assert [r.job_id for r in read_manifest(project.root / "code_snapshots" / "sft-a").runs] == ["1001", "1002"]
 
 
 def sbatch_timing_out_at(n: int, fake: FakeSlurm):

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from nrl_launch.errors import SlurmError, SnapshotError, UsageProblem
-from nrl_launch.experiment.joblogs import TrackedJob
-from nrl_launch.experiment.manifest import append_run, read_manifest, write_manifest
-from nrl_launch.experiment.rerun import NEXT_RUN_NAME, NextRun, load_next_run, next_run_number, save_next_run, submit
+from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot
+from nrl_launch.experiment.joblogs import TrackedExperiment, TrackedJob
+from nrl_launch.experiment.manifest import Manifest, RetryOrigin, append_run, read_manifest, write_manifest
+from nrl_launch.experiment.rerun import NEXT_RUN_NAME, NextRun, load_next_run, save_next_run, submit
 from nrl_launch.follow.retry import (
     NODE_CHECK_FAILED,
     InfraFailure,
@@ -30,7 +31,7 @@ from nrl_launch.follow.retry import (
     node_check_silent,
 )
 from nrl_launch.follow.verdict import GENERAL_FAIL, PASS
-from nrl_launch.follow.watch import TrackedExperiment, Watcher
+from nrl_launch.follow.watch import Watcher
 from nrl_launch.settings import WatchSettings, parse_max_retries
 from nrl_launch.slurm.client import Completed, JobInfo, SlurmClient, unhealthy_state
 from testkit import BASE_ENV, RAY_SUB, FakeJob, FakeSlurm, Project, SlurmOnPath, run_cli, write
@@ -48,10 +49,15 @@ def snapshot_with_runs(tmp_path: Path, *job_ids: str, total: int = 1) -> Path:
     """A snapshot folder whose manifest records these launcher runs."""
     folder = tmp_path / "code_snapshots" / "exp"
     folder.mkdir(parents=True)
-    write_manifest(folder, {"experiment": "exp", "runs": []})
+    write_manifest(folder, Manifest("exp"))
     for index, job_id in enumerate(job_ids, start=1):
         append_run(folder, job_id, f"{index}/{total}")
     return folder
+
+
+def folder_of(snapshot: Path) -> ExperimentDir:
+    """The experiment folder ``snapshot``, its manifest not read yet."""
+    return SnapshotRoot(snapshot.parent.parent, snapshot.parent.name).experiment(snapshot.name)
 
 
 def next_run(snapshot: Path, total: int = 1) -> NextRun:
@@ -115,8 +121,8 @@ def run_watch(fake: FakeSlurm, snapshot: Path, ids: tuple[str, ...], *, max_retr
     out: list[str] = []
     err: list[str] = []
     client = fake.client({"PATH": os.environ["PATH"], "NUM_NODES": "4", "MAX_STEPS": "99"})
-    retrier = Retrier(client, max_retries, {"exp": book or RetryBook(next_run(snapshot))}, out=out.append,
-                      err=err.append, clock=lambda: "T")
+    books = {"exp": book or RetryBook(folder_of(snapshot), next_run(snapshot))}
+    retrier = Retrier(client, max_retries, books, out=out.append, err=err.append, clock=lambda: "T")
     watcher = Watcher(client, WatchSettings(interval=1, max_retries=max_retries), out=out.append, err=err.append,
                       wait=lambda _: None, clock=lambda: "T", retrier=retrier)
     [verdict] = watcher.watch([TrackedExperiment("exp", tuple(TrackedJob(i, snapshot) for i in ids))])
@@ -259,8 +265,9 @@ def test_a_node_failure_is_retried_on_the_other_nodes(tmp_path: Path) -> None:
     assert (retry.env["COMMAND"], retry.env["HF_HOME"], retry.env["MAX_STEPS"]) == ("uv run x.sh 'a b'", "/hf", "6")
     assert "NUM_NODES" not in retry.env  # pinned as unset, as continue.sh does
     assert "UID" not in retry.env  # bash's own variables are never pinned
-    assert read_manifest(snapshot)["runs"][-1] == {
-        "job_id": "1002", "submitted_at": read_manifest(snapshot)["runs"][-1]["submitted_at"], "run": "2",
+    last = read_manifest(snapshot).runs[-1]
+    assert last.to_data() == {
+        "job_id": "1002", "submitted_at": last.submitted_at, "run": "2",
         "via": "retry", "retry_of": "101", "after": "NODE_FAIL", "failed_on": "n[1-2]", "exclude": "n2"}
 
 
@@ -274,7 +281,7 @@ def test_a_run_another_watch_already_retried_is_followed_not_submitted_again(tmp
 
     def other_watch_retries(f: FakeSlurm) -> None:
         node_fail("101")(f)
-        append_run(snapshot, "1002", "2", via="retry", details={"retry_of": "101", "after": "NODE_FAIL"})
+        append_run(snapshot, "1002", "2", via="retry", retry=RetryOrigin("101", "NODE_FAIL", ""))
         f.add_job("1002", "RUNNING")
         write(snapshot / "1002-logs" / "ray-driver.log", PASS_LOG)
 
@@ -286,7 +293,7 @@ def test_a_run_another_watch_already_retried_is_followed_not_submitted_again(tmp
     assert ("[T] [INFO]: exp: job 101 ended NODE_FAIL; already retried as job 1002 (by another watch of this "
             "experiment): following that job") in err
     assert "[T] [WATCH]: Finished jobs: 1002" in out
-    assert [run["job_id"] for run in read_manifest(snapshot)["runs"]] == ["101", "1002"]
+    assert [run.job_id for run in read_manifest(snapshot).runs] == ["101", "1002"]
 
 
 def test_watches_of_one_experiment_share_the_max_retries_count(tmp_path: Path) -> None:
@@ -301,7 +308,7 @@ def test_watches_of_one_experiment_share_the_max_retries_count(tmp_path: Path) -
     def other_watch_retries_101(f: FakeSlurm) -> None:
         del f.jobs["101"]
         f.jobs["102"].state = "RUNNING"
-        append_run(snapshot, "1003", "3", via="retry", details={"retry_of": "101", "after": "NODE_FAIL"})
+        append_run(snapshot, "1003", "3", via="retry", retry=RetryOrigin("101", "NODE_FAIL", ""))
 
     fake.on_poll = steps(other_watch_retries_101, node_fail("102"))
     status, out, err = run_watch(fake, snapshot, ("101", "102"), max_retries=1)
@@ -324,7 +331,7 @@ def test_at_most_max_retries_per_experiment(tmp_path: Path, max_retries: int) ->
     assert len(sbatches(fake)) == max_retries
     last = str(1001 + max_retries)
     assert f"[T] [INFO]: exp: job {last} ended NODE_FAIL; not retried: MAX_RETRIES={max_retries} reached" in err
-    assert [run["via"] for run in read_manifest(snapshot)["runs"]] == ["launcher"] + ["retry"] * max_retries
+    assert [run.via for run in read_manifest(snapshot).runs] == ["launcher"] + ["retry"] * max_retries
 
 
 def test_no_retry_while_the_chain_still_has_a_queued_run(tmp_path: Path) -> None:
@@ -397,7 +404,7 @@ def test_the_progress_line_names_every_retry_submitted_in_one_poll(tmp_path: Pat
     for name, job_id in (("a", "101"), ("b", "102")):
         folder = tmp_path / name / "code_snapshots" / name
         folder.mkdir(parents=True)
-        write_manifest(folder, {"experiment": name, "runs": []})
+        write_manifest(folder, Manifest(name))
         append_run(folder, job_id, "1/1")
         runs[name] = (folder, job_id)
     fake = FakeSlurm()
@@ -406,7 +413,7 @@ def test_the_progress_line_names_every_retry_submitted_in_one_poll(tmp_path: Pat
         fake.add_job(job_id, "RUNNING", nodes="n[1-2]")
     err: list[str] = []
     client = fake.client({"PATH": os.environ["PATH"]})
-    books = {name: RetryBook(NextRun(name, str(folder), ARGV, (), (), 1, "261129-101010", 1))
+    books = {name: RetryBook(folder_of(folder), NextRun(name, str(folder), ARGV, (), (), 1, "261129-101010", 1))
              for name, (folder, _) in runs.items()}
     retrier = Retrier(client, 1, books, out=lambda _: None, err=err.append, clock=lambda: "T")
     watcher = Watcher(client, WatchSettings(interval=1, max_retries=1), out=lambda _: None, err=err.append,
@@ -447,7 +454,7 @@ def test_without_a_recorded_submission_watch_says_why_it_cannot_retry(tmp_path: 
     snapshot = snapshot_with_runs(tmp_path, "101")
     fake = FakeSlurm(on_poll=steps(node_fail("101")))
     fake.add_job("101", "RUNNING")
-    book = RetryBook(None, why_not="no record")
+    book = RetryBook(folder_of(snapshot), None, why_not="no record")
     status, _, err = run_watch(fake, snapshot, ("101",), book=book)
     assert status == GENERAL_FAIL and sbatches(fake) == []
     assert "[T] [WARNING]: exp: job 101 ended NODE_FAIL; cannot retry it: no record" in err
@@ -460,7 +467,7 @@ def test_next_run_survives_the_file(tmp_path: Path) -> None:
     run = NextRun("exp", str(tmp_path), ("--nodes=1", "--output=slurm-261129-101010-%j-exp-3.3.out", "ray.sub"),
                   (("A", "x y 'z'"), ("B", "caf\udce9"), ("C", "")), (("N", None), ("M", "6")), 3, "261129-101010",
                   3)
-    save_next_run(run)
+    save_next_run(tmp_path, run)
     assert load_next_run(tmp_path) == run
     assert json.loads((tmp_path / NEXT_RUN_NAME).read_text())["format"] == 1
 
@@ -513,7 +520,7 @@ def test_a_retry_submits_what_continue_sh_submits(project: Project, slurm_on_pat
     by_bash = subprocess.run(["bash", str(snapshot / "continue.sh")], cwd=tmp_path, env=shell, capture_output=True,
                              text=True)
     assert by_bash.returncode == 0, by_bash.stderr
-    number = next_run_number(read_manifest(snapshot)["runs"]) - 1  # the run continue.sh just added
+    number = read_manifest(snapshot).next_run_number - 1  # the run continue.sh just added
     submit(SlurmClient(shell), load_next_run(snapshot), number, exclude="n2")
     continued, retried = slurm_on_path.submissions()[-2:]
     assert retried["argv"] == [*continued["argv"][:-1], "--exclude=n2", continued["argv"][-1]]
@@ -542,8 +549,8 @@ def test_watch_with_max_retries_through_the_launch(project: Project, fake_slurm:
     lines = [line.split("] ", 1)[-1] for line in result.stdout.splitlines()]
     assert "[WATCH]: Retrying sft-a after NODE_FAIL on n[1-2] (1/1): job 1002" in lines
     assert lines[-1] == "[INFO]: All tests passed. Exiting with status 0."
-    runs = read_manifest(project.root / "code_snapshots" / "sft-a")["runs"]
-    assert [(r["job_id"], r["run"], r["via"], r.get("retry_of")) for r in runs] == [
+    runs = read_manifest(project.root / "code_snapshots" / "sft-a").runs
+    assert [(r.job_id, r.run, r.via, r.retry and r.retry.retry_of) for r in runs] == [
         ("1001", "1/1", "launcher", None), ("1002", "2", "retry", "1001")]
 
 
@@ -578,8 +585,8 @@ def test_watch_command_retries_from_the_snapshots_record(project: Project, fake_
     # one more allowed: 1002 is retried, 1001 still not
     third = run_cli("watch", "--watch-interval", "0.01", "--max-retries", "2", "sft-a", slurm=fake_slurm)
     assert "Retrying sft-a after NODE_FAIL on n[1-2] (2/2): job 1003" in third.stdout
-    assert [(r["job_id"], r.get("retry_of")) for r in read_manifest(project.root / "code_snapshots" /
-                                                                    "sft-a")["runs"]] == [
+    assert [(r.job_id, r.retry and r.retry.retry_of) for r in read_manifest(project.root / "code_snapshots" /
+                                                                              "sft-a").runs] == [
         ("1001", None), ("1002", "1001"), ("1003", "1002")]
 
 

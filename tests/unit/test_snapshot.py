@@ -13,7 +13,7 @@ from pytest_mock import MockerFixture
 
 from nrl_launch.errors import SnapshotError
 from nrl_launch.experiment import snapshot as snapshot_mod
-from nrl_launch.experiment.manifest import MANIFEST_NAME, read_manifest
+from nrl_launch.experiment.manifest import MANIFEST_NAME, Manifest, SnapshotStats, read_manifest
 from nrl_launch.experiment.snapshot import SnapshotBatch, ensure_snapshot
 from testkit import TREE_FILES, copy_tree, git, write
 
@@ -87,7 +87,7 @@ def test_exec_bits_and_symlinks_kept(tree: Path, tmp_path: Path) -> None:
 
 def test_existing_snapshot_is_reused(tree: Path, tmp_path: Path) -> None:
     dest = tmp_path / "exp1"
-    first = ensure_snapshot(tree, tracked(tree), dest, manifest={"experiment": "exp1", "runs": []})
+    first = ensure_snapshot(tree, tracked(tree), dest, manifest=Manifest("exp1"))
     write(tree / "README.md", "edited again\n")
     again = ensure_snapshot(tree, tracked(tree), dest)
     assert again.created is False and again.path == dest
@@ -148,7 +148,7 @@ def test_a_lock_file_sharing_the_tmp_prefix_is_left_alone(tmp_path: Path) -> Non
 def test_losing_a_race_reuses_the_winner(tree: Path, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     dest = tmp_path / "exp1"
-    winner = ensure_snapshot(tree, tracked(tree), tmp_path / "winner", manifest={"runs": []})
+    winner = ensure_snapshot(tree, tracked(tree), tmp_path / "winner", manifest=Manifest())
     winners_manifest = read_manifest(winner.path)
     real_rename = os.rename
 
@@ -188,7 +188,7 @@ def test_manifest_written_before_publish(tree: Path, tmp_path: Path, monkeypatch
     # What the folder holds at the moment it is renamed into place (the OS call
     # is watched, not replaced): a snapshot without its manifest is never visible.
     real_rename = os.rename
-    at_rename: list[tuple[Path, dict | None]] = []
+    at_rename: list[tuple[Path, Manifest | None]] = []
 
     def watched_rename(src, dst, *args, **kwargs):
         held = (Path(src) / MANIFEST_NAME).is_file()
@@ -199,16 +199,15 @@ def test_manifest_written_before_publish(tree: Path, tmp_path: Path, monkeypatch
 
     def make_manifest(result):
         seen_paths.append(result.path)
-        return {"experiment": "exp1", "snapshot": {"mode": result.mode_used, "files": result.files,
-                                                   "bytes": result.bytes}, "runs": []}
+        return Manifest("exp1", snapshot=SnapshotStats(result.mode_used, result.files, result.bytes))
 
     monkeypatch.setattr(os, "rename", watched_rename)
     dest = tmp_path / "exp1"
     result = ensure_snapshot(tree, tracked(tree), dest, manifest=make_manifest)
-    stats = {"mode": result.mode_used, "files": len(TREE_FILES), "bytes": result.bytes}
-    assert at_rename == [(dest, {"experiment": "exp1", "snapshot": stats, "runs": []})]
+    stats = SnapshotStats(result.mode_used, len(TREE_FILES), result.bytes)
+    assert at_rename == [(dest, Manifest("exp1", snapshot=stats))]
     assert seen_paths == [dest]
-    assert read_manifest(dest)["snapshot"] == stats
+    assert read_manifest(dest).snapshot == stats
     assert os.access(dest / MANIFEST_NAME, os.W_OK)
     assert stat.S_IMODE((dest / MANIFEST_NAME).stat().st_mode) & stat.S_IWUSR
 
@@ -223,8 +222,8 @@ def test_a_manifest_that_cannot_be_written_leaves_no_snapshot(tree: Path, tmp_pa
     with pytest.raises(SnapshotError, match="No space left on device"):
         ensure_snapshot(tree, tracked(tree), dest, manifest=disk_full)
     assert list((tmp_path / "snaps").iterdir()) == []
-    again = ensure_snapshot(tree, tracked(tree), dest, manifest={"experiment": "exp1", "runs": []})
-    assert again.created and read_manifest(dest)["experiment"] == "exp1"
+    again = ensure_snapshot(tree, tracked(tree), dest, manifest=Manifest("exp1"))
+    assert again.created and read_manifest(dest).experiment == "exp1"
 
 
 # --------------------------------------------------------------------------- batches and modes
@@ -237,7 +236,7 @@ def inode(path: Path) -> int:
 def test_link_mode_isolation(tree: Path, tmp_path: Path) -> None:
     files = tracked(tree)
     batch = SnapshotBatch(tree, files, mode="link")
-    results = [batch.ensure(tmp_path / f"exp{i}", manifest={"experiment": f"exp{i}", "runs": []})
+    results = [batch.ensure(tmp_path / f"exp{i}", manifest=Manifest(f"exp{i}"))
                for i in range(3)]
     assert [r.mode_used for r in results][1:] == ["link", "link"]
     assert results[0].mode_used in ("copy", "reflink")
@@ -254,8 +253,8 @@ def test_link_mode_isolation(tree: Path, tmp_path: Path) -> None:
     from nrl_launch.experiment.manifest import append_run
 
     append_run(second, "42", "1/1")
-    assert read_manifest(second)["runs"][0]["job_id"] == "42"
-    assert read_manifest(first)["runs"] == [] and read_manifest(third)["runs"] == []
+    assert read_manifest(second).runs[0].job_id == "42"
+    assert read_manifest(first).runs == () and read_manifest(third).runs == ()
     # editing the source tree (in place or by replacing a file) reaches no snapshot
     with open(tree / "README.md", "w") as handle:
         handle.write("edited after the launch\n")
@@ -426,9 +425,9 @@ def test_a_reflinking_filesystem_is_used_and_recorded(tmp_path: Path, monkeypatc
     monkeypatch.setattr(fcntl, "ioctl", ficlone)
     src, files = big_tree(tmp_path)
     batch = SnapshotBatch(src, files, mode="copy", workers=1)
-    first = batch.ensure(tmp_path / "a", manifest={"experiment": "a", "runs": []})
+    first = batch.ensure(tmp_path / "a", manifest=Manifest("a"))
     assert (first.mode_used, first.files, len(clones)) == ("reflink", 4, 4)
-    assert read_manifest(tmp_path / "a")["snapshot"] == {"mode": "reflink", "files": 4, "bytes": first.bytes}
+    assert read_manifest(tmp_path / "a").snapshot == SnapshotStats("reflink", 4, first.bytes)
     same_bytes_and_modes(src, tmp_path / "a", files)
     assert batch.ensure(tmp_path / "b").mode_used == "reflink"  # copy mode: reflinked from the first one
 
@@ -444,9 +443,9 @@ def test_reflinks_on_a_real_reflinking_filesystem(tmp_path: Path) -> None:
     try:
         src, files = big_tree(base)
         batch = SnapshotBatch(src, files, mode="auto", workers=2)
-        first = batch.ensure(base / "a", manifest={"experiment": "a", "runs": []})
+        first = batch.ensure(base / "a", manifest=Manifest("a"))
         assert (first.mode_used, first.files) == ("reflink", 4)
-        assert read_manifest(base / "a")["snapshot"]["mode"] == "reflink"
+        assert read_manifest(base / "a").snapshot.mode == "reflink"
         same_bytes_and_modes(src, base / "a", files)
         if shutil.which("filefrag"):  # the extents really are shared with the source
             shown = subprocess.run(["filefrag", "-v", str(base / "a" / "big.bin")], capture_output=True, text=True)

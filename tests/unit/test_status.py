@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from nrl_launch.experiment.manifest import MANIFEST_NAME, append_run, write_manifest
-from nrl_launch.follow.status import collect_status, format_json, format_table, max_step, problem, summary
-from nrl_launch.slurm.client import Completed
+from nrl_launch.experiment.folder import SnapshotRoot
+from nrl_launch.experiment.manifest import MANIFEST_NAME, Manifest, Source, append_run, write_manifest
+from nrl_launch.follow.status import StatusReport, collect, format_json, format_table, max_step, problem, summary
+from nrl_launch.slurm.client import Completed, SlurmClient
 from testkit import Call, FakeSlurm
 
 PASS_LOG = """starting
@@ -31,13 +32,9 @@ def make_snapshot(root: Path, name: str, *, kind: str = "llm", runs: list[tuple[
     """A snapshot folder as the launcher and a recipe would leave it."""
     folder = root / name
     folder.mkdir(parents=True)
-    write_manifest(folder, {
-        "experiment": name,
-        "script": f"tests/test_suites/{kind}/{name}.sh",
-        "source": {"commit": "0123456789abcdef0123", "dirty": dirty, "dirty_files": []},
-        "config": {"NUM_NODES": "1", "MAX_STEPS": "20"},
-        "runs": [],
-    })
+    write_manifest(folder, Manifest(name, f"tests/test_suites/{kind}/{name}.sh",
+                                    source=Source(commit="0123456789abcdef0123", dirty=dirty, dirty_files=()),
+                                    config=(("NUM_NODES", "1"), ("MAX_STEPS", "20"))))
     for job_id, run in runs:
         append_run(folder, job_id, run)
     if steps is not None:
@@ -48,6 +45,11 @@ def make_snapshot(root: Path, name: str, *, kind: str = "llm", runs: list[tuple[
         (folder / f"{job_id}-logs").mkdir()
         (folder / f"{job_id}-logs/ray-driver.log").write_text(text)
     return folder
+
+
+def collect_status(root: Path, names: list[str] | None, slurm: SlurmClient) -> StatusReport:
+    """``status`` of the snapshots in the folder ``root``."""
+    return collect(SnapshotRoot(root.parent, root.name), names, slurm)
 
 
 def fake_slurm(states: dict[str, str] | None = None, error: bool = False, reason: str = "None") -> FakeSlurm:

@@ -54,8 +54,8 @@ def test_a_recipe_in_a_submodule_is_snapshotted_with_the_whole_tree(tree: Path, 
     assert [job.cwd for job in jobs] == [str(snapshot)] * 2
     assert jobs[0].env["COMMAND"].startswith("uv run third_party/sub/tests/test_suites/llm/sub-exp.sh ")
     manifest = read_manifest(snapshot)
-    assert manifest["script"] == "third_party/sub/tests/test_suites/llm/sub-exp.sh"
-    assert manifest["source"]["repository"] == str(tree.resolve())
+    assert manifest.script == "third_party/sub/tests/test_suites/llm/sub-exp.sh"
+    assert manifest.source is not None and manifest.source.repository == str(tree.resolve())
     assert git(tree / "third_party/sub", "status", "--porcelain") == ""  # nothing written into the submodule
 
 

@@ -17,9 +17,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nrl_launch.errors import Interrupted, SlurmUnreachable
-from nrl_launch.experiment.joblogs import TrackedJob, driver_logs
-from nrl_launch.follow.verdict import GENERAL_FAIL, METRIC_FAIL, PASS, Verdict, grep_output, human_size, judge, ls_lah
-from nrl_launch.follow.watch import ALL_PASSED, SOME_FAILED, TrackedExperiment, Watcher, explain, report
+from nrl_launch.experiment.joblogs import TrackedExperiment, TrackedJob, driver_logs
+from nrl_launch.follow.verdict import (
+    GENERAL_FAIL,
+    METRIC_FAIL,
+    PASS,
+    Verdict,
+    grep_output,
+    human_size,
+    judge,
+    judge_jobs,
+    ls_lah,
+)
+from nrl_launch.follow.watch import ALL_PASSED, SOME_FAILED, Watcher, explain, report
 from nrl_launch.settings import WatchSettings
 from nrl_launch.slurm.client import Completed
 from testkit import BASE_ENV, Call, FakeSlurm, Project, SlurmOnPath, driver_log, finish_after, run_cli, write
@@ -178,14 +188,14 @@ def test_requeued_attempts_are_read_in_order(tmp_path: Path) -> None:
     jobs = [TrackedJob("41", tmp_path / "snap"), TrackedJob("42", tmp_path / "logs")]
     assert [p.parent.name for p in driver_logs(jobs)] == ["41-logs", "41-1-logs", "41-2-logs", "41-10-logs",
                                                          "42-logs"]
-    assert TrackedExperiment("exp", tuple(jobs)).verdict().status == PASS
+    assert judge_jobs("exp", jobs).status == PASS
 
 
 def test_no_log_at_all_names_where_it_looked(tmp_path: Path) -> None:
-    verdict = TrackedExperiment("exp", (TrackedJob("5", tmp_path),)).verdict()
+    verdict = judge_jobs("exp", (TrackedJob("5", tmp_path),))
     assert verdict.status == GENERAL_FAIL
     assert verdict.evidence == (f"no driver log found (looked for {tmp_path}/5-logs/ray-driver.log)",)
-    assert TrackedExperiment("exp", ()).verdict().evidence == ("no runs were submitted",)
+    assert judge_jobs("exp", ()).evidence == ("no runs were submitted",)
 
 
 # ---------------------------------------------------------------- polling
@@ -522,10 +532,10 @@ def test_timestamps_are_local_date_and_time() -> None:
 
 
 def test_experiments_without_logs_say_where_they_looked(tmp_path: Path) -> None:
-    assert TrackedExperiment("empty", ()).verdict() == Verdict("empty", GENERAL_FAIL, ("no runs were submitted",))
+    assert judge_jobs("empty", ()) == Verdict("empty", GENERAL_FAIL, ("no runs were submitted",))
     two = TrackedExperiment("two", (TrackedJob("5", tmp_path), TrackedJob("6", tmp_path / "b")))
-    assert two.verdict().evidence == (f"no driver log found (looked for {tmp_path}/5-logs/ray-driver.log, "
-                                      f"{tmp_path}/b/6-logs/ray-driver.log)",)
+    assert judge_jobs(two.name, two.jobs).evidence == (
+        f"no driver log found (looked for {tmp_path}/5-logs/ray-driver.log, {tmp_path}/b/6-logs/ray-driver.log)",)
 
 
 def test_waiting_on_a_terminal_without_a_key_press_ends_after_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -575,7 +585,7 @@ def test_why_shows_the_tail_of_a_failed_job_whose_exit_code_slurm_did_not_say(tm
     write(tmp_path / "45-logs" / "ray-driver.log", "Traceback: boom\n")
     fake = FakeSlurm(answers={"squeue": lambda call: Completed(0, "45|FAILED|NonZeroExitCode|n1\n", "")})
     exp = TrackedExperiment("x", (TrackedJob("45", tmp_path),))
-    assert explain(exp, exp.verdict(), fake.client())[1:] == [
+    assert explain(exp, judge_jobs(exp.name, exp.jobs), fake.client())[1:] == [
         f"[WHY] x: last 1 lines of {tmp_path}/45-logs/ray-driver.log:", "    Traceback: boom"]
 
 
@@ -673,7 +683,7 @@ def test_why_shows_the_last_attempts_tail_only_for_jobs_that_did_not_end_well(tm
     fake.add_job("42", "COMPLETED", exit_code="0:0")
     fake.add_job("43", "COMPLETED", exit_code="")
     exp = TrackedExperiment("x", tuple(TrackedJob(i, tmp_path) for i in ("41", "42", "43")))
-    verdict = exp.verdict()
+    verdict = judge_jobs(exp.name, exp.jobs)
     assert explain(exp, verdict, fake.client()) == [
         "[WHY] x: GENERAL FAIL; jobs: 41 FAILED, exit code 137:0, 42 COMPLETED, exit code 0:0, 43 COMPLETED",
         f"[WHY] x: last 2 lines of {tmp_path}/41-1-logs/ray-driver.log:", "    second attempt", "    Killed"]
@@ -700,13 +710,15 @@ def test_tail_lines(tmp_path: Path, data: bytes, lines: list[str]) -> None:
 
 
 def test_recorded_runs_find_their_logs_under_base_log_dir(tmp_path: Path) -> None:
-    from nrl_launch.follow.watch import from_runs
+    from nrl_launch.experiment.folder import SnapshotRoot
+    from nrl_launch.experiment.manifest import Run
 
     write(tmp_path / "logs" / "51-logs" / "ray-driver.log", PASS_LOG)
-    exp = from_runs("x", tmp_path / "snap", [{"job_id": "51", "base_log_dir": str(tmp_path / "logs")},
-                                             {"job_id": "52"}])
-    assert [(job.job_id, job.log_root) for job in exp.jobs] == [("51", tmp_path / "logs"), ("52", tmp_path / "snap")]
-    assert exp.verdict().status == PASS
+    folder = SnapshotRoot(tmp_path, "snaps").experiment("x")
+    exp = folder.tracked([Run("51", "1/2", "launcher", base_log_dir=str(tmp_path / "logs")),
+                          Run("52", "2/2", "launcher")])
+    assert [(job.job_id, job.log_root) for job in exp.jobs] == [("51", tmp_path / "logs"), ("52", folder.path)]
+    assert judge_jobs(exp.name, exp.jobs).status == PASS
 
 
 def test_a_relaunch_is_judged_on_its_own_runs_not_on_an_earlier_launchs_logs(

@@ -27,7 +27,7 @@ from nrl_launch.options import kept_slurm_timeout, options, project_root_option,
 if TYPE_CHECKING:  # imported where used: the DRYRUN=1 path needs neither pathlib nor these
     from pathlib import Path
 
-    from nrl_launch.follow.watch import TrackedExperiment
+    from nrl_launch.experiment.folder import SnapshotRoot
     from nrl_launch.slurm.client import Runner, SlurmClient
 
 
@@ -242,10 +242,11 @@ def _project_root(project_root: str | None) -> Path:
     return Path(project_root).resolve() if project_root is not None else _git_root_or_cwd(outermost=True)
 
 
-def _snapshot_root(project_root: str | None, dirname: str | None) -> Path:
+def _snapshot_root(project_root: str | None, dirname: str | None) -> SnapshotRoot:
+    from nrl_launch.experiment.folder import SnapshotRoot
     from nrl_launch.settings import parse_snapshot_dirname
 
-    return _project_root(project_root) / parse_snapshot_dirname(dirname)
+    return SnapshotRoot(_project_root(project_root), parse_snapshot_dirname(dirname))
 
 
 @main.command(context_settings={"max_content_width": 100})
@@ -311,8 +312,7 @@ def status(experiments: tuple[str, ...], fmt: str, wide: bool, project_root: str
     """
     from nrl_launch.follow import status as report
 
-    found = report.collect_status(_snapshot_root(project_root, code_snapshot_dirname), experiments or None,
-                                  slurm_client())
+    found = report.collect(_snapshot_root(project_root, code_snapshot_dirname), experiments or None, slurm_client())
     shown = console()
     shown.out(report.format_json(found) if fmt == "json" else report.format_table(found, wide=wide))
     (shown.err if fmt == "json" else shown.out)(report.summary(found))  # stdout stays one JSON document
@@ -336,22 +336,14 @@ def watch(experiments: tuple[str, ...], project_root: str | None, code_snapshot_
     With --max-retries, a run lost to a node failure or preemption is submitted
     again as the snapshot's continue.sh would (retries recorded earlier count).
     """
-    from nrl_launch.follow.retry import retrier_for_snapshots
-    from nrl_launch.follow.watch import Watcher, recorded, timestamp
-    from nrl_launch.pipeline import watch_command
-    from nrl_launch.settings import make_watch_settings, parse_snapshot_dirname
+    from nrl_launch.follow.watch import watch_recorded
+    from nrl_launch.settings import make_watch_settings
 
     settings = make_watch_settings(raw_settings(values, WATCH_VARIABLES))
-    root = _project_root(project_root)
-    dirname = parse_snapshot_dirname(code_snapshot_dirname)
-    tracked: list[TrackedExperiment] = [recorded(root / dirname, name) for name in experiments]
-    slurm = slurm_client()
     shown = console()
-    retrier = retrier_for_snapshots(slurm, settings.max_retries, root / dirname, experiments, out=shown.out,
-                                    err=shown.err, clock=timestamp) if settings.max_retries else None
-    watcher = Watcher(slurm, settings, out=shown.out, err=shown.err, interactive=sys.stdin.isatty(),
-                      resume_hint=watch_command(root, dirname, settings, experiments), retrier=retrier)
-    if any(v.failed for v in watcher.watch(tracked)):
+    verdicts = watch_recorded(_snapshot_root(project_root, code_snapshot_dirname), experiments, settings,
+                              slurm_client(), out=shown.out, err=shown.err, interactive=sys.stdin.isatty())
+    if any(v.failed for v in verdicts):
         click.get_current_context().exit(1)
 
 
@@ -390,24 +382,14 @@ def logs(experiment: str, follow: bool, job_id: str | None, interval: float, pro
     the driver log exists). Reads files only: works from a login node.
     """
     from nrl_launch.follow import logs as follow_logs
-    from nrl_launch.follow.watch import snapshot_folder
 
-    snapshot = snapshot_folder(_snapshot_root(project_root, code_snapshot_dirname), experiment)
-    jobs = follow_logs.recorded_jobs(snapshot, job_id)
-    if not jobs:
-        raise LauncherError(f"no run of {experiment} is recorded in its manifest: nothing has a log")
-    if not follow:
-        follow_logs.show(snapshot, experiment, jobs, write=console().write, err=console().err)
-        return
-    follower = follow_logs.Follower(snapshot, experiment, lambda: follow_logs.recorded_jobs(snapshot, job_id),
-                                    slurm_client(), write=console().write, err=console().err, wait=time.sleep,
-                                    interval=interval)
-    try:
-        follower.run()
-    except KeyboardInterrupt as e:
-        from nrl_launch.errors import Interrupted
-
-        raise Interrupted(f"stopped following the logs of {experiment}") from e
+    snapshots = _snapshot_root(project_root, code_snapshot_dirname)
+    shown = console()
+    if follow:
+        follow_logs.follow(snapshots, experiment, job_id, slurm_client(), write=shown.write, err=shown.err,
+                           interval=interval)
+    else:
+        follow_logs.show(snapshots, experiment, job_id, write=shown.write, err=shown.err)
 
 
 @main.command()

@@ -11,14 +11,12 @@ simple-slurm, which it imports).
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from nrl_launch import __version__
 from nrl_launch.errors import (
@@ -32,19 +30,19 @@ from nrl_launch.errors import (
     SubmissionInterrupted,
     SubmissionStopped,
 )
-from nrl_launch.experiment import gitrepo, manifest
-from nrl_launch.experiment.continuation import render_continue_script
+from nrl_launch.experiment import gitrepo
+from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot, locked, name_problem
 from nrl_launch.experiment.gitrepo import RepoInfo
-from nrl_launch.experiment.joblogs import TrackedJob, log_root
-from nrl_launch.experiment.locks import experiment_locks
-from nrl_launch.experiment.rerun import NextRun, save_next_run
-from nrl_launch.experiment.snapshot import SnapshotBatch, existing_snapshot
+from nrl_launch.experiment.joblogs import TrackedExperiment, TrackedJob
+from nrl_launch.experiment.manifest import VIA_LAUNCHER, Manifest, Source, build_manifest
+from nrl_launch.experiment.rerun import NextRun
+from nrl_launch.experiment.snapshot import SnapshotBatch
 from nrl_launch.follow import watch
 from nrl_launch.follow.retry import Retrier, RetryBook
-from nrl_launch.follow.verdict import GENERAL_FAIL, Verdict
+from nrl_launch.follow.verdict import GENERAL_FAIL, Verdict, judge_jobs
 from nrl_launch.lines import info_line, skip_submission_line, submitting_line
 from nrl_launch.plan import Experiment, Submission, build_submissions
-from nrl_launch.settings import DryRun, LaunchSettings, SnapshotMode, WatchSettings
+from nrl_launch.settings import DryRun, LaunchSettings, SnapshotMode
 from nrl_launch.slurm.client import SlurmClient
 
 Emit = Callable[[str], None]
@@ -73,13 +71,18 @@ class PlannedExperiment:
     experiment: Experiment
     repo: Repository
     rel_path: str  # the script's path from the repository root
-    snapshot_dir: Path
+    folder: ExperimentDir
     submissions: tuple[Submission, ...]
 
     @property
     def name(self) -> str:
         """The experiment name."""
         return self.experiment.name
+
+    @property
+    def snapshot_dir(self) -> Path:
+        """The experiment's snapshot folder."""
+        return self.folder.path
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class Pipeline:
             self.preflight(planned)
         # One launch (or continue.sh, or code_snapshot.sh) per experiment at a
         # time, from its snapshot to its last manifest entry.
-        with experiment_locks((p.snapshot_dir for p in planned), self.err):
+        with locked((p.folder for p in planned), self.err):
             reused = self.make_snapshots(planned)
             planned = with_snapshot_meta(planned, reused, self.settings)
             write_continue_scripts(planned)
@@ -128,7 +131,7 @@ class Pipeline:
         maker = SnapshotMaker(self.settings.snapshot_mode, self.err, self.progress)
         reused = set()
         for p in planned:
-            if not maker.provide(p.repo, p.snapshot_dir, new_manifest(p)):
+            if not maker.provide(p.repo, p.folder, new_manifest(p)):
                 reused.add(p.name)
                 for line in reuse_notes(p, self.settings):
                     self.err(line)
@@ -195,9 +198,9 @@ class Pipeline:
         self.out(info_line(exp))
         if self.settings.dryrun is DryRun.NO_SUBMIT:
             count = len(p.submissions)
-            self.err(f"[INFO]: {exp.name}: DRYRUN=2 submits nothing. 'bash {shlex.quote(str(p.snapshot_dir))}/"
-                     f"continue.sh' submits ONE run; launch without DRYRUN for all {count} planned "
-                     f"run{'s' * (count != 1)}.")
+            script = shlex.quote(str(p.folder.continue_script))
+            self.err(f"[INFO]: {exp.name}: DRYRUN=2 submits nothing. 'bash {script}' submits ONE run; launch "
+                     f"without DRYRUN for all {count} planned run{'s' * (count != 1)}.")
         for sub in p.submissions:
             self.out(submitting_line(sub, exp))
             if self.settings.dryrun is DryRun.NO_SUBMIT:
@@ -215,7 +218,7 @@ class Pipeline:
             self.out(answer.text)
             job_ids.append(answer.job_id)
             try:
-                manifest.append_run(p.snapshot_dir, answer.job_id, sub.run_label, via=manifest.VIA_LAUNCHER,
+                p.folder.record_run(answer.job_id, sub.run_label, VIA_LAUNCHER,
                                     base_log_dir=self.settings.base_log_dir or None)
             except (SnapshotError, OSError) as e:
                 # The job is queued already: losing its manifest entry is not
@@ -228,15 +231,12 @@ class Pipeline:
         """The commands worth typing after a launch that did not watch (stderr)."""
         if self.settings.dryrun is DryRun.NO_SUBMIT or not any(launched.jobs.values()):
             return []
-        by_root: dict[Path, list[str]] = {}
-        for p in launched.planned:
-            by_root.setdefault(p.repo.info.root, []).append(p.name)
         lines = ["[INFO]: Next:"]
-        for root, names in by_root.items():
-            where = ["--project-root", str(root), "--code-snapshot-dirname", self.settings.snapshot_dirname]
+        for snapshots, names in by_snapshot_root(launched.planned).items():
+            where = ["--project-root", str(snapshots.project_root), "--code-snapshot-dirname", snapshots.dirname]
             lines.append("    " + " ".join(shlex.quote(w) for w in ["nrl-launch", "status", *where, *names]) +
                          "   # job states, steps, verdicts")
-            lines.append("    " + watch_command(root, self.settings.snapshot_dirname, self.settings.watching, names) +
+            lines.append("    " + watch.watch_command(snapshots, self.settings.watching, names) +
                          "   # follow to the verdicts")
         return lines
 
@@ -244,12 +244,12 @@ class Pipeline:
         """Follow the submitted jobs until they leave the queue, then print and return the verdicts."""
         experiments = []
         for p in launched.planned:
-            root = log_root(p.snapshot_dir, self.settings.base_log_dir)
+            root = p.folder.log_root(self.settings.base_log_dir)
             jobs = tuple(TrackedJob(job_id, root) for job_id in launched.jobs[p.name])
-            experiments.append(watch.TrackedExperiment(p.name, jobs))
+            experiments.append(TrackedExperiment(p.name, jobs))
         retrier = None
         if self.settings.watching.max_retries:
-            books = {p.name: RetryBook(NextRun.of(p.submissions[-1])) for p in launched.planned}
+            books = {p.name: RetryBook(p.folder, NextRun.of(p.submissions[-1])) for p in launched.planned}
             retrier = Retrier(self.slurm, self.settings.watching.max_retries, books, out=self.out, err=self.err,
                               clock=watch.timestamp)
         watcher = watch.Watcher(self.slurm, self.settings.watching, out=self.out, err=self.err,
@@ -269,15 +269,16 @@ class SnapshotMaker:
         self.progress = progress
         self.batches: dict[Path, SnapshotBatch] = {}
 
-    def provide(self, repo: Repository, dest: Path, new_manifest: Mapping[str, Any]) -> bool:
-        """Make sure a complete snapshot of ``repo`` is at ``dest``, saying which on stderr;
+    def provide(self, repo: Repository, folder: ExperimentDir, new_manifest: Manifest) -> bool:
+        """Make sure a complete snapshot of ``repo`` is in ``folder``, saying which on stderr;
         True when it was created, False when an existing one is reused.
 
-        Every snapshot that is reused goes through :func:`stale_reasons`, also
-        one that another process (one that does not take the lock, e.g. an
+        Every snapshot that is reused goes through the stale check, also one
+        that another process (one that does not take the lock, e.g. an
         older launcher) published while this one was copying.
         """
-        if existing_snapshot(dest) is not None:
+        dest = folder.path
+        if folder.exists():
             self.err(f"Using existing code snapshot in {dest}")
         else:
             self.err(f"Creating new code snapshot in {dest}")
@@ -288,11 +289,10 @@ class SnapshotMaker:
             if self.batches[root].ensure(dest, manifest=new_manifest, progress=progress).created:
                 return True
             self.err(f"[WARNING]: another process created {dest} while this one was copying: using its snapshot")
-        for reason in stale_reasons(dest, repo.info):
+        for reason in folder.stale_reasons(repo.info):
             self.err(f"[WARNING]: reusing {dest}: {reason}")
-        if not (dest / manifest.MANIFEST_NAME).exists():
-            # without one, continue.sh could not number its run and no run could be recorded
-            manifest.write_manifest(dest, manifest.adopted(new_manifest))
+        # without a manifest, continue.sh could not number its run and no run could be recorded
+        if folder.adopt(new_manifest):
             self.err(f"[INFO]: wrote a manifest into {dest} (its source is unknown) so that runs can be recorded")
         return False
 
@@ -301,16 +301,17 @@ def take_snapshot(project_dir: Path, name: str, *, dirname: str, mode: SnapshotM
                   progress: Callable[[Path], Progress | None] | None = None) -> Path:
     """``nrl-launch snapshot``: the snapshot ``<project root>/<CODE_SNAPSHOT_DIRNAME>/<name>``
     of the repository holding ``project_dir``, created or reused; its absolute path."""
-    if not name or name.startswith(".") or "/" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise PlanError(f"invalid experiment name {name!r}: a plain folder name is expected")
+    problem = name_problem(name)
+    if problem is not None:
+        raise PlanError(f"invalid experiment name {name!r}: it {problem}; a plain, visible folder name is expected")
     root = gitrepo.project_root(project_dir)  # as the launcher: the top superproject from inside a submodule
     repo = Repository.describe(root)
     check_snapshot_root(dirname, repo.tracked, where=name)
-    dest = root / dirname / name
-    fresh = manifest.build_manifest(repo.info, config_values={}, gpu_hours=None, experiment=name, script=None)
-    with experiment_locks([dest], err):
-        SnapshotMaker(mode, err, progress).provide(repo, dest, fresh)
-    return dest
+    folder = SnapshotRoot(root, dirname).experiment(name)
+    fresh = build_manifest(repo.info, config_values={}, gpu_hours=None, experiment=name, script=None)
+    with folder.lock(err):
+        SnapshotMaker(mode, err, progress).provide(repo, folder, fresh)
+    return folder.path
 
 
 def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings) -> tuple[PlannedExperiment, ...]:
@@ -334,12 +335,12 @@ def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings
             e.about(exp.script)
             raise
         check_snapshot_root(settings.snapshot_dirname, repo.tracked, where=exp.script)
-        snapshot_dir = root / settings.snapshot_dirname / exp.name
-        check_batch_script(exp, settings.batch_script, repo.tracked, snapshot_dir)
+        folder = SnapshotRoot(root, settings.snapshot_dirname).experiment(exp.name)
+        check_batch_script(exp, settings.batch_script, repo.tracked, folder)
         # ++git_meta names the code that runs: a reused snapshot's own commit, not HEAD's
-        git_meta = recorded_meta(snapshot_dir) or repo.info.short_meta
-        subs = build_submissions(exp, settings, str(snapshot_dir), rel_path, git_meta)
-        planned.append(PlannedExperiment(exp, repo, rel_path, snapshot_dir, subs))
+        git_meta = recorded_meta(folder) or repo.info.short_meta
+        subs = build_submissions(exp, settings, str(folder.path), rel_path, git_meta)
+        planned.append(PlannedExperiment(exp, repo, rel_path, folder, subs))
     return tuple(planned)
 
 
@@ -353,21 +354,18 @@ def with_snapshot_meta(planned: Sequence[PlannedExperiment], reused: set[str],
         if p.name not in reused:
             settled.append(p)
             continue
-        meta = recorded_meta(p.snapshot_dir) or p.repo.info.short_meta
+        meta = recorded_meta(p.folder) or p.repo.info.short_meta
         subs = build_submissions(p.experiment, settings, str(p.snapshot_dir), p.rel_path, meta)
         settled.append(p if subs == p.submissions else replace(p, submissions=subs))
     return tuple(settled)
 
 
 def check_experiment_name(exp: Experiment) -> None:
-    """A snapshot folder must be a plain, visible folder name.
-
-    Hidden names beside the snapshots are the launcher's own (temporary
-    folders, lock files) and ``status`` does not list them.
-    """
-    if exp.name.startswith(".") or not exp.name:
-        raise PlanError(f"experiment name {exp.name!r} starts with '.' or is empty: its snapshot would be a hidden "
-                        "folder (rename the script)", where=exp.script)
+    """A snapshot folder must be a plain, visible folder name (the one rule, :func:`name_problem`)."""
+    problem = name_problem(exp.name)
+    if problem is not None:
+        raise PlanError(f"experiment name {exp.name!r} {problem}: its snapshot would not be a plain, visible folder "
+                        "(rename the script)", where=exp.script)
 
 
 def check_snapshot_root(dirname: str, tracked: frozenset[str], *, where: str) -> None:
@@ -379,45 +377,39 @@ def check_snapshot_root(dirname: str, tracked: frozenset[str], *, where: str) ->
                         "part of the repository (and list it in .gitignore)", where=where)
 
 
-def check_batch_script(exp: Experiment, batch_script: str, tracked: frozenset[str], snapshot_dir: Path) -> None:
+def check_batch_script(exp: Experiment, batch_script: str, tracked: frozenset[str], folder: ExperimentDir) -> None:
     """The batch script must be in the snapshot the jobs will run from."""
     if Path(batch_script).is_absolute():
         return  # outside the snapshot by the user's choice
-    if snapshot_dir.is_dir() and any(snapshot_dir.iterdir()):
-        if not (snapshot_dir / batch_script).is_file():
-            raise PlanError(f"the existing snapshot {snapshot_dir} has no batch script {batch_script}",
+    if folder.exists():
+        if not (folder.path / batch_script).is_file():
+            raise PlanError(f"the existing snapshot {folder.path} has no batch script {batch_script}",
                             where=exp.script)
     elif Path(batch_script).as_posix() not in tracked:
         raise PlanError(f"batch script {batch_script} is not a tracked file of the repository "
                         "(the snapshot holds tracked files only)", where=exp.script)
 
 
-def recorded_meta(snapshot: Path) -> str | None:
+def recorded_meta(folder: ExperimentDir) -> str | None:
     """The ``<short sha>-<subject>`` an existing snapshot's manifest records, if any."""
-    if existing_snapshot(snapshot) is None:
-        return None
-    try:
-        source = manifest.read_manifest(snapshot).get("source")
-    except SnapshotError:
-        return None
-    meta = source.get("short_meta") if isinstance(source, dict) else None
-    return meta if isinstance(meta, str) and meta else None
+    recorded = folder.recorded()
+    source = recorded.source if recorded is not None else None
+    return (source.short_meta or None) if source is not None else None
 
 
 def reuse_notes(p: PlannedExperiment, settings: LaunchSettings) -> list[str]:
     """What a reused snapshot already holds and what relaunching it means (stderr)."""
     try:
-        recorded = manifest.read_manifest(p.snapshot_dir)
+        recorded = p.folder.manifest
     except SnapshotError:
         return [f"[INFO]: {p.name}: the snapshot has no manifest: its commit and runs are unknown"]
-    source = recorded.get("source")
-    source = source if isinstance(source, dict) else {}
-    commit = str(source.get("short_meta") or source.get("commit") or "unknown")
-    dirty = " (with uncommitted changes)" if source.get("dirty") else ""
-    runs = manifest.job_runs(recorded["runs"])
+    source = recorded.source or Source()
+    commit = source.short_meta or source.commit or "unknown"
+    dirty = " (with uncommitted changes)" if source.dirty else ""
+    runs = recorded.runs
     last = "no run yet"
     if runs:  # the verdict of the latest launch (an earlier one's logs are in the snapshot too)
-        status = watch.from_runs(p.name, p.snapshot_dir, manifest.latest_launch(runs)).verdict().status
+        status = judge_jobs(p.name, p.folder.tracked().jobs).status
         last = "none yet" if status == GENERAL_FAIL else status
     start_over = f"rm -rf {shlex.quote(str(p.snapshot_dir))}"
     return [f"[INFO]: {p.name}: the snapshot holds commit {commit}{dirty} and {len(runs)} recorded "
@@ -430,7 +422,7 @@ def _copy_batch_script(p: PlannedExperiment, batch_script: str, folder: Path) ->
     """Put the batch script the job will run into ``folder`` (an absolute one needs no copy)."""
     if Path(batch_script).is_absolute():
         return
-    source = p.snapshot_dir / batch_script if existing_snapshot(p.snapshot_dir) else p.repo.info.root / batch_script
+    source = p.snapshot_dir / batch_script if p.folder.exists() else p.repo.info.root / batch_script
     target = folder / batch_script
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -439,67 +431,29 @@ def _copy_batch_script(p: PlannedExperiment, batch_script: str, folder: Path) ->
         raise PlanError(f"cannot read the batch script {source}: {e}", where=p.experiment.script) from e
 
 
-def stale_reasons(snapshot: Path, now: RepoInfo) -> list[str]:
-    """Why a reused snapshot may not hold the code the user has now."""
-    try:
-        recorded = manifest.read_manifest(snapshot)
-    except SnapshotError as e:
-        # e.g. a snapshot made by the bash launcher, which wrote no manifest
-        return [f"its commit is unknown ({e})"]
-    return manifest.stale_reasons(recorded, now)
-
-
-def new_manifest(p: PlannedExperiment) -> dict[str, Any]:
+def new_manifest(p: PlannedExperiment) -> Manifest:
     """The manifest a new snapshot of ``p`` starts with."""
     config = p.experiment.config
-    return manifest.build_manifest(p.repo.info, config_values=config.values, gpu_hours=config.gpu_hours,
-                                   experiment=p.name, script=p.rel_path)
+    return build_manifest(p.repo.info, config_values=config.values, gpu_hours=config.gpu_hours, experiment=p.name,
+                          script=p.rel_path)
 
 
 def write_continue_scripts(planned: Sequence[PlannedExperiment]) -> None:
     """Write each snapshot's continue.sh (after the pre-flight accepted the plan), and the
     same submission as data for the retries of ``nrl-launch watch`` (:mod:`nrl_launch.experiment.rerun`)."""
     for p in planned:
-        script = render_continue_script(p.submissions[-1], script=p.rel_path, version=__version__)
-        path = p.snapshot_dir / "continue.sh"
-        try:
-            _write_executable(path, script)
-        except OSError as e:
-            raise SnapshotError(f"cannot write {path}: {e}") from e
-        save_next_run(NextRun.of(p.submissions[-1]))
+        p.folder.write_continuation(p.submissions[-1], script=p.rel_path, version=__version__)
 
 
-def _write_executable(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically and make it executable."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        # surrogateescape: a non-UTF-8 byte of a file name or a value (which
-        # Python holds as a surrogate escape) is written back as that byte.
-        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
-        tmp.chmod(0o755)
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+def by_snapshot_root(planned: Iterable[PlannedExperiment]) -> dict[SnapshotRoot, list[str]]:
+    """The experiments' names grouped by the snapshot root of their project, in launch order."""
+    groups: dict[SnapshotRoot, list[str]] = {}
+    for p in planned:
+        groups.setdefault(p.folder.root, []).append(p.name)
+    return groups
 
 
 def resume_hint(planned: Sequence[PlannedExperiment], settings: LaunchSettings) -> str:
     """The ``nrl-launch watch`` command(s) that pick up where this launch stops."""
-    by_root: dict[str, list[str]] = {}
-    for p in planned:
-        by_root.setdefault(str(p.repo.info.root), []).append(p.name)
-    return "; ".join(watch_command(Path(root), settings.snapshot_dirname, settings.watching, names)
-                     for root, names in by_root.items())
-
-
-def watch_command(project_root: Path, snapshot_dirname: str, watching: WatchSettings, names: Sequence[str]) -> str:
-    """The ``nrl-launch watch`` command line that follows ``names`` with these settings."""
-    words = ["nrl-launch", "watch", "--project-root", str(project_root), "--code-snapshot-dirname", snapshot_dirname,
-             "--watch-interval", f"{watching.interval:g}"]
-    if watching.give_up != WatchSettings().give_up:
-        words += ["--watch-give-up", f"{watching.give_up:g}"]
-    if watching.stop_chain_on_failure:
-        words += ["--stop-chain-on-failure", "1"]
-    if watching.max_retries:
-        words += ["--max-retries", str(watching.max_retries)]
-    return " ".join(shlex.quote(word) for word in [*words, *names])
+    return "; ".join(watch.watch_command(snapshots, settings.watching, names)
+                     for snapshots, names in by_snapshot_root(planned).items())

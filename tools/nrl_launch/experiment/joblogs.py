@@ -29,6 +29,19 @@ class TrackedJob:
     log_root: Path
 
 
+@dataclass(frozen=True)
+class TrackedExperiment:
+    """One experiment's jobs as WATCH follows them: its name and its jobs, in submission order."""
+
+    name: str
+    jobs: tuple[TrackedJob, ...]
+
+    @property
+    def ids(self) -> list[str]:
+        """The job ids, in submission order."""
+        return [job.job_id for job in self.jobs]
+
+
 def log_root(snapshot: Path, base_log_dir: str | None) -> Path:
     """The folder a job of ``snapshot`` writes its ``<id>-logs`` folders to."""
     if not base_log_dir:
@@ -83,6 +96,11 @@ def output_file(snapshot: Path, experiment: str, job_id: str) -> Path | None:
     except OSError:
         return None
     return snapshot / names[-1] if names else None
+
+
+def is_driver_log(path: Path) -> bool:
+    """True for a driver log (not a Slurm ``--output`` file)."""
+    return path.name == DRIVER_LOG
 
 
 def newest_driver_log(job: TrackedJob) -> Path | None:

@@ -1,4 +1,4 @@
-"""The snapshot manifest ``.nrl_launch.yaml`` (docs/snapshots.md).
+"""The snapshot manifest ``.nrl_launch.yaml`` (docs/snapshots.md), typed and read once.
 
 Every snapshot carries one at its root. It is YAML, with ``runs:`` as the LAST
 key and its entries block-style at column 0, so that a shell script can append
@@ -6,25 +6,39 @@ a run with ``printf '%s\\n' "- job_id: '123'" "  submitted_at: '...'"
 "  run: '3'" "  via: continue.sh" >> .nrl_launch.yaml``. With no run yet the
 file ends with a bare ``runs:`` line (null, read back as an empty list).
 
-Besides runs (entries with a ``job_id``), ``runs:`` holds the records of
-``nrl-launch cancel``: entries without ``job_id`` (``cancelled: '<ids>'``),
-which every reader of runs skips (:func:`job_runs`; ``continue.sh`` counts
-only ``- job_id:`` lines).
+:class:`Manifest` is the file as frozen dataclasses: the :class:`Source` it was
+made from, its :class:`SnapshotStats`, the CONFIG values, the GPU-hours, and
+the ``runs:`` entries in file order: :class:`Run` (launcher, ``continue.sh``,
+retry), :class:`Cancellation` (``nrl-launch cancel``: an entry without
+``job_id``, never counted as a run; ``continue.sh`` counts only ``- job_id:``
+lines) and :class:`OtherEntry` (a kind this version does not know). Derived
+views: the runs, the :class:`Launch` es, the latest launch, the retries, the
+next run's number. Keys this version does not know are kept (``extra``) and
+written back unchanged after the known ones, so a rewrite by an older
+launcher loses nothing a newer one recorded.
 
-Entries are appended with one ``write`` on a descriptor opened with
+Reading parses with libyaml's ``CSafeLoader`` when PyYAML has it (the pure
+Python ``SafeLoader`` otherwise, and for the texts libyaml refuses but
+PyYAML reads, e.g. a ``\\uDCxx`` escape of a non-UTF-8 byte). Writing the
+whole file goes through :func:`nrl_launch.experiment.atomic.replace_file`;
+entries are appended with one ``write`` on a descriptor opened with
 ``O_APPEND`` (the kernel puts each write at the end of the file, so writers
 running at once never overwrite each other), by a process holding the
-experiment's lock (:mod:`nrl_launch.experiment.locks`). Timestamps have one format,
-:data:`TIMESTAMP_FORMAT`, for Python and ``continue.sh`` alike.
+experiment's lock (:mod:`nrl_launch.experiment.locks`). Timestamps have one
+format, :data:`TIMESTAMP_FORMAT`, for Python and ``continue.sh`` alike.
 
-This module does not import GitPython; ``RepoInfo`` is only a type hint.
+Callers go through :class:`nrl_launch.experiment.folder.ExperimentDir`, which
+reads the file once; this module does not import GitPython (``RepoInfo`` is
+only a type hint).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,18 +46,28 @@ import yaml
 
 from nrl_launch import __version__
 from nrl_launch.errors import SnapshotError
+from nrl_launch.experiment.atomic import replace_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from nrl_launch.experiment.gitrepo import RepoInfo
 
 MANIFEST_NAME = ".nrl_launch.yaml"
 VIA_LAUNCHER = "launcher"
+VIA_CONTINUE = "continue.sh"
 VIA_RETRY = "retry"  # a run WATCH submitted again after an infrastructure failure (MAX_RETRIES)
-VIA_VALUES = (VIA_LAUNCHER, "continue.sh", VIA_RETRY)
+VIA_VALUES = (VIA_LAUNCHER, VIA_CONTINUE, VIA_RETRY)
 CANCELLED_KEY = "cancelled"  # a cancellation entry: the job ids it cancelled, space separated
+CANCEL_VIA = "nrl-launch cancel"
 # ISO 8601 in UTC with seconds, e.g. 2026-11-29T01:00:09+00:00: a strftime
 # format for Python and a `date -u +FORMAT` format for continue.sh.
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S+00:00"
+# The source of a snapshot that had no manifest when a launch reused it.
+UNKNOWN_SOURCE = "unknown: the snapshot had no manifest when it was reused (made by another tool?)"
+# libyaml's parser when PyYAML was built with it: the same documents, parsed in C.
+LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader) if yaml.__with_libyaml__ else yaml.SafeLoader
+
+Extra = tuple[tuple[str, Any], ...]  # keys this version does not know, as read: written back as they were
+Fields = tuple[tuple[str, str], ...]  # the same, in a ``runs:`` entry (whose values are text)
 
 
 def utc_now_iso() -> str:
@@ -62,62 +86,418 @@ def _iso(when: dt.datetime | str | None) -> str:
     return when.astimezone(dt.timezone.utc).strftime(TIMESTAMP_FORMAT)
 
 
+def _text(value: Any) -> str | None:
+    """A scalar as text (YAML may have typed an unquoted one), None for null."""
+    if value is None:
+        return None
+    return _iso(value) if isinstance(value, dt.datetime) else str(value)
+
+
+def _field(value: Any) -> str:
+    """A ``runs:`` entry value as text ("" for null), as every reader of entries sees it."""
+    return _text(value) or ""
+
+
+def _number(value: Any) -> int | None:
+    """A whole number of the file, None when it is missing or not one."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _unknown(data: Mapping[Any, Any], known: Iterable[str]) -> Extra:
+    names = set(known)
+    return tuple((str(key), value) for key, value in data.items() if str(key) not in names)
+
+
+# ---------------------------------------------------------------- the sections
+
+
+@dataclass(frozen=True)
+class Source:
+    """The working tree a snapshot was made from (``source:``). A field the file lacks is None
+    and is not written back, except ``commit`` (null: unknown)."""
+
+    repository: str | None = None  # the working tree's root
+    commit: str | None = None  # HEAD, full id
+    short_meta: str | None = None  # git log -1 --format=%h-%f: the ++git_meta of the jobs
+    subject: str | None = None
+    dirty: bool | None = None  # the working tree differed from HEAD
+    dirty_files: tuple[str, ...] | None = None
+    submodules: tuple[tuple[str, str], ...] | None = None  # path -> commit checked out
+    note: str | None = None  # UNKNOWN_SOURCE: adopted without a manifest
+    extra: Extra = ()
+
+    @classmethod
+    def of(cls, info: RepoInfo) -> Source:
+        """The source section of a snapshot of the working tree ``info``."""
+        return cls(str(info.root), info.head_sha, info.short_meta, info.head_subject, bool(info.dirty_files),
+                   tuple(info.dirty_files), tuple(info.submodules.items()))
+
+    @property
+    def unknown(self) -> bool:
+        """True for a snapshot adopted without a manifest: nothing is known about its code."""
+        return self.note == UNKNOWN_SOURCE
+
+    @classmethod
+    def from_data(cls, data: Mapping[Any, Any]) -> Source:
+        """The section as the file holds it (values of an unexpected type read as missing)."""
+        files, subs, dirty = data.get("dirty_files"), data.get("submodules"), data.get("dirty")
+        return cls(_text(data.get("repository")), _text(data.get("commit")), _text(data.get("short_meta")),
+                   _text(data.get("subject")), None if dirty is None else bool(dirty),
+                   tuple(str(f) for f in files) if isinstance(files, list) else None,
+                   tuple((str(k), str(v)) for k, v in subs.items()) if isinstance(subs, Mapping) else None,
+                   _text(data.get("note")), _unknown(data, _SOURCE_KEYS))
+
+    def to_data(self) -> dict[str, Any]:
+        """The section as written."""
+        values: dict[str, Any] = {
+            "repository": self.repository, "commit": self.commit, "short_meta": self.short_meta,
+            "subject": self.subject, "dirty": self.dirty,
+            "dirty_files": None if self.dirty_files is None else list(self.dirty_files),
+            "submodules": None if self.submodules is None else dict(self.submodules), "note": self.note}
+        data = {key: value for key, value in values.items() if value is not None or key == "commit"}
+        data.update(self.extra)
+        return data
+
+
+_SOURCE_KEYS = ("repository", "commit", "short_meta", "subject", "dirty", "dirty_files", "submodules", "note")
+
+
+@dataclass(frozen=True)
+class SnapshotStats:
+    """How the snapshot was made (``snapshot:``): mode (reflink, copy, link; ``unknown`` for
+    an adopted one), files and bytes; None where not recorded."""
+
+    mode: str | None = None
+    files: int | None = None
+    size: int | None = None  # ``bytes:`` in the file
+    extra: Extra = ()
+
+    @classmethod
+    def from_data(cls, data: Mapping[Any, Any]) -> SnapshotStats:
+        """The section as the file holds it."""
+        return cls(_text(data.get("mode")), _number(data.get("files")), _number(data.get("bytes")),
+                   _unknown(data, ("mode", "files", "bytes")))
+
+    def to_data(self) -> dict[str, Any]:
+        """The section as written."""
+        return {"mode": self.mode, "files": self.files, "bytes": self.size, **dict(self.extra)}
+
+
+# ---------------------------------------------------------------- the runs: entries
+
+
+@dataclass(frozen=True)
+class RetryOrigin:
+    """Why a run is a retry (MAX_RETRIES): the job the infrastructure lost and how."""
+
+    retry_of: str  # the lost job
+    after: str  # how it ended: NODE_FAIL, BOOT_FAIL, PREEMPTED or NODE_CHECK_FAILED
+    failed_on: str  # its nodes ("" when it had none)
+    exclude: str = ""  # the nodes the retry avoids ("" for none; then not written)
+
+
+_RETRY_KEYS = ("retry_of", "after", "failed_on", "exclude")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One submitted job of the experiment (a ``runs:`` entry with a ``job_id``)."""
+
+    job_id: str
+    run: str  # "i/N" for the launcher's runs, "k" (its number in the chain) for later ones
+    via: str  # launcher, continue.sh or retry
+    submitted_at: str = ""
+    base_log_dir: str = ""  # BASE_LOG_DIR of the run, when it had one
+    retry: RetryOrigin | None = None
+    extra: Fields = ()
+
+    @property
+    def starts_launch(self) -> bool:
+        """True for the launcher's first run of a launch (``1/N``)."""
+        return self.via == VIA_LAUNCHER and self.run.startswith("1/")
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str]) -> Run:
+        """The run of an entry's fields."""
+        retry = None
+        if any(key in fields for key in _RETRY_KEYS):
+            retry = RetryOrigin(*(fields.get(key, "") for key in _RETRY_KEYS))
+        return cls(fields["job_id"], fields.get("run", ""), fields.get("via", ""), fields.get("submitted_at", ""),
+                   fields.get("base_log_dir", ""), retry, _unknown(fields, (*_RUN_KEYS, *_RETRY_KEYS)))
+
+    def to_data(self) -> dict[str, str]:
+        """The entry as written: the standard fields first, then a retry's, then unknown ones."""
+        data = {"job_id": self.job_id, "submitted_at": self.submitted_at, "run": self.run, "via": self.via}
+        if self.base_log_dir:
+            data["base_log_dir"] = self.base_log_dir
+        if self.retry is not None:
+            data.update(retry_of=self.retry.retry_of, after=self.retry.after, failed_on=self.retry.failed_on)
+            if self.retry.exclude:
+                data["exclude"] = self.retry.exclude
+        data.update(self.extra)
+        return data
+
+
+_RUN_KEYS = ("job_id", "submitted_at", "run", "via", "base_log_dir")
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """One ``nrl-launch cancel`` of the experiment (an entry without ``job_id``)."""
+
+    jobs: tuple[str, ...]  # the jobs it cancelled
+    at: str = ""  # cancelled_at
+    via: str = CANCEL_VIA
+    extra: Fields = ()
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str]) -> Cancellation:
+        """The cancellation of an entry's fields."""
+        return cls(tuple(fields[CANCELLED_KEY].split()), fields.get("cancelled_at", ""), fields.get("via", ""),
+                   _unknown(fields, (CANCELLED_KEY, "cancelled_at", "via")))
+
+    def to_data(self) -> dict[str, str]:
+        """The entry as written."""
+        return {CANCELLED_KEY: " ".join(self.jobs), "cancelled_at": self.at, "via": self.via, **dict(self.extra)}
+
+
+@dataclass(frozen=True)
+class OtherEntry:
+    """An entry of a kind this version does not know: kept, never counted as a run."""
+
+    fields: Fields
+
+    def to_data(self) -> dict[str, str]:
+        """The entry as written."""
+        return dict(self.fields)
+
+
+Entry = Run | Cancellation | OtherEntry
+
+
+def _entry(fields: dict[str, str]) -> Entry:
+    if fields.get("job_id"):
+        return Run.from_fields(fields)
+    if fields.get(CANCELLED_KEY):
+        return Cancellation.from_fields(fields)
+    return OtherEntry(tuple(fields.items()))
+
+
+def _entries(runs: Any, where: Path) -> tuple[Entry, ...]:
+    """The ``runs:`` list, every value as text (YAML may have typed an unquoted id or time)."""
+    if runs is None:
+        return ()
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        raise SnapshotError(f"{where}: 'runs' is not a list of entries")
+    return tuple(_entry({str(key): _field(value) for key, value in run.items()}) for run in runs)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """The runs of one launch: the launcher's run ``1/N`` onward, with the ``continue.sh`` runs
+    and retries since (runs recorded before any launcher run form a launch of their own)."""
+
+    runs: tuple[Run, ...]
+
+    @property
+    def job_ids(self) -> list[str]:
+        """Its jobs, in submission order."""
+        return [run.job_id for run in self.runs]
+
+
+# ---------------------------------------------------------------- the manifest
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One ``.nrl_launch.yaml``: what the snapshot holds and every run recorded in it."""
+
+    experiment: str | None = None
+    script: str | None = None  # the recipe, from the repository root
+    created: str | None = None
+    launcher_version: str | None = None
+    source: Source | None = None  # None: the file has no source section
+    snapshot: SnapshotStats = SnapshotStats()
+    config: tuple[tuple[str, str], ...] = ()  # the recipe's evaluated CONFIG block
+    gpu_hours: int | None = None  # None: a snapshot not made for a recipe (nrl-launch snapshot)
+    entries: tuple[Entry, ...] = ()  # ``runs:``, in file order
+    extra: Extra = ()
+
+    # ---- derived views
+
+    @property
+    def config_values(self) -> dict[str, str]:
+        """The CONFIG values by name."""
+        return dict(self.config)
+
+    @property
+    def runs(self) -> tuple[Run, ...]:
+        """Every submitted run, in order (cancellations and unknown entries left out)."""
+        return tuple(entry for entry in self.entries if isinstance(entry, Run))
+
+    @property
+    def cancellations(self) -> tuple[Cancellation, ...]:
+        """Every ``nrl-launch cancel`` recorded, in order."""
+        return tuple(entry for entry in self.entries if isinstance(entry, Cancellation))
+
+    @property
+    def retries(self) -> tuple[Run, ...]:
+        """The runs WATCH submitted after an infrastructure failure."""
+        return tuple(run for run in self.runs if run.via == VIA_RETRY)
+
+    @property
+    def launches(self) -> tuple[Launch, ...]:
+        """The runs grouped by launch, in order."""
+        runs = self.runs
+        cuts = sorted({0, *(i for i, run in enumerate(runs) if run.starts_launch), len(runs)})
+        return tuple(Launch(runs[a:b]) for a, b in pairwise(cuts) if b > a)
+
+    @property
+    def latest_launch(self) -> Launch:
+        """The latest launch (all runs when no launcher run is recorded). A relaunch reuses the
+        snapshot, so the logs of an earlier launch are there too: what ``watch`` follows and
+        judges, and ``status`` shows, is this."""
+        launches = self.launches
+        return launches[-1] if launches else Launch(())
+
+    @property
+    def next_run_number(self) -> int:
+        """The number of one more run in the chain, as ``continue.sh`` counts: recorded runs + 1."""
+        return len(self.runs) + 1
+
+    # ---- new manifests
+
+    def with_snapshot(self, mode: str, files: int, size: int) -> Manifest:
+        """This manifest with its ``snapshot`` section set."""
+        return replace(self, snapshot=SnapshotStats(mode, files, size))
+
+    def adopted(self) -> Manifest:
+        """The manifest written into a reused snapshot that has none (e.g. one the bash launcher
+        made), from the one a new snapshot would get: the same experiment, script and CONFIG
+        values, but no claim about the code it holds, so its runs can be numbered and recorded."""
+        return replace(self, source=Source(note=UNKNOWN_SOURCE), snapshot=SnapshotStats("unknown", 0, 0), entries=())
+
+    # ---- the file's data
+
+    @classmethod
+    def from_data(cls, data: Mapping[Any, Any], where: Path) -> Manifest:
+        """The manifest of the file's parsed YAML (``where`` names the file in errors)."""
+        source, stats, config = data.get("source"), data.get("snapshot"), data.get("config")
+        return cls(
+            _text(data.get("experiment")), _text(data.get("script")), _text(data.get("created")),
+            _text(data.get("launcher_version")), Source.from_data(source) if isinstance(source, Mapping) else None,
+            SnapshotStats.from_data(stats) if isinstance(stats, Mapping) else SnapshotStats(),
+            tuple((str(k), _field(v)) for k, v in config.items()) if isinstance(config, Mapping) else (),
+            _number(data.get("gpu_hours")), _entries(data.get("runs"), where), _unknown(data, _TOP_KEYS))
+
+    def to_data(self) -> dict[str, Any]:
+        """The data written, ``runs`` last."""
+        data: dict[str, Any] = {
+            "experiment": self.experiment, "script": self.script, "created": self.created,
+            "launcher_version": self.launcher_version,
+            "source": None if self.source is None else self.source.to_data(),
+            "snapshot": self.snapshot.to_data(), "config": dict(self.config), "gpu_hours": self.gpu_hours}
+        data.update(self.extra)
+        data["runs"] = [entry.to_data() for entry in self.entries]
+        return data
+
+    # ---- comparing with the working tree
+
+    def stale_reasons(self, now: RepoInfo) -> list[str]:
+        """Why the snapshot no longer matches the working tree ``now``: human-readable
+        sentences, empty when it matches."""
+        source = self.source
+        if source is None:
+            return ["the snapshot's manifest has no source section"]
+        if source.unknown:
+            return ["its commit is unknown (it was made without a manifest, e.g. by the bash launcher)"]
+        reasons = []
+        old_commit = source.commit or "?"
+        if old_commit != now.head_sha:
+            reasons.append(f"the snapshot was made from commit {old_commit[:12]}, "
+                           f"the working tree is now at {now.head_sha[:12]}")
+        old_dirty, new_dirty = bool(source.dirty), bool(now.dirty_files)
+        old_files, new_files = sorted(source.dirty_files or ()), sorted(now.dirty_files)
+        where = f"(snapshot commit {old_commit[:12]}, working tree commit {now.head_sha[:12]})"
+        if old_dirty != new_dirty:
+            state = {True: "had uncommitted changes", False: "was clean"}
+            reasons.append(f"the snapshot's tree {state[old_dirty]}, the working tree "
+                           f"{'has uncommitted changes' if new_dirty else 'is clean'} {where}")
+        elif old_files != new_files:
+            reasons.append(f"the uncommitted changes differ {where}: snapshot "
+                           f"{', '.join(old_files) or 'none'}; working tree {', '.join(new_files) or 'none'}")
+        old_subs = dict(source.submodules or ())
+        for path in sorted(set(old_subs) | set(now.submodules)):
+            before, after = old_subs.get(path, "none"), now.submodules.get(path, "none")
+            if before != after:
+                reasons.append(f"submodule {path} was at {before[:12]}, is now at {after[:12]}")
+        return reasons
+
+
+_TOP_KEYS = ("experiment", "script", "created", "launcher_version", "source", "snapshot", "config", "gpu_hours",
+             "runs")
+
+
 def build_manifest(repo_info: RepoInfo, *, config_values: Mapping[str, str], gpu_hours: int | None,
                    experiment: str | None = None, script: str | None = None,
-                   mode: str | None = None, files: int | None = None, size: int | None = None,
-                   created: dt.datetime | str | None = None,
-                   version: str = __version__) -> dict[str, Any]:
-    """Build a manifest dict (pure; ``runs`` empty).
-
-    ``mode``/``files``/``size`` may be left None and filled in by the
-    snapshot code (``with_snapshot_stats``) once the snapshot is made.
-    """
-    return {
-        "experiment": experiment,
-        "script": script,
-        "created": _iso(created),
-        "launcher_version": version,
-        "source": {
-            "repository": str(repo_info.root),
-            "commit": repo_info.head_sha,
-            "short_meta": repo_info.short_meta,
-            "subject": repo_info.head_subject,
-            "dirty": bool(repo_info.dirty_files),
-            "dirty_files": list(repo_info.dirty_files),
-            "submodules": dict(repo_info.submodules),
-        },
-        "snapshot": {"mode": mode, "files": files, "bytes": size},
-        "config": {str(k): str(v) for k, v in config_values.items()},
-        "gpu_hours": gpu_hours,  # None: a snapshot made by code_snapshot.sh, not for a recipe
-        "runs": [],
-    }
+                   created: dt.datetime | str | None = None, version: str = __version__) -> Manifest:
+    """The manifest a new snapshot of ``repo_info`` starts with (pure; no runs; the snapshot
+    code sets its ``snapshot`` section once the copy is made)."""
+    return Manifest(experiment, script, _iso(created), version, Source.of(repo_info),
+                    config=tuple((str(k), str(v)) for k, v in config_values.items()), gpu_hours=gpu_hours)
 
 
-def with_snapshot_stats(manifest: Mapping[str, Any], mode: str, files: int, size: int) -> dict[str, Any]:
-    """A copy of ``manifest`` with its ``snapshot`` section set (runs kept last)."""
-    result = {k: v for k, v in manifest.items() if k != "runs"}
-    result["snapshot"] = {"mode": mode, "files": files, "bytes": size}
-    result["runs"] = list(manifest.get("runs") or [])
-    return result
+# ---------------------------------------------------------------- text
 
 
-# The source of a snapshot that had no manifest when a launch reused it.
-UNKNOWN_SOURCE = "unknown: the snapshot had no manifest when it was reused (made by another tool?)"
+class _Dumper(yaml.SafeDumper):
+    """``yaml.safe_dump``'s dumper, but a text holding a line break that YAML folds (NEL, LS,
+    PS) is written double-quoted, escaped: PyYAML would write ``'a\x85b'`` single-quoted,
+    which reads back as ``'a b'``."""
 
 
-def adopted(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """The manifest written into a reused snapshot that has none (e.g. one the bash launcher
-    made), from the one a new snapshot would get: the same experiment, script and CONFIG
-    values, but no claim about the code it holds, so its runs can be numbered and recorded."""
-    result = with_snapshot_stats(manifest, "unknown", 0, 0)
-    result["source"] = {"commit": None, "note": UNKNOWN_SOURCE}
-    result["runs"] = []
-    return result
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = '"' if any(c in text for c in "\x85\u2028\u2029") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _represent_text)
 
 
 def _dump(data: Any) -> str:
     """Block-style YAML, keys in insertion order."""
-    return yaml.safe_dump(data, default_flow_style=False, sort_keys=False, allow_unicode=True)
+    return yaml.dump(data, Dumper=_Dumper, default_flow_style=False, sort_keys=False, allow_unicode=True)
+
+
+def render_manifest(manifest: Manifest) -> str:
+    """The text of a manifest file: every key but ``runs``, then ``runs:`` and its entries."""
+    data = manifest.to_data()
+    runs = data.pop("runs")
+    return _dump(data) + "runs:\n" + (_dump(runs) if runs else "")
+
+
+def parse_manifest(text: str, where: Path) -> Manifest:
+    """The manifest of a file's text; SnapshotError naming ``where`` when it is not one."""
+    try:
+        data = yaml.load(text, Loader=LOADER)
+    except yaml.YAMLError:
+        data = _parse_slowly(text, where)
+    if not isinstance(data, dict):
+        raise SnapshotError(f"{where}: corrupt manifest: not a mapping")
+    return Manifest.from_data(data, where)
+
+
+def _parse_slowly(text: str, where: Path) -> Any:
+    """The pure-Python parse: the reference for what libyaml refuses (a surrogate escape)."""
+    try:
+        return yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        raise SnapshotError(f"{where}: corrupt manifest: {e}") from e
 
 
 def entry_field_line(key: str, value: str) -> str:
@@ -128,126 +508,63 @@ def entry_field_line(key: str, value: str) -> str:
     return f"  {key}: {scalar.rstrip()}"
 
 
-def _run_entry(job_id: str, run_label: str, via: str, when: dt.datetime | str | None,
-               base_log_dir: str | None) -> dict[str, str]:
-    """One ``runs:`` entry, validated."""
-    if via not in VIA_VALUES:
-        raise SnapshotError(f"invalid run origin {via!r}: expected one of {', '.join(VIA_VALUES)}")
-    entry = {"job_id": str(job_id), "submitted_at": _iso(when), "run": str(run_label), "via": via}
-    if base_log_dir:
-        entry["base_log_dir"] = base_log_dir
-    return entry
+# ---------------------------------------------------------------- the file
 
 
-def render_manifest(manifest: Mapping[str, Any]) -> str:
-    """The text of a manifest file: every key but ``runs``, then ``runs:``."""
-    head = {k: v for k, v in manifest.items() if k != "runs"}
-    text = _dump(head) if head else ""
-    runs = list(manifest.get("runs") or [])
-    text += "runs:\n"
-    if runs:
-        text += _dump([dict(run) for run in runs])
-    return text
+def manifest_path(folder: Path) -> Path:
+    """The manifest of the snapshot ``folder``."""
+    return folder / MANIFEST_NAME
 
 
-def write_manifest(directory: Path, manifest: Mapping[str, Any]) -> Path:
-    """Write ``manifest`` as ``directory/.nrl_launch.yaml`` (replacing it
-    atomically, mode 0644); return the file's path. SnapshotError on failure."""
-    path = Path(directory) / MANIFEST_NAME
-    tmp = path.with_name(f"{MANIFEST_NAME}.tmp-{os.getpid()}")
+def load_manifest(folder: Path) -> tuple[Manifest, os.stat_result]:
+    """The manifest of ``folder`` and the status of the file it was read from (to tell later
+    whether it changed); SnapshotError naming the file when it is missing or corrupt."""
+    path = manifest_path(folder)
     try:
-        tmp.write_text(render_manifest(manifest), encoding="utf-8")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise SnapshotError(f"cannot write the manifest {path}: {e}") from e
-    return path
-
-
-def _normalize_runs(runs: Any, path: Path) -> list[dict[str, str]]:
-    """Runs as a list of dicts of strings (YAML may have typed the values)."""
-    if runs is None:
-        return []
-    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
-        raise SnapshotError(f"{path}: 'runs' is not a list of entries")
-    normalized = []
-    for run in runs:
-        entry = {}
-        for key, value in run.items():
-            if isinstance(value, dt.datetime):
-                value = _iso(value)
-            entry[str(key)] = "" if value is None else str(value)
-        normalized.append(entry)
-    return normalized
-
-
-def read_manifest(directory: Path) -> dict[str, Any]:
-    """Read ``directory/.nrl_launch.yaml``; ``runs`` is always a list of dicts
-    of strings. A missing or corrupt file raises SnapshotError naming it."""
-    path = Path(directory) / MANIFEST_NAME
-    try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            text = handle.read().decode("utf-8")
     except FileNotFoundError as e:
         raise SnapshotError(f"{path}: no manifest (not a snapshot made by nrl-launch?)") from e
     except (OSError, UnicodeDecodeError) as e:
         raise SnapshotError(f"cannot read the manifest {path}: {e}") from e
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SnapshotError(f"{path}: corrupt manifest: {e}") from e
-    if not isinstance(data, dict):
-        raise SnapshotError(f"{path}: corrupt manifest: not a mapping")
-    data["runs"] = _normalize_runs(data.get("runs"), path)
-    return data
+    return parse_manifest(text, path), status
 
 
-def append_run(directory: Path, job_id: str, run_label: str, via: str = VIA_LAUNCHER,
-               when: dt.datetime | str | None = None, base_log_dir: str | None = None,
-               details: Mapping[str, str] | None = None) -> None:
-    """Append one run entry to the manifest's ``runs:`` list, by appending
-    text (the file is not rewritten). SnapshotError if there is no manifest.
-
-    ``base_log_dir`` (BASE_LOG_DIR of the run, when set) tells WATCH and
-    ``status`` where the run's logs are; ``details`` are more fields (a
-    retry's ``retry_of``, ...), after the standard ones, which they cannot replace."""
-    entry = _run_entry(job_id, run_label, via, when, base_log_dir)
-    entry.update({str(k): str(v) for k, v in (details or {}).items() if k not in entry})
-    _append_text(Path(directory) / MANIFEST_NAME, _dump([entry]))
+def read_manifest(folder: Path) -> Manifest:
+    """The manifest of ``folder`` (see :func:`load_manifest`)."""
+    return load_manifest(folder)[0]
 
 
-def append_cancellation(directory: Path, job_ids: Sequence[str], when: dt.datetime | str | None = None) -> None:
-    """Record that ``nrl-launch cancel`` cancelled ``job_ids`` (an entry without ``job_id``)."""
+def write_manifest(folder: Path, manifest: Manifest) -> os.stat_result:
+    """Write ``manifest`` as ``folder``'s (replacing it atomically, mode 0644); the written
+    file's status. SnapshotError on failure."""
+    data = render_manifest(manifest).encode("utf-8")
+    return replace_file(manifest_path(folder), data, mode=0o644, what="the manifest")
+
+
+def append_run(folder: Path, job_id: str, run_label: str, via: str = VIA_LAUNCHER, *,
+               base_log_dir: str | None = None, retry: RetryOrigin | None = None,
+               when: dt.datetime | str | None = None) -> None:
+    """Record in ``folder``'s manifest a run submitted now (or ``when``); SnapshotError for an
+    unknown ``via`` or when the entry cannot be appended."""
+    if via not in VIA_VALUES:
+        raise SnapshotError(f"invalid run origin {via!r}: expected one of {', '.join(VIA_VALUES)}")
+    append_entry(folder, Run(str(job_id), str(run_label), via, _iso(when), base_log_dir or "", retry))
+
+
+def append_cancellation(folder: Path, job_ids: Sequence[str], when: dt.datetime | str | None = None) -> None:
+    """Record in ``folder``'s manifest that ``nrl-launch cancel`` cancelled ``job_ids`` now (or ``when``)."""
     if not job_ids:
         raise SnapshotError("a cancellation entry needs at least one job id")
-    entry = {CANCELLED_KEY: " ".join(job_ids), "cancelled_at": _iso(when), "via": "nrl-launch cancel"}
-    _append_text(Path(directory) / MANIFEST_NAME, _dump([entry]))
+    append_entry(folder, Cancellation(tuple(job_ids), _iso(when)))
 
 
-def job_runs(runs: Sequence[Mapping[str, str]]) -> list[Mapping[str, str]]:
-    """The entries of ``runs:`` that are submitted runs (they have a ``job_id``), in order."""
-    return [run for run in runs if run.get("job_id")]
-
-
-def latest_launch(runs: Sequence[Mapping[str, str]]) -> list[Mapping[str, str]]:
-    """The submitted runs of the experiment's latest launch: from the last launcher run
-    numbered ``1/N`` on, with the ``continue.sh`` runs and retries since (all of them when
-    no such run is recorded). A relaunch reuses the snapshot, so the logs of an earlier
-    launch are there too: what ``watch`` follows and judges, and ``status`` shows, is this."""
-    jobs = job_runs(runs)
-    starts = [i for i, run in enumerate(jobs)
-              if run.get("via") == VIA_LAUNCHER and run.get("run", "").startswith("1/")]
-    return jobs[starts[-1]:] if starts else jobs
-
-
-def cancellations(runs: Sequence[Mapping[str, str]]) -> list[tuple[str, list[str]]]:
-    """(when, job ids) of every cancellation entry of ``runs:``, in order."""
-    return [(run.get("cancelled_at", ""), run[CANCELLED_KEY].split()) for run in runs
-            if not run.get("job_id") and run.get(CANCELLED_KEY)]
-
-
-def _append_text(path: Path, text: str) -> None:
-    """Append ``text`` (whole entries) to the manifest ``path`` in one ``write`` (O_APPEND)."""
-    data = text.encode("utf-8")
+def append_entry(folder: Path, entry: Run | Cancellation) -> None:
+    """Append ``entry`` to ``folder``'s manifest, by appending text in one ``write`` (the file
+    is not rewritten). SnapshotError if there is no manifest."""
+    path = manifest_path(folder)
+    data = _dump([entry.to_data()]).encode("utf-8")
     try:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
     except FileNotFoundError as e:
@@ -271,57 +588,3 @@ def _append(fd: int, data: bytes) -> None:
     written = os.write(fd, data)
     if written != len(data):  # a full disk, say: the entry is cut, say so
         raise OSError(f"only {written} of {len(data)} bytes were written")
-
-
-def snapshot_stats(directory: Path) -> tuple[str, int, int]:
-    """(mode, files, bytes) recorded by a snapshot's manifest; ("unknown", 0,
-    0) when it has no readable manifest (e.g. made by an older launcher)."""
-    try:
-        data = read_manifest(directory)
-    except SnapshotError:
-        return "unknown", 0, 0
-    section = data.get("snapshot") or {}
-    if not isinstance(section, dict):
-        return "unknown", 0, 0
-    return str(section.get("mode") or "unknown"), _int(section.get("files")), _int(section.get("bytes"))
-
-
-def _int(value: Any) -> int:
-    """``value`` as an int, 0 when it isn't one."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
-def stale_reasons(manifest: Mapping[str, Any], repo_info: RepoInfo) -> list[str]:
-    """Why an existing snapshot (its manifest) no longer matches the working
-    tree ``repo_info``: human-readable sentences, empty when it matches."""
-    source = manifest.get("source") or {}
-    if not isinstance(source, dict):
-        return ["the snapshot's manifest has no source section"]
-    if source.get("note") == UNKNOWN_SOURCE:
-        return ["its commit is unknown (it was made without a manifest, e.g. by the bash launcher)"]
-    reasons = []
-    old_commit = str(source.get("commit") or "?")
-    if old_commit != repo_info.head_sha:
-        reasons.append(f"the snapshot was made from commit {old_commit[:12]}, "
-                       f"the working tree is now at {repo_info.head_sha[:12]}")
-    old_dirty = bool(source.get("dirty"))
-    new_dirty = bool(repo_info.dirty_files)
-    old_files = sorted(str(f) for f in source.get("dirty_files") or [])
-    new_files = sorted(repo_info.dirty_files)
-    where = f"(snapshot commit {old_commit[:12]}, working tree commit {repo_info.head_sha[:12]})"
-    if old_dirty != new_dirty:
-        state = {True: "had uncommitted changes", False: "was clean"}
-        reasons.append(f"the snapshot's tree {state[old_dirty]}, the working tree "
-                       f"{'has uncommitted changes' if new_dirty else 'is clean'} {where}")
-    elif old_files != new_files:
-        reasons.append(f"the uncommitted changes differ {where}: snapshot "
-                       f"{', '.join(old_files) or 'none'}; working tree {', '.join(new_files) or 'none'}")
-    old_subs = {str(k): str(v) for k, v in (source.get("submodules") or {}).items()}
-    for path in sorted(set(old_subs) | set(repo_info.submodules)):
-        before, now = old_subs.get(path, "none"), repo_info.submodules.get(path, "none")
-        if before != now:
-            reasons.append(f"submodule {path} was at {before[:12]}, is now at {now[:12]}")
-    return reasons

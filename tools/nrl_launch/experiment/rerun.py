@@ -12,7 +12,9 @@ numbering the run to recording it.
 Inside a launch, that submission is in memory. ``nrl-launch watch`` runs in
 another process, days later perhaps, so the launcher also writes it as data
 into the snapshot, beside ``continue.sh`` and from the same
-:class:`~nrl_launch.plan.Submission`: ``<snapshot>/.nrl_launch.next-run.json``.
+:class:`~nrl_launch.plan.Submission`: ``<snapshot>/.nrl_launch.next-run.json``
+(:meth:`ExperimentDir.write_continuation <nrl_launch.experiment.folder.ExperimentDir.write_continuation>`
+writes both, :meth:`~nrl_launch.experiment.folder.ExperimentDir.next_run` reads it).
 ``continue.sh`` stays bash for people (it is never parsed back); this file is
 what the launcher reads. A snapshot launched before this file existed has no
 record to retry from, and WATCH says so instead of guessing.
@@ -21,15 +23,14 @@ record to retry from, and WATCH says so instead of guessing.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nrl_launch.bashcfg.config import BASH_OWN_VARIABLES
 from nrl_launch.errors import SnapshotError
-from nrl_launch.experiment.manifest import job_runs
+from nrl_launch.experiment.atomic import replace_file
 from nrl_launch.plan import LOG_DIR_VARIABLE, Submission, output_file, unset_for_job
 from nrl_launch.slurm.client import SbatchAnswer, SlurmClient
 
@@ -54,11 +55,6 @@ class NextRun:
     def of(cls, sub: Submission) -> NextRun:
         """The run ``continue.sh`` rendered from ``sub`` (the launcher's last run) submits."""
         return cls(sub.experiment, sub.cwd, sub.argv, sub.env, sub.config_env, sub.total, sub.stamp, sub.index)
-
-    @property
-    def snapshot_dir(self) -> Path:
-        """The experiment's snapshot folder."""
-        return Path(self.cwd)
 
     @property
     def base_log_dir(self) -> str | None:
@@ -97,11 +93,6 @@ class NextRun:
         return env
 
 
-def next_run_number(runs: Sequence[Mapping[str, str]]) -> int:
-    """The number of one more run in the chain, as ``continue.sh`` counts: recorded runs + 1."""
-    return len(job_runs(runs)) + 1
-
-
 def submit(slurm: SlurmClient, run: NextRun, number: int, exclude: str = "") -> SbatchAnswer:
     """``sbatch`` run ``number`` of the experiment (SlurmError when sbatch refuses or fails)."""
     return slurm.submit(run.sbatch_args(number, exclude), cwd=run.cwd, job_env={},
@@ -111,26 +102,20 @@ def submit(slurm: SlurmClient, run: NextRun, number: int, exclude: str = "") -> 
 # ---------------------------------------------------------------- the file in the snapshot
 
 
-def save_next_run(run: NextRun) -> Path:
-    """Write ``run`` into its snapshot (atomically); SnapshotError on failure."""
-    path = run.snapshot_dir / NEXT_RUN_NAME
+def save_next_run(folder: Path, run: NextRun) -> Path:
+    """Write ``run`` into the snapshot ``folder`` (atomically); SnapshotError on failure."""
+    path = folder / NEXT_RUN_NAME
     data = {"format": FORMAT, "experiment": run.experiment, "cwd": run.cwd, "argv": list(run.argv),
             "env": [list(pair) for pair in run.env], "config_env": [list(pair) for pair in run.config_env],
             "total": run.total, "stamp": run.stamp, "index": run.index}
-    tmp = path.with_name(f"{NEXT_RUN_NAME}.tmp-{os.getpid()}")
-    try:
-        # ensure_ascii: a value holding a non-UTF-8 byte (a surrogate escape) survives as \udcXX
-        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="ascii")
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise SnapshotError(f"cannot write {path}: {e}") from e
+    # ensure_ascii: a value holding a non-UTF-8 byte (a surrogate escape) survives as \udcXX
+    replace_file(path, (json.dumps(data, indent=1) + "\n").encode("ascii"))
     return path
 
 
-def load_next_run(snapshot: Path) -> NextRun:
-    """The run recorded in ``snapshot``; SnapshotError saying why when there is none to use."""
-    path = snapshot / NEXT_RUN_NAME
+def load_next_run(folder: Path) -> NextRun:
+    """The run recorded in the snapshot ``folder``; SnapshotError saying why when there is none to use."""
+    path = folder / NEXT_RUN_NAME
     try:
         data = json.loads(path.read_text(encoding="ascii"))
     except FileNotFoundError as e:

@@ -22,7 +22,7 @@ import socket
 import stat
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,7 +46,7 @@ _WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 _NO_REFLINK_ERRNOS = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EBADF}
 
 Progress = Callable[[int, int], None]
-ManifestSource = Mapping[str, object] | Callable[["SnapshotResult"], Mapping[str, object]] | None
+ManifestSource = manifest_mod.Manifest | Callable[["SnapshotResult"], manifest_mod.Manifest] | None
 
 
 @dataclass(frozen=True)
@@ -281,8 +281,8 @@ def clean_stale_tmps(dest: Path) -> list[Path]:
     return removed
 
 
-def existing_snapshot(dest: Path) -> SnapshotResult | None:
-    """The reuse result for a complete snapshot at ``dest``, or None.
+def is_published(dest: Path) -> bool:
+    """True when a complete snapshot is at ``dest`` (its manifest is not read).
 
     An empty folder is not a snapshot (creation replaces it); anything else
     at ``dest`` was published by a rename, so it is complete.
@@ -290,15 +290,24 @@ def existing_snapshot(dest: Path) -> SnapshotResult | None:
     try:
         st = dest.lstat()
     except FileNotFoundError:
-        return None
+        return False
     except OSError as e:
         raise SnapshotError(f"cannot inspect {dest}: {e}") from e
     if not stat.S_ISDIR(st.st_mode):
         raise SnapshotError(f"{dest} exists and is not a snapshot folder")
-    if not any(os.scandir(dest)):
-        return None  # an empty folder: the rename will replace it
-    mode, files, size = manifest_mod.snapshot_stats(dest)
-    return SnapshotResult(dest, False, mode, files, size)
+    return any(os.scandir(dest))
+
+
+def existing_snapshot(dest: Path) -> SnapshotResult | None:
+    """The reuse result for a complete snapshot at ``dest``, or None; the mode, files and
+    bytes its manifest records ("unknown", 0, 0 without a readable one)."""
+    if not is_published(dest):
+        return None
+    try:
+        stats = manifest_mod.read_manifest(dest).snapshot
+    except SnapshotError:  # e.g. made by an older launcher
+        stats = manifest_mod.SnapshotStats()
+    return SnapshotResult(dest, False, stats.mode or "unknown", stats.files or 0, stats.size or 0)
 
 
 def _publish(tmp: Path, dest: Path) -> bool:
@@ -386,8 +395,8 @@ class SnapshotBatch:
         """Write the manifest (if any) into the not yet published folder."""
         if manifest is None:
             return
-        data = manifest(result) if callable(manifest) else manifest_mod.with_snapshot_stats(
-            manifest, result.mode_used, result.files, result.bytes)
+        data = manifest(result) if callable(manifest) else manifest.with_snapshot(
+            result.mode_used, result.files, result.bytes)
         manifest_mod.write_manifest(tmp, data)
 
     def _fill(self, tmp: Path, progress: Progress | None) -> tuple[SnapshotResult, _Listing]:

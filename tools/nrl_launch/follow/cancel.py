@@ -15,14 +15,11 @@ of them can queue a run in between that would escape the cancel.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from nrl_launch.errors import SlurmError, SnapshotError
-from nrl_launch.experiment import manifest
-from nrl_launch.experiment.locks import experiment_locks
-from nrl_launch.follow.watch import snapshot_folder
+from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot, locked
 from nrl_launch.slurm.client import SlurmClient, job_ids
 
 Emit = Callable[[str], None]
@@ -30,38 +27,37 @@ Emit = Callable[[str], None]
 
 @dataclass(frozen=True)
 class CancelPlan:
-    """One experiment: its snapshot, the jobs it recorded and those still queued."""
+    """One experiment: its folder, the jobs it recorded and those still queued."""
 
     experiment: str
-    snapshot: Path
+    folder: ExperimentDir
     recorded: tuple[str, ...]  # every job id of its runs, submission order
     queued: tuple[str, ...]  # those still queued or running
 
 
-def run_cancel(snapshot_root: Path, names: Sequence[str], slurm: SlurmClient, *, dry: bool, out: Emit,
+def run_cancel(snapshots: SnapshotRoot, names: Sequence[str], slurm: SlurmClient, *, dry: bool, out: Emit,
                err: Emit) -> None:
     """``nrl-launch cancel`` (``dry``: ``--dry-run``): SnapshotError for an unknown experiment,
     SlurmError when Slurm cannot say what is queued; nothing is cancelled then."""
-    snapshots = {}
+    folders = []
     for name in dict.fromkeys(names):
         try:
-            snapshots[name] = snapshot_folder(snapshot_root, name)
+            folders.append(snapshots.find(name))
         except SnapshotError as e:
             raise SnapshotError(f"{e}: nothing was cancelled") from e
     if dry:
-        dry_run(plan_cancel(snapshots, slurm), out=out)
+        dry_run(plan_cancel(folders, slurm), out=out)
         return
-    with experiment_locks(snapshots.values(), err):
-        cancel(plan_cancel(snapshots, slurm), slurm, out=out, err=err)
+    with locked(folders, err):
+        cancel(plan_cancel(folders, slurm), slurm, out=out, err=err)
 
 
-def plan_cancel(snapshots: Mapping[str, Path], slurm: SlurmClient) -> list[CancelPlan]:
-    """What cancelling the experiments of ``snapshots`` (name -> snapshot) means now."""
-    recorded = {name: tuple(job_ids(run["job_id"] for run in manifest.job_runs(manifest.read_manifest(folder)["runs"])))
-                for name, folder in snapshots.items()}
+def plan_cancel(folders: Iterable[ExperimentDir], slurm: SlurmClient) -> list[CancelPlan]:
+    """What cancelling the experiments of ``folders`` means now."""
+    recorded = {folder: tuple(job_ids(run.job_id for run in folder.manifest.runs)) for folder in folders}
     queue = slurm.queue([i for ids in recorded.values() for i in ids])
-    return [CancelPlan(name, snapshots[name], ids, tuple(i for i in ids if i in queue))
-            for name, ids in recorded.items()]
+    return [CancelPlan(folder.name, folder, ids, tuple(i for i in ids if i in queue))
+            for folder, ids in recorded.items()]
 
 
 def cancel(plans: Sequence[CancelPlan], slurm: SlurmClient, *, out: Emit, err: Emit) -> None:
@@ -81,7 +77,7 @@ def cancel(plans: Sequence[CancelPlan], slurm: SlurmClient, *, out: Emit, err: E
             out(nothing_line(plan))
             continue
         try:
-            manifest.append_cancellation(plan.snapshot, plan.queued)
+            plan.folder.record_cancellation(plan.queued)
         except SnapshotError as e:
             err(f"[WARNING]: {plan.experiment}: its jobs are cancelled, but the manifest could not record it: {e}")
         out(f"[INFO]: {plan.experiment}: cancelled {_jobs(plan.queued)}: {' '.join(plan.queued)}")

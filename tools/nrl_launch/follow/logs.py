@@ -16,9 +16,9 @@ queued (``squeue --me``).
 * ``--follow`` prints as the log grows, moves on when the chain advances (a
   later job leaves a log, or Slurm requeued the job and a newer attempt
   writes its own driver log), and ends once no job of the experiment is
-  queued and the last log is printed to its end. The manifest is read again
-  whenever Slurm is asked, so runs added meanwhile (a retry, ``continue.sh``)
-  are followed too. Which file is printed is said on stderr
+  queued and the last log is printed to its end. Whenever Slurm is asked, the
+  manifest is read again if it changed, so runs added meanwhile (a retry,
+  ``continue.sh``) are followed too. Which file is printed is said on stderr
   (``==> <path> (job <id>) <==``); stdout carries the log's bytes unchanged.
 """
 
@@ -29,10 +29,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from nrl_launch.errors import LauncherError, SlurmError, SnapshotError
-from nrl_launch.experiment import manifest
-from nrl_launch.experiment.joblogs import TrackedJob, expected_log, log_root, newest_driver_log, output_file
-from nrl_launch.slurm.client import SlurmClient, job_ids
+from nrl_launch.errors import Interrupted, LauncherError, SlurmError, SnapshotError
+from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot
+from nrl_launch.experiment.joblogs import TrackedJob, expected_log, is_driver_log, newest_driver_log
+from nrl_launch.slurm.client import SlurmClient
 
 Emit = Callable[[str], None]
 Write = Callable[[bytes], None]
@@ -42,32 +42,30 @@ CHUNK = 1 << 20  # bytes read at a time
 ASK_SLURM_EVERY = 5.0
 
 
-def recorded_jobs(snapshot: Path, only: str | None = None) -> list[TrackedJob]:
+def recorded_jobs(folder: ExperimentDir, only: str | None = None) -> list[TrackedJob]:
     """The experiment's jobs, in submission order (just ``only`` when given); SnapshotError
     when the snapshot has no manifest, or ``only`` is not one of its jobs."""
-    runs = manifest.job_runs(manifest.read_manifest(snapshot)["runs"])
-    roots = {run["job_id"]: log_root(snapshot, run.get("base_log_dir")) for run in runs}
-    jobs = [TrackedJob(job_id, roots[job_id]) for job_id in job_ids(roots)]
+    jobs = list(folder.tracked(folder.manifest.runs).jobs)
     if only is None:
         return jobs
     chosen = [job for job in jobs if job.job_id == only]
     if not chosen:
         recorded = " ".join(job.job_id for job in jobs) or "none"
-        raise SnapshotError(f"job {only} is not a run of {snapshot.name} (its jobs: {recorded})")
+        raise SnapshotError(f"job {only} is not a run of {folder.name} (its jobs: {recorded})")
     return chosen
 
 
-def run_log(job: TrackedJob, snapshot: Path, experiment: str, *, output: bool = True) -> Path | None:
+def run_log(job: TrackedJob, folder: ExperimentDir, *, output: bool = True) -> Path | None:
     """The log of ``job``: its latest driver log, else (with ``output``) its Slurm --output file."""
     log = newest_driver_log(job)
     if log is None and output:
-        log = output_file(snapshot, experiment, job.job_id)
+        log = folder.output_file(job.job_id)
     return log
 
 
-def current_run(jobs: Sequence[TrackedJob], snapshot: Path, experiment: str) -> int | None:
+def current_run(jobs: Sequence[TrackedJob], folder: ExperimentDir) -> int | None:
     """The index of the newest started job (the last one with a log), None when none started."""
-    started = [i for i, job in enumerate(jobs) if run_log(job, snapshot, experiment) is not None]
+    started = [i for i, job in enumerate(jobs) if run_log(job, folder) is not None]
     return started[-1] if started else None
 
 
@@ -76,15 +74,42 @@ def header(path: Path, job: TrackedJob) -> str:
     return f"==> {path} (job {job.job_id}) <=="
 
 
-def show(snapshot: Path, experiment: str, jobs: Sequence[TrackedJob], *, write: Write, err: Emit) -> None:
+def _recorded(snapshots: SnapshotRoot, experiment: str, only: str | None) -> tuple[ExperimentDir, list[TrackedJob]]:
+    """The experiment's folder and its recorded jobs (just ``only`` when given); LauncherError
+    when there is none."""
+    folder = snapshots.find(experiment)
+    jobs = recorded_jobs(folder, only)
+    if not jobs:
+        raise LauncherError(f"no run of {experiment} is recorded in its manifest: nothing has a log")
+    return folder, jobs
+
+
+def show(snapshots: SnapshotRoot, experiment: str, only: str | None, *, write: Write, err: Emit) -> None:
+    """``nrl-launch logs``: print the current run's whole log (job ``only``'s when given)."""
+    folder, jobs = _recorded(snapshots, experiment, only)
+    print_current(folder, jobs, write=write, err=err)
+
+
+def follow(snapshots: SnapshotRoot, experiment: str, only: str | None, slurm: SlurmClient, *, write: Write,
+           err: Emit, interval: float, wait: Callable[[float], None] = time.sleep) -> None:
+    """``nrl-launch logs --follow``: print the experiment's logs as they grow until no job of it is
+    queued (job ``only``'s when given); Ctrl-C is :class:`Interrupted`."""
+    folder, _ = _recorded(snapshots, experiment, only)
+    try:
+        Follower(folder, slurm, only=only, write=write, err=err, wait=wait, interval=interval).run()
+    except KeyboardInterrupt as e:
+        raise Interrupted(f"stopped following the logs of {experiment}") from e
+
+
+def print_current(folder: ExperimentDir, jobs: Sequence[TrackedJob], *, write: Write, err: Emit) -> None:
     """Print the current run's whole log; LauncherError when no job has left a log yet."""
-    index = current_run(jobs, snapshot, experiment)
+    index = current_run(jobs, folder)
     if index is None:
         where = ", ".join(str(expected_log(job)) for job in jobs[:1])
-        raise LauncherError(f"no log of {experiment} yet: none of its {len(jobs)} jobs has started "
-                            f"(looked for {where or 'a recorded job'} and the jobs' --output files in {snapshot})")
+        raise LauncherError(f"no log of {folder.name} yet: none of its {len(jobs)} jobs has started "
+                            f"(looked for {where or 'a recorded job'} and the jobs' --output files in {folder.path})")
     job = jobs[index]
-    path = run_log(job, snapshot, experiment)
+    path = run_log(job, folder)
     assert path is not None  # current_run found it
     err(header(path, job))
     copy_from(path, 0, write)
@@ -108,13 +133,11 @@ def copy_from(path: Path, offset: int, write: Write) -> int:
 class Follower:
     """``--follow``: one experiment's chain of logs, printed as they grow."""
 
-    def __init__(self, snapshot: Path, experiment: str, jobs_of: Callable[[], list[TrackedJob]],
-                 slurm: SlurmClient, *, write: Write, err: Emit, wait: Callable[[float], None],
-                 interval: float, now: Callable[[], float] = time.monotonic,
+    def __init__(self, folder: ExperimentDir, slurm: SlurmClient, *, only: str | None = None, write: Write,
+                 err: Emit, wait: Callable[[float], None], interval: float, now: Callable[[], float] = time.monotonic,
                  ask_every: float = ASK_SLURM_EVERY) -> None:
-        self.snapshot = snapshot
-        self.experiment = experiment
-        self.jobs_of = jobs_of  # read again whenever Slurm is asked: runs may be added
+        self.folder = folder
+        self.only = only  # just this job
         self.slurm = slurm
         self.write = write
         self.err = err
@@ -129,10 +152,16 @@ class Follower:
         self.ask_every = ask_every
         self.asked_at: float | None = None  # when Slurm last said a job is queued
 
+    def jobs_of(self) -> list[TrackedJob]:
+        """The jobs followed, as the manifest records them now (asked again whenever Slurm is:
+        a retry or continue.sh may have added a run)."""
+        self.folder.refresh()
+        return recorded_jobs(self.folder, self.only)
+
     def run(self) -> None:
         """Follow from the current run until the chain has no job left."""
         jobs = self.jobs_of()
-        self.index = current_run(jobs, self.snapshot, self.experiment) or 0
+        self.index = current_run(jobs, self.folder) or 0
         while True:
             grew = self._pump(jobs, final=False)
             if self._advance(jobs):
@@ -146,7 +175,7 @@ class Follower:
                     continue
             self.wait(self.interval)
         if not self.printed:
-            self.err(f"[INFO]: {self.experiment}: no job left in the queue, and none of its jobs wrote a log")
+            self.err(f"[INFO]: {self.folder.name}: no job left in the queue, and none of its jobs wrote a log")
 
     def _pump(self, jobs: Sequence[TrackedJob], *, final: bool) -> bool:
         """Print what the current log gained (choosing the log first); True when it grew."""
@@ -170,7 +199,7 @@ class Follower:
         log = newest_driver_log(job)
         if log is not None:
             return log
-        output = output_file(self.snapshot, self.experiment, job.job_id)
+        output = self.folder.output_file(job.job_id)
         if output is not None and (final or job.job_id in self.output_only):
             return output
         if output is not None:
@@ -180,7 +209,7 @@ class Follower:
     def _advance(self, jobs: Sequence[TrackedJob]) -> bool:
         """Move on to a newer attempt of the job or to a later job that started, after printing
         the rest of the current log; True when it moved."""
-        if self.index < len(jobs) and self.path is not None and self.path.name == "ray-driver.log":
+        if self.index < len(jobs) and self.path is not None and is_driver_log(self.path):
             newer = newest_driver_log(jobs[self.index])
             if newer is not None and newer != self.path:
                 self._drain()
@@ -188,7 +217,7 @@ class Follower:
                 self.err(header(newer, jobs[self.index]))
                 return True
         later = next((i for i in range(self.index + 1, len(jobs))
-                      if run_log(jobs[i], self.snapshot, self.experiment) is not None), None)
+                      if run_log(jobs[i], self.folder) is not None), None)
         if later is None:
             return False
         self._drain()

@@ -33,12 +33,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from nrl_launch.errors import SlurmError, SnapshotError
-from nrl_launch.experiment import manifest
-from nrl_launch.experiment.joblogs import TrackedJob, log_root, newest_driver_log
-from nrl_launch.experiment.locks import experiment_locks
-from nrl_launch.experiment.rerun import NextRun, load_next_run, next_run_number, submit
-from nrl_launch.follow.verdict import GENERAL_FAIL
-from nrl_launch.follow.watch import TrackedExperiment, snapshot_folder
+from nrl_launch.experiment.folder import ExperimentDir
+from nrl_launch.experiment.joblogs import TrackedExperiment, TrackedJob, newest_driver_log
+from nrl_launch.experiment.manifest import VIA_RETRY, Manifest, RetryOrigin, Run
+from nrl_launch.experiment.rerun import NextRun, submit
+from nrl_launch.follow.verdict import GENERAL_FAIL, judge_jobs
 from nrl_launch.slurm.client import JobInfo, SlurmClient
 
 Emit = Callable[[str], None]
@@ -115,23 +114,24 @@ class _Made(NamedTuple):
 
 @dataclass
 class RetryBook:
-    """One experiment's retries: what to submit, how many were made, what is still to answer."""
+    """One experiment's retries: its folder, what to submit, what is still to answer."""
 
+    folder: ExperimentDir
     next_run: NextRun | None
     why_not: str = ""  # why there is no next_run
     answered: set[str] = field(default_factory=set)  # failed jobs already retried (or given up on)
     pending: list[InfraFailure] = field(default_factory=list)  # lost runs, answered once the chain drains
 
 
-def book_from_snapshot(snapshot: Path, runs: Sequence[Mapping[str, str]]) -> RetryBook:
+def book_of(folder: ExperimentDir) -> RetryBook:
     """The book of an experiment ``nrl-launch watch`` follows: the runs its recorded retries
     replaced are answered (and the retries count, as :func:`retries_made` finds them)."""
-    retries = [run for run in manifest.job_runs(runs) if run.get("via") == manifest.VIA_RETRY]
     try:
-        next_run, why_not = load_next_run(snapshot), ""
+        next_run, why_not = folder.next_run(), ""
     except SnapshotError as e:
         next_run, why_not = None, str(e)
-    return RetryBook(next_run, why_not, answered={run["retry_of"] for run in retries if run.get("retry_of")})
+    replaced = {run.retry.retry_of for run in folder.manifest.retries if run.retry and run.retry.retry_of}
+    return RetryBook(folder, next_run, why_not, answered=replaced)
 
 
 class Retrier:
@@ -175,7 +175,7 @@ class Retrier:
         """Submit one run per pending failure (within the limit); the new jobs."""
         pending, book.pending = book.pending, []
         book.answered.update(failure.job_id for failure in pending)
-        if exp.verdict().status != GENERAL_FAIL:
+        if judge_jobs(exp.name, exp.jobs).status != GENERAL_FAIL:
             self.err(f"[{self.clock()}] [INFO]: {exp.name}: not retrying job {_ids(pending)}: the logs already "
                      "hold the Metric Checks (the recipe reached its end)")
             return []
@@ -194,7 +194,7 @@ class Retrier:
             return None
         run = book.next_run
         try:
-            made = self._submit_once(exp, run, failure)
+            made = self._submit_once(exp, book.folder, run, failure)
         except (SlurmError, SnapshotError) as e:
             self.err(f"[{self.clock()}] [WARNING]: {name}: {lost}; the retry could not be submitted: {e}")
             return None
@@ -210,9 +210,10 @@ class Retrier:
             avoid = f"excluding {made.exclude}" if made.exclude else "on any node"
             self.err(f"[{self.clock()}] {name}: job {made.job_id} is run {made.number} of the chain, {avoid} "
                      f"({made.answer})")
-        return TrackedJob(made.job_id, log_root(run.snapshot_dir, run.base_log_dir))
+        return TrackedJob(made.job_id, book.folder.log_root(run.base_log_dir))
 
-    def _submit_once(self, exp: TrackedExperiment, run: NextRun, failure: InfraFailure) -> _Made | None:
+    def _submit_once(self, exp: TrackedExperiment, folder: ExperimentDir, run: NextRun,
+                     failure: InfraFailure) -> _Made | None:
         """Submit and record the run replacing ``failure``, unless another watch of the experiment
         already did (then: its job, nothing submitted); None when MAX_RETRIES is reached.
 
@@ -220,47 +221,40 @@ class Retrier:
         running at once share one count and never retry one lost run twice.
         """
         # as continue.sh: one writer of the experiment at a time, from numbering the run to recording it
-        with experiment_locks([run.snapshot_dir], self.err):
-            runs = manifest.read_manifest(run.snapshot_dir)["runs"]
-            earlier = earlier_retry(runs, failure.job_id)
+        with folder.lock(self.err):
+            recorded = folder.manifest
+            earlier = earlier_retry(recorded, failure.job_id)
             if earlier is not None:
-                return _Made(earlier["job_id"], earlier.get("run", ""), None)
-            made = retries_made(runs, exp.ids)
+                return _Made(earlier.job_id, earlier.run, None)
+            made = retries_made(recorded, exp.ids)
             if made >= self.max_retries:
                 return None
             exclude = exclusion(failure, self.slurm.unhealthy_nodes)
-            number = next_run_number(runs)
+            number = recorded.next_run_number
             answer = submit(self.slurm, run, number, exclude)
-            self._record(exp.name, run, failure, exclude, answer.job_id, number)
+            self._record(exp.name, folder, run, RetryOrigin(failure.job_id, failure.state, failure.nodes, exclude),
+                         answer.job_id, number)
         return _Made(answer.job_id, str(number), answer.text, made + 1, exclude)
 
-    def _record(self, name: str, run: NextRun, failure: InfraFailure, exclude: str, job_id: str,
+    def _record(self, name: str, folder: ExperimentDir, run: NextRun, origin: RetryOrigin, job_id: str,
                 number: int) -> None:
         """The retry's manifest entry: a run (``via: retry``) saying which job it replaces and why."""
-        details = {"retry_of": failure.job_id, "after": failure.state, "failed_on": failure.nodes}
-        if exclude:
-            details["exclude"] = exclude
         try:
-            manifest.append_run(run.snapshot_dir, job_id, str(number), via=manifest.VIA_RETRY,
-                                base_log_dir=run.base_log_dir, details=details)
+            folder.record_run(job_id, str(number), VIA_RETRY, base_log_dir=run.base_log_dir, retry=origin)
         except SnapshotError as e:
             # the job is queued: losing its entry is not worth stopping the watch
             self.err(f"[{self.clock()}] [WARNING]: {name}: could not record retry job {job_id} in the manifest: {e}")
 
 
-def retries_made(runs: Sequence[Mapping[str, str]], tracked: Collection[str]) -> int:
+def retries_made(recorded: Manifest, tracked: Collection[str]) -> int:
     """How many recorded retries replaced a job of ``tracked`` (the jobs a watch follows,
     retries included): MAX_RETRIES counts these."""
-    return sum(1 for run in manifest.job_runs(runs)
-               if run.get("via") == manifest.VIA_RETRY and run.get("retry_of") in tracked)
+    return sum(1 for run in recorded.retries if run.retry and run.retry.retry_of in tracked)
 
 
-def earlier_retry(runs: Sequence[Mapping[str, str]], job_id: str) -> Mapping[str, str] | None:
-    """The manifest entry of a retry already made for the lost job ``job_id``, if any."""
-    for run in manifest.job_runs(runs):
-        if run.get("via") == manifest.VIA_RETRY and run.get("retry_of") == job_id:
-            return run
-    return None
+def earlier_retry(recorded: Manifest, job_id: str) -> Run | None:
+    """The recorded retry already made for the lost job ``job_id``, if any."""
+    return next((run for run in recorded.retries if run.retry and run.retry.retry_of == job_id), None)
 
 
 def retry_line(ts: str, name: str, failure: InfraFailure, k: int, limit: int, job_id: str) -> str:
@@ -273,12 +267,8 @@ def _ids(failures: Sequence[InfraFailure]) -> str:
     return " ".join(failure.job_id for failure in failures)
 
 
-
-def retrier_for_snapshots(slurm: SlurmClient, max_retries: int, snapshot_root: Path, names: Sequence[str], *,
-                          out: Emit, err: Emit, clock: Callable[[], str]) -> Retrier:
-    """The retrier of ``nrl-launch watch``: each experiment's book from its snapshot."""
-    books = {}
-    for name in names:
-        snapshot = snapshot_folder(snapshot_root, name)
-        books[name] = book_from_snapshot(snapshot, manifest.read_manifest(snapshot)["runs"])
-    return Retrier(slurm, max_retries, books, out=out, err=err, clock=clock)
+def retrier_for(slurm: SlurmClient, max_retries: int, folders: Sequence[ExperimentDir], *, out: Emit, err: Emit,
+                clock: Callable[[], str]) -> Retrier:
+    """The retrier of ``nrl-launch watch``: each experiment's book from its folder."""
+    return Retrier(slurm, max_retries, {folder.name: book_of(folder) for folder in folders}, out=out, err=err,
+                   clock=clock)

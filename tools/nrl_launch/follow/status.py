@@ -14,24 +14,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
-from nrl_launch.errors import SlurmError, SnapshotError
-from nrl_launch.experiment.joblogs import driver_logs
-from nrl_launch.experiment.manifest import (
-    MANIFEST_NAME,
-    VIA_RETRY,
-    cancellations,
-    job_runs,
-    latest_launch,
-    read_manifest,
-)
-from nrl_launch.follow.verdict import METRIC_FAIL, PASS
-from nrl_launch.follow.watch import from_runs
-from nrl_launch.recipes.layout import DEFAULT_LAYOUT
+from nrl_launch.errors import SlurmError
+from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot
+from nrl_launch.experiment.joblogs import TrackedExperiment, driver_logs
+from nrl_launch.experiment.manifest import RetryOrigin, Run, Source
+from nrl_launch.follow.verdict import METRIC_FAIL, PASS, judge_jobs
 from nrl_launch.slurm.client import SlurmClient
 
 UNKNOWN = "unknown"
@@ -98,19 +89,6 @@ class StatusReport:
 
 _STEP_KEY = re.compile(r"-?[0-9]+")  # a step as metrics.json writes it (ASCII digits only)
 
-def _snapshot_dirs(root: Path, experiments: Sequence[str] | None) -> list[tuple[str, Path]]:
-    """(name, folder) of the snapshots to report: the named ones, or every
-    non-hidden folder under ``root``, sorted."""
-    if experiments:
-        return [(name, root / name) for name in experiments]
-    try:
-        return sorted((p.name, p) for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    except FileNotFoundError:
-        return []
-    except OSError as e:
-        raise SnapshotError(f"cannot list the snapshot folder {root}: {e}") from e
-
-
 def max_step(metrics_file: Path) -> int | None:
     """Highest step key across every metric of a ``metrics.json``
     (``{"train/loss": {"1": 0.69, "2": 0.5}, ...}``); None if absent/unusable."""
@@ -127,68 +105,53 @@ def max_step(metrics_file: Path) -> int | None:
     return max(steps) if steps else None
 
 
-def _metrics_file(snapshot: Path, experiment: str, manifest: dict[str, Any]) -> Path | None:
-    """Where the recipe of ``experiment`` writes its ``metrics.json``."""
-    script = manifest.get("script")
-    name = str(manifest.get("experiment") or experiment)
-    candidates = []
-    if isinstance(script, str) and script:
-        candidates.append(snapshot / Path(script).parent / name / "metrics.json")
-    candidates += [snapshot / root / name / "metrics.json" for root in DEFAULT_LAYOUT.recipe_roots]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def metric_checks(name: str, snapshot: Path, runs: Sequence[Mapping[str, str]]) -> str | None:
+def metric_checks(tracked: TrackedExperiment) -> str | None:
     """"PASS"/"FAIL" as WATCH would judge the experiment from its jobs' driver
     logs (same logs, same rule); None when no log has a Metric Checks line."""
-    verdict = from_runs(name, snapshot, runs).verdict()
-    return {PASS: "PASS", METRIC_FAIL: "FAIL"}.get(verdict.status)
+    return {PASS: "PASS", METRIC_FAIL: "FAIL"}.get(judge_jobs(tracked.name, tracked.jobs).status)
 
 
-def _row(name: str, folder: Path) -> StatusRow:
+def _row(folder: ExperimentDir) -> StatusRow:
     """The row of one snapshot, job states not yet filled in."""
-    if not folder.is_dir():
-        return StatusRow(name, str(folder), problem=NO_SNAPSHOT)
-    try:
-        manifest = read_manifest(folder)
-    except SnapshotError as e:
-        problem = f"no manifest ({MANIFEST_NAME})" if not (folder / MANIFEST_NAME).exists() else str(e)
-        return StatusRow(name, str(folder), problem=problem)
-    recorded = manifest.get("source")
-    source: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
-    commit = str(source.get("commit") or "")[:12] or None
-    entries = manifest["runs"]
-    every_run = job_runs(entries)
-    runs = latest_launch(entries)  # jobs and verdict: the latest launch's (a relaunch reuses the snapshot)
-    metrics = _metrics_file(folder, name, manifest)
-    values = manifest.get("config")
-    max_steps = str(values.get("MAX_STEPS", "")) if isinstance(values, dict) else ""
-    logs = driver_logs(from_runs(name, folder, runs).jobs)
+    name = folder.name
+    if not folder.path.is_dir():
+        return StatusRow(name, str(folder.path), problem=NO_SNAPSHOT)
+    problem = folder.manifest_problem()
+    if problem is not None:
+        return StatusRow(name, str(folder.path), problem=problem)
+    recorded = folder.manifest
+    source = recorded.source or Source()
+    launch = folder.tracked()  # jobs and verdict: the latest launch's (a relaunch reuses the snapshot)
+    metrics = folder.metrics_file()
+    max_steps = recorded.config_values.get("MAX_STEPS", "")
+    logs = driver_logs(launch.jobs)
     return StatusRow(
         experiment=name,
-        snapshot=str(folder),
-        commit=commit,
-        dirty=bool(source.get("dirty")) if "dirty" in source else None,
-        runs=len(every_run),
-        jobs=tuple(JobState(r.get("job_id", ""), r.get("run", ""), UNKNOWN) for r in runs),
+        snapshot=str(folder.path),
+        commit=(source.commit or "")[:12] or None,
+        dirty=source.dirty,
+        runs=len(recorded.runs),
+        jobs=tuple(JobState(r.job_id, r.run, UNKNOWN) for r in recorded.latest_launch.runs),
         steps=max_step(metrics) if metrics else None,
         max_steps=int(max_steps) if max_steps.isdigit() else None,
-        metric_checks=metric_checks(name, folder, runs),
+        metric_checks=metric_checks(launch),
         log=str(logs[-1]) if logs else None,
-        retries=tuple(Retry(r["job_id"], r.get("retry_of", ""), r.get("after", ""), r.get("failed_on", ""),
-                            r.get("exclude", "")) for r in every_run if r.get("via") == VIA_RETRY),
-        cancellations=tuple(Cancellation(at, tuple(ids)) for at, ids in cancellations(entries)),
+        retries=tuple(_retry(run) for run in recorded.retries),
+        cancellations=tuple(Cancellation(c.at, c.jobs) for c in recorded.cancellations),
     )
 
 
-def collect_status(snapshot_root: Path, experiments: Sequence[str] | None,
-                   slurm: SlurmClient) -> StatusReport:
-    """One StatusRow per snapshot folder under ``snapshot_root`` (or per name in
-    ``experiments``). Slurm is asked once about every job id of every row."""
-    rows = [_row(name, folder) for name, folder in _snapshot_dirs(Path(snapshot_root), experiments)]
+def _retry(run: Run) -> Retry:
+    origin = run.retry or RetryOrigin("", "", "")
+    return Retry(run.job_id, origin.retry_of, origin.after, origin.failed_on, origin.exclude)
+
+
+def collect(snapshots: SnapshotRoot, experiments: Sequence[str] | None, slurm: SlurmClient) -> StatusReport:
+    """``nrl-launch status``: one StatusRow per experiment folder of ``snapshots`` (or per name
+    in ``experiments``: SnapshotError for one that is no experiment name). Slurm is asked once
+    about every job id of every row."""
+    folders = [snapshots.experiment(name) for name in experiments] if experiments else snapshots.experiments()
+    rows = [_row(folder) for folder in folders]
     ids = sorted({job.job_id for row in rows for job in row.jobs if job.job_id})
     if not ids:
         return StatusReport(tuple(rows))

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nrl_launch.experiment.joblogs import TrackedJob, driver_logs, expected_log
+
 PASS, METRIC_FAIL, GENERAL_FAIL = "METRIC PASS", "METRIC FAIL", "GENERAL FAIL"
 MARK = b"Metric Checks"
 CONTEXT_AFTER = 10000  # grep -A10000
@@ -116,6 +118,15 @@ def judge(experiment: str, logs: Sequence[Path], missing: str = "no driver log w
         return Verdict(experiment, GENERAL_FAIL, tuple(ls_lah(logs)) or (missing,))
     failed = any(FAIL_WORD in text for _, group in groups for _, text in group)
     return Verdict(experiment, METRIC_FAIL if failed else PASS, tuple(grep_output(logs)))
+
+
+def judge_jobs(experiment: str, jobs: Sequence[TrackedJob]) -> Verdict:
+    """The verdict of an experiment from every driver log its jobs left (retries and requeued
+    attempts included), as WATCH, ``status`` and a relaunch's note give it."""
+    if not jobs:
+        return judge(experiment, [], missing="no runs were submitted")
+    where = ", ".join(str(expected_log(job)) for job in jobs)
+    return judge(experiment, driver_logs(jobs), missing=f"no driver log found (looked for {where})")
 
 
 # ---- ls -lah

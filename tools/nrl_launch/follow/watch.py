@@ -9,18 +9,19 @@ clocks as parameters, and verdicts come from log files only
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from nrl_launch.errors import Interrupted, SlurmError, SlurmUnreachable, SnapshotError
-from nrl_launch.experiment.joblogs import TrackedJob, driver_logs, expected_log, log_root
-from nrl_launch.experiment.manifest import latest_launch, read_manifest
-from nrl_launch.follow.verdict import GENERAL_FAIL, Verdict, judge
+from nrl_launch.errors import Interrupted, SlurmError, SlurmUnreachable
+from nrl_launch.experiment.folder import SnapshotRoot
+from nrl_launch.experiment.joblogs import TrackedExperiment, TrackedJob, driver_logs
+from nrl_launch.follow.retry import retrier_for
+from nrl_launch.follow.verdict import GENERAL_FAIL, Verdict, judge_jobs
 from nrl_launch.settings import WatchSettings
-from nrl_launch.slurm.client import JobInfo, SlurmClient, job_ids
+from nrl_launch.slurm.client import JobInfo, SlurmClient
 
 Emit = Callable[[str], None]
 ALL_PASSED = "[INFO]: All tests passed. Exiting with status 0."
@@ -32,26 +33,6 @@ LOG_TAIL = 10  # driver log lines shown for a failed job
 def timestamp() -> str:
     """``YYYY-MM-DD HH:MM:SS`` in local time, as WATCH lines show it."""
     return time.strftime("%Y-%m-%d %H:%M:%S")
-
-
-@dataclass(frozen=True)
-class TrackedExperiment:
-    """One experiment WATCH follows: its name and its jobs, in submission order."""
-
-    name: str
-    jobs: tuple[TrackedJob, ...]
-
-    @property
-    def ids(self) -> list[str]:
-        """The job ids, in submission order."""
-        return [job.job_id for job in self.jobs]
-
-    def verdict(self) -> Verdict:
-        """Judge the experiment from every driver log its jobs left."""
-        if not self.jobs:
-            return judge(self.name, [], missing="no runs were submitted")
-        where = ", ".join(str(expected_log(job)) for job in self.jobs)
-        return judge(self.name, driver_logs(self.jobs), missing=f"no driver log found (looked for {where})")
 
 
 def report(verdicts: Sequence[Verdict], out: Emit) -> bool:
@@ -117,7 +98,7 @@ class Watcher:
 
         The verdicts read every job of each experiment, retries included."""
         tracked = self.follow(experiments)
-        verdicts = [exp.verdict() for exp in tracked]
+        verdicts = [judge_jobs(exp.name, exp.jobs) for exp in tracked]
         report(verdicts, self.out)
         for exp, verdict in zip(tracked, verdicts, strict=True):
             if verdict.failed:
@@ -293,25 +274,30 @@ def _log_tail(name: str, logs: Sequence[Path]) -> list[str]:
     return lines
 
 
-def from_runs(name: str, snapshot: Path, runs: Sequence[Mapping[str, str]]) -> TrackedExperiment:
-    """The experiment whose manifest (in ``snapshot``) records ``runs``."""
-    roots = {run.get("job_id", ""): log_root(snapshot, run.get("base_log_dir")) for run in runs}
-    return TrackedExperiment(name, tuple(TrackedJob(i, roots[i]) for i in job_ids(roots)))  # submission order
+def watch_command(snapshots: SnapshotRoot, watching: WatchSettings, names: Sequence[str]) -> str:
+    """The ``nrl-launch watch`` command line that follows ``names`` with these settings."""
+    words = ["nrl-launch", "watch", "--project-root", str(snapshots.project_root), "--code-snapshot-dirname",
+             snapshots.dirname, "--watch-interval", f"{watching.interval:g}"]
+    if watching.give_up != WatchSettings().give_up:
+        words += ["--watch-give-up", f"{watching.give_up:g}"]
+    if watching.stop_chain_on_failure:
+        words += ["--stop-chain-on-failure", "1"]
+    if watching.max_retries:
+        words += ["--max-retries", str(watching.max_retries)]
+    return " ".join(shlex.quote(word) for word in [*words, *names])
 
 
-def snapshot_folder(snapshot_root: Path, name: str) -> Path:
-    """The snapshot of experiment ``name``; SnapshotError when there is none (or the name is
-    not a plain folder name: ``../x`` must not reach outside the snapshot root)."""
-    if not name or name.startswith(".") or "/" in name:
-        raise SnapshotError(f"{name!r} is not an experiment name (a folder of {snapshot_root})")
-    folder = snapshot_root / name
-    if not folder.is_dir():
-        raise SnapshotError(f"no snapshot of experiment {name!r} in {snapshot_root}")
-    return folder
-
-
-def recorded(snapshot_root: Path, name: str) -> TrackedExperiment:
-    """The jobs of the experiment's latest launch as its manifest records them (launcher,
-    continue.sh and retry runs since; an earlier launch's logs must not pass this one)."""
-    folder = snapshot_folder(snapshot_root, name)
-    return from_runs(name, folder, latest_launch(read_manifest(folder)["runs"]))
+def watch_recorded(snapshots: SnapshotRoot, names: Sequence[str], settings: WatchSettings, slurm: SlurmClient, *,
+                   out: Emit, err: Emit, interactive: bool,
+                   wait: Callable[[float], None] = wait_or_enter) -> list[Verdict]:
+    """``nrl-launch watch``: follow the jobs of each experiment's latest launch as its manifest
+    records them (an earlier launch's logs must not pass this one) until they end, retrying runs
+    lost to the infrastructure with MAX_RETRIES; the verdicts. SnapshotError for an unknown
+    experiment, before anything is followed."""
+    folders = [snapshots.find(name) for name in names]
+    tracked = [folder.tracked() for folder in folders]
+    retrier = retrier_for(slurm, settings.max_retries, folders, out=out, err=err, clock=timestamp) \
+        if settings.max_retries else None
+    watcher = Watcher(slurm, settings, out=out, err=err, wait=wait, interactive=interactive,
+                      resume_hint=watch_command(snapshots, settings, names), retrier=retrier)
+    return watcher.watch(tracked)
