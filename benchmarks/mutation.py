@@ -70,7 +70,29 @@ MODULES: dict[str, tuple[str, ...]] = {
     "experiment/snapshot.py": ("tests/unit/test_snapshot.py", "tests/unit/test_code_snapshot.py"),
     "follow/verdict.py": ("tests/unit/test_watch.py",),
     "follow/watch.py": ("tests/unit/test_watch.py", "tests/unit/test_retry.py", "tests/unit/test_cancel.py"),
+    # measured since issue 22
+    "follow/retry.py": ("tests/unit/test_retry.py",),
+    "experiment/rerun.py": ("tests/unit/test_retry.py", "tests/unit/test_continuation.py"),
+    "follow/status.py": ("tests/unit/test_status.py", "tests/unit/test_watch.py"),
+    "follow/cancel.py": ("tests/unit/test_cancel.py",),
+    "follow/logs.py": ("tests/unit/test_follow_logs.py",),
+    "experiment/joblogs.py": ("tests/unit/test_watch.py", "tests/unit/test_follow_logs.py",
+                              "tests/unit/test_folder.py"),
+    "experiment/locks.py": ("tests/unit/test_locks.py",),
+    "recipes/layout.py": ("tests/unit/test_recipes.py", "tests/unit/test_lint_layout.py"),
+    "cli.py": ("tests/unit/test_console.py", "tests/unit/test_no_traceback.py", "tests/unit/test_watch.py",
+               "tests/unit/test_follow_logs.py", "tests/unit/test_cancel.py", "tests/unit/test_status.py"),
+    "slurm/client.py": ("tests/unit/test_slurm.py",),
+    "slurm/states.py": ("tests/unit/test_slurm.py", "tests/unit/test_retry.py"),
+    "slurm/failures.py": ("tests/unit/test_slurm.py",),
+    "lint/engine.py": ("tests/unit/test_lint.py", "tests/unit/test_lint_rules.py"),
+    "lint/suites.py": ("tests/unit/test_lint.py", "tests/unit/test_lint_rules.py"),
 }
+
+
+def dotted(module: str) -> str:
+    """A module's path under the package as mutmut names its mutants: ``follow/watch.py`` -> ``follow.watch``."""
+    return module.removesuffix(".py").replace("/", ".")
 
 # Surviving mutants judged equivalent: (why no user could tell them from the original, mutants).
 EQUIVALENT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -178,7 +200,11 @@ EQUIVALENT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("older than a day, or a day old to the second: no test can stand on that second",
      ("snapshot.x__tmp_is_stale__mutmut_21",)),
 )
-EQUIVALENT: dict[str, str] = {f"nrl_launch.{name}": why for why, names in EQUIVALENT_GROUPS for name in names}
+# A mutant above is named by its module's file name (``verdict.x_…``); mutmut names it by its dotted path
+# in the package (``nrl_launch.follow.verdict.x_…``).
+_DOTTED = {dotted(module).rpartition(".")[2]: dotted(module) for module in MODULES}
+EQUIVALENT: dict[str, str] = {f"nrl_launch.{_DOTTED[name.split('.', 1)[0]]}.{name.split('.', 1)[1]}": why
+                              for why, names in EQUIVALENT_GROUPS for name in names}
 
 KILLED = ("killed", "timeout", "caught by type check")
 
@@ -442,7 +468,7 @@ def report(modules: list[str], work: Path) -> int:
         counts = Counter(found.values())
         killed = sum(counts[s] for s in KILLED)
         equivalent = [name for name, status in found.items() if name in EQUIVALENT and status not in KILLED]
-        stale = [name for name in EQUIVALENT if name.startswith(f"nrl_launch.{module[:-3]}.") and
+        stale = [name for name in EQUIVALENT if name.startswith(f"nrl_launch.{dotted(module)}.") and
                  found.get(name, "killed") in KILLED]
         considered = len(found) - len(equivalent)
         score = 100.0 * killed / considered if considered else 100.0
