@@ -93,7 +93,8 @@ def test_a_launch_whose_stdout_fills_up_submits_everything_then_exits_1(project:
                                               "stdout (No space left on device); see what it did with: "
                                               "nrl-launch status")
     # the next command of the same process starts with a stdout of its own
-    again = run_cli("status", "--format", "json", env=BASE_ENV, slurm=fake_slurm)
+    again = run_cli("status", "--format", "json", "--project-root", str(project.root), env=BASE_ENV,
+                    slurm=fake_slurm)
     assert again.exit_code == 0 and "cannot write" not in again.stderr, again.output
 
 

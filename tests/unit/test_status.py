@@ -83,11 +83,14 @@ def test_collect_status_rows(snapshots: Path) -> None:
                                               "-j", "101,201")]
     assert [r.experiment for r in rows] == ["exp-a", "exp-b", "exp-c"]
     a, b, c = rows
-    assert (a.commit, a.dirty, a.runs, a.steps, a.metric_checks) == ("0123456789ab", False, 2, 12, "PASS")
+    # exp-a's logs pass, but its job 102 still runs: no verdict until nothing of it is queued
+    assert (a.commit, a.dirty, a.runs, a.steps, a.verdict, a.waiting) == ("0123456789ab", False, 2, 12, None,
+                                                                         "jobs queued")
     assert [(j.job_id, j.run, j.state) for j in a.jobs] == [("101", "1/2", "COMPLETED"),
                                                              ("102", "2/2", "RUNNING")]
-    assert (b.dirty, b.steps, b.metric_checks, b.jobs[0].state) == (True, 3, "FAIL", "FAILED")
-    assert (c.runs, c.jobs, c.steps, c.metric_checks, c.problem) == (0, (), None, None, None)
+    assert (b.dirty, b.steps, b.verdict, b.metric_checks, b.jobs[0].state) == (True, 3, "METRIC FAIL", "FAIL",
+                                                                              "FAILED")
+    assert (c.runs, c.jobs, c.steps, c.verdict, c.waiting, c.problem) == (0, (), None, None, "no runs", None)
 
 
 def test_unknown_states(snapshots: Path) -> None:
@@ -132,7 +135,8 @@ def test_verdict_comes_from_the_recorded_jobs_logs_as_watch_reads_them(tmp_path:
     make_snapshot(tmp_path, "y", runs=[("21", "1/2"), ("22", "2/2")], logs={"21": FAIL_LOG, "22": PASS_LOG})
     assert collect_status(tmp_path, ["y"], fake_slurm().client()).rows[0].metric_checks == "FAIL"
     make_snapshot(tmp_path, "z", runs=[("31", "1/1")], logs={"31": "no checks here\nFAIL\n"})
-    assert collect_status(tmp_path, ["z"], fake_slurm().client()).rows[0].metric_checks is None
+    row = collect_status(tmp_path, ["z"], fake_slurm().client()).rows[0]
+    assert (row.verdict, row.metric_checks) == ("GENERAL FAIL", "GENERAL FAIL")  # as WATCH: no Metric Checks at all
     # a requeued job: the first attempt crashed, the second passed
     folder = make_snapshot(tmp_path, "w", runs=[("41", "1/1")], logs={"41": "node failure\n"})
     (folder / "41-1-logs").mkdir()
@@ -161,36 +165,93 @@ def test_max_step(tmp_path: Path) -> None:
     assert max_step(path) == 7
 
 
+def cell(table: list[str], row: int, column: str) -> str:
+    """The text of ``column`` in line ``row`` of a status table (columns start where their header does)."""
+    header = table[0]
+    start = header.index(column)
+    following = [header.index(name) for name in header.split() if header.index(name) > start]
+    return table[row][start:min(following, default=None)].strip()
+
+
 def test_formats(snapshots: Path) -> None:
     found = collect_status(snapshots, ["exp-a", "exp-b", "nope"],
                            fake_slurm({"101": "COMPLETED", "102": "PENDING"}, reason="Dependency").client())
     table = format_table(found, wide=True).splitlines()
-    assert table[0].split() == ["EXPERIMENT", "COMMIT", "DIRTY", "RUNS", "JOBS", "STEPS", "CHECKS", "LOG", "NOTE"]
+    assert table[0].split() == ["EXPERIMENT", "COMMIT", "DIRTY", "RUNS", "JOBS", "STEPS", "VERDICT", "LOG", "NOTE"]
     log_a = snapshots / "exp-a" / "102-logs" / "ray-driver.log"
-    assert table[1].split() == ["exp-a", "0123456789ab", "no", "2", "101:COMPLETED,102:PENDING(Dependency)",
-                                "12/20", "PASS", str(log_a)]
-    assert table[2].split()[:7] == ["exp-b", "0123456789ab", "yes", "1", "201:unknown", "3/20", "FAIL"]
+    assert [cell(table, 1, column) for column in table[0].split()] == [
+        "exp-a", "0123456789ab", "no", "2", "101 COMPLETED, 102 PENDING (Dependency)", "12/20", "queued", str(log_a),
+        ""]
+    assert [cell(table, 2, column) for column in table[0].split()[:7]] == [
+        "exp-b", "0123456789ab", "yes", "1", "201 unknown", "3/20", "METRIC FAIL"]
     assert table[3].split() == ["nope", "-", "-", "-", "-", "-", "-", "-", "no", "snapshot"]
+    narrow = format_table(found, width=160).splitlines()
+    assert cell(narrow, 1, "JOBS") == "1 COMPLETED, 1 PENDING (Dependency)"  # readable: how many in each state
     data = json.loads(format_json(found))
     assert data[0]["jobs"] == [{"job_id": "101", "run": "1/2", "state": "COMPLETED", "reason": ""},
                                {"job_id": "102", "run": "2/2", "state": "PENDING", "reason": "Dependency"}]
     assert (data[0]["steps"], data[0]["max_steps"], data[0]["log"]) == (12, 20, str(log_a))
+    assert (data[0]["verdict"], data[0]["waiting"]) == (None, "jobs queued")
+    assert (data[1]["verdict"], data[1]["metric_checks"]) == ("METRIC FAIL", "FAIL")
     assert data[2]["problem"] == "no snapshot"
-    assert summary(found) == ("3 experiments, 3 jobs: 1 passed, 1 failed, 1 with jobs queued, 1 without a "
+    assert summary(found) == ("3 experiments, 3 jobs: 0 passed, 1 failed, 1 with jobs queued, 1 without a "
                               "verdict yet")
     assert problem(found) == "no snapshot of nope"
 
 
-def test_table_fits_120_columns_unless_wide(tmp_path: Path) -> None:
-    long_name = "grpo-qwen3-235b-a22b-instruct-2507-32n8g-megatron-tp4pp4ep16-seqpack-fp8-long-context-rollouts.v3"
-    make_snapshot(tmp_path, long_name, runs=[(str(1000 + i), f"{i}/9") for i in range(1, 10)],
+LONG_NAME = "grpo-qwen3-235b-a22b-instruct-2507-32n8g-megatron-tp4pp4ep16-seqpack-fp8-long-context-rollouts.v3"
+
+
+@pytest.fixture
+def long_named(tmp_path: Path) -> StatusReport:
+    """One experiment with a 97-character name and 9 pending runs."""
+    make_snapshot(tmp_path, LONG_NAME, runs=[(str(1000 + i), f"{i}/9") for i in range(1, 10)],
                   logs={"1009": PASS_LOG})
-    found = collect_status(tmp_path, None, fake_slurm({str(1000 + i): "PENDING" for i in range(1, 10)}).client())
-    narrow = format_table(found).splitlines()
-    assert max(len(line) for line in narrow) <= 120
-    assert narrow[1].startswith(long_name[:5]) and "…" in narrow[1]  # cut in the middle, both ends kept
-    wide = format_table(found, wide=True).splitlines()
-    assert wide[1].startswith(long_name + " ") and "…" not in wide[1] and len(wide[1]) > 120
+    make_snapshot(tmp_path, "short", runs=[("2001", "1/1")], logs={"2001": PASS_LOG})
+    states = {**{str(1000 + i): "PENDING" for i in range(1, 10)}, "2001": "COMPLETED"}
+    return collect_status(tmp_path, None, fake_slurm(states).client())
+
+
+@pytest.mark.parametrize("width", [200, 160, 120, 80, 60])
+def test_the_table_fits_the_width_and_never_cuts_a_name(long_named: StatusReport, width: int) -> None:
+    table = format_table(long_named, width=width).splitlines()
+    assert max(len(line) for line in table if line != LONG_NAME) <= width  # a name longer than the width stays whole
+    # each name whole, at the start of a line, so that it can be pasted into `nrl-launch watch`
+    assert [line for line in table if line.startswith(LONG_NAME)] == [line for line in table if LONG_NAME in line]
+    assert any(line.split()[0] == LONG_NAME for line in table)
+    assert any(line.split()[0] == "short" for line in table)
+    assert all("…" not in line.split()[0] for line in table[1:] if line and not line.startswith(" "))
+
+
+def test_a_narrow_table_cuts_the_log_path_and_then_puts_names_on_their_own_lines(long_named: StatusReport) -> None:
+    wide = format_table(long_named, wide=True).splitlines()
+    assert wide[1].startswith(LONG_NAME + " ") and "…" not in wide[1] and len(wide[1]) > 200
+    assert "1001 PENDING, 1002 PENDING" in wide[1]  # every job with its id
+    # wide enough for the name: the log path gives way first (its end kept: the job's folder)
+    table = format_table(long_named, width=200).splitlines()
+    assert table[1].startswith(LONG_NAME + " ") and cell(table, 1, "LOG").startswith("…")
+    assert cell(table, 1, "LOG").endswith("1009-logs/ray-driver.log")
+    # too narrow for the name beside the rest: each name on a line of its own, its cells below it
+    narrow = format_table(long_named, width=80).splitlines()
+    assert narrow[0] == "EXPERIMENT" and narrow[1].startswith("  COMMIT")
+    assert narrow[2] == LONG_NAME and narrow[3].startswith("  0123456789ab")
+    assert narrow[4] == "short" and narrow[5].startswith("  0123456789ab")
+    assert "9 PENDING" in narrow[3] and max(len(line) for line in narrow if line != LONG_NAME) <= 80
+    # narrower still: the log column is left out, then the commit keeps git's short id
+    assert "LOG" not in format_table(long_named, width=60).splitlines()[1]
+    assert format_table(long_named, width=50).splitlines()[3].startswith("  0123456  no")
+
+
+def test_the_status_command_takes_the_width_from_columns(tmp_path: Path, long_named: StatusReport) -> None:
+    from testkit import run_cli
+
+    root = str(tmp_path.parent)
+    for columns, fits_beside in (("250", True), ("90", False)):
+        result = run_cli("status", "--project-root", root, "--code-snapshot-dirname", tmp_path.name,
+                         env={"COLUMNS": columns}, slurm=fake_slurm({"2001": "COMPLETED"}))
+        lines = result.stdout.splitlines()
+        assert max(len(line) for line in lines if line != LONG_NAME) <= int(columns)
+        assert (LONG_NAME in lines) is not fits_beside, result.stdout
 
 
 def test_slurm_unreachable_is_said_not_hidden(snapshots: Path) -> None:
@@ -199,3 +260,26 @@ def test_slurm_unreachable_is_said_not_hidden(snapshots: Path) -> None:
     assert "Unable to contact slurm controller" in (found.slurm_error or "")
     assert problem(found).startswith("cannot ask Slurm about the jobs (")
     assert format_table(found).splitlines()[-1].startswith("(job states unknown: ")
+
+
+def test_status_outside_a_repository_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from testkit import Project, run_cli
+
+    monkeypatch.chdir(tmp_path)  # no repository here, so no snapshot of a launch either
+    outside = run_cli("status", slurm=fake_slurm())
+    assert outside.exit_code == 2, outside.output
+    assert outside.stdout == ""
+    assert outside.stderr.startswith(f"[ERROR]: {tmp_path} is not inside a git repository: the snapshots of a launch "
+                                     "are under its repository's root; run this in the repository, or give "
+                                     "--project-root")
+    for command in (["watch", "x"], ["cancel", "x"], ["logs", "x"]):
+        assert run_cli(*command, slurm=fake_slurm()).exit_code == 2
+    project = Project.create(tmp_path / "proj")  # a repository from which nothing was launched
+    monkeypatch.chdir(project.root)
+    empty = run_cli("status", slurm=fake_slurm())
+    assert empty.exit_code == 1 and empty.stdout == ""
+    assert empty.stderr == (f"[ERROR]: no snapshots in {project.root}/code_snapshots: nothing was launched from this "
+                            "repository with CODE_SNAPSHOT_DIRNAME=code_snapshots\n")
+    (project.root / "code_snapshots").mkdir()  # launched once, every snapshot removed since: an empty table
+    assert run_cli("status", slurm=fake_slurm()).stdout.splitlines()[-1] == (
+        "0 experiments, 0 jobs: 0 passed, 0 failed, 0 with jobs queued, 0 without a verdict yet")

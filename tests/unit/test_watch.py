@@ -263,15 +263,23 @@ def test_progress_on_stderr_shows_each_job_and_the_next_poll() -> None:
 def test_watch_gives_up_after_polls_fail_for_too_long() -> None:
     fake = FakeSlurm(down=True)
     fake.add_job("5", "RUNNING")
-    clock = iter(range(0, 10_000, 600))  # each poll ten minutes after the previous one
+    clock = [0.0]  # the time that passes is the watch's own waiting
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        clock[0] += seconds
+
     err: list[str] = []
-    watch = Watcher(fake.client(), WatchSettings(interval=600, give_up=1800), out=lambda _: None, err=err.append,
-                    wait=lambda _: None, now=lambda: float(next(clock)), resume_hint="nrl-launch watch exp")
+    watch = Watcher(fake.client(), WatchSettings(interval=600, give_up=1500), out=lambda _: None, err=err.append,
+                    wait=wait, now=lambda: clock[0], resume_hint="nrl-launch watch exp")
     with pytest.raises(SlurmUnreachable) as info:
         watch.follow(two_jobs("5"))
-    assert len(err) == 3  # the polls at 0, 10 and 20 minutes were retried, the one at 30 minutes gave up
-    assert "gave up watching: Slurm has not answered for 1800 s" in str(info.value)
+    assert len(err) == 3  # the polls at 10, 20 and 30 minutes were retried, the one at 35 minutes gave up
+    assert waits == [600, 600, 600, 300]  # the last wait ends when WATCH_GIVE_UP says, not an interval later
+    assert "gave up watching: Slurm has not answered for 1500 s" in str(info.value)
     assert str(info.value).endswith("Resume with: nrl-launch watch exp")
+    assert info.value.exit_code == 128  # spec section 7: git bisect run aborts instead of marking the commit bad
 
 
 def ctrl_c_at_second_wait() -> Callable[[float], None]:
@@ -440,7 +448,8 @@ def test_watch_and_status_commands_through_the_client_seam(project: Project, fak
     status = run_cli("status", "--format", "json", slurm=fake_slurm)
     assert status.exit_code == 0, status.output
     [row] = json.loads(status.stdout)
-    assert row["experiment"] == "sft-a" and row["metric_checks"] == "PASS"
+    # run 1 passed its checks, but run 2 is still queued: no verdict yet, as WATCH would give none
+    assert (row["experiment"], row["verdict"], row["waiting"]) == ("sft-a", None, "jobs queued")
     assert row["jobs"] == [{"job_id": "1001", "run": "1/2", "state": "COMPLETED", "reason": ""},
                            {"job_id": "1002", "run": "2/2", "state": "PENDING", "reason": ""}]
 
@@ -454,21 +463,22 @@ def test_watch_and_status_commands_through_the_client_seam(project: Project, fak
     assert polls[-2:] == [("squeue", "--me", "-h", "-o", "%i|%T|%r|%N")] * 2  # polled until the queue was empty
 
 
-def test_status_exits_1_for_an_unknown_experiment_or_an_unreachable_slurm(project: Project, fake_slurm: FakeSlurm,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_status_exits_non_zero_for_an_unknown_experiment_or_an_unreachable_slurm(
+        project: Project, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
     assert run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm).exit_code == 0
     monkeypatch.chdir(project.root)
     ok = run_cli("status", slurm=fake_slurm)
     assert ok.exit_code == 0, ok.output
+    # each experiment counted once (issue 22 item 10: the counts add up to the experiments)
     assert ok.stdout.splitlines()[-1] == ("1 experiment, 1 job: 0 passed, 0 failed, 1 with jobs queued, "
-                                          "1 without a verdict yet")
+                                          "0 without a verdict yet")
     missing = run_cli("status", "sft-a", "nope", slurm=fake_slurm)
     assert missing.exit_code == 1
     assert "[ERROR]: no snapshot of nope" in missing.stderr
     fake_slurm.down = True
     down = run_cli("status", slurm=fake_slurm)
-    assert down.exit_code == 1
+    assert down.exit_code == 128  # spec sections 7 and 9: Slurm cannot be reached
     assert "[ERROR]: cannot ask Slurm about the jobs (cannot reach Slurm: " in down.stderr
     assert 'eval "$(tools/local-slurm up | tail -n 1)"' in down.stderr
     # SLURM_CONF naming a missing file: every client command fails so (after a minute of retries)
@@ -478,7 +488,7 @@ def test_status_exits_1_for_an_unknown_experiment_or_an_unreachable_slurm(projec
     fake_slurm.answers = {name: lambda call: Completed(1, "", unreadable) for name in ("squeue", "sacct", "scontrol")}
     before = len(fake_slurm.calls)
     conf = run_cli("status", slurm=fake_slurm)
-    assert conf.exit_code == 1 and "cannot reach Slurm: the Slurm configuration cannot be read" in conf.stderr
+    assert conf.exit_code == 128 and "cannot reach Slurm: the Slurm configuration cannot be read" in conf.stderr
     assert [c.argv[0] for c in fake_slurm.calls[before:]] == ["squeue"]  # given up at once, not a minute per job
 
 
@@ -742,7 +752,7 @@ def test_a_relaunch_is_judged_on_its_own_runs_not_on_an_earlier_launchs_logs(
     assert "[WATCH]: Tracking 1 jobs: 1002" in watched.stdout and "[GENERAL FAIL]   sft-a" in watched.stdout
     status = run_cli("status", "--format", "json", "sft-a", slurm=fake_slurm)
     [row] = json.loads(status.stdout)
-    assert row["metric_checks"] is None and row["runs"] == 2
+    assert (row["verdict"], row["metric_checks"], row["runs"]) == ("GENERAL FAIL", "GENERAL FAIL", 2)
     assert [job["job_id"] for job in row["jobs"]] == ["1002"]
     third = run_cli(*launch, env=BASE_ENV, slurm=fake_slurm)
     assert "(last verdict: none yet)" in third.stderr  # the latest launch (1002) has no verdict

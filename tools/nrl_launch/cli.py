@@ -218,35 +218,62 @@ def launch(scripts: tuple[str, ...], **values: Any) -> None:
         click.get_current_context().exit(1)  # verdicts are printed; exit code says it
 
 
-def _git_root_or_cwd(*, outermost: bool = False) -> Path:
-    """The git root of the current directory; the current directory outside git.
-
-    ``outermost``: inside a submodule, the top superproject's root, where the
-    launcher puts the snapshots of every recipe of the tree (lint keeps the
-    innermost: a submodule may be a recipe repository of its own).
-    """
-    from pathlib import Path
-
-    from nrl_launch.errors import GitError
-    from nrl_launch.experiment.gitrepo import project_root, work_tree_root
-
-    try:
-        return project_root(Path.cwd()) if outermost else work_tree_root(Path.cwd())
-    except GitError:
-        return Path.cwd()
-
-
 def _project_root(project_root: str | None) -> Path:
+    """``--project-root``, else the (top) git root of the current directory: EnvironmentProblem
+    outside any repository, where no snapshot of a launch can be."""
     from pathlib import Path
 
-    return Path(project_root).resolve() if project_root is not None else _git_root_or_cwd(outermost=True)
+    from nrl_launch.errors import EnvironmentProblem, GitError
+    from nrl_launch.experiment.gitrepo import project_root as git_root
+
+    if project_root is not None:
+        return Path(project_root).resolve()
+    try:
+        return git_root(Path.cwd())
+    except GitError as e:
+        raise EnvironmentProblem(f"{e}: the snapshots of a launch are under its repository's root; run this in "
+                                 "the repository, or give --project-root") from e
 
 
 def _snapshot_root(project_root: str | None, dirname: str | None) -> SnapshotRoot:
+    """Where the snapshots are: under ``--project-root``, else under the git root of the current
+    directory, else (outside git) under the current directory when it holds them (a copy of a
+    snapshot root, a login node without the repository)."""
+    from pathlib import Path
+
     from nrl_launch.experiment.folder import SnapshotRoot
     from nrl_launch.settings import parse_snapshot_dirname
 
-    return SnapshotRoot(_project_root(project_root), parse_snapshot_dirname(dirname))
+    chosen = parse_snapshot_dirname(dirname)
+    if project_root is None and (Path.cwd() / chosen).is_dir() and not _in_git(Path.cwd()):
+        return SnapshotRoot(Path.cwd(), chosen)
+    return SnapshotRoot(_project_root(project_root), chosen)
+
+
+def _in_git(folder: Path) -> bool:
+    from nrl_launch.errors import GitError
+    from nrl_launch.experiment.gitrepo import work_tree_root
+
+    try:
+        work_tree_root(folder)
+    except GitError:
+        return False
+    return True
+
+
+def _table_width() -> int:
+    """The columns of the status table: COLUMNS, else the terminal's, else 120 (a pipe, a file)."""
+    from nrl_launch.follow.status import TABLE_WIDTH
+
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isascii() and columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        if sys.stdout.isatty():
+            return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError, AttributeError):  # no descriptor, or not a terminal after all
+        pass
+    return TABLE_WIDTH
 
 
 @main.command(context_settings={"max_content_width": 100})
@@ -301,24 +328,33 @@ def lint(root: str | None, fmt: str, strict: bool, budgets: tuple[str, ...], exe
 @main.command()
 @click.argument("experiments", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--wide", is_flag=True, help="Do not shorten columns to fit 120 characters.")
+@click.option("--wide", is_flag=True, help="Full cells, each job's id and state: no column shortened to fit the "
+              "terminal (COLUMNS, else 120 characters).")
 @project_root_option
 @slurm_timeout_option
 def status(experiments: tuple[str, ...], fmt: str, wide: bool, project_root: str | None,
            code_snapshot_dirname: str | None) -> None:
-    """One row per snapshot: commit, runs, job states, steps reached, last verdict.
+    """One row per snapshot: commit, runs, job states, steps reached, WATCH's verdict.
 
-    Exit 1 when a named experiment has no snapshot or Slurm cannot be asked.
+    Exit 1 when a named experiment has no snapshot or there is no snapshot at all, 128 when
+    Slurm cannot be asked (no verdict can be given then).
     """
+    from nrl_launch.errors import SlurmUnreachable
     from nrl_launch.follow import status as report
 
-    found = report.collect(_snapshot_root(project_root, code_snapshot_dirname), experiments or None, slurm_client())
+    snapshots = _snapshot_root(project_root, code_snapshot_dirname)
+    slurm = slurm_client()  # its options checked first
+    if not experiments and not snapshots.path.is_dir():
+        raise LauncherError(f"no snapshots in {snapshots.path}: nothing was launched from this repository with "
+                            f"CODE_SNAPSHOT_DIRNAME={snapshots.dirname}")
+    found = report.collect(snapshots, experiments or None, slurm)
     shown = console()
-    shown.out(report.format_json(found) if fmt == "json" else report.format_table(found, wide=wide))
+    shown.out(report.format_json(found) if fmt == "json" else
+              report.format_table(found, wide=wide, width=_table_width()))
     (shown.err if fmt == "json" else shown.out)(report.summary(found))  # stdout stays one JSON document
     problem = report.problem(found)
     if problem:
-        raise LauncherError(problem)
+        raise (SlurmUnreachable if found.slurm_error else LauncherError)(problem)
 
 
 WATCH_VARIABLES = ("WATCH_INTERVAL", "WATCH_GIVE_UP", "STOP_CHAIN_ON_FAILURE", "MAX_RETRIES")

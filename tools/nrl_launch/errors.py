@@ -6,8 +6,12 @@ them, and only the click layer turns them into ``[ERROR]: …`` lines and exit
 codes. Code that knows more context adds it with :meth:`LauncherError.about`
 instead of wrapping the message in a new string.
 
-``UsageProblem`` means "the caller asked for something invalid" (exit 2),
-every other class "the launch could not be done" (exit 1).
+Exit statuses (spec sections 7 and 9; ``cli._report`` reads ``exit_code``):
+``UsageProblem`` and ``EnvironmentProblem`` 2 (the caller asked for something
+invalid, or the environment does not fit the repository); ``SlurmUnreachable``
+128 (no Slurm to ask: the bisect helper's "cannot test here", which makes
+``git bisect run`` stop instead of marking the commit bad); an interrupt 130;
+every other class 1 ("the launch could not be done").
 """
 
 from __future__ import annotations
@@ -45,6 +49,14 @@ class UsageProblem(LauncherError):
     exit_code = 2
 
 
+class EnvironmentProblem(LauncherError):
+    """The environment or an option does not fit where the command runs (a CODE_SNAPSHOT_DIRNAME
+    that git tracks, a BATCH_SCRIPT that is not there, a command run outside any repository):
+    exit 2, as an invalid invocation, found before anything is made."""
+
+    exit_code = 2
+
+
 class ConfigError(LauncherError):
     """A recipe's CONFIG block is missing, malformed or incomplete.
 
@@ -76,7 +88,15 @@ class SlurmError(LauncherError):
 
 class SlurmUnreachable(SlurmError):
     """No Slurm to talk to: the client is missing, has no configuration, or
-    the controller does not answer."""
+    the controller does not answer. Exit 128 (spec section 9): the commit under
+    test is not bad, it cannot be tested here."""
+
+    exit_code = 128
+
+
+class GaveUp(SlurmUnreachable):
+    """Watching (WATCH, ``nrl-launch watch``, ``logs --follow``) stopped without verdicts because
+    Slurm did not answer for WATCH_GIVE_UP seconds (spec section 7: exit 128)."""
 
 
 class SlurmRejected(SlurmError):
@@ -113,6 +133,10 @@ class SubmissionStopped(LauncherError):
                 summary += " — and possibly one more: check squeue --me"
         return f"{super().__str__()}. {summary}"
 
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]  # an instance's, from its cause
+        """128 when Slurm stopped answering half-way (the commit cannot be tested here), else 1."""
+        return SlurmUnreachable.exit_code if isinstance(self.__cause__, SlurmUnreachable) else 1
 
 
 class SubmissionInterrupted(SubmissionStopped):

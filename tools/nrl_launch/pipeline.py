@@ -254,7 +254,8 @@ class Pipeline:
                               clock=watch.timestamp)
         watcher = watch.Watcher(self.slurm, self.settings.watching, out=self.out, err=self.err,
                                 wait=wait or watch.wait_or_enter, interactive=interactive,
-                                resume_hint=resume_hint(launched.planned, self.settings), retrier=retrier)
+                                resume_hint=resume_hint(launched.planned, self.settings), retrier=retrier,
+                                folders={p.name: p.folder for p in launched.planned})
         return watcher.watch(experiments)
 
 

@@ -1,9 +1,12 @@
 """``nrl-launch status``: what became of each snapshotted experiment.
 
 Gathering and formatting. Job states come from the Slurm client handed in
-(one query for every job of every row). When Slurm cannot be asked, the
-states are ``unknown`` and the report says why (``slurm_error``): the command
-then exits non-zero rather than pass off ``unknown`` as an answer.
+(one query for every job of every row). The verdict is WATCH's, by the same
+rule (:func:`nrl_launch.follow.verdict.verdict_once_done`): given only when
+none of the latest launch's jobs is queued. When Slurm cannot be asked, the
+states are ``unknown``, no verdict is given, and the report says why
+(``slurm_error``): the command then exits non-zero rather than pass off
+``unknown`` as an answer.
 
 An experiment named on the command line without a snapshot folder gets a row
 whose ``problem`` is ``"no snapshot"``: the table shows every asked-for name,
@@ -21,14 +24,16 @@ from pathlib import Path
 from nrl_launch.errors import SlurmError
 from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot
 from nrl_launch.experiment.joblogs import TrackedExperiment, driver_logs
-from nrl_launch.experiment.manifest import RetryOrigin, Run, Source
-from nrl_launch.follow.verdict import METRIC_FAIL, PASS, judge_jobs
+from nrl_launch.experiment.manifest import Manifest, RetryOrigin, Run, Source
+from nrl_launch.follow.verdict import GENERAL_FAIL, METRIC_FAIL, PASS, still_queued, verdict_once_done
 from nrl_launch.slurm.client import SlurmClient
 
 UNKNOWN = "unknown"
 NO_SNAPSHOT = "no snapshot"
-TABLE_WIDTH = 120
-QUEUED = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
+TABLE_WIDTH = 120  # the width when neither COLUMNS nor a terminal says one
+# Why an experiment has no verdict (the row's ``waiting``).
+QUEUED, STATES_UNKNOWN, NO_RUNS = "jobs queued", "job states unknown", "no runs"
+_CHECKS = {PASS: "PASS", METRIC_FAIL: "FAIL", GENERAL_FAIL: "GENERAL FAIL"}  # the JSON's metric_checks
 
 
 @dataclass(frozen=True)
@@ -72,11 +77,19 @@ class StatusRow:
     jobs: tuple[JobState, ...] = field(default_factory=tuple)
     steps: int | None = None  # max step in metrics.json
     max_steps: int | None = None  # MAX_STEPS of the CONFIG block, when recorded
-    metric_checks: str | None = None  # "PASS", "FAIL" or None (no checks yet)
+    verdict: str | None = None  # WATCH's: "METRIC PASS", "METRIC FAIL", "GENERAL FAIL"; None: see waiting
+    metric_checks: str | None = None  # the verdict as "PASS", "FAIL" or "GENERAL FAIL" (older readers' field)
+    waiting: str | None = None  # why there is no verdict: "jobs queued", "job states unknown", "no runs"
     log: str | None = None  # the newest driver log of the experiment
     problem: str | None = None  # "no snapshot", or why the manifest is unusable
     retries: tuple[Retry, ...] = ()
     cancellations: tuple[Cancellation, ...] = ()
+
+    @property
+    def stopped(self) -> bool:
+        """True when ``nrl-launch cancel`` cancelled a job of the latest launch."""
+        ids = {job.job_id for job in self.jobs}
+        return any(ids.intersection(c.jobs) for c in self.cancellations)
 
 
 @dataclass(frozen=True)
@@ -105,27 +118,21 @@ def max_step(metrics_file: Path) -> int | None:
     return max(steps) if steps else None
 
 
-def metric_checks(tracked: TrackedExperiment) -> str | None:
-    """"PASS"/"FAIL" as WATCH would judge the experiment from its jobs' driver
-    logs (same logs, same rule); None when no log has a Metric Checks line."""
-    return {PASS: "PASS", METRIC_FAIL: "FAIL"}.get(judge_jobs(tracked.name, tracked.jobs).status)
-
-
-def _row(folder: ExperimentDir) -> StatusRow:
-    """The row of one snapshot, job states not yet filled in."""
+def _row(folder: ExperimentDir) -> tuple[StatusRow, TrackedExperiment | None]:
+    """The row of one snapshot, job states and verdict not yet filled in, and the jobs it is judged on."""
     name = folder.name
     if not folder.path.is_dir():
-        return StatusRow(name, str(folder.path), problem=NO_SNAPSHOT)
+        return StatusRow(name, str(folder.path), problem=NO_SNAPSHOT), None
     problem = folder.manifest_problem()
     if problem is not None:
-        return StatusRow(name, str(folder.path), problem=problem)
+        return StatusRow(name, str(folder.path), problem=problem), None
     recorded = folder.manifest
     source = recorded.source or Source()
     launch = folder.tracked()  # jobs and verdict: the latest launch's (a relaunch reuses the snapshot)
     metrics = folder.metrics_file()
     max_steps = recorded.config_values.get("MAX_STEPS", "")
     logs = driver_logs(launch.jobs)
-    return StatusRow(
+    row = StatusRow(
         experiment=name,
         snapshot=str(folder.path),
         commit=(source.commit or "")[:12] or None,
@@ -134,11 +141,11 @@ def _row(folder: ExperimentDir) -> StatusRow:
         jobs=tuple(JobState(r.job_id, r.run, UNKNOWN) for r in recorded.latest_launch.runs),
         steps=max_step(metrics) if metrics else None,
         max_steps=int(max_steps) if max_steps.isdigit() else None,
-        metric_checks=metric_checks(launch),
         log=str(logs[-1]) if logs else None,
         retries=tuple(_retry(run) for run in recorded.retries),
-        cancellations=tuple(Cancellation(c.at, c.jobs) for c in recorded.cancellations),
+        cancellations=_cancellations(recorded),
     )
+    return row, launch
 
 
 def _retry(run: Run) -> Retry:
@@ -146,25 +153,44 @@ def _retry(run: Run) -> Retry:
     return Retry(run.job_id, origin.retry_of, origin.after, origin.failed_on, origin.exclude)
 
 
+def _cancellations(recorded: Manifest) -> tuple[Cancellation, ...]:
+    return tuple(Cancellation(entry.at, entry.jobs) for entry in recorded.cancellations)
+
+
+def _judged(row: StatusRow, launch: TrackedExperiment | None, states_known: bool) -> StatusRow:
+    """``row`` with WATCH's verdict, or why there is none (the one rule: nothing of it queued)."""
+    if launch is None:  # no snapshot, or no usable manifest: the problem says why
+        return row
+    if not launch.jobs:
+        return replace(row, waiting=NO_RUNS)
+    if not states_known:
+        return replace(row, waiting=STATES_UNKNOWN)
+    verdict = verdict_once_done(launch.name, launch.jobs, {j.job_id for j in row.jobs if still_queued(j.state)})
+    if verdict is None:
+        return replace(row, waiting=QUEUED)
+    return replace(row, verdict=verdict.status, metric_checks=_CHECKS[verdict.status])
+
+
 def collect(snapshots: SnapshotRoot, experiments: Sequence[str] | None, slurm: SlurmClient) -> StatusReport:
     """``nrl-launch status``: one StatusRow per experiment folder of ``snapshots`` (or per name
     in ``experiments``: SnapshotError for one that is no experiment name). Slurm is asked once
     about every job id of every row."""
     folders = [snapshots.experiment(name) for name in experiments] if experiments else snapshots.experiments()
-    rows = [_row(folder) for folder in folders]
-    ids = sorted({job.job_id for row in rows for job in row.jobs if job.job_id})
-    if not ids:
-        return StatusReport(tuple(rows))
-    try:
-        infos = slurm.jobs(ids)
-    except SlurmError as e:
-        return StatusReport(tuple(rows), slurm_error=str(e))
-    filled = []
-    for row in rows:
+    found = [_row(folder) for folder in folders]
+    ids = sorted({job.job_id for row, _ in found for job in row.jobs if job.job_id})
+    infos = {}
+    slurm_error = None
+    if ids:
+        try:
+            infos = slurm.jobs(ids)
+        except SlurmError as e:
+            slurm_error = str(e)
+    rows = []
+    for row, launch in found:
         jobs = tuple(replace(j, state=infos[j.job_id].state, reason=infos[j.job_id].reason)
                      if j.job_id in infos else j for j in row.jobs)
-        filled.append(replace(row, jobs=jobs))
-    return StatusReport(tuple(filled))
+        rows.append(_judged(replace(row, jobs=jobs), launch, states_known=slurm_error is None))
+    return StatusReport(tuple(rows), slurm_error)
 
 
 def problem(report: StatusReport) -> str | None:
@@ -177,52 +203,32 @@ def problem(report: StatusReport) -> str | None:
     return None
 
 
-def summary(report: StatusReport) -> str:
-    """One line: how many experiments passed, failed, are running, have no verdict yet.
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``1 job``, ``2 jobs`` (``many``: the plural when it is not ``noun + "s"``)."""
+    return f"{count} {noun if count == 1 else many or noun + 's'}"
 
-    An experiment stopped with ``nrl-launch cancel`` (no verdict, nothing
-    queued) is counted as cancelled, not as waiting for a verdict; the count
-    appears only when there is one, so the usual line stays as it was.
+
+def summary(report: StatusReport) -> str:
+    """One line: how many experiments passed, failed, were cancelled, have jobs queued, have no
+    verdict yet -- each experiment counted once, so the counts add up to the experiments.
+
+    An experiment whose latest launch ``nrl-launch cancel`` stopped, judged without a passing
+    check, is counted as cancelled rather than failed; that count appears only when there is
+    one, so the usual line stays as it was.
     """
     rows = report.rows
-    waiting = [any(job.state in QUEUED for job in row.jobs) for row in rows]
-    queued = sum(waiting)
-    passed = sum(1 for row in rows if row.metric_checks == "PASS")
-    failed = sum(1 for row in rows if row.metric_checks == "FAIL")
-    cancelled = sum(1 for row, busy in zip(rows, waiting, strict=True)
-                    if row.cancellations and row.metric_checks not in ("PASS", "FAIL") and not busy)
+    passed = sum(row.verdict == PASS for row in rows)
+    cancelled = sum(row.verdict is not None and row.verdict != PASS and row.stopped for row in rows)
+    failed = sum(row.verdict is not None and row.verdict != PASS for row in rows) - cancelled
+    queued = sum(row.waiting == QUEUED for row in rows)
+    waiting = len(rows) - passed - failed - cancelled - queued
     jobs = sum(len(row.jobs) for row in rows)
     stopped = f"{cancelled} cancelled, " if cancelled else ""
-    return (f"{len(rows)} experiment{'s' * (len(rows) != 1)}, {jobs} job{'s' * (jobs != 1)}: {passed} passed, "
-            f"{failed} failed, {stopped}{queued} with jobs queued, "
-            f"{len(rows) - passed - failed - cancelled} without a verdict yet")
+    return (f"{plural(len(rows), 'experiment')}, {plural(jobs, 'job')}: {passed} passed, {failed} failed, "
+            f"{stopped}{queued} with jobs queued, {waiting} without a verdict yet")
 
 
-def _shorten(text: str, width: int) -> str:
-    """``text`` cut in the middle to ``width`` characters (names keep their ends)."""
-    if len(text) <= width:
-        return text
-    head = (width - 1) // 2
-    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
-
-
-def _cell_jobs(row: StatusRow) -> str:
-    """JOBS cell: ``id:STATE`` per job (``(reason)`` for a pending one), comma separated."""
-    cells = [f"{j.job_id}:{j.state}" + (f"({j.reason})" if j.reason and j.state == "PENDING" else "")
-             for j in row.jobs]
-    return ",".join(cells) or "-"
-
-
-def _cells(row: StatusRow) -> list[str]:
-    """The table cells of one row."""
-    if row.problem:
-        return [row.experiment, "-", "-", "-", "-", "-", "-", "-", row.problem]
-    dirty = "-" if row.dirty is None else ("yes" if row.dirty else "no")
-    steps = "-" if row.steps is None else str(row.steps)
-    if row.max_steps is not None:
-        steps = f"{'0' if row.steps is None else row.steps}/{row.max_steps}"
-    return [row.experiment, row.commit or "-", dirty, str(row.runs), _cell_jobs(row), steps,
-            row.metric_checks or "-", row.log or "-", note(row)]
+# ---------------------------------------------------------------- the table
 
 
 def note(row: StatusRow) -> str:
@@ -232,38 +238,112 @@ def note(row: StatusRow) -> str:
     if row.retries:
         count = len(row.retries)
         causes = ", ".join(dict.fromkeys(r.after or "?" for r in row.retries))
-        parts.append(f"{count} {'retry' if count == 1 else 'retries'} after {causes}")
+        parts.append(f"{plural(count, 'retry', 'retries')} after {causes}")
     cancelled = sum(len(c.jobs) for c in row.cancellations)
     if cancelled:
-        parts.append(f"cancelled {cancelled} job{'s' * (cancelled != 1)}")
+        parts.append(f"cancelled {plural(cancelled, 'job')}")
     return "; ".join(parts)
 
 
-TABLE_HEADER = ["EXPERIMENT", "COMMIT", "DIRTY", "RUNS", "JOBS", "STEPS", "CHECKS", "LOG", "NOTE"]
-# Columns cut in the middle to fit, in the order they give way, with the width
-# each keeps: the log path first, then the job list, the experiment name last.
-_SHRINKABLE = ((7, 12), (4, 16), (0, 24))
+def _cell_jobs(row: StatusRow, wide: bool) -> str:
+    """JOBS cell: how many jobs are in each state (``2 COMPLETED, 1 RUNNING, 6 PENDING (Dependency)``);
+    with ``wide``, each job (``1001 COMPLETED, 1002 PENDING (Dependency)``)."""
+    def label(job: JobState) -> str:
+        return job.state + (f" ({job.reason})" if job.reason and job.state == "PENDING" else "")
+
+    if wide:
+        return ", ".join(f"{job.job_id} {label(job)}" for job in row.jobs) or "-"
+    counts: dict[str, int] = {}
+    for job in row.jobs:
+        counts[label(job)] = counts.get(label(job), 0) + 1
+    return ", ".join(f"{count} {state}" for state, count in counts.items()) or "-"
 
 
-def _fit(widths: list[int]) -> list[int]:
-    """Column widths within TABLE_WIDTH, cutting the shrinkable columns in their order."""
-    widths = list(widths)
-    for column, floor in _SHRINKABLE:
-        excess = sum(widths) + 2 * (len(widths) - 1) - TABLE_WIDTH
-        if excess <= 0:
+def _cell_verdict(row: StatusRow) -> str:
+    if row.verdict is not None:
+        return row.verdict
+    return {QUEUED: "queued", STATES_UNKNOWN: "?"}.get(row.waiting or "", "-")
+
+
+def _cells(row: StatusRow, wide: bool) -> list[str]:
+    """The table cells of one row."""
+    if row.problem:
+        return [row.experiment, "-", "-", "-", "-", "-", "-", "-", row.problem]
+    dirty = "-" if row.dirty is None else ("yes" if row.dirty else "no")
+    steps = "-" if row.steps is None else str(row.steps)
+    if row.max_steps is not None:
+        steps = f"{'0' if row.steps is None else row.steps}/{row.max_steps}"
+    return [row.experiment, row.commit or "-", dirty, str(row.runs), _cell_jobs(row, wide), steps,
+            _cell_verdict(row), row.log or "-", note(row)]
+
+
+TABLE_HEADER = ["EXPERIMENT", "COMMIT", "DIRTY", "RUNS", "JOBS", "STEPS", "VERDICT", "LOG", "NOTE"]
+_GAP = 2  # blanks between two columns
+# How the other columns give way to fit, in order: (column, width it keeps, how it is cut). The
+# log path keeps its end (the job's folder), the note and the job states their start, the commit
+# 7 hex digits (git's short id); width 0: the column is left out (``nrl-launch logs`` finds the
+# log; ``--wide`` and the JSON have the note). The experiment name is never cut (a cut name
+# cannot be pasted into ``watch``): when the rest cannot give way enough, each name goes on a
+# line of its own above its row.
+_GIVE_WAY = ((7, 24, "left"), (8, 12, "right"), (4, 14, "right"), (7, 0, ""), (1, 7, "prefix"), (8, 0, ""))
+_CUT = {column: how for column, _, how in _GIVE_WAY if how}
+
+
+def _cut(text: str, width: int, how: str) -> str:
+    """``text`` within ``width`` characters: cut at its ``how`` end ("left", "right": marked "…";
+    "prefix": its first characters)."""
+    if len(text) <= width:
+        return text
+    if how == "prefix":
+        return text[:width]
+    if how == "left":
+        return "…" + text[len(text) - width + 1:]
+    return text[:width - 1] + "…"
+
+
+def _fit(table: list[list[str]], columns: Sequence[int], width: int) -> tuple[dict[int, int], bool]:
+    """The columns of ``table`` kept and their widths, within ``width`` when they can give way
+    enough (as _GIVE_WAY says), and whether they fit."""
+    widths = {i: max(len(line[i]) for line in table) for i in columns}
+
+    def excess() -> int:
+        return sum(widths.values()) + _GAP * (len(widths) - 1) - width
+
+    for column, floor, _ in _GIVE_WAY:
+        if excess() <= 0:
             break
-        widths[column] = max(floor, widths[column] - excess)
-    return widths
+        if column not in widths:
+            continue
+        if floor == 0:
+            del widths[column]
+        else:
+            widths[column] = max(min(floor, widths[column]), widths[column] - excess())
+    return widths, excess() <= 0
 
 
-def format_table(report: StatusReport, wide: bool = False) -> str:
-    """A text table (header included, no trailing newline), at most 120 columns unless ``wide``."""
-    table = [TABLE_HEADER] + [_cells(row) for row in report.rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(TABLE_HEADER))]
-    if not wide:
-        widths = _fit(widths)
-    lines = ["  ".join(_shorten(cell, w).ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-             for line in table]
+def _line(cells: Sequence[str], widths: dict[int, int]) -> str:
+    return (" " * _GAP).join(_cut(cells[i], w, _CUT.get(i, "right")).ljust(w) for i, w in widths.items()).rstrip()
+
+
+def format_table(report: StatusReport, wide: bool = False, width: int = TABLE_WIDTH) -> str:
+    """A text table (header included, no trailing newline) within ``width`` columns unless ``wide``.
+
+    Other columns give way first (:data:`_GIVE_WAY`); when the names still do not fit beside the
+    rest, each name is on a line of its own (whole, however long), its cells indented below it.
+    """
+    table = [TABLE_HEADER] + [_cells(row, wide) for row in report.rows]
+    everything = range(len(TABLE_HEADER))
+    if wide:
+        widths, fits = {i: max(len(line[i]) for line in table) for i in everything}, True
+    else:
+        widths, fits = _fit(table, everything, width)
+    if fits:
+        lines = [_line(line, widths) for line in table]
+    else:  # names on their own lines
+        widths, _ = _fit(table, everything[1:], max(width - _GAP, 1))
+        lines = []
+        for line in table:
+            lines += [line[0], " " * _GAP + _line(line, widths)]
     if report.slurm_error:
         lines.append(f"(job states unknown: {report.slurm_error})")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ import os
 import pwd
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +127,28 @@ def judge_jobs(experiment: str, jobs: Sequence[TrackedJob]) -> Verdict:
         return judge(experiment, [], missing="no runs were submitted")
     where = ", ".join(str(expected_log(job)) for job in jobs)
     return judge(experiment, driver_logs(jobs), missing=f"no driver log found (looked for {where})")
+
+
+# The Slurm states of a job that has ended (``squeue -j`` still lists such a job for a while).
+# Any other state, including one this list does not know, is a job still in the queue: a verdict
+# waits for it rather than judge an experiment one of whose runs may still fail it.
+ENDED_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
+                          "DEADLINE", "OUT_OF_MEMORY", "REVOKED"})
+
+
+def still_queued(state: str, unknown: str = "unknown") -> bool:
+    """True for the Slurm state of a job that is still queued or running (``unknown``: a job
+    Slurm no longer knows, which has ended)."""
+    return state not in ENDED_STATES and state != unknown
+
+
+def verdict_once_done(experiment: str, jobs: Sequence[TrackedJob], queued: Collection[str]) -> Verdict | None:
+    """The one rule of WATCH, ``nrl-launch watch`` and ``status``: an experiment is judged
+    (:func:`judge_jobs`) only when none of its jobs is in ``queued`` (the ids still queued or
+    running); None while one is, as a later run could still fail the experiment."""
+    if any(job.job_id in queued for job in jobs):
+        return None
+    return judge_jobs(experiment, jobs)
 
 
 # ---- ls -lah

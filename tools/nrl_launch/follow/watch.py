@@ -15,8 +15,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from nrl_launch.errors import Interrupted, SlurmError, SlurmUnreachable
-from nrl_launch.experiment.folder import SnapshotRoot
+from nrl_launch.errors import GaveUp, Interrupted, SlurmError, SlurmUnreachable, SnapshotError
+from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot
 from nrl_launch.experiment.joblogs import TrackedExperiment, TrackedJob, driver_logs
 from nrl_launch.follow.retry import retrier_for
 from nrl_launch.follow.verdict import GENERAL_FAIL, Verdict, judge_jobs
@@ -71,17 +71,29 @@ class RetryHook(Protocol):
         ...
 
 
+def gave_up(what: str, failing_for: float, error: SlurmError, resume: str) -> GaveUp:
+    """The error that ends watching (WATCH, ``watch``, ``logs --follow``) once Slurm has not
+    answered for WATCH_GIVE_UP seconds: exit 128, with the command that resumes."""
+    return GaveUp(f"gave up {what}: Slurm has not answered for {failing_for:.0f} s ({error}). Resume with: {resume}")
+
+
 class Watcher:
     """Follows the jobs of some experiments until none is queued, then judges them.
 
     ``resume_hint`` is the command that picks up where an interrupted watch
     stops; ``interactive`` says whether Enter polls at once (a terminal).
+    ``folders`` (by experiment name) are read again before every poll: a run
+    recorded meanwhile in the launch being watched (``continue.sh``, another
+    watch's retry) is followed too, so that no verdict is given while a run of
+    the experiment is queued.
     """
 
     def __init__(self, slurm: SlurmClient, settings: WatchSettings, *, out: Emit, err: Emit,
                  wait: Callable[[float], None] = wait_or_enter, clock: Callable[[], str] = timestamp,
                  now: Callable[[], float] = time.monotonic, resume_hint: str = "nrl-launch watch <experiment>…",
-                 interactive: bool = False, retrier: RetryHook | None = None) -> None:
+                 interactive: bool = False, retrier: RetryHook | None = None,
+                 folders: Mapping[str, ExperimentDir] | None = None) -> None:
+        self.folders = dict(folders or {})
         self.retrier = retrier  # MAX_RETRIES: resubmits runs lost to the infrastructure
         self.slurm = slurm
         self.settings = settings
@@ -129,8 +141,9 @@ class Watcher:
         # and ``experiments`` so that the verdicts read the retries' logs.
         failing_since: float | None = None
         unjudged: list[str] = []  # finished jobs whose end Slurm could not tell yet
-        while remaining:
-            self.wait(self.settings.interval)
+        while remaining or self._discover(experiments, remaining):
+            self.wait(self._next_wait(failing_since))
+            self._discover(experiments, remaining)
             try:
                 queue = self.slurm.queue(remaining)
             except SlurmError as e:
@@ -150,6 +163,39 @@ class Watcher:
             if ended and self.settings.stop_chain_on_failure:
                 self._stop_failed_chains(experiments, ended, queue)
             self.err(self._progress(queue, remaining))
+
+    def _next_wait(self, failing_since: float | None) -> float:
+        """The interval, or less while polls fail: the give-up comes when WATCH_GIVE_UP says."""
+        if failing_since is None:
+            return self.settings.interval
+        left = self.settings.give_up - (self.now() - failing_since)
+        return max(0.0, min(self.settings.interval, left))
+
+    def _discover(self, experiments: list[TrackedExperiment], remaining: list[str]) -> bool:
+        """Follow the runs recorded since the watch began in the launch it watches (``continue.sh``,
+        another watch's retry); True when one was added. A later launch is not this watch's."""
+        added = False
+        for index, exp in enumerate(experiments):
+            folder = self.folders.get(exp.name)
+            if folder is None or not exp.jobs:
+                continue
+            folder.refresh()
+            try:
+                launch = next((launch for launch in folder.manifest.launches if exp.ids[0] in launch.job_ids), None)
+            except SnapshotError:
+                continue  # an unreadable manifest: the jobs this watch knows are followed
+            known = set(exp.ids)
+            new = [run for run in launch.runs if run.job_id not in known] if launch is not None else []
+            if not new:
+                continue
+            jobs = folder.tracked(new).jobs
+            experiments[index] = TrackedExperiment(exp.name, exp.jobs + jobs)
+            remaining.extend(job.job_id for job in jobs)
+            for run in new:
+                self.err(f"[{self.clock()}] [INFO]: {exp.name}: following job {run.job_id} too (run {run.run}, "
+                         f"via {run.via or 'unknown'}): it was recorded in the experiment while this watch ran")
+            added = True
+        return added
 
     def _ended(self, ids: list[str], unjudged: list[str]) -> dict[str, JobInfo]:
         """How the jobs that left the queue ended, when retries or STOP_CHAIN_ON_FAILURE need it.
@@ -180,8 +226,7 @@ class Watcher:
     def _unreachable(self, error: SlurmError, failing_for: float) -> None:
         """Warn about a failed poll; give up once polls have failed for ``give_up`` seconds."""
         if failing_for >= self.settings.give_up:
-            raise SlurmUnreachable(f"gave up watching: Slurm has not answered for {failing_for:.0f} s ({error}). "
-                                   f"Resume with: {self.resume_hint}")
+            raise gave_up("watching", failing_for, error, self.resume_hint)
         said = str(error) if isinstance(error, SlurmUnreachable) else f"cannot reach Slurm ({error})"
         self.err(f"[{self.clock()}] [WARNING]: {said}; retrying in {self.settings.interval:g}s")
 
@@ -299,5 +344,6 @@ def watch_recorded(snapshots: SnapshotRoot, names: Sequence[str], settings: Watc
     retrier = retrier_for(slurm, settings.max_retries, folders, out=out, err=err, clock=timestamp) \
         if settings.max_retries else None
     watcher = Watcher(slurm, settings, out=out, err=err, wait=wait, interactive=interactive,
-                      resume_hint=watch_command(snapshots, settings, names), retrier=retrier)
+                      resume_hint=watch_command(snapshots, settings, names), retrier=retrier,
+                      folders={folder.name: folder for folder in folders})
     return watcher.watch(tracked)
