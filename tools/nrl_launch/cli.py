@@ -410,20 +410,26 @@ def cancel(experiments: tuple[str, ...], dry_run: bool, project_root: str | None
 @click.option("--job", "job_id", default=None, metavar="ID", help="This job's log instead of the current run's.")
 @click.option("--interval", type=click.FloatRange(min=0.05, max=3600), default=2.0, show_default=True,
               help="Seconds between looks at the log while following.")
+@options("WATCH_GIVE_UP")
 @project_root_option
 @slurm_timeout_option
 def logs(experiment: str, follow: bool, job_id: str | None, interval: float, project_root: str | None,
-         code_snapshot_dirname: str | None) -> None:
+         code_snapshot_dirname: str | None, **values: Any) -> None:
     """Print the current run's ray-driver.log of EXPERIMENT (its Slurm --output file before
     the driver log exists). Reads files only: works from a login node.
+
+    With --follow, Slurm is asked which jobs are still queued; when it does not answer for
+    --watch-give-up seconds, following gives up as a watch does (exit 128).
     """
     from nrl_launch.follow import logs as follow_logs
+    from nrl_launch.settings import WATCH_GIVE_UP
 
+    give_up = WATCH_GIVE_UP.of(raw_settings(values, ["WATCH_GIVE_UP"]))
     snapshots = _snapshot_root(project_root, code_snapshot_dirname)
     shown = console()
     if follow:
         follow_logs.follow(snapshots, experiment, job_id, slurm_client(), write=shown.write, err=shown.err,
-                           interval=interval)
+                           interval=interval, give_up=give_up)
     else:
         follow_logs.show(snapshots, experiment, job_id, write=shown.write, err=shown.err)
 

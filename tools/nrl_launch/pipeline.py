@@ -20,6 +20,7 @@ from pathlib import Path
 
 from nrl_launch import __version__
 from nrl_launch.errors import (
+    EnvironmentProblem,
     LauncherError,
     PlanError,
     SlurmError,
@@ -374,21 +375,24 @@ def check_snapshot_root(dirname: str, tracked: frozenset[str], *, where: str) ->
     prefix = dirname + "/"
     clash = next((f for f in tracked if f == dirname or f.startswith(prefix)), None)
     if clash is not None:
-        raise PlanError(f"CODE_SNAPSHOT_DIRNAME={dirname} is tracked by git ({clash}): choose a folder that is not "
-                        "part of the repository (and list it in .gitignore)", where=where)
+        raise EnvironmentProblem(f"CODE_SNAPSHOT_DIRNAME={dirname} is tracked by git ({clash}): choose a folder "
+                                 "that is not part of the repository (and list it in .gitignore)", where=where)
 
 
 def check_batch_script(exp: Experiment, batch_script: str, tracked: frozenset[str], folder: ExperimentDir) -> None:
     """The batch script must be in the snapshot the jobs will run from."""
-    if Path(batch_script).is_absolute():
-        return  # outside the snapshot by the user's choice
+    if Path(batch_script).is_absolute():  # outside the snapshot by the user's choice
+        if not Path(batch_script).is_file():
+            raise EnvironmentProblem(f"the batch script {batch_script} does not exist (BATCH_SCRIPT)",
+                                     where=exp.script)
+        return
     if folder.exists():
         if not (folder.path / batch_script).is_file():
-            raise PlanError(f"the existing snapshot {folder.path} has no batch script {batch_script}",
-                            where=exp.script)
+            raise EnvironmentProblem(f"the existing snapshot {folder.path} has no batch script {batch_script} "
+                                     "(BATCH_SCRIPT)", where=exp.script)
     elif Path(batch_script).as_posix() not in tracked:
-        raise PlanError(f"batch script {batch_script} is not a tracked file of the repository "
-                        "(the snapshot holds tracked files only)", where=exp.script)
+        raise EnvironmentProblem(f"batch script {batch_script} is not a tracked file of the repository "
+                                 "(the snapshot holds tracked files only; BATCH_SCRIPT)", where=exp.script)
 
 
 def recorded_meta(folder: ExperimentDir) -> str | None:

@@ -20,18 +20,22 @@ queued (``squeue --me``).
   manifest is read again if it changed, so runs added meanwhile (a retry,
   ``continue.sh``) are followed too. Which file is printed is said on stderr
   (``==> <path> (job <id>) <==``); stdout carries the log's bytes unchanged.
+  When Slurm does not answer for WATCH_GIVE_UP seconds, following gives up as
+  a watch does (exit 128, with the command that resumes).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from nrl_launch.errors import Interrupted, LauncherError, SlurmError, SnapshotError
+from nrl_launch.errors import GaveUp, Interrupted, LauncherError, SlurmError, SnapshotError
 from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot
 from nrl_launch.experiment.joblogs import TrackedJob, expected_log, is_driver_log, newest_driver_log
+from nrl_launch.settings import WATCH_GIVE_UP
 from nrl_launch.slurm.client import SlurmClient
 
 Emit = Callable[[str], None]
@@ -91,14 +95,30 @@ def show(snapshots: SnapshotRoot, experiment: str, only: str | None, *, write: W
 
 
 def follow(snapshots: SnapshotRoot, experiment: str, only: str | None, slurm: SlurmClient, *, write: Write,
-           err: Emit, interval: float, wait: Callable[[float], None] = time.sleep) -> None:
+           err: Emit, interval: float, give_up: float = WATCH_GIVE_UP.default,
+           wait: Callable[[float], None] = time.sleep) -> None:
     """``nrl-launch logs --follow``: print the experiment's logs as they grow until no job of it is
-    queued (job ``only``'s when given); Ctrl-C is :class:`Interrupted`."""
+    queued (job ``only``'s when given); Ctrl-C is :class:`Interrupted`, Slurm silent for
+    ``give_up`` seconds :class:`~nrl_launch.errors.GaveUp` (exit 128)."""
     folder, _ = _recorded(snapshots, experiment, only)
+    resume = follow_command(snapshots, experiment, only, interval, give_up)
     try:
-        Follower(folder, slurm, only=only, write=write, err=err, wait=wait, interval=interval).run()
+        Follower(folder, slurm, only=only, write=write, err=err, wait=wait, interval=interval, give_up=give_up,
+                 resume_hint=resume).run()
     except KeyboardInterrupt as e:
-        raise Interrupted(f"stopped following the logs of {experiment}") from e
+        raise Interrupted(f"stopped following the logs of {experiment}. Resume with: {resume}") from e
+
+
+def follow_command(snapshots: SnapshotRoot, experiment: str, only: str | None, interval: float,
+                   give_up: float) -> str:
+    """The ``nrl-launch logs --follow`` command line that follows the same logs again."""
+    words = ["nrl-launch", "logs", "--follow", "--project-root", str(snapshots.project_root),
+             "--code-snapshot-dirname", snapshots.dirname, "--interval", f"{interval:g}"]
+    if give_up != WATCH_GIVE_UP.default:
+        words += ["--watch-give-up", f"{give_up:g}"]
+    if only is not None:
+        words += ["--job", only]
+    return " ".join(shlex.quote(word) for word in [*words, experiment])
 
 
 def print_current(folder: ExperimentDir, jobs: Sequence[TrackedJob], *, write: Write, err: Emit) -> None:
@@ -135,7 +155,8 @@ class Follower:
 
     def __init__(self, folder: ExperimentDir, slurm: SlurmClient, *, only: str | None = None, write: Write,
                  err: Emit, wait: Callable[[float], None], interval: float, now: Callable[[], float] = time.monotonic,
-                 ask_every: float = ASK_SLURM_EVERY) -> None:
+                 ask_every: float = ASK_SLURM_EVERY, give_up: float = WATCH_GIVE_UP.default,
+                 resume_hint: str = "nrl-launch logs --follow <experiment>") -> None:
         self.folder = folder
         self.only = only  # just this job
         self.slurm = slurm
@@ -150,7 +171,10 @@ class Follower:
         self.printed = False
         self.now = now
         self.ask_every = ask_every
-        self.asked_at: float | None = None  # when Slurm last said a job is queued
+        self.next_ask: float | None = None  # until then, the last answer (queued, or no answer) stands
+        self.give_up = give_up
+        self.resume_hint = resume_hint
+        self.failing_since: float | None = None  # when Slurm stopped answering
 
     def jobs_of(self) -> list[TrackedJob]:
         """The jobs followed, as the manifest records them now (asked again whenever Slurm is:
@@ -229,17 +253,24 @@ class Follower:
             self.offset = copy_from(self.path, self.offset, self._emit)
 
     def _queued(self, jobs: Sequence[TrackedJob]) -> bool:
-        """True while any job of the experiment is queued (or Slurm cannot say); a "queued"
-        answer stands for ``ask_every`` seconds."""
+        """True while any job of the experiment is queued (or Slurm cannot say, until it has not
+        answered for ``give_up`` seconds: :class:`~nrl_launch.errors.GaveUp`, as a watch); a
+        "queued" answer stands for ``ask_every`` seconds."""
         moment = self.now()
-        if self.asked_at is not None and moment - self.asked_at < self.ask_every:
+        if self.next_ask is not None and moment < self.next_ask:
             return True
         try:
             queued = bool(self.slurm.queued(job.job_id for job in jobs))
         except SlurmError as e:
+            self.failing_since = moment if self.failing_since is None else self.failing_since
+            failing_for = moment - self.failing_since
+            if failing_for >= self.give_up:
+                raise GaveUp.after(f"following the logs of {self.folder.name}", failing_for, e, self.resume_hint) from e
             self.err(f"[WARNING]: cannot ask Slurm which jobs are queued ({e}); following on")
-            queued = True
-        self.asked_at = moment if queued else None
+            self.next_ask = moment + min(self.ask_every, self.give_up - failing_for)
+            return True
+        self.failing_since = None
+        self.next_ask = moment + self.ask_every if queued else None
         return queued
 
     def _emit(self, data: bytes) -> None:

@@ -71,12 +71,6 @@ class RetryHook(Protocol):
         ...
 
 
-def gave_up(what: str, failing_for: float, error: SlurmError, resume: str) -> GaveUp:
-    """The error that ends watching (WATCH, ``watch``, ``logs --follow``) once Slurm has not
-    answered for WATCH_GIVE_UP seconds: exit 128, with the command that resumes."""
-    return GaveUp(f"gave up {what}: Slurm has not answered for {failing_for:.0f} s ({error}). Resume with: {resume}")
-
-
 class Watcher:
     """Follows the jobs of some experiments until none is queued, then judges them.
 
@@ -226,7 +220,7 @@ class Watcher:
     def _unreachable(self, error: SlurmError, failing_for: float) -> None:
         """Warn about a failed poll; give up once polls have failed for ``give_up`` seconds."""
         if failing_for >= self.settings.give_up:
-            raise gave_up("watching", failing_for, error, self.resume_hint)
+            raise GaveUp.after("watching", failing_for, error, self.resume_hint)
         said = str(error) if isinstance(error, SlurmUnreachable) else f"cannot reach Slurm ({error})"
         self.err(f"[{self.clock()}] [WARNING]: {said}; retrying in {self.settings.interval:g}s")
 
