@@ -104,8 +104,8 @@ def test_a_recipe_whose_name_holds_a_control_character_is_not_launched(project: 
     script = project.add_recipe("sft\ta", config=TWO_RUNS)
     result = run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm)
     assert result.exit_code == 1
-    assert result.stderr == (f"[ERROR]: {script}: experiment name 'sft\\ta' contains a control character: its "
-                             "snapshot would not be a plain, visible folder (rename the script)\n")
+    assert result.stderr == (f"[ERROR]: the script path {str(script)!r} contains a control character (\\t): its "
+                             "stdout lines, snapshot folder and job name would break; rename the file\n")
     assert fake_slurm.calls == [] and not (project.root / "code_snapshots").exists()
 
 

@@ -48,6 +48,7 @@ from nrl_launch.experiment.manifest import (
 from nrl_launch.experiment.rerun import NextRun, load_next_run, save_next_run
 from nrl_launch.experiment.snapshot import is_published
 from nrl_launch.plan import Submission
+from nrl_launch.plan import name_problem as name_problem  # the one name rule, for every layer above
 from nrl_launch.recipes.layout import DEFAULT_LAYOUT
 from nrl_launch.slurm.client import job_ids
 
@@ -58,21 +59,6 @@ Emit = Callable[[str], None]
 CONTINUE_SCRIPT = "continue.sh"
 METRICS_FILE = "metrics.json"
 _Signature = tuple[int, int, int] | None  # (inode, size, mtime) of the manifest; None: no file
-
-
-def name_problem(name: str) -> str | None:
-    """What keeps ``name`` from being an experiment's folder, e.g. ``starts with '.'``; None for
-    a plain, visible folder name. Hidden names beside the snapshots are the launcher's own
-    (temporary folders, lock files), and ``../x`` must not reach outside the snapshot root."""
-    if not name:
-        return "is empty"
-    if name.startswith("."):
-        return "starts with '.'"
-    if "/" in name:
-        return "contains '/'"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "contains a control character"
-    return None
 
 
 @dataclass(frozen=True)
