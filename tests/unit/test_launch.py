@@ -899,7 +899,7 @@ def test_untracked_batch_script_is_an_error(project: Project, slurm_on_path: Slu
     script = project.add_recipe("sft-a")
     (project.root / "my.sub").write_text("#!/bin/bash\n")
     result = run_cli("launch", str(script), env={**BASE_ENV, "BATCH_SCRIPT": "my.sub"})
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # an environment problem (BATCH_SCRIPT), found before anything is made
     assert "batch script my.sub is not a tracked file" in result.stderr
     assert not (project.root / "code_snapshots").exists() and slurm_on_path.calls() == []
 

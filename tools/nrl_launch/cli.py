@@ -218,62 +218,10 @@ def launch(scripts: tuple[str, ...], **values: Any) -> None:
         click.get_current_context().exit(1)  # verdicts are printed; exit code says it
 
 
-def _project_root(project_root: str | None) -> Path:
-    """``--project-root``, else the (top) git root of the current directory: EnvironmentProblem
-    outside any repository, where no snapshot of a launch can be."""
-    from pathlib import Path
-
-    from nrl_launch.errors import EnvironmentProblem, GitError
-    from nrl_launch.experiment.gitrepo import project_root as git_root
-
-    if project_root is not None:
-        return Path(project_root).resolve()
-    try:
-        return git_root(Path.cwd())
-    except GitError as e:
-        raise EnvironmentProblem(f"{e}: the snapshots of a launch are under its repository's root; run this in "
-                                 "the repository, or give --project-root") from e
-
-
 def _snapshot_root(project_root: str | None, dirname: str | None) -> SnapshotRoot:
-    """Where the snapshots are: under ``--project-root``, else under the git root of the current
-    directory, else (outside git) under the current directory when it holds them (a copy of a
-    snapshot root, a login node without the repository)."""
-    from pathlib import Path
+    from nrl_launch.follow.where import snapshot_root
 
-    from nrl_launch.experiment.folder import SnapshotRoot
-    from nrl_launch.settings import parse_snapshot_dirname
-
-    chosen = parse_snapshot_dirname(dirname)
-    if project_root is None and (Path.cwd() / chosen).is_dir() and not _in_git(Path.cwd()):
-        return SnapshotRoot(Path.cwd(), chosen)
-    return SnapshotRoot(_project_root(project_root), chosen)
-
-
-def _in_git(folder: Path) -> bool:
-    from nrl_launch.errors import GitError
-    from nrl_launch.experiment.gitrepo import work_tree_root
-
-    try:
-        work_tree_root(folder)
-    except GitError:
-        return False
-    return True
-
-
-def _table_width() -> int:
-    """The columns of the status table: COLUMNS, else the terminal's, else 120 (a pipe, a file)."""
-    from nrl_launch.follow.status import TABLE_WIDTH
-
-    columns = os.environ.get("COLUMNS", "").strip()
-    if columns.isascii() and columns.isdigit() and int(columns) > 0:
-        return int(columns)
-    try:
-        if sys.stdout.isatty():
-            return os.get_terminal_size(sys.stdout.fileno()).columns
-    except (OSError, ValueError, AttributeError):  # no descriptor, or not a terminal after all
-        pass
-    return TABLE_WIDTH
+    return snapshot_root(project_root, dirname)
 
 
 @main.command(context_settings={"max_content_width": 100})
@@ -350,7 +298,7 @@ def status(experiments: tuple[str, ...], fmt: str, wide: bool, project_root: str
     found = report.collect(snapshots, experiments or None, slurm)
     shown = console()
     shown.out(report.format_json(found) if fmt == "json" else
-              report.format_table(found, wide=wide, width=_table_width()))
+              report.format_table(found, wide=wide, width=report.terminal_width()))
     (shown.err if fmt == "json" else shown.out)(report.summary(found))  # stdout stays one JSON document
     problem = report.problem(found)
     if problem:

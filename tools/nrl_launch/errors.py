@@ -94,15 +94,12 @@ class SlurmUnreachable(SlurmError):
     exit_code = 128
 
 
-class GaveUp(SlurmUnreachable):
-    """Watching (WATCH, ``nrl-launch watch``, ``logs --follow``) stopped without verdicts because
-    Slurm did not answer for WATCH_GIVE_UP seconds (spec section 7: exit 128)."""
-
-    @classmethod
-    def after(cls, what: str, failing_for: float, error: SlurmError, resume: str) -> GaveUp:
-        """The one message of every give-up: what stopped, for how long Slurm was silent and why,
-        and the command that resumes."""
-        return cls(f"gave up {what}: Slurm has not answered for {failing_for:.0f} s ({error}). Resume with: {resume}")
+def gave_up(what: str, failing_for: float, error: SlurmError, resume: str) -> SlurmUnreachable:
+    """The one error of every give-up (WATCH, ``nrl-launch watch``, ``logs --follow``): what
+    stopped, for how long Slurm was silent and why, the command that resumes; exit 128 (spec
+    section 7: watching ended without verdicts because Slurm could not be reached)."""
+    return SlurmUnreachable(f"gave up {what}: Slurm has not answered for {failing_for:.0f} s ({error}). "
+                            f"Resume with: {resume}")
 
 
 class SlurmRejected(SlurmError):

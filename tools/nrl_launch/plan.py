@@ -70,34 +70,11 @@ def experiment_name(script: str) -> str:
     return base[: -len(".sh")] if base.endswith(".sh") else base
 
 
-def control_character(text: str) -> str | None:
-    """The first control character of ``text`` (C0, DEL), as Python escapes it (``\\n``); None
-    without. A byte that is not UTF-8 (held as a surrogate escape) is no control character."""
-    if text.isprintable():  # the usual case, in C: the DRYRUN=1 path checks every script name
-        return None
-    found = next((char for char in text if ord(char) < 32 or ord(char) == 127), None)
-    return None if found is None else repr(found)[1:-1]
-
-
-def name_problem(name: str) -> str | None:
-    """What keeps ``name`` from being an experiment's folder, e.g. ``starts with '.'``; None for
-    a plain, visible folder name: the one name rule (``experiment.folder`` applies it to every
-    folder it is asked for). Hidden names beside the snapshots are the launcher's own (temporary
-    folders, lock files), and ``../x`` must not reach outside the snapshot root."""
-    if not name:
-        return "is empty"
-    if name.startswith("."):
-        return "starts with '.'"
-    if "/" in name:
-        return "contains '/'"
-    if control_character(name) is not None:
-        return "contains a control character"
-    return None
-
-
 def _check_path(shown: str) -> None:
     """A script path with a control character is refused (a newline would split the stdout lines,
     the snapshot folder's and the job's name): one line, the path shown escaped."""
+    from nrl_launch.recipes.experiments import control_character  # only for a name that is not printable
+
     found = control_character(shown)
     if found is not None:
         raise PlanError(f"the script path {shown!r} contains a control character ({found}): its stdout lines, "
@@ -163,7 +140,8 @@ def plan_experiments(args: Sequence[str], environ: Mapping[str, str], *,
     experiments: list[Experiment] = []
     seen: dict[str, str] = {}
     for shown, path in script_arguments(args):
-        _check_path(shown)
+        if not shown.isprintable():  # the usual name needs no closer look (DRYRUN=1 checks every script)
+            _check_path(shown)
         name = experiment_name(shown)
         if name in seen and not allow_duplicates:
             raise PlanError(f"experiment {name!r} is also given as {seen[name]}; give each experiment once",

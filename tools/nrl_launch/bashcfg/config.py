@@ -41,7 +41,7 @@ integer constants (in any of bash's bases) within ``_COUNT_LIMITS``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple, NoReturn
 
@@ -355,25 +355,32 @@ class _Scope:
         self.values[name] = value
         self.where[name] = lineno
 
+    def blame(self, error: ConfigError, names: Iterable[str]) -> ConfigError:
+        """``error`` as it is (:class:`~nrl_launch.bashcfg.tracing.TracingScope` says where its values came from)."""
+        return error
 
-def _evaluate(text: str, path: str, environ: Mapping[str, str]) -> tuple[_Scope, int]:
+
+def _evaluate(text: str, path: str, environ: Mapping[str, str], scope: _Scope | None = None) -> tuple[_Scope, int]:
     """Evaluate the block: (the scope holding its assignments, BEGIN line)."""
     begin_line, lines = _find_block(text, path)
-    scope = _Scope(environ)
-    for lineno, line in enumerate(lines, start=begin_line + 1):
-        stripped = line.lstrip(" \t")
-        if not stripped or stripped[0] == "#":
-            continue
-        simple = _SIMPLE_ASSIGN_RE.fullmatch(line)
-        assign = simple or _ASSIGN_RE.match(line)
-        if assign is None:
-            raise ConfigError(path, lineno, _describe_non_assignment(line))
-        name = assign.group(1)
-        if name in BASH_OWN_VARIABLES:
-            raise ConfigError(path, lineno, _own_variable(name, "assign"))
-        # The fast path (nothing to expand) or the expander.
-        value = simple.group(2) if simple else Expander(line, lineno, path, scope.lookup).value(assign.end())
-        scope.assign(name, value, lineno)
+    scope = _Scope(environ) if scope is None else scope
+    try:
+        for lineno, line in enumerate(lines, start=begin_line + 1):
+            stripped = line.lstrip(" \t")
+            if not stripped or stripped[0] == "#":
+                continue
+            simple = _SIMPLE_ASSIGN_RE.fullmatch(line)
+            assign = simple or _ASSIGN_RE.match(line)
+            if assign is None:
+                raise ConfigError(path, lineno, _describe_non_assignment(line))
+            name = assign.group(1)
+            if name in BASH_OWN_VARIABLES:
+                raise ConfigError(path, lineno, _own_variable(name, "assign"))
+            # The fast path (nothing to expand) or the expander.
+            value = simple.group(2) if simple else Expander(line, lineno, path, scope.lookup).value(assign.end())
+            scope.assign(name, value, lineno)
+    except ConfigError as e:  # what the failing line read from the environment, said (a tracing scope)
+        raise scope.blame(e, ()) from None
     return scope, begin_line
 
 
@@ -414,6 +421,7 @@ class _Counts:
     """
 
     def __init__(self, scope: _Scope, path: str) -> None:
+        self._scope = scope
         self._values = scope.values
         self._where = scope.where
         self._path = path
@@ -450,13 +458,14 @@ class _Counts:
         # sum that bash would wrap is an error rather than a negative count.
         total = max_steps + steps - 1
         if total > INT64_MAX:
-            self._fail("MAX_STEPS", "MAX_STEPS + STEPS_PER_RUN - 1 is beyond bash's 64-bit integers")
+            self._fail("MAX_STEPS", "MAX_STEPS + STEPS_PER_RUN - 1 is beyond bash's 64-bit integers", "STEPS_PER_RUN")
         runs, limit = total // steps, _COUNT_LIMITS["NUM_RUNS"]
         if limit is not None and runs > limit:
             self._fail(
                 "MAX_STEPS",
                 f"NUM_RUNS is not set and MAX_STEPS / STEPS_PER_RUN gives {runs:,} runs, "
                 f"more than {limit:,}, which no real cluster allows",
+                "STEPS_PER_RUN",
             )
         return runs
 
@@ -476,8 +485,9 @@ class _Counts:
             self._fail(name, f"{name} must be a positive integer, got {written!r}")
         return value
 
-    def _fail(self, name: str, message: str) -> NoReturn:
-        raise ConfigError(self._path, self._where[name], message)
+    def _fail(self, name: str, message: str, *also: str) -> NoReturn:
+        """ConfigError at ``name``'s assignment, saying when its value (or ``also``'s) came from the environment."""
+        raise self._scope.blame(ConfigError(self._path, self._where[name], message), (name, *also))
 
 
 def parse_recipe(text: str, path: str, environ: Mapping[str, str]) -> RecipeConfig:
@@ -487,9 +497,23 @@ def parse_recipe(text: str, path: str, environ: Mapping[str, str]) -> RecipeConf
     NUM_RUNS defaults to ceil(MAX_STEPS / STEPS_PER_RUN) (or 1) with
     ``num_runs_defaulted`` set; SEGMENT_SIZE must divide NUM_NODES. Counts
     are read as bash arithmetic reads them (``010`` is 8, recorded in
-    ``non_decimal``).
+    ``non_decimal``). An error caused by a value of ``environ`` says so.
     """
-    scope, begin_line = _evaluate(text, path, environ)
+    try:
+        return _parse_recipe(text, path, environ, _Scope(environ))
+    except ConfigError as error:
+        # Evaluated again, following where each value came from: the same error, explained.
+        from nrl_launch.bashcfg.tracing import TracingScope  # not loaded by a block that is fine
+
+        try:
+            _parse_recipe(text, path, environ, TracingScope(environ))
+        except ConfigError as explained:
+            raise explained from None
+        raise error  # pragma: no cover - evaluation is deterministic
+
+
+def _parse_recipe(text: str, path: str, environ: Mapping[str, str], scope: _Scope) -> RecipeConfig:
+    scope, begin_line = _evaluate(text, path, environ, scope)
     counts = _Counts(scope, path)
     num_nodes = counts.required("NUM_NODES", begin_line)
     num_minutes = counts.required("NUM_MINUTES", begin_line)
@@ -500,11 +524,9 @@ def parse_recipe(text: str, path: str, environ: Mapping[str, str]) -> RecipeConf
         num_runs = counts.derived_runs()
     segment_size = counts.get("SEGMENT_SIZE")
     if segment_size is not None and num_nodes % segment_size:
-        raise ConfigError(
-            path,
-            scope.where["SEGMENT_SIZE"],
-            f"SEGMENT_SIZE={segment_size} does not divide NUM_NODES={num_nodes}",
-        )
+        error = ConfigError(path, scope.where["SEGMENT_SIZE"],
+                            f"SEGMENT_SIZE={segment_size} does not divide NUM_NODES={num_nodes}")
+        raise scope.blame(error, ("SEGMENT_SIZE", "NUM_NODES"))
     return RecipeConfig(
         path=path,
         num_nodes=num_nodes,

@@ -48,7 +48,7 @@ from nrl_launch.experiment.manifest import (
 from nrl_launch.experiment.rerun import NextRun, load_next_run, save_next_run
 from nrl_launch.experiment.snapshot import is_published
 from nrl_launch.plan import Submission
-from nrl_launch.plan import name_problem as name_problem  # the one name rule, for every layer above
+from nrl_launch.recipes.experiments import name_problem as name_problem  # the one name rule
 from nrl_launch.recipes.layout import DEFAULT_LAYOUT
 from nrl_launch.slurm.client import job_ids
 

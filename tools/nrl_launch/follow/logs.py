@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from nrl_launch.errors import GaveUp, Interrupted, LauncherError, SlurmError, SnapshotError
+from nrl_launch.errors import Interrupted, LauncherError, SlurmError, SnapshotError, gave_up
 from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot
 from nrl_launch.experiment.joblogs import TrackedJob, expected_log, is_driver_log, newest_driver_log
 from nrl_launch.settings import WATCH_GIVE_UP
@@ -99,7 +99,7 @@ def follow(snapshots: SnapshotRoot, experiment: str, only: str | None, slurm: Sl
            wait: Callable[[float], None] = time.sleep) -> None:
     """``nrl-launch logs --follow``: print the experiment's logs as they grow until no job of it is
     queued (job ``only``'s when given); Ctrl-C is :class:`Interrupted`, Slurm silent for
-    ``give_up`` seconds :class:`~nrl_launch.errors.GaveUp` (exit 128)."""
+    ``give_up`` seconds :func:`~nrl_launch.errors.gave_up` (exit 128)."""
     folder, _ = _recorded(snapshots, experiment, only)
     resume = follow_command(snapshots, experiment, only, interval, give_up)
     try:
@@ -254,7 +254,7 @@ class Follower:
 
     def _queued(self, jobs: Sequence[TrackedJob]) -> bool:
         """True while any job of the experiment is queued (or Slurm cannot say, until it has not
-        answered for ``give_up`` seconds: :class:`~nrl_launch.errors.GaveUp`, as a watch); a
+        answered for ``give_up`` seconds: :func:`~nrl_launch.errors.gave_up`, as a watch); a
         "queued" answer stands for ``ask_every`` seconds."""
         moment = self.now()
         if self.next_ask is not None and moment < self.next_ask:
@@ -265,7 +265,7 @@ class Follower:
             self.failing_since = moment if self.failing_since is None else self.failing_since
             failing_for = moment - self.failing_since
             if failing_for >= self.give_up:
-                raise GaveUp.after(f"following the logs of {self.folder.name}", failing_for, e, self.resume_hint) from e
+                raise gave_up(f"following the logs of {self.folder.name}", failing_for, e, self.resume_hint) from e
             self.err(f"[WARNING]: cannot ask Slurm which jobs are queued ({e}); following on")
             self.next_ask = moment + min(self.ask_every, self.give_up - failing_for)
             return True

@@ -16,7 +16,9 @@ and the command exits non-zero.
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -347,6 +349,19 @@ def format_table(report: StatusReport, wide: bool = False, width: int = TABLE_WI
     if report.slurm_error:
         lines.append(f"(job states unknown: {report.slurm_error})")
     return "\n".join(lines)
+
+
+def terminal_width() -> int:
+    """The columns of the table: COLUMNS, else the terminal's (stdout), else 120 (a pipe, a file)."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isascii() and columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        if sys.stdout.isatty():
+            return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError, AttributeError):  # no descriptor, or not a terminal after all
+        pass
+    return TABLE_WIDTH
 
 
 def format_json(report: StatusReport) -> str:

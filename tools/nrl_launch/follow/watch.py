@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from nrl_launch.errors import GaveUp, Interrupted, SlurmError, SlurmUnreachable, SnapshotError
+from nrl_launch.errors import Interrupted, SlurmError, SlurmUnreachable, SnapshotError, gave_up
 from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot
 from nrl_launch.experiment.joblogs import TrackedExperiment, TrackedJob, driver_logs
 from nrl_launch.follow.retry import retrier_for
@@ -220,7 +220,7 @@ class Watcher:
     def _unreachable(self, error: SlurmError, failing_for: float) -> None:
         """Warn about a failed poll; give up once polls have failed for ``give_up`` seconds."""
         if failing_for >= self.settings.give_up:
-            raise GaveUp.after("watching", failing_for, error, self.resume_hint)
+            raise gave_up("watching", failing_for, error, self.resume_hint)
         said = str(error) if isinstance(error, SlurmUnreachable) else f"cannot reach Slurm ({error})"
         self.err(f"[{self.clock()}] [WARNING]: {said}; retrying in {self.settings.interval:g}s")
 
