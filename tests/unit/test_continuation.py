@@ -189,20 +189,24 @@ HOSTILE = [
 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_hostile_names_and_values_submit_exactly_the_launchers_run(tmp_path: Path, slurm_on_path: SlurmOnPath,
+                                                                    monkeypatch: pytest.MonkeyPatch,
                                                                     text: str) -> None:
     # The text is in the project's path (snapshot path), the recipe's folder
-    # (script path) and name (experiment: without its control characters, which
-    # no experiment name may hold), an EXTRA_ENV value, the job-name suffix and
-    # a value the CONFIG block reads from the environment.
+    # and name (without its control characters, which no script path given to
+    # the launcher may hold: the script is given from the project's root), an
+    # EXTRA_ENV value, the job-name suffix and a value the CONFIG block reads
+    # from the environment.
     project = Project.create(tmp_path / f"proj {text}")
-    folder = project.root / "tests" / "test_suites" / f"llm {text}"
+    printable = "".join(" " if ord(c) < 32 else c for c in text)
+    folder = project.root / "tests" / "test_suites" / f"llm {printable}"
     folder.mkdir(parents=True)
-    name = "exp " + "".join(" " if ord(c) < 32 else c for c in text)
+    name = f"exp {printable}"
     script = folder / f"{name}.sh"
     script.write_text(f"# ===== BEGIN CONFIG =====\n{TWO_RUNS}SEED=${{SEED:-1}}\n# ===== END CONFIG =====\n")
     project.commit("a hostile recipe")
     env = {**BASE_ENV, "EXTRA_ENV": f"HOSTILE={shlex.quote(text)}", "SLURM_JOB_SUFFIX": text, "SEED": text}
-    launch([str(script)], env)
+    monkeypatch.chdir(project.root)
+    launch([str(script.relative_to(project.root))], env)
     snapshot = project.root / "code_snapshots" / name
     assert subprocess.run(["bash", "-n", str(snapshot / "continue.sh")]).returncode == 0
     last = slurm_on_path.submissions()[-1]

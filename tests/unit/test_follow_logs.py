@@ -116,7 +116,7 @@ def test_show_without_any_log_says_where_it_looked(tmp_path: Path) -> None:
     snapshot = snapshot_with_runs(tmp_path, "101", "102")
     with pytest.raises(LauncherError) as info:
         show(snapshot, recorded_jobs(folder_of(snapshot)), write=lambda _: None, err=lambda _: None)
-    assert str(info.value) == (f"no log of exp yet: none of its 2 jobs has started (looked for "
+    assert str(info.value) == (f"no log of exp yet: none of its 2 jobs has started yet (looked for "
                                f"{snapshot}/101-logs/ray-driver.log and the jobs' --output files in {snapshot})")
 
 

@@ -42,7 +42,7 @@ def test_text_format(realworld: Path) -> None:
         "CONFIG must: assign GPUS_PER_NODE  [context-hardware]",
         f"{SFT.rel}: error: no YAML mirror {SFT.yaml_rel}  [yaml-missing]",
     ]
-    assert lines[-1].startswith("1 errors, 1 warnings in ")
+    assert lines[-1].startswith("1 error, 1 warning in ")
 
 
 def test_warnings_fail_only_with_strict(realworld: Path) -> None:
@@ -60,7 +60,7 @@ def test_json_format_keeps_stdout_one_document(realworld: Path) -> None:
         (CONTEXT.rel, "context-hardware", "warning"), (SFT.rel, "yaml-missing", "error")]
     assert (payload["summary"]["errors"], payload["summary"]["warnings"]) == (1, 1)
     assert payload["summary"]["by_rule"] == {"context-hardware": 1, "yaml-missing": 1}
-    assert result.stderr.startswith("1 errors, 1 warnings in ")
+    assert result.stderr.startswith("1 error, 1 warning in ")
 
 
 def test_github_format(realworld: Path) -> None:
@@ -76,7 +76,7 @@ def test_github_format(realworld: Path) -> None:
         f"::error file={NIGHTLY},line={line},title=nrl-lint suite-entry::tests/test_suites/llm/a,b:c%25.sh: "
         "no such file",
     ]
-    assert lines[-1].startswith("2 errors, 1 warnings in ")
+    assert lines[-1].startswith("2 errors, 1 warning in ")
 
 
 def test_budget_option_overrides_the_configured_budget(realworld: Path) -> None:

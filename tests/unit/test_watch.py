@@ -596,7 +596,7 @@ def test_why_shows_the_tail_of_a_failed_job_whose_exit_code_slurm_did_not_say(tm
     fake = FakeSlurm(answers={"squeue": lambda call: Completed(0, "45|FAILED|NonZeroExitCode|n1\n", "")})
     exp = TrackedExperiment("x", (TrackedJob("45", tmp_path),))
     assert explain(exp, judge_jobs(exp.name, exp.jobs), fake.client())[1:] == [
-        f"[WHY] x: last 1 lines of {tmp_path}/45-logs/ray-driver.log:", "    Traceback: boom"]
+        f"[WHY] x: the last line of {tmp_path}/45-logs/ray-driver.log:", "    Traceback: boom"]
 
 
 def test_ctrl_c_names_every_queued_job_or_none(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nrl_launch.errors import LauncherError, PlanError
+from nrl_launch.errors import Interrupted, LauncherError, PlanError
 from nrl_launch.lines import dry_run_line, info_line, total_line
 from nrl_launch.plan import Experiment, duplicates, plan_experiments, total_gpu_hours
 from nrl_launch.settings import DryRun, LaunchSettings
@@ -86,14 +86,18 @@ def launch(scripts: Sequence[str], settings: LaunchSettings, *, environ: Mapping
     Slurm command (None for DRYRUN=1, which asks Slurm nothing); ``wait``
     sleeps between WATCH polls.
     """
-    experiments = plan_experiments(scripts, environ, allow_duplicates=settings.dryrun is DryRun.GPU_HOURS)
-    _warn(experiments, err)
-    if settings.dryrun is DryRun.GPU_HOURS:
-        return dry_run(experiments, out)
-    if slurm is None:
-        raise PlanError("this launch submits jobs: it needs a Slurm client (only DRYRUN=1 does without)")
-    pipeline = _load_pipeline()(settings, slurm, out=out, err=err, progress=progress)
-    launched = pipeline.launch(experiments)
+    try:
+        experiments = plan_experiments(scripts, environ, allow_duplicates=settings.dryrun is DryRun.GPU_HOURS)
+        _warn(experiments, err)
+        if settings.dryrun is DryRun.GPU_HOURS:
+            return dry_run(experiments, out)
+        if slurm is None:
+            raise PlanError("this launch submits jobs: it needs a Slurm client (only DRYRUN=1 does without)")
+        pipeline = _load_pipeline()(settings, slurm, out=out, err=err, progress=progress)
+        launched = pipeline.launch(experiments)
+    except KeyboardInterrupt as e:
+        # Ctrl-C once submitting began is the pipeline's SubmissionInterrupted, naming what is queued
+        raise Interrupted("interrupted before anything was submitted: nothing was submitted") from e
     total = total_gpu_hours(experiments)
     out(total_line(total))  # CI parses it: the last line unless WATCH follows
     watching = settings.watch and settings.dryrun is DryRun.OFF

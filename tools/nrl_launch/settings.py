@@ -128,6 +128,14 @@ def _snapshot_dirname(setting: Setting[str], text: str) -> str:
     return path
 
 
+def _folder(setting: Setting[str], text: str) -> str:
+    """A folder as the user means it: a relative one from where the command runs (the job, which
+    runs in its snapshot, and continue.sh, run from anywhere, get the absolute path)."""
+    import os.path  # os is loaded anyway; only its path functions are needed, only when the variable is set
+
+    return os.path.abspath(text)
+
+
 def _stripped(setting: Setting[str], text: str) -> str:
     return text.strip() or setting.default
 
@@ -217,8 +225,8 @@ SNAPSHOT_MODE: Setting[SnapshotMode] = Setting(
 BATCH_SCRIPT = Setting("BATCH_SCRIPT", "--batch-script", "Batch script submitted from the snapshot root (default "
                        "{default}).", _stripped, "ray.sub", metavar="PATH")
 BASE_LOG_DIR = Setting("BASE_LOG_DIR", "--base-log-dir", "Folder the jobs write their <job id>-logs folders to "
-                       "(default: the snapshot); passed into the job and recorded for watch/status.", _text, "",
-                       metavar="DIR")
+                       "(default: the snapshot; a relative one is taken from the current directory); passed into "
+                       "the job and recorded for watch/status.", _folder, "", metavar="DIR")
 SLURM_TIMEOUT = Setting("NRL_SLURM_TIMEOUT", "--slurm-timeout", "Seconds any Slurm command may take (default "
                         "{default}, at most a day); a timeout is an error that says what was already queued.",
                         seconds(DAY), 120.0, metavar="SECONDS")

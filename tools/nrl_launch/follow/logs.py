@@ -41,6 +41,7 @@ from nrl_launch.slurm.client import SlurmClient
 Emit = Callable[[str], None]
 Write = Callable[[bytes], None]
 CHUNK = 1 << 20  # bytes read at a time
+DEFAULT_INTERVAL = 2.0  # seconds between looks at a followed log (``--interval``)
 # Slurm is asked at most this often (seconds) while a log does not grow, however
 # short --interval is: a follower must not hammer the controller from a login node.
 ASK_SLURM_EVERY = 5.0
@@ -89,9 +90,14 @@ def _recorded(snapshots: SnapshotRoot, experiment: str, only: str | None) -> tup
 
 
 def show(snapshots: SnapshotRoot, experiment: str, only: str | None, *, write: Write, err: Emit) -> None:
-    """``nrl-launch logs``: print the current run's whole log (job ``only``'s when given)."""
+    """``nrl-launch logs``: print the current run's whole log (job ``only``'s when given); before
+    any job started, the error says how to wait for it (``--follow``)."""
     folder, jobs = _recorded(snapshots, experiment, only)
-    print_current(folder, jobs, write=write, err=err)
+    try:
+        print_current(folder, jobs, write=write, err=err)
+    except NotStarted as e:
+        follow = follow_command(snapshots, experiment, only, DEFAULT_INTERVAL, WATCH_GIVE_UP.default)
+        raise NotStarted(f"{e}; to wait for it and follow it: {follow}") from e
 
 
 def follow(snapshots: SnapshotRoot, experiment: str, only: str | None, slurm: SlurmClient, *, write: Write,
@@ -113,7 +119,9 @@ def follow_command(snapshots: SnapshotRoot, experiment: str, only: str | None, i
                    give_up: float) -> str:
     """The ``nrl-launch logs --follow`` command line that follows the same logs again."""
     words = ["nrl-launch", "logs", "--follow", "--project-root", str(snapshots.project_root),
-             "--code-snapshot-dirname", snapshots.dirname, "--interval", f"{interval:g}"]
+             "--code-snapshot-dirname", snapshots.dirname]
+    if interval != DEFAULT_INTERVAL:
+        words += ["--interval", f"{interval:g}"]
     if give_up != WATCH_GIVE_UP.default:
         words += ["--watch-give-up", f"{give_up:g}"]
     if only is not None:
@@ -121,13 +129,18 @@ def follow_command(snapshots: SnapshotRoot, experiment: str, only: str | None, i
     return " ".join(shlex.quote(word) for word in [*words, experiment])
 
 
+class NotStarted(LauncherError):
+    """No job of the experiment has left a log yet."""
+
+
 def print_current(folder: ExperimentDir, jobs: Sequence[TrackedJob], *, write: Write, err: Emit) -> None:
-    """Print the current run's whole log; LauncherError when no job has left a log yet."""
+    """Print the current run's whole log; NotStarted when no job has left a log yet."""
     index = current_run(jobs, folder)
     if index is None:
         where = ", ".join(str(expected_log(job)) for job in jobs[:1])
-        raise LauncherError(f"no log of {folder.name} yet: none of its {len(jobs)} jobs has started "
-                            f"(looked for {where or 'a recorded job'} and the jobs' --output files in {folder.path})")
+        which = "its job has not" if len(jobs) == 1 else f"none of its {len(jobs)} jobs has"
+        raise NotStarted(f"no log of {folder.name} yet: {which} started yet "
+                         f"(looked for {where or 'a recorded job'} and the jobs' --output files in {folder.path})")
     job = jobs[index]
     path = run_log(job, folder)
     assert path is not None  # current_run found it

@@ -308,7 +308,8 @@ def _log_tail(name: str, logs: Sequence[Path]) -> list[str]:
             tail = tail_lines(log, LOG_TAIL)
         except OSError:
             continue
-        lines.append(f"[WHY] {name}: last {len(tail)} lines of {log}:")
+        lines.append(f"[WHY] {name}: the last line of {log}:" if len(tail) == 1 else
+                     f"[WHY] {name}: last {len(tail)} lines of {log}:")
         lines.extend(f"    {line}" for line in tail)
     return lines
 

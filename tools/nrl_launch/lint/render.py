@@ -17,7 +17,10 @@ FORMATS = ("text", "json", "github")
 
 def summary(report: LintReport) -> str:
     """``N errors, M warnings in K files``."""
-    return f"{report.errors} errors, {report.warnings} warnings in {report.files} files"
+    def count(number: int, noun: str) -> str:
+        return f"{number} {noun}{'s' * (number != 1)}"
+
+    return f"{count(report.errors, 'error')}, {count(report.warnings, 'warning')} in {count(report.files, 'file')}"
 
 
 def render(report: LintReport, fmt: str) -> str:
