@@ -384,9 +384,12 @@ def logs(experiment: str, follow: bool, job_id: str | None, interval: float, pro
 
 @main.command()
 @click.argument("experiment")
+@click.option("--writable", is_flag=True, help="Give the snapshot files of its own that you can edit (a hot-fix "
+              "before its continue.sh): files it shares with other snapshots through hard links are replaced by "
+              "private copies, read-only ones get their owner's write bit.")
 @options("SNAPSHOT_MODE")
 @project_root_option
-def snapshot(experiment: str, snapshot_mode: str | None, project_root: str | None,
+def snapshot(experiment: str, writable: bool, snapshot_mode: str | None, project_root: str | None,
              code_snapshot_dirname: str | None) -> None:
     """Create (or reuse) the code snapshot of EXPERIMENT and print its absolute path.
 
@@ -395,12 +398,16 @@ def snapshot(experiment: str, snapshot_mode: str | None, project_root: str | Non
     """
     from pathlib import Path
 
+    from nrl_launch.experiment.snapshot import writable_snapshot
     from nrl_launch.pipeline import take_snapshot
     from nrl_launch.settings import parse_snapshot_dirname, parse_snapshot_mode
 
+    shown = console()
     folder = take_snapshot(Path(project_root or "."), experiment, dirname=parse_snapshot_dirname(code_snapshot_dirname),
-                           mode=parse_snapshot_mode(snapshot_mode), err=console().err, progress=_snapshot_progress)
-    console().out(str(folder))
+                           mode=parse_snapshot_mode(snapshot_mode), err=shown.err, progress=_snapshot_progress)
+    if writable:
+        writable_snapshot(folder, err=shown.err)
+    shown.out(str(folder))
 
 
 if __name__ == "__main__":  # pragma: no cover

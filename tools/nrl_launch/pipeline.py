@@ -260,6 +260,12 @@ class Pipeline:
         return watcher.watch(experiments)
 
 
+SHARED_NOTE = ("[INFO]: the snapshots of this launch share their files through hard links (SNAPSHOT_MODE=auto on a "
+               "filesystem without reflinks), so those files are read-only: to hot-fix one snapshot before its "
+               "continue.sh, first give it files of its own with 'nrl-launch snapshot --writable <experiment>' "
+               "(SNAPSHOT_MODE=copy makes every snapshot a copy of its own)")
+
+
 class SnapshotMaker:
     """Creates or reuses the snapshots of one command: the launcher's and
     ``tools/code_snapshot.sh``'s one way to a snapshot. The first snapshot of
@@ -270,6 +276,7 @@ class SnapshotMaker:
         self.err = err
         self.progress = progress
         self.batches: dict[Path, SnapshotBatch] = {}
+        self.said_shared = False  # the note about read-only shared files, once per command
 
     def provide(self, repo: Repository, folder: ExperimentDir, new_manifest: Manifest) -> bool:
         """Make sure a complete snapshot of ``repo`` is in ``folder``, saying which on stderr;
@@ -288,7 +295,11 @@ class SnapshotMaker:
             if root not in self.batches:
                 self.batches[root] = SnapshotBatch(root, repo.files, mode=self.mode)
             progress = self.progress(dest) if self.progress else None
-            if self.batches[root].ensure(dest, manifest=new_manifest, progress=progress).created:
+            made = self.batches[root].ensure(dest, manifest=new_manifest, progress=progress)
+            if made.created:
+                if made.mode_used == "link" and not self.said_shared:
+                    self.said_shared = True
+                    self.err(SHARED_NOTE)
                 return True
             self.err(f"[WARNING]: another process created {dest} while this one was copying: using its snapshot")
         for reason in folder.stale_reasons(repo.info):

@@ -3,12 +3,18 @@
 A snapshot is a folder holding the tracked files of a working tree, with their
 working-tree content, made under a temporary sibling name and renamed into
 place once complete: a folder at the destination is always a complete
-snapshot. Snapshot files are made read-only (write bits cleared, other bits
-kept); the manifest ``.nrl_launch.yaml`` stays writable.
+snapshot. Its files keep their permission bits, so a snapshot of its own can be
+hot-fixed as the bash launcher's could; only files that snapshots share through
+hard links are made read-only (write bits cleared, other bits kept), since a
+write would change every snapshot that shares them. The manifest
+``.nrl_launch.yaml`` is always writable.
 
 ``SnapshotBatch`` makes several snapshots of one tree in one launch: the first
 one is a real copy (a reflink where the filesystem can), later ones hard-link
-to the first one's files (modes ``link``/``auto``) or copy it again (``copy``).
+to the first one's files (``link``, and ``auto`` on a filesystem without
+reflinks) or copy it again (``copy``, and ``auto`` where reflinks make the copy
+share its bytes until one side writes). :func:`make_writable` gives a snapshot
+files of its own (``nrl-launch snapshot --writable``).
 
 This module does not import GitPython: the file list comes from the caller.
 """
@@ -67,7 +73,7 @@ class _Entry(NamedTuple):
     is_link: bool
     target: str  # symlink target ("" for a regular file)
     size: int
-    mode: int  # permission bits of the snapshot file (write bits cleared)
+    mode: int  # permission bits of the snapshot file (the working tree file's)
 
 
 class _Listing(NamedTuple):
@@ -330,6 +336,7 @@ class _BaseCopy:
 
     path: Path
     listing: _Listing
+    reflinked: bool  # its files are reflinks: copies of it share their bytes until written (copy on write)
 
 
 class SnapshotBatch:
@@ -350,6 +357,7 @@ class SnapshotBatch:
         self.workers = workers if workers is not None else _default_workers()
         self._base: _BaseCopy | None = None  # set once, by the first snapshot published
         self._try_reflink = True
+        self._base_shared = False  # the base's files were made read-only: snapshots link to them
 
     def ensure(self, dest: Path, *, manifest: ManifestSource = None,
                progress: Progress | None = None) -> SnapshotResult:
@@ -381,7 +389,7 @@ class SnapshotBatch:
         if not published:
             return self._reuse_after_race(dest)
         if self._base is None:
-            self._base = _BaseCopy(dest, listing)
+            self._base = _BaseCopy(dest, listing, result.mode_used == "reflink")
         return result
 
     def _reuse_after_race(self, dest: Path) -> SnapshotResult:
@@ -405,7 +413,8 @@ class SnapshotBatch:
         if base is None:
             listing = self._scan()
             return self._copy_from(self.src_root, listing, tmp, progress), listing
-        if self.mode != "copy":
+        # auto: where reflinks make a copy share its bytes, copy (each snapshot keeps files of its own)
+        if self.mode == "link" or (self.mode == "auto" and not base.reflinked):
             try:
                 return self._link_from(base, tmp, progress), base.listing
             except _CrossDevice as e:
@@ -430,7 +439,7 @@ class SnapshotBatch:
                 if stat.S_ISLNK(st.st_mode):
                     entries.append(_Entry(rel, True, os.readlink(src), 0, 0))
                 elif stat.S_ISREG(st.st_mode):
-                    entries.append(_Entry(rel, False, "", st.st_size, read_only_mode(st.st_mode)))
+                    entries.append(_Entry(rel, False, "", st.st_size, stat.S_IMODE(st.st_mode) & 0o777))
                 elif stat.S_ISDIR(st.st_mode):  # a submodule that is not checked out
                     empty_dirs.append(rel)
             except FileNotFoundError:
@@ -471,6 +480,20 @@ class SnapshotBatch:
 
     # -- linking
 
+    def _share(self, base: _BaseCopy) -> None:
+        """Make the base's files read-only before the first snapshot links to them: a write
+        to a file that snapshots share would change all of them (``nrl-launch snapshot
+        --writable`` gives one snapshot files of its own)."""
+        if self._base_shared:
+            return
+        try:
+            for entry in base.listing.entries:
+                if not entry.is_link:
+                    os.chmod(os.path.join(base.path, entry.rel), read_only_mode(entry.mode))
+        except OSError as e:
+            raise SnapshotError(f"cannot make the files of {base.path} read-only before sharing them: {e}") from e
+        self._base_shared = True
+
     def _link_from(self, base: _BaseCopy, tmp: Path, progress: Progress | None) -> SnapshotResult:
         """Hard-link the base snapshot's files into ``tmp`` (_CrossDevice if impossible)."""
         try:
@@ -479,6 +502,7 @@ class SnapshotBatch:
             raise SnapshotError(f"cannot inspect {base.path} or {tmp}: {e}") from e
         if not same_device:
             raise _CrossDevice(str(tmp))
+        self._share(base)
         base.listing.make_folders(tmp)
         entries = base.listing.entries
         base_text, tmp_text = str(base.path), str(tmp)
@@ -498,6 +522,59 @@ class SnapshotBatch:
                 raise _CrossDevice(str(tmp)) from e
             raise SnapshotError(f"cannot hard-link {base.path} into {tmp}: {e}") from e
         return SnapshotResult(tmp, True, "link", len(entries), sum(e.size for e in entries))
+
+
+class Writable(NamedTuple):
+    """What :func:`make_writable` did."""
+
+    copied: int  # shared files replaced by a private copy
+    unlocked: int  # read-only files of its own given the owner's write bit
+
+
+def make_writable(dest: Path) -> Writable:
+    """Give the snapshot at ``dest`` files of its own that their owner can write, so that it can
+    be hot-fixed (then ``continue.sh``) without changing any other snapshot: a file it shares
+    through a hard link (another snapshot of its launch) is replaced by a private copy (a
+    reflink where the filesystem can: the bytes stay shared until written), made beside it and
+    renamed over it (a job reading the old file keeps reading it); a read-only file of its own
+    gets its owner's write bit. Symlinks are left alone. The caller holds the experiment's lock."""
+    copied = unlocked = 0
+    try:
+        for folder, _dirs, names in os.walk(dest):  # symlinked folders are not followed
+            for name in names:
+                path = os.path.join(folder, name)
+                st = os.lstat(path)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                mode = stat.S_IMODE(st.st_mode) | stat.S_IWUSR
+                if st.st_nlink > 1:
+                    private = os.path.join(folder, f".{name}.writable-{uuid.uuid4().hex[:8]}")
+                    try:
+                        _copy_regular(path, private, mode, try_reflink=True)
+                        os.replace(private, path)
+                    finally:
+                        if os.path.lexists(private):
+                            os.unlink(private)
+                    copied += 1
+                elif not st.st_mode & stat.S_IWUSR:
+                    os.chmod(path, mode)
+                    unlocked += 1
+    except OSError as e:
+        raise SnapshotError(f"cannot make {dest} writable: {e}") from e
+    return Writable(copied, unlocked)
+
+
+def writable_snapshot(dest: Path, *, err: Callable[[str], None]) -> Writable:
+    """``nrl-launch snapshot --writable``: :func:`make_writable` under the experiment's lock (no
+    launch, ``continue.sh`` or retry of it meanwhile), said on stderr."""
+    from nrl_launch.experiment.locks import experiment_locks
+
+    with experiment_locks([dest], err):
+        done = make_writable(dest)
+    err(f"[INFO]: {dest}: {done.copied} shared file{'s' * (done.copied != 1)} replaced by a copy of its own, "
+        f"{done.unlocked} read-only file{'s' * (done.unlocked != 1)} made writable; editing them changes no other "
+        "snapshot")
+    return done
 
 
 def ensure_snapshot(src_root: Path, files: Sequence[str], dest: Path, *, mode: str = "auto",
