@@ -267,6 +267,53 @@ PLANTED = (
     # and mutmut credits a test only with the functions it reaches in its own process
     Planted("suite-read-in-the-locale-encoding", "a suite file read in the locale's encoding (ASCII under LANG=C)",
             (("plan.py", 'with open(suite, encoding="utf-8") as handle:', "with open(suite) as handle:"),)),
+    # issue 22: the planted bugs no test caught, and the rules of its fixes
+    Planted("retry-without-the-lock", "issue 22: a retry decided without the experiment's lock (two watches, or a "
+            "watch and continue.sh, submit a run for one lost run)",
+            (("follow/retry.py", "        with folder.lock(self.err):\n            recorded = folder.manifest",
+              "        if True:  # planted\n            recorded = folder.manifest"),)),
+    Planted("retries-of-earlier-launches-counted", "issue 22: retries of an earlier launch count against this "
+            "launch's MAX_RETRIES",
+            (("follow/retry.py", "made = retries_made(recorded, exp.ids)", "made = len(recorded.retries)"),)),
+    Planted("cancellations-counted-as-runs", "issue 22: a cancellation entry counted as a run (the next run's "
+            "label and --output one too high)",
+            (("experiment/manifest.py", "return len(self.runs) + 1", "return len(self.entries) + 1"),)),
+    Planted("resume-drops-stop-chain", "issue 22: the printed resume command drops --stop-chain-on-failure",
+            (("follow/watch.py", '    if watching.stop_chain_on_failure:\n        words += ["--stop-chain-on-failure", '
+              '"1"]\n', ""),)),
+    Planted("dryrun-2-watches", "issue 22: DRYRUN=2 WATCH=1 watches anyway (and exits 1)",
+            (("launch.py", "watching = settings.watch and settings.dryrun is DryRun.OFF",
+              "watching = settings.watch"),)),
+    Planted("logs-follow-never-rereads", "issue 22: logs --follow never reads the manifest again (a retry or "
+            "continue.sh run added while following is missed)",
+            (("follow/logs.py", "        self.folder.refresh()\n        return recorded_jobs(self.folder, self.only)",
+              "        return recorded_jobs(self.folder, self.only)"),)),
+    Planted("watch-command-all-failed", "issue 22: `nrl-launch watch a b` fails only when all experiments failed",
+            (("cli.py", "if any(v.failed for v in verdicts):", "if all(v.failed for v in verdicts):"),)),
+    Planted("slurm-timeout-not-passed", "issue 22: NRL_SLURM_TIMEOUT not passed to the runner",
+            (("slurm/client.py", "return self.runner(list(argv), cwd=cwd, env=env, timeout=self.timeout)",
+              "return self.runner(list(argv), cwd=cwd, env=env, timeout=120.0)"),)),
+    Planted("launch-locks-its-first-experiment-only", "issue 22: a launch of two experiments leaves the second one "
+            "open to a concurrent writer",
+            (("pipeline.py", "with locked((p.folder for p in planned), self.err):",
+              "with locked((p.folder for p in planned[:1]), self.err):"),)),
+    Planted("status-judges-while-queued", "issue 22 items 1/3: status gives a verdict while a run is still queued",
+            (("follow/status.py", "{j.job_id for j in row.jobs if still_queued(j.state)}", "set()"),)),
+    Planted("watch-misses-runs-recorded-meanwhile", "issue 22 item 3: WATCH judges while a continue.sh run it did "
+            "not submit is queued",
+            (("follow/watch.py", "folder = self.folders.get(exp.name)", "folder = None"),)),
+    Planted("unreachable-slurm-exits-1", "issue 22 item 6: a watch that gives up (Slurm unreachable) exits 1, "
+            "which git bisect run reads as a bad commit",
+            (("errors.py", "    exit_code = 128\n", "    exit_code = 1\n"),)),
+    Planted("status-table-cuts-names", "issue 22 item 10: the status table cuts an experiment name to fit",
+            (("follow/status.py", "        widths, _ = _fit(table, everything[1:], max(width - _GAP, 1))\n"
+              "        lines = []\n        for line in table:\n            lines += [line[0], \" \" * _GAP + "
+              "_line(line, widths)]",
+              "        widths, _ = _fit(table, everything, width)\n        widths[0] = width // 3\n"
+              "        lines = [_line(line, widths) for line in table]"),)),
+    Planted("shared-snapshot-files-writable", "issue 22 item 13: snapshots that share files through hard links "
+            "leave them writable (a hot-fix of one changes all)",
+            (("experiment/snapshot.py", "        self._share(base)\n", ""),)),
 )
 
 

@@ -37,6 +37,7 @@ class Call:
     argv: tuple[str, ...]
     cwd: str | None
     env: dict[str, str]
+    timeout: float = 0.0  # the seconds the client let the command take
 
 
 @dataclass
@@ -95,7 +96,7 @@ class FakeSlurm:
 
     def __call__(self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str],
                  timeout: float) -> Completed:
-        call = Call(tuple(argv), cwd, dict(env))
+        call = Call(tuple(argv), cwd, dict(env), timeout)
         self.calls.append(call)
         program = call.argv[0]
         if program in self.answers:

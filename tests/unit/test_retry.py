@@ -596,3 +596,63 @@ def test_the_resume_command_keeps_max_retries(project: Project, fake_slurm: Fake
     assert result.exit_code == 0
     assert any("nrl-launch watch" in line and line.split("   #")[0].endswith("--max-retries 2 sft-a")
                for line in result.stderr.splitlines()), result.stderr
+
+
+# ---------------------------------------------------------------- planted bugs (issue 22)
+
+
+def test_a_retry_waits_for_the_experiments_lock_and_then_follows_what_its_holder_recorded(tmp_path: Path) -> None:
+    # Another process (a watch, continue.sh) holds the experiment's lock while it retries job 101 itself:
+    # this watch must wait for the lock, then read the manifest and follow that retry, not submit another one.
+    import threading
+
+    from testkit import holding_lock
+
+    snapshot = snapshot_with_runs(tmp_path, "101")
+    write(snapshot / "101-logs" / "ray-driver.log", HALF_LOG)
+    fake = FakeSlurm(on_poll=steps(node_fail("101"), finish("1002")))
+    fake.add_job("101", "RUNNING", nodes="n[1-2]")
+    result: list[tuple[str, list[str], list[str]]] = []
+    with holding_lock(snapshot):
+        watching = threading.Thread(target=lambda: result.append(run_watch(fake, snapshot, ("101",))))
+        watching.start()
+        watching.join(timeout=3)
+        assert watching.is_alive(), "the retry did not wait for the experiment's lock"
+        append_run(snapshot, "1002", "2", via="retry", retry=RetryOrigin("101", "NODE_FAIL", ""))
+        fake.add_job("1002", "RUNNING")
+        write(snapshot / "1002-logs" / "ray-driver.log", PASS_LOG)
+    watching.join(timeout=60)
+    [(status, out, err)] = result
+    assert status == PASS and sbatches(fake) == []  # one run of the experiment for the lost one, not two
+    assert any("already retried as job 1002" in line for line in err), err
+    assert [run.job_id for run in read_manifest(snapshot).runs] == ["101", "1002"]
+
+
+def test_retries_of_an_earlier_launch_do_not_count_against_this_one(tmp_path: Path) -> None:
+    # launch 1 (job 91) was retried once (job 92); launch 2 (job 101) loses its run: MAX_RETRIES=1 still allows one
+    snapshot = snapshot_with_runs(tmp_path, "91")
+    append_run(snapshot, "92", "2", via="retry", retry=RetryOrigin("91", "NODE_FAIL", "n1"))
+    append_run(snapshot, "101", "1/1")
+    fake = FakeSlurm(on_submit=passing_retries, on_poll=steps(node_fail("101"), finish("1002")))
+    fake.add_job("101", "RUNNING", nodes="n[1-2]")
+    status, out, err = run_watch(fake, snapshot, ("101",), max_retries=1)
+    assert status == PASS
+    assert "[T] [WATCH]: Retrying exp after NODE_FAIL on n[1-2] (1/1): job 1002" in out
+
+
+def test_a_retry_after_a_cancellation_is_numbered_as_the_next_run(tmp_path: Path) -> None:
+    # runs 1/2 and 2/2, then `nrl-launch cancel` recorded an entry, then continue.sh's run 3: the retry is run 4
+    from nrl_launch.experiment.manifest import append_cancellation
+
+    snapshot = snapshot_with_runs(tmp_path, "101", "102", total=2)
+    append_cancellation(snapshot, ["102"])
+    append_run(snapshot, "103", "3", via="continue.sh")
+    fake = FakeSlurm(on_submit=passing_retries, on_poll=steps(node_fail("103"), finish("1002")))
+    fake.add_job("103", "RUNNING", nodes="n[1-2]")
+    argv = tuple(word.replace("-1.1.out", "-2.2.out") for word in ARGV)  # the launcher's last run: 2/2
+    last = NextRun("exp", str(snapshot), argv, (("HF_HOME", "/hf"),), (), 2, "261129-101010", 2)
+    status, out, err = run_watch(fake, snapshot, ("103",), book=RetryBook(folder_of(snapshot), last))
+    assert status == PASS
+    [retry] = [job for job in fake.submissions() if job.argv]
+    assert "--output=slurm-261129-101010-%j-exp-4.2.out" in retry.argv
+    assert read_manifest(snapshot).runs[-1].run == "4"

@@ -206,6 +206,10 @@ class Follower:
             if not grew:
                 jobs = self.jobs_of()
                 if not self._queued(jobs):
+                    again = self.jobs_of()  # a run recorded while Slurm was asked (continue.sh, a retry)
+                    if len(again) != len(jobs):
+                        jobs = again
+                        continue
                     self._pump(jobs, final=True)  # what was written before the last job left the queue
                     if not self._advance(jobs):
                         break
