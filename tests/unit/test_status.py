@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from nrl_launch.experiment.folder import SnapshotRoot
-from nrl_launch.experiment.manifest import MANIFEST_NAME, Manifest, Source, append_run, write_manifest
+from nrl_launch.experiment.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    Source,
+    append_cancellation,
+    append_run,
+    write_manifest,
+)
 from nrl_launch.follow.status import StatusReport, collect, format_json, format_table, max_step, problem, summary
 from nrl_launch.slurm.client import Completed, SlurmClient
 from testkit import Call, FakeSlurm
@@ -283,3 +290,62 @@ def test_status_outside_a_repository_says_so(tmp_path: Path, monkeypatch: pytest
     (project.root / "code_snapshots").mkdir()  # launched once, every snapshot removed since: an empty table
     assert run_cli("status", slurm=fake_slurm()).stdout.splitlines()[-1] == (
         "0 experiments, 0 jobs: 0 passed, 0 failed, 0 with jobs queued, 0 without a verdict yet")
+
+
+@pytest.mark.parametrize(
+    ("text", "width", "how", "cut"),
+    [("abcdef", 6, "left", "abcdef"), ("abcdef", 4, "left", "…def"), ("abcdef", 4, "right", "abc…"),
+     ("abcdef", 4, "prefix", "abcd"), ("abcdef", 1, "right", "…"), ("abcdef", 1, "left", "…")],
+)
+def test_how_a_cell_is_cut(text: str, width: int, how: str, cut: str) -> None:
+    from nrl_launch.follow.status import _cut
+
+    assert _cut(text, width, how) == cut and len(cut) == min(len(text), width)
+
+
+def test_cells_without_a_value_show_a_dash_and_every_row_names_its_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "code_snapshots" / "bare"
+    folder.mkdir(parents=True)
+    write_manifest(folder, Manifest("bare", None, source=None))  # an adopted snapshot: no commit, no MAX_STEPS
+    append_run(folder, "7", "1/1")
+    (tmp_path / "code_snapshots" / "old").mkdir()  # no manifest
+    found = collect_status(tmp_path / "code_snapshots", ["bare", "old", "gone"],
+                           fake_slurm({"7": "COMPLETED"}).client())
+    table = format_table(found, width=400).splitlines()
+    assert [cell(table, 1, column) for column in table[0].split()] == [
+        "bare", "-", "-", "1", "1 COMPLETED", "-", "GENERAL FAIL", "-", ""]
+    assert cell(table, 2, "NOTE") == f"no manifest ({MANIFEST_NAME})" and cell(table, 2, "COMMIT") == "-"
+    data = json.loads(format_json(found))
+    assert [row["snapshot"] for row in data] == [str(tmp_path / "code_snapshots" / name) for name in ("bare", "old",
+                                                                                                       "gone")]
+    assert (data[0]["commit"], data[0]["steps"], data[0]["max_steps"]) == (None, None, None)
+    steps = {(5, None): "5", (None, 20): "0/20", (5, 20): "5/20", (None, None): "-"}
+    from dataclasses import replace
+
+    from nrl_launch.follow.status import _cells
+
+    for (reached, most), shown in steps.items():
+        assert _cells(replace(found.rows[0], steps=reached, max_steps=most), False)[5] == shown
+    assert _cells(replace(found.rows[0], dirty=True), False)[2] == "yes"
+    assert _cells(replace(found.rows[0], jobs=()), False)[4] == _cells(replace(found.rows[0], jobs=()), True)[4] == "-"
+
+
+def test_every_width_fits_and_a_table_that_fits_is_not_cut(long_named: StatusReport) -> None:
+    whole = format_table(long_named, width=10**6).splitlines()
+    natural = max(len(line) for line in whole)
+    assert format_table(long_named, width=natural).splitlines() == whole  # it fits: nothing cut, names beside
+    assert format_table(long_named, width=natural - 1).splitlines() != whole
+    for width in range(60, natural + 5):  # below 60 the cells that are never cut need more than that
+        table = format_table(long_named, width=width).splitlines()
+        assert max(len(line) for line in table if line != LONG_NAME) <= width, width
+        assert sum(line.startswith(LONG_NAME) for line in table) == 1, width
+
+
+def test_a_column_left_out_gives_its_room_back_to_those_cut_before(tmp_path: Path) -> None:
+    # the log path is left out: the note, cut before that, is whole again
+    name = "sft-qwen2.5-1.5b-1n4g-fsdp2tp1-quick"
+    make_snapshot(tmp_path, name, runs=[("1", "1/3"), ("2", "2/3"), ("3", "3/3")], logs={"3": "crashed\n"})
+    append_cancellation(tmp_path / name, ["1", "2", "3"])
+    found = collect_status(tmp_path, None, fake_slurm({i: "CANCELLED" for i in "123"}).client())
+    table = format_table(found, width=120).splitlines()
+    assert "LOG" not in table[0] and table[1].endswith("cancelled 3 jobs") and max(map(len, table)) <= 120

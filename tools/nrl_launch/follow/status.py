@@ -306,7 +306,8 @@ def _cut(text: str, width: int, how: str) -> str:
 def _fit(table: list[list[str]], columns: Sequence[int], width: int) -> tuple[dict[int, int], bool]:
     """The columns of ``table`` kept and their widths, within ``width`` when they can give way
     enough (as _GIVE_WAY says), and whether they fit."""
-    widths = {i: max(len(line[i]) for line in table) for i in columns}
+    natural = {i: max(len(line[i]) for line in table) for i in columns}
+    widths = dict(natural)
 
     def excess() -> int:
         return sum(widths.values()) + _GAP * (len(widths) - 1) - width
@@ -314,12 +315,12 @@ def _fit(table: list[list[str]], columns: Sequence[int], width: int) -> tuple[di
     for column, floor, _ in _GIVE_WAY:
         if excess() <= 0:
             break
-        if column not in widths:
-            continue
         if floor == 0:
             del widths[column]
         else:
             widths[column] = max(min(floor, widths[column]), widths[column] - excess())
+    for column in widths:  # what a later step freed goes back to the columns cut before it
+        widths[column] = min(natural[column], widths[column] + max(0, -excess()))
     return widths, excess() <= 0
 
 
