@@ -222,3 +222,33 @@ def test_names_that_are_not_experiments(launched: Project, fake_slurm: FakeSlurm
         assert result.exit_code == 1, (command, result.output)
         assert f"[ERROR]: {name!r} is not an experiment name" in result.stderr
     assert scancels(fake_slurm) == []
+
+
+def test_an_experiment_with_nothing_queued_does_not_stop_the_others(launched: Project, fake_slurm: FakeSlurm) -> None:
+    for job_id in ("1001", "1002", "1003"):
+        fake_slurm.finish(job_id)  # sft-a is over; sft-b, named after it, still waits
+    dry = run_cli("cancel", "--dry-run", "sft-a", "sft-b", slurm=fake_slurm)
+    assert dry.stdout.splitlines() == [
+        "[INFO]: sft-a: nothing to cancel (none of its 3 jobs is queued or running)",
+        "[DRY_RUN]: sft-b: would cancel 3 jobs: 1004 1005 1006",
+        "[DRY_RUN]: would run: scancel 1004 1005 1006"]
+    result = run_cli("cancel", "sft-a", "sft-b", slurm=fake_slurm)
+    assert result.stdout.splitlines() == ["[INFO]: sft-a: nothing to cancel (none of its 3 jobs is queued or running)",
+                                          "[INFO]: sft-b: cancelled 3 jobs: 1004 1005 1006"]
+    assert read_manifest(launched.root / "code_snapshots" / "sft-b").cancellations[0].jobs == ("1004", "1005", "1006")
+
+
+def test_a_manifest_that_cannot_record_the_cancel_is_a_warning(launched: Project, fake_slurm: FakeSlurm) -> None:
+    manifest = launched.root / "code_snapshots" / "sft-a" / ".nrl_launch.yaml"
+
+    def scancel_then_the_manifest_goes(call: Call) -> Completed:  # read before, gone when the cancel is recorded
+        answer = FakeSlurm._scancel(fake_slurm, call)
+        manifest.rename(manifest.with_name("moved"))
+        manifest.mkdir()
+        return answer
+
+    fake_slurm.answers["scancel"] = scancel_then_the_manifest_goes
+    result = run_cli("cancel", "sft-a", slurm=fake_slurm)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "[INFO]: sft-a: cancelled 3 jobs: 1001 1002 1003\n"  # the jobs are cancelled all the same
+    assert "[WARNING]: sft-a: its jobs are cancelled, but the manifest could not record it: " in result.stderr

@@ -289,3 +289,27 @@ def test_checks_report_pass_fail_and_missing():
     assert lines == ["  [PASS] train/loss@4 = 0.2500 < 0.5000",
                      "  [FAIL] train/loss@4 = 0.2500 > 0.3000",
                      "  [FAIL] train/reward@4 = missing > 0.1000"]
+
+
+def test_suite_entries_keep_their_line_numbers() -> None:
+    from nrl_launch.recipes.layout import parse_suite
+
+    text = "# nightly\n\ntests/test_suites/llm/a.sh\n  tests/test_suites/llm/b.sh  # flaky\n"
+    assert parse_suite(text) == [(3, "tests/test_suites/llm/a.sh"), (4, "tests/test_suites/llm/b.sh")]
+
+
+@pytest.mark.parametrize(("rel", "folder", "is_inside"), [
+    ("tests/llm/x.sh", "tests/llm", True), ("tests/llm/x.sh", "tests/llm/", True), ("tests/llm", "tests/llm", True),
+    ("tests/llm2/x.sh", "tests/llm", False), ("tests/aX/x.sh", "tests/aX", True), ("tests/a/x.sh", "tests/aX", False),
+    ("tests/a/x.sh", "tests/a/X", False)])
+def test_inside_is_by_path_component(rel: str, folder: str, is_inside: bool) -> None:
+    from nrl_launch.recipes.layout import inside
+
+    assert inside(rel, folder) is is_inside
+
+
+def test_a_recipes_output_folder_is_its_path_without_sh() -> None:
+    from nrl_launch.recipes.layout import Layout
+
+    assert Layout.output_dir("tests/test_suites/llm/sft-a.sh") == "tests/test_suites/llm/sft-a"
+    assert Layout.output_dir("tests/test_suites/llm/sft.sh.v2") == "tests/test_suites/llm/sft.sh.v2"
