@@ -208,6 +208,21 @@ EQUIVALENT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
       "snapshot.xǁSnapshotBatchǁ_scan__mutmut_30", "snapshot.xǁSnapshotBatchǁ_scan__mutmut_39")),
     ("older than a day, or a day old to the second: no test can stand on that second",
      ("snapshot.x__tmp_is_stale__mutmut_21",)),
+    # follow/status.py (issue 22)
+    ("the default of a dictionary lookup no missing key reaches: only the columns of _GIVE_WAY are ever cut, "
+     "the others are never narrower than their cells; a default that is no digit string reads as no MAX_STEPS, "
+     "as the empty one; a COLUMNS default that is no digit string falls back, as the empty one",
+     ("status.x__line__mutmut_14", "status.x__line__mutmut_16", "status.x__line__mutmut_17",
+      "status.x__line__mutmut_18", "status.x__row__mutmut_31", "status.x_terminal_width__mutmut_8")),
+    ("a table narrower than 3 columns, or a terminal of 1 column: nothing can be shown there either way",
+     ("status.x_format_table__mutmut_38", "status.x_terminal_width__mutmut_13")),
+    ("the indentation of the JSON document: scripts parse it, the same values either way",
+     ("status.x_format_json__mutmut_2", "status.x_format_json__mutmut_4", "status.x_format_json__mutmut_6")),
+    ('"UTF-8" is "utf-8"; no name is the locale\'s, UTF-8 wherever a test runs in process (plan\'s suite reading '
+     "is the planted bug that a child process under LANG=C catches)",
+     ("status.x_max_step__mutmut_3", "status.x_max_step__mutmut_5")),
+    ("the name given to the verdict rule: status reads only the verdict's status",
+     ("status.x__judged__mutmut_13",)),
 )
 # A mutant above is named by its module's file name (``verdict.x_…``); mutmut names it by its dotted path
 # in the package (``nrl_launch.follow.verdict.x_…``).

@@ -349,3 +349,46 @@ def test_a_column_left_out_gives_its_room_back_to_those_cut_before(tmp_path: Pat
     found = collect_status(tmp_path, None, fake_slurm({i: "CANCELLED" for i in "123"}).client())
     table = format_table(found, width=120).splitlines()
     assert "LOG" not in table[0] and table[1].endswith("cancelled 3 jobs") and max(map(len, table)) <= 120
+
+
+def test_the_verdict_cell_says_why_there_is_none_and_a_bare_retry_entry_is_shown(tmp_path: Path) -> None:
+    root = tmp_path / "code_snapshots"
+    make_snapshot(root, "never")  # no run yet
+    folder = make_snapshot(root, "retried", runs=[("11", "1/1")])
+    append_run(folder, "12", "2", via="retry")  # written by hand or by an older launcher: no retry fields
+    found = collect_status(root, None, fake_slurm({"11": "NODE_FAIL", "12": "COMPLETED"}).client())
+    table = format_table(found, width=300).splitlines()
+    assert (cell(table, 1, "VERDICT"), cell(table, 2, "NOTE")) == ("-", "1 retry after ?")
+    assert json.loads(format_json(found))[1]["retries"] == [{"job_id": "12", "retry_of": "", "after": "", "failed_on": "",
+                                                              "exclude": ""}]
+    down = collect_status(root, None, fake_slurm(error=True).client())
+    assert cell(format_table(down, width=300).splitlines(), 2, "VERDICT") == "?"
+    assert problem(collect_status(root, ["x", "y"], fake_slurm().client())) == "no snapshot of x, y"
+    assert not any(line.endswith(" ") for line in format_table(found, width=300).splitlines())
+
+
+@pytest.mark.parametrize(("columns", "width"), [("77", 77), ("0", 120), ("", 120), ("abc", 120), ("٣٣", 120)])
+def test_the_width_comes_from_columns(monkeypatch: pytest.MonkeyPatch, columns: str, width: int) -> None:
+    from nrl_launch.follow.status import terminal_width
+
+    monkeypatch.setenv("COLUMNS", columns)
+    assert terminal_width() == width
+
+
+def test_the_width_of_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+    import os
+    import pty
+    import struct
+    import sys
+    import termios
+
+    from nrl_launch.follow.status import terminal_width
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 93, 0, 0))
+    with os.fdopen(slave, "w") as terminal:
+        monkeypatch.delenv("COLUMNS", raising=False)
+        monkeypatch.setattr(sys, "stdout", terminal)
+        assert terminal_width() == 93
+    os.close(master)
