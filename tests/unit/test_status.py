@@ -359,8 +359,8 @@ def test_the_verdict_cell_says_why_there_is_none_and_a_bare_retry_entry_is_shown
     found = collect_status(root, None, fake_slurm({"11": "NODE_FAIL", "12": "COMPLETED"}).client())
     table = format_table(found, width=300).splitlines()
     assert (cell(table, 1, "VERDICT"), cell(table, 2, "NOTE")) == ("-", "1 retry after ?")
-    assert json.loads(format_json(found))[1]["retries"] == [{"job_id": "12", "retry_of": "", "after": "", "failed_on": "",
-                                                              "exclude": ""}]
+    assert json.loads(format_json(found))[1]["retries"] == [
+        {"job_id": "12", "retry_of": "", "after": "", "failed_on": "", "exclude": ""}]
     down = collect_status(root, None, fake_slurm(error=True).client())
     assert cell(format_table(down, width=300).splitlines(), 2, "VERDICT") == "?"
     assert problem(collect_status(root, ["x", "y"], fake_slurm().client())) == "no snapshot of x, y"
