@@ -298,3 +298,65 @@ def test_slurm_is_asked_at_most_every_ask_every_seconds(tmp_path: Path) -> None:
     asked = [c.argv[0] for c in fake.calls]
     assert asked == ["squeue"] * 4  # at 1, 11 and 21 s (queued), at 31 s (gone): not once a second
     assert printed.stdout == b"x\n"
+
+
+def test_following_gives_up_when_watch_give_up_says(tmp_path: Path) -> None:
+    from nrl_launch.errors import SlurmUnreachable
+
+    snapshot = snapshot_with_runs(tmp_path, "101")
+    driver(snapshot, "101", "x\n")
+    fake = FakeSlurm(down=True)
+    clock = [0.0]
+    asked: list[float] = []
+    fake.answers["squeue"] = lambda call: (asked.append(clock[0]), FakeSlurm(down=True)(call.argv, cwd=None, env={},
+                                                                                          timeout=1))[1]
+    printed = Printed()
+    follower = Follower(folder_of(snapshot), fake.client(), write=printed.write, err=printed.stderr.append,
+                        wait=lambda s: clock.__setitem__(0, clock[0] + s), interval=1, now=lambda: clock[0],
+                        ask_every=5, give_up=12, resume_hint="nrl-launch logs --follow exp")
+    with pytest.raises(SlurmUnreachable) as info:
+        follower.run()
+    # asked at 1 s, then every 5 s, the last wait cut short so that the give-up comes at 12 s after the first failure
+    assert asked == [1.0, 6.0, 11.0, 13.0]
+    assert str(info.value).startswith("gave up following the logs of exp: Slurm has not answered for 12 s (")
+    assert str(info.value).endswith("Resume with: nrl-launch logs --follow exp")
+    assert len(printed.stderr) == 3 + 1  # the header, and a warning for each failure before the last
+
+
+def test_the_follow_command_carries_the_options_given(tmp_path: Path) -> None:
+    from nrl_launch.follow.logs import follow_command
+
+    snapshots = SnapshotRoot(tmp_path, "snaps dir")
+    assert follow_command(snapshots, "exp", None, 2.0, 1800.0) == (
+        f"nrl-launch logs --follow --project-root {tmp_path} --code-snapshot-dirname 'snaps dir' exp")
+    assert follow_command(snapshots, "exp", "101", 0.5, 30.0) == (
+        f"nrl-launch logs --follow --project-root {tmp_path} --code-snapshot-dirname 'snaps dir' --interval 0.5 "
+        "--watch-give-up 30 --job 101 exp")
+
+
+def test_an_experiment_without_runs_or_jobs_says_so(tmp_path: Path) -> None:
+    snapshot = snapshot_with_runs(tmp_path)
+    result = run_cli("logs", "--project-root", str(tmp_path), "exp", slurm=FakeSlurm())
+    assert result.stderr == "[ERROR]: no run of exp is recorded in its manifest: nothing has a log\n"
+    with pytest.raises(SnapshotError, match=r"job 7 is not a run of exp \(its jobs: none\)"):
+        recorded_jobs(folder_of(snapshot), "7")
+
+
+def test_ctrl_c_while_following_says_how_to_resume(tmp_path: Path) -> None:
+    from nrl_launch.errors import Interrupted
+    from nrl_launch.follow.logs import follow as follow_logs
+
+    snapshot = snapshot_with_runs(tmp_path, "101", "102")
+    driver(snapshot, "101", "x\n")
+    fake = FakeSlurm()
+    queued(fake, "101", "102")
+
+    def ctrl_c(_: float) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as info:
+        follow_logs(SnapshotRoot(tmp_path, "code_snapshots"), "exp", "101", fake.client(), write=lambda _: None,
+                    err=lambda _: None, interval=1, wait=ctrl_c)
+    assert str(info.value) == (f"stopped following the logs of exp. Resume with: nrl-launch logs --follow "
+                               f"--project-root {tmp_path} --code-snapshot-dirname code_snapshots --interval 1 "
+                               "--job 101 exp")
