@@ -29,6 +29,7 @@ from nrl_launch.follow.retry import (
     exclusion,
     infra_failure,
     node_check_silent,
+    retry_line,
 )
 from nrl_launch.follow.verdict import GENERAL_FAIL, PASS
 from nrl_launch.follow.watch import Watcher
@@ -656,3 +657,35 @@ def test_a_retry_after_a_cancellation_is_numbered_as_the_next_run(tmp_path: Path
     [retry] = [job for job in fake.submissions() if job.argv]
     assert "--output=slurm-261129-101010-%j-exp-4.2.out" in retry.argv
     assert read_manifest(snapshot).runs[-1].run == "4"
+
+
+def test_a_retry_logs_where_the_launch_logged_and_is_judged_there(tmp_path: Path) -> None:
+    # the launch had BASE_LOG_DIR: the retry is recorded with it, and its log is read from there
+    logs = tmp_path / "joblogs"
+    snapshot = snapshot_with_runs(tmp_path, "101")
+    write(logs / "101-logs" / "ray-driver.log", HALF_LOG)
+    last = NextRun("exp", str(snapshot), ARGV, (("HF_HOME", "/hf"), ("BASE_LOG_DIR", str(logs))), (), 1,
+                   "261129-101010", 1)
+
+    def retry_passes_in_base_log_dir(job: FakeJob) -> None:
+        write(logs / f"{job.job_id}-logs" / "ray-driver.log", PASS_LOG)
+
+    fake = FakeSlurm(on_submit=retry_passes_in_base_log_dir, on_poll=steps(node_fail("101"), finish("1002")))
+    fake.add_job("101", "RUNNING", nodes="n[1-2]")
+    book = RetryBook(folder_of(snapshot), last)
+    tracked = TrackedExperiment("exp", (TrackedJob("101", logs),))
+    out: list[str] = []
+    client = fake.client({"PATH": os.environ["PATH"]})
+    retrier = Retrier(client, 1, {"exp": book}, out=out.append, err=lambda _: None, clock=lambda: "T")
+    [verdict] = Watcher(client, WatchSettings(interval=1, max_retries=1), out=out.append, err=lambda _: None,
+                        wait=lambda _: None, clock=lambda: "T", retrier=retrier).watch([tracked])
+    assert verdict.status == PASS, out
+    assert read_manifest(snapshot).runs[-1].base_log_dir == str(logs)
+
+
+def test_every_silent_node_is_excluded_and_a_job_without_nodes_is_named_so() -> None:
+    failure = InfraFailure("7", NODE_CHECK_FAILED, "n[1-3]", ("n2", "n3"))
+    assert exclusion(failure, lambda nodes: []) == "n2,n3"
+    assert exclusion(InfraFailure("7", "PREEMPTED", "n[1-3]", ("n2", "n3")), lambda nodes: []) == "n2,n3"
+    assert retry_line("T", "exp", InfraFailure("7", "BOOT_FAIL", ""), 1, 2, "8") == (
+        "[T] [WATCH]: Retrying exp after BOOT_FAIL on no node (1/2): job 8")
