@@ -75,6 +75,15 @@ def wait_for_file(path: Path, timeout: float = 30) -> None:
 
 
 
+def table_cell(table: list[str], row: int, column: str) -> str:
+    """The text of ``column`` in line ``row`` of a ``nrl-launch status`` table (a column starts where its
+    header does)."""
+    header = table[0]
+    start = header.index(column)
+    following = [header.index(name) for name in header.split() if header.index(name) > start]
+    return table[row][start:min(following, default=None)].strip()
+
+
 def run_cli(*args: str, env: Mapping[str, str | None] | None = None, slurm: Any = None,
             **invoke: Any) -> Any:
     """``nrl-launch ARGS`` in process through click: the launcher's variables exactly ``env``

@@ -18,7 +18,7 @@ from nrl_launch.experiment.manifest import (
 )
 from nrl_launch.follow.status import StatusReport, collect, format_json, format_table, max_step, problem, summary
 from nrl_launch.slurm.client import Completed, SlurmClient
-from testkit import Call, FakeSlurm
+from testkit import Call, FakeSlurm, table_cell
 
 PASS_LOG = """starting
  Metric Checks
@@ -172,28 +172,20 @@ def test_max_step(tmp_path: Path) -> None:
     assert max_step(path) == 7
 
 
-def cell(table: list[str], row: int, column: str) -> str:
-    """The text of ``column`` in line ``row`` of a status table (columns start where their header does)."""
-    header = table[0]
-    start = header.index(column)
-    following = [header.index(name) for name in header.split() if header.index(name) > start]
-    return table[row][start:min(following, default=None)].strip()
-
-
 def test_formats(snapshots: Path) -> None:
     found = collect_status(snapshots, ["exp-a", "exp-b", "nope"],
                            fake_slurm({"101": "COMPLETED", "102": "PENDING"}, reason="Dependency").client())
     table = format_table(found, wide=True).splitlines()
     assert table[0].split() == ["EXPERIMENT", "COMMIT", "DIRTY", "RUNS", "JOBS", "STEPS", "VERDICT", "LOG", "NOTE"]
     log_a = snapshots / "exp-a" / "102-logs" / "ray-driver.log"
-    assert [cell(table, 1, column) for column in table[0].split()] == [
+    assert [table_cell(table, 1, column) for column in table[0].split()] == [
         "exp-a", "0123456789ab", "no", "2", "101 COMPLETED, 102 PENDING (Dependency)", "12/20", "queued", str(log_a),
         ""]
-    assert [cell(table, 2, column) for column in table[0].split()[:7]] == [
+    assert [table_cell(table, 2, column) for column in table[0].split()[:7]] == [
         "exp-b", "0123456789ab", "yes", "1", "201 unknown", "3/20", "METRIC FAIL"]
     assert table[3].split() == ["nope", "-", "-", "-", "-", "-", "-", "-", "no", "snapshot"]
     narrow = format_table(found, width=160).splitlines()
-    assert cell(narrow, 1, "JOBS") == "1 COMPLETED, 1 PENDING (Dependency)"  # readable: how many in each state
+    assert table_cell(narrow, 1, "JOBS") == "1 COMPLETED, 1 PENDING (Dependency)"  # readable: how many in each state
     data = json.loads(format_json(found))
     assert data[0]["jobs"] == [{"job_id": "101", "run": "1/2", "state": "COMPLETED", "reason": ""},
                                {"job_id": "102", "run": "2/2", "state": "PENDING", "reason": "Dependency"}]
@@ -236,8 +228,8 @@ def test_a_narrow_table_cuts_the_log_path_and_then_puts_names_on_their_own_lines
     assert "1001 PENDING, 1002 PENDING" in wide[1]  # every job with its id
     # wide enough for the name: the log path gives way first (its end kept: the job's folder)
     table = format_table(long_named, width=200).splitlines()
-    assert table[1].startswith(LONG_NAME + " ") and cell(table, 1, "LOG").startswith("…")
-    assert cell(table, 1, "LOG").endswith("1009-logs/ray-driver.log")
+    assert table[1].startswith(LONG_NAME + " ") and table_cell(table, 1, "LOG").startswith("…")
+    assert table_cell(table, 1, "LOG").endswith("1009-logs/ray-driver.log")
     # too narrow for the name beside the rest: each name on a line of its own, its cells below it
     narrow = format_table(long_named, width=80).splitlines()
     assert narrow[0] == "EXPERIMENT" and narrow[1].startswith("  COMMIT")
@@ -312,9 +304,9 @@ def test_cells_without_a_value_show_a_dash_and_every_row_names_its_folder(tmp_pa
     found = collect_status(tmp_path / "code_snapshots", ["bare", "old", "gone"],
                            fake_slurm({"7": "COMPLETED"}).client())
     table = format_table(found, width=400).splitlines()
-    assert [cell(table, 1, column) for column in table[0].split()] == [
+    assert [table_cell(table, 1, column) for column in table[0].split()] == [
         "bare", "-", "-", "1", "1 COMPLETED", "-", "GENERAL FAIL", "-", ""]
-    assert cell(table, 2, "NOTE") == f"no manifest ({MANIFEST_NAME})" and cell(table, 2, "COMMIT") == "-"
+    assert table_cell(table, 2, "NOTE") == f"no manifest ({MANIFEST_NAME})" and table_cell(table, 2, "COMMIT") == "-"
     data = json.loads(format_json(found))
     assert [row["snapshot"] for row in data] == [str(tmp_path / "code_snapshots" / name) for name in ("bare", "old",
                                                                                                        "gone")]
@@ -358,11 +350,11 @@ def test_the_verdict_cell_says_why_there_is_none_and_a_bare_retry_entry_is_shown
     append_run(folder, "12", "2", via="retry")  # written by hand or by an older launcher: no retry fields
     found = collect_status(root, None, fake_slurm({"11": "NODE_FAIL", "12": "COMPLETED"}).client())
     table = format_table(found, width=300).splitlines()
-    assert (cell(table, 1, "VERDICT"), cell(table, 2, "NOTE")) == ("-", "1 retry after ?")
+    assert (table_cell(table, 1, "VERDICT"), table_cell(table, 2, "NOTE")) == ("-", "1 retry after ?")
     assert json.loads(format_json(found))[1]["retries"] == [
         {"job_id": "12", "retry_of": "", "after": "", "failed_on": "", "exclude": ""}]
     down = collect_status(root, None, fake_slurm(error=True).client())
-    assert cell(format_table(down, width=300).splitlines(), 2, "VERDICT") == "?"
+    assert table_cell(format_table(down, width=300).splitlines(), 2, "VERDICT") == "?"
     assert problem(collect_status(root, ["x", "y"], fake_slurm().client())) == "no snapshot of x, y"
     assert not any(line.endswith(" ") for line in format_table(found, width=300).splitlines())
 

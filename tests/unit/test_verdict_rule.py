@@ -12,21 +12,13 @@ from pathlib import Path
 import pytest
 
 from nrl_launch.experiment.manifest import append_run
-from testkit import BASE_ENV, FakeJob, FakeSlurm, Project, driver_log, finish_after, run_cli, write
+from testkit import BASE_ENV, FakeJob, FakeSlurm, Project, driver_log, finish_after, run_cli, table_cell, write
 
 PASS_LOG = "step 40\nMetric Checks\n  [PASS] train/loss@40 = 0.3 < 0.5\n"
 FAIL_LOG = "step 80\nMetric Checks\n  [FAIL] train/loss@80 = 0.9 < 0.5\n"
 CRASH_LOG = "step 3\nTraceback (most recent call last):\nRuntimeError: CUDA error\n"
 WORDS = {"[METRIC PASS]    sft-a": "METRIC PASS", "[METRIC FAIL]    sft-a": "METRIC FAIL",
          "[GENERAL FAIL]   sft-a": "GENERAL FAIL"}
-
-
-def cell(table: list[str], row: int, column: str) -> str:
-    """The text of ``column`` in line ``row`` of a status table (columns start where their header does)."""
-    header = table[0]
-    start = header.index(column)
-    following = [header.index(name) for name in header.split() if header.index(name) > start]
-    return table[row][start:min(following, default=None)].strip()
 
 
 def verdict_in(stdout: str) -> str:
@@ -59,7 +51,7 @@ def test_status_gives_the_verdict_watch_gives(project: Project, fake_slurm: Fake
     [row] = json.loads(status.stdout)
     assert (row["verdict"], row["metric_checks"]) == (verdict, checks)
     table = run_cli("status", slurm=fake_slurm).stdout.splitlines()
-    assert cell(table, 1, "VERDICT") == verdict
+    assert table_cell(table, 1, "VERDICT") == verdict
     failed = int(verdict != "METRIC PASS")
     assert table[-1] == (f"1 experiment, 1 job: {1 - failed} passed, {failed} failed, "
                                              "0 with jobs queued, 0 without a verdict yet")
@@ -121,7 +113,7 @@ def test_status_gives_no_verdict_while_a_run_is_queued(project: Project, fake_sl
     [row] = json.loads(status.stdout)
     assert (row["verdict"], row["metric_checks"], row["waiting"]) == (None, None, "jobs queued")
     table = run_cli("status", slurm=fake_slurm).stdout.splitlines()
-    assert (cell(table, 1, "VERDICT"), cell(table, 1, "JOBS")) == ("queued", "1 COMPLETED, 1 PENDING")
+    assert (table_cell(table, 1, "VERDICT"), table_cell(table, 1, "JOBS")) == ("queued", "1 COMPLETED, 1 PENDING")
     assert table[-1] == "1 experiment, 2 jobs: 0 passed, 0 failed, 1 with jobs queued, 0 without a verdict yet"
 
 
