@@ -149,3 +149,57 @@ def test_every_error_is_one_line_and_its_exit_status(project: Project, fake_slur
     assert result.exit_code == code, result.output
     assert result.stderr.startswith(first_line), result.stderr
     assert "Traceback" not in result.output and fake_slurm.calls == []
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "stderr"),
+    [
+        # a first argument that is no command: a script (it exists, has a "/" or ends in .sh/.txt) is launched
+        (["gone.sh"], 1, "[ERROR]: gone.sh: cannot read: "),
+        (["gone.txt"], 1, "[ERROR]: gone.txt: cannot read the suite file: "),
+        (["sub/gone"], 1, "[ERROR]: sub/gone: cannot read: "),
+        (["x.sh"], 0, ""),  # DRYRUN=1 below: GPU-hours only
+        (["x"], 0, ""),  # a script without .sh that exists
+        # otherwise a mistyped command, with a suggestion or the list
+        (["stauts"], 2, "[ERROR]: unknown command 'stauts' (did you mean 'status'?) (see 'nrl-launch --help')"),
+        (["zzz"], 2, "[ERROR]: unknown command 'zzz'; commands: cancel, launch, lint, logs, snapshot, status, watch, "
+                     "or a script path to launch (see 'nrl-launch --help')"),
+        (["-h"], 0, ""), (["--help"], 0, ""), (["--version"], 0, ""),
+    ],
+)
+def test_the_first_argument_is_a_command_or_a_script(project: Project, monkeypatch: pytest.MonkeyPatch,
+                                                     args: list[str], code: int, stderr: str) -> None:
+    monkeypatch.chdir(project.root)
+    for name in ("x.sh", "x"):
+        (project.root / name).write_text(f"# ===== BEGIN CONFIG =====\n{ONE_RUN}# ===== END CONFIG =====\n")
+    result = run_cli(*args, env={**BASE_ENV, "DRYRUN": "1"})
+    assert result.exit_code == code, result.output
+    assert result.stderr.startswith(stderr) and (stderr or code == 0), result.stderr
+    if args[0] in ("-h", "--help"):
+        assert result.stdout.startswith("Usage: nrl-launch [OPTIONS] COMMAND [ARGS]...")
+    if args[0] == "--version":
+        assert result.stdout.startswith("nrl-launch, version ")
+    if args[0] in ("x.sh", "x"):
+        assert result.stdout.splitlines()[0] == f"[INFO]: 1 GPUhrs to run {args[0]}"
+
+
+def test_bare_nrl_launch_prints_its_help_and_ctrl_c_is_130(project: Project, fake_slurm: FakeSlurm,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    bare = run_cli()
+    assert bare.exit_code == 2 and bare.stderr.startswith("Usage: nrl-launch [OPTIONS] COMMAND [ARGS]...")
+    assert "[ERROR]" not in bare.stderr and bare.stdout == ""
+    monkeypatch.chdir(project.root)
+    (project.root / "code_snapshots").mkdir()
+    folder = project.root / "code_snapshots" / "sft-a"
+    folder.mkdir()
+    from nrl_launch.experiment.manifest import Manifest, append_run, write_manifest
+
+    write_manifest(folder, Manifest("sft-a"))
+    append_run(folder, "1001", "1/1")
+
+    def ctrl_c(call):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    fake_slurm.answers["squeue"] = ctrl_c
+    result = run_cli("status", slurm=fake_slurm)
+    assert (result.exit_code, result.stderr.strip()) == (130, "[ERROR]: aborted")
