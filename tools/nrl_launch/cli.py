@@ -40,21 +40,29 @@ class CliContext:
     instructions (``benchmarks/bench_dryrun.py --instructions``).
     """
 
-    __slots__ = ("slurm_runner",)
+    __slots__ = ("slurm_clock", "slurm_runner")
 
-    def __init__(self, slurm_runner: Runner | None = None) -> None:
+    def __init__(self, slurm_runner: Runner | None = None,
+                 slurm_clock: tuple[Callable[[float], None], Callable[[], float]] | None = None) -> None:
         self.slurm_runner = slurm_runner  # None: subprocess.run (slurm.run_command)
+        self.slurm_clock = slurm_clock  # (sleep, now) between tries; None: time.sleep, time.monotonic
 
 
 def slurm_client() -> SlurmClient:
-    """The Slurm client of the running command, made from its environment (and --slurm-timeout)."""
-    from nrl_launch.settings import SLURM_TIMEOUT
+    """The Slurm client of the running command, made from its environment (and --slurm-timeout,
+    --slurm-retry); it says on the command's stderr when Slurm is slow to answer or retried."""
+    from nrl_launch.settings import SLURM_RETRY, SLURM_TIMEOUT
     from nrl_launch.slurm.client import SlurmClient, run_command
 
     ctx = click.get_current_context()
-    chosen = ctx.obj.slurm_runner if isinstance(ctx.obj, CliContext) and ctx.obj.slurm_runner else run_command
-    raw = kept_slurm_timeout(ctx)  # None: the client reads NRL_SLURM_TIMEOUT from the environment itself
-    return SlurmClient(os.environ, chosen, timeout=None if raw is None else SLURM_TIMEOUT.read(raw))
+    given = ctx.obj if isinstance(ctx.obj, CliContext) else CliContext()
+    sleep, now = given.slurm_clock or (time.sleep, time.monotonic)
+    # None: the client reads NRL_SLURM_TIMEOUT / NRL_SLURM_RETRY from the environment itself
+    timeout, retry = kept_slurm_timeout(ctx, SLURM_TIMEOUT), kept_slurm_timeout(ctx, SLURM_RETRY)
+    return SlurmClient(os.environ, given.slurm_runner or run_command,
+                       timeout=None if timeout is None else SLURM_TIMEOUT.read(timeout),
+                       retry_for=None if retry is None else SLURM_RETRY.read(retry), notify=console().err,
+                       sleep=sleep, now=now)
 
 
 def console() -> Console:

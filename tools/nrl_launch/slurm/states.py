@@ -80,6 +80,21 @@ def parse_scontrol(job_id: str, stdout: str) -> JobInfo | None:
                    _node_field(fields.get("NodeList", "")))
 
 
+def parse_scontrol_all(stdout: str, wanted: set[str]) -> dict[str, JobInfo]:
+    """The jobs of ``wanted`` in ``scontrol show job -o``'s answer for every job (one line each)."""
+    found = {}
+    for line in stdout.splitlines():
+        match = _SCONTROL_ID_RE.match(line)
+        if match is not None and match.group(1) in wanted:
+            info = parse_scontrol(match.group(1), line)
+            if info is not None:
+                found[info.job_id] = info
+    return found
+
+
+_SCONTROL_ID_RE = re.compile(r"JobId=(\d+)\s")
+
+
 def parse_sinfo(stdout: str) -> list[str]:
     """The nodes of sinfo's answer (``SINFO_FORMAT`` lines) in an unhealthy state, each once."""
     bad: list[str] = []
