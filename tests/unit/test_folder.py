@@ -195,7 +195,7 @@ def test_jobs_and_their_log_folders(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- one relaunch, one read
 
 
-@pytest.mark.parametrize(("dryrun", "appends"), [("2", 0), (None, 2)])
+@pytest.mark.parametrize(("dryrun", "appends"), [("2", 0), (None, 3)])  # the launch's plan, then its 2 runs
 def test_a_relaunch_of_a_reused_snapshot_reads_its_manifest_once(project: Project, fake_slurm: FakeSlurm,
                                                                  dryrun: str | None, appends: int) -> None:
     script = project.add_recipe("sft-a", config=TWO_RUNS)

@@ -37,9 +37,11 @@ from nrl_launch.experiment.manifest import (
     MANIFEST_NAME,
     VIA_LAUNCHER,
     Manifest,
+    Plan,
     RetryOrigin,
     Run,
     append_cancellation,
+    append_plan,
     append_run,
     manifest_path,
     read_manifest,
@@ -214,10 +216,17 @@ class ExperimentDir:
         return recorded.stale_reasons(now)
 
     def record_run(self, job_id: str, run_label: str, via: str = VIA_LAUNCHER, *, base_log_dir: str | None = None,
-                   retry: RetryOrigin | None = None) -> None:
-        """Append a run submitted now to the manifest (the caller holds the lock)."""
+                   retry: RetryOrigin | None = None, launch: str = "", token: str = "",
+                   when: str | None = None) -> None:
+        """Append a run submitted now (or ``when``) to the manifest (the caller holds the lock)."""
         self._read = None  # read again at the next look: it holds one more entry
-        append_run(self.path, job_id, run_label, via, base_log_dir=base_log_dir, retry=retry)
+        append_run(self.path, job_id, run_label, via, base_log_dir=base_log_dir, retry=retry, launch=launch,
+                   token=token, when=when)
+
+    def record_plan(self, plan: Plan) -> None:
+        """Append what a launch is about to submit, before its first sbatch (the caller holds the lock)."""
+        self._read = None
+        append_plan(self.path, plan)
 
     def record_cancellation(self, cancelled: Sequence[str]) -> None:
         """Append that ``nrl-launch cancel`` cancelled ``cancelled`` now (the caller holds the lock)."""
@@ -262,8 +271,12 @@ class ExperimentDir:
         """The jobs of ``runs`` (default: the latest launch's, as the manifest records them) and
         their log folders, in submission order."""
         chosen = self.manifest.latest_launch.runs if runs is None else runs
-        roots = {run.job_id: self.log_root(run.base_log_dir) for run in chosen}
-        return TrackedExperiment(self.name, tuple(TrackedJob(i, roots[i]) for i in job_ids(roots)))
+        by_id = {run.job_id: run for run in chosen}  # an id recorded twice (ids restarted): the later run
+        return TrackedExperiment(self.name, tuple(self.tracked_job(by_id[i]) for i in job_ids(by_id)))
+
+    def tracked_job(self, run: Run) -> TrackedJob:
+        """The job of a recorded run, with what tells its log folders from an earlier job's of the same id."""
+        return TrackedJob(run.job_id, self.log_root(run.base_log_dir), run.token, joblogs.epoch(run.submitted_at))
 
     def output_file(self, job_id: str) -> Path | None:
         """The job's Slurm ``--output`` file, if it exists."""

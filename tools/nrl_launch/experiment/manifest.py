@@ -58,6 +58,7 @@ VIA_RETRY = "retry"  # a run WATCH submitted again after an infrastructure failu
 VIA_VALUES = (VIA_LAUNCHER, VIA_CONTINUE, VIA_RETRY)
 CANCELLED_KEY = "cancelled"  # a cancellation entry: the job ids it cancelled, space separated
 CANCEL_VIA = "nrl-launch cancel"
+PLANNED_KEY = "planned"  # a plan entry: the number of runs a launch is about to submit
 # ISO 8601 in UTC with seconds, e.g. 2026-11-29T01:00:09+00:00: a strftime
 # format for Python and a `date -u +FORMAT` format for continue.sh.
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S+00:00"
@@ -215,11 +216,19 @@ class Run:
     base_log_dir: str = ""  # BASE_LOG_DIR of the run, when it had one
     retry: RetryOrigin | None = None
     extra: Fields = ()
+    launch: str = ""  # the launch (its Plan's id) a launcher run belongs to
+    token: str = ""  # the run's token, in its job's environment and its log folders (experiment.joblogs)
 
     @property
     def starts_launch(self) -> bool:
         """True for the launcher's first run of a launch (``1/N``)."""
         return self.via == VIA_LAUNCHER and self.run.startswith("1/")
+
+    @property
+    def index(self) -> int | None:
+        """``i`` of a launcher run ``i/N``; None for another label."""
+        head, slash, _ = self.run.partition("/")
+        return int(head) if slash and head.isascii() and head.isdigit() else None
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> Run:
@@ -228,13 +237,14 @@ class Run:
         if any(key in fields for key in _RETRY_KEYS):
             retry = RetryOrigin(*(fields.get(key, "") for key in _RETRY_KEYS))
         return cls(fields["job_id"], fields.get("run", ""), fields.get("via", ""), fields.get("submitted_at", ""),
-                   fields.get("base_log_dir", ""), retry, _unknown(fields, (*_RUN_KEYS, *_RETRY_KEYS)))
+                   fields.get("base_log_dir", ""), retry, _unknown(fields, (*_RUN_KEYS, *_RETRY_KEYS)),
+                   launch=fields.get("launch", ""), token=fields.get("token", ""))
 
     def to_data(self) -> dict[str, str]:
         """The entry as written: the standard fields first, then a retry's, then unknown ones."""
         data = {"job_id": self.job_id, "submitted_at": self.submitted_at, "run": self.run, "via": self.via}
-        if self.base_log_dir:
-            data["base_log_dir"] = self.base_log_dir
+        optional = (("base_log_dir", self.base_log_dir), ("launch", self.launch), ("token", self.token))
+        data.update((key, value) for key, value in optional if value)
         if self.retry is not None:
             data.update(retry_of=self.retry.retry_of, after=self.retry.after, failed_on=self.retry.failed_on)
             if self.retry.exclude:
@@ -243,7 +253,49 @@ class Run:
         return data
 
 
-_RUN_KEYS = ("job_id", "submitted_at", "run", "via", "base_log_dir")
+_RUN_KEYS = ("job_id", "submitted_at", "run", "via", "base_log_dir", "launch", "token")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one launch is about to submit, recorded before its first ``sbatch`` (an entry without
+    ``job_id``): so that the same command, run again after the launch was cut short, submits only
+    the runs it lacks."""
+
+    runs: int  # NUM_RUNS: the launcher's runs 1/N .. N/N
+    launch: str  # the launch's id, written on each of its runs
+    stamp: str  # YYMMDD-HHMMSS of the launch, in its runs' --output file names
+    digest: str  # what its runs submit (sbatch words, job environment, pinned inputs), hashed
+    at: str = ""  # planned_at
+    via: str = VIA_LAUNCHER
+    extra: Fields = ()
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str]) -> Plan:
+        """The plan of an entry's fields (ValueError when ``planned`` is no positive number)."""
+        runs = int(fields[PLANNED_KEY])
+        if runs < 1:
+            raise ValueError(runs)
+        return cls(runs, fields.get("launch", ""), fields.get("stamp", ""), fields.get("digest", ""),
+                   fields.get("planned_at", ""), fields.get("via", ""), _unknown(fields, _PLAN_KEYS))
+
+    def to_data(self) -> dict[str, str]:
+        """The entry as written."""
+        return {PLANNED_KEY: str(self.runs), "launch": self.launch, "stamp": self.stamp, "digest": self.digest,
+                "planned_at": self.at, "via": self.via, **dict(self.extra)}
+
+
+_PLAN_KEYS = (PLANNED_KEY, "launch", "stamp", "digest", "planned_at", "via")
+
+
+@dataclass(frozen=True)
+class OpenLaunch:
+    """The latest launch when it queued fewer runs than it planned: cut short (a failure, Ctrl-C,
+    SIGKILL, a lost machine) and never cancelled since."""
+
+    plan: Plan
+    queued: tuple[Run, ...]  # its runs recorded so far, in order
+    missing: tuple[int, ...]  # the ``i`` of its runs ``i/N`` not recorded, in order
 
 
 @dataclass(frozen=True)
@@ -277,7 +329,7 @@ class OtherEntry:
         return dict(self.fields)
 
 
-Entry = Run | Cancellation | OtherEntry
+Entry = Run | Cancellation | Plan | OtherEntry
 
 
 def _entry(fields: dict[str, str]) -> Entry:
@@ -285,6 +337,11 @@ def _entry(fields: dict[str, str]) -> Entry:
         return Run.from_fields(fields)
     if fields.get(CANCELLED_KEY):
         return Cancellation.from_fields(fields)
+    if fields.get(PLANNED_KEY):
+        try:
+            return Plan.from_fields(fields)
+        except ValueError:
+            pass  # not a count: kept as it is, as an entry of unknown kind
     return OtherEntry(tuple(fields.items()))
 
 
@@ -364,6 +421,28 @@ class Manifest:
         judges, and ``status`` shows, is this."""
         launches = self.launches
         return launches[-1] if launches else Launch(())
+
+    @property
+    def plans(self) -> tuple[Plan, ...]:
+        """Every launch plan recorded, in order."""
+        return tuple(entry for entry in self.entries if isinstance(entry, Plan))
+
+    @property
+    def open_launch(self) -> OpenLaunch | None:
+        """The latest launch when it queued fewer runs than it planned and was not cancelled since
+        (``nrl-launch cancel`` closes it); None otherwise."""
+        at = next((i for i in range(len(self.entries) - 1, -1, -1) if isinstance(self.entries[i], Plan)), None)
+        if at is None:
+            return None
+        plan = self.entries[at]
+        assert isinstance(plan, Plan)
+        since = self.entries[at + 1:]
+        if any(isinstance(entry, Cancellation) for entry in since):
+            return None
+        queued = tuple(entry for entry in since if isinstance(entry, Run) and entry.launch == plan.launch)
+        done = {run.index for run in queued}
+        missing = tuple(i for i in range(1, plan.runs + 1) if i not in done)
+        return OpenLaunch(plan, queued, missing) if missing else None
 
     @property
     def next_run_number(self) -> int:
@@ -545,12 +624,18 @@ def write_manifest(folder: Path, manifest: Manifest) -> os.stat_result:
 
 def append_run(folder: Path, job_id: str, run_label: str, via: str = VIA_LAUNCHER, *,
                base_log_dir: str | None = None, retry: RetryOrigin | None = None,
-               when: dt.datetime | str | None = None) -> None:
+               when: dt.datetime | str | None = None, launch: str = "", token: str = "") -> None:
     """Record in ``folder``'s manifest a run submitted now (or ``when``); SnapshotError for an
     unknown ``via`` or when the entry cannot be appended."""
     if via not in VIA_VALUES:
         raise SnapshotError(f"invalid run origin {via!r}: expected one of {', '.join(VIA_VALUES)}")
-    append_entry(folder, Run(str(job_id), str(run_label), via, _iso(when), base_log_dir or "", retry))
+    append_entry(folder, Run(str(job_id), str(run_label), via, _iso(when), base_log_dir or "", retry, launch=launch,
+                             token=token))
+
+
+def append_plan(folder: Path, plan: Plan) -> None:
+    """Record in ``folder``'s manifest what a launch is about to submit (``planned_at``: now when unset)."""
+    append_entry(folder, plan if plan.at else replace(plan, at=utc_now_iso()))
 
 
 def append_cancellation(folder: Path, job_ids: Sequence[str], when: dt.datetime | str | None = None) -> None:
@@ -560,7 +645,7 @@ def append_cancellation(folder: Path, job_ids: Sequence[str], when: dt.datetime 
     append_entry(folder, Cancellation(tuple(job_ids), _iso(when)))
 
 
-def append_entry(folder: Path, entry: Run | Cancellation) -> None:
+def append_entry(folder: Path, entry: Run | Cancellation | Plan) -> None:
     """Append ``entry`` to ``folder``'s manifest, by appending text in one ``write`` (the file
     is not rewritten). SnapshotError if there is no manifest."""
     path = manifest_path(folder)

@@ -374,13 +374,15 @@ class Tries:
         self.delays = backoff(client.rng)
         self.count = 1
 
-    def left(self) -> float:
-        """Seconds left for trying again."""
+    def end(self) -> float:
+        """The ``now()`` value at which trying again stops: the budget's end, or the deadline."""
         client = self.client
         end = self.started + client.retry_for
-        if client.deadline is not None:
-            end = min(end, client.deadline)
-        return end - client.now()
+        return end if client.deadline is None else min(end, client.deadline)
+
+    def left(self) -> float:
+        """Seconds left for trying again."""
+        return self.end() - self.client.now()
 
     def again(self, error: SlurmError) -> bool:
         """True after waiting to try again; False when ``error`` is final or time is up (then the
