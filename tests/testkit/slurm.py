@@ -355,6 +355,8 @@ class SlurmOnPath:
 #   FAKE_SBATCH_FAIL_AT=N      the N-th real submission fails, exit 1 (fail_at)
 #   FAKE_SBATCH_GARBAGE_AT=N   the N-th real submission exits 0 without a job id (garbage_at)
 #   FAKE_SBATCH_FLAKY_EVERY=N  every N-th sbatch call loses its reply, half of them after queueing (flaky_every)
+#   FAKE_SBATCH_KILL_CALLER_AT=N  the N-th real submission queues its job, then SIGKILLs its caller (the
+#                              launcher) before answering: a launch killed between sbatch's answer and its record
 #   FAKE_SBATCH_NOISE=1        every real submission also prints non-UTF-8 bytes (noise)
 #   FAKE_SBATCH_ID_ON_STDERR=1 "Submitted batch job N" on stderr (id_on_stderr)
 #   FAKE_SLURM_DOWN=1          every command fails as with no controller (down)
@@ -414,6 +416,12 @@ def serve_on_path(program: str, args: list[str], state_dir: Path) -> int:
         except FileNotFoundError:
             answer = Completed(127, "", f"{program}: not modelled by the fake Slurm\n")
         queue.write_text(json.dumps(fake.state()))
+        kill_at = int(os.environ.get("FAKE_SBATCH_KILL_CALLER_AT") or 0)
+        if program == "sbatch" and args[:1] != ["--test-only"] and fake.attempts == kill_at:
+            import signal
+
+            os.kill(os.getppid(), signal.SIGKILL)
+            return 1
     for stream, text in ((sys.stdout, answer.stdout), (sys.stderr, answer.stderr)):
         stream.flush()
         stream.buffer.write(text.encode("utf-8", "surrogateescape"))

@@ -265,10 +265,14 @@ def test_progress_on_stderr_shows_each_job_and_the_next_poll() -> None:
 def test_watch_gives_up_after_polls_fail_for_too_long() -> None:
     fake = FakeSlurm(down=True)
     fake.add_job("5", "RUNNING")
-    clock = iter(range(0, 10_000, 600))  # each poll ten minutes after the previous one
+    clock = [0.0]  # each poll ten minutes after the previous one
+
+    def wait(seconds: float) -> None:
+        clock[0] += seconds
+
     err: list[str] = []
     watch = Watcher(fake.client(), WatchSettings(interval=600, give_up=1800), out=lambda _: None, err=err.append,
-                    wait=lambda _: None, now=lambda: float(next(clock)), resume_hint="nrl-launch watch exp")
+                    wait=wait, now=lambda: clock[0], resume_hint="nrl-launch watch exp")
     with pytest.raises(SlurmUnreachable) as info:
         watch.follow(two_jobs("5"))
     assert len(err) == 3  # the polls at 0, 10 and 20 minutes were retried, the one at 30 minutes gave up

@@ -131,12 +131,15 @@ class Watcher:
         unjudged: list[str] = []  # finished jobs whose end Slurm could not tell yet
         while remaining:
             self.wait(self.settings.interval)
+            started = self.now()
+            # Polls have failed since failing_since: this one (the client's retries included) ends
+            # when WATCH_GIVE_UP is reached, however long Slurm takes not to answer.
+            left = self.settings.give_up - (started - failing_since if failing_since is not None else 0.0)
             try:
-                queue = self.slurm.queue(remaining)
+                queue = self.slurm.until(self.slurm.now() + left).queue(remaining)
             except SlurmError as e:
-                moment = self.now()
-                failing_since = moment if failing_since is None else failing_since
-                self._unreachable(e, moment - failing_since)
+                failing_since = started if failing_since is None else failing_since
+                self._unreachable(e, self.now() - failing_since)
                 continue
             failing_since = None
             finished = [j for j in remaining if j not in queue]
