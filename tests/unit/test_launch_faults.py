@@ -7,19 +7,22 @@ from __future__ import annotations
 import collections
 import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from nrl_launch.experiment.manifest import MANIFEST_NAME, Plan, read_manifest
-from testkit import BASE_ENV, FakeSlurm, Project, SlurmOnPath, finish, launcher_env, run_cli, start_nrl_launch
+from nrl_launch.slurm.runner import Completed
+from testkit import BASE_ENV, Call, FakeSlurm, Project, SlurmOnPath, finish, launcher_env, run_cli, start_nrl_launch
 
 THREE_RUNS = "NUM_NODES=1\nNUM_RUNS=3\nNUM_MINUTES=10\n"
 
 
 def recipes(project: Project, count: int, config: str = THREE_RUNS) -> list[str]:
-    return [str(project.add_recipe(f"exp-{n:02d}", config=config, commit=False)) for n in range(count)] + \
-        [project.commit("recipes") or ""][:0]
+    scripts = [str(project.add_recipe(f"exp-{n:02d}", config=config, commit=False)) for n in range(count)]
+    project.commit("recipes")
+    return scripts
 
 
 def job_names(fake: FakeSlurm) -> collections.Counter[str]:
@@ -229,3 +232,48 @@ def test_the_plan_is_recorded_before_the_first_run(project: Project) -> None:
     assert plan_entry.startswith("- planned: '3'\n  launch: ")  # appended as continue.sh appends
     [plan] = read_manifest(project.root / "code_snapshots" / "sft-a").plans
     assert isinstance(plan, Plan) and plan.runs == 3 and plan.via == "launcher" and plan.at
+
+
+# ---------------------------------------------------------------- the knobs
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("SUBMIT_PARALLEL", "0", "SUBMIT_PARALLEL must be a whole number from 1 to 64 (got '0')"),
+    ("SUBMIT_PARALLEL", "many", "SUBMIT_PARALLEL must be a whole number from 1 to 64"),
+    ("NRL_SLURM_RETRY", "-1", "NRL_SLURM_RETRY must be a number of seconds from 0, at most 86400 (one day)"),
+    ("NRL_SLURM_RETRY", "soon", "NRL_SLURM_RETRY must be a number of seconds (got 'soon')"),
+])
+def test_bad_knobs_are_usage_errors(project: Project, variable: str, value: str, message: str) -> None:
+    script = project.add_recipe("sft-a")
+    result = run_cli("launch", str(script), env={**BASE_ENV, variable: value}, slurm=FakeSlurm())
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_the_knobs_are_options_too(project: Project) -> None:
+    scripts = recipes(project, 3)
+    fake = FakeSlurm(flaky_every=2)
+    result = run_cli("launch", "--submit-parallel", "1", "--slurm-retry", "0", *scripts, env=BASE_ENV, slurm=fake)
+    assert result.exit_code == 1  # the first lost reply is not tried again
+    assert "NRL_SLURM_RETRY" not in result.stderr.split("[ERROR]")[0] and fake.slept == []
+    helped = run_cli("launch", "--help")
+    assert "--submit-parallel N" in helped.stdout and "--slurm-retry SECONDS" in helped.stdout
+    text = " ".join(helped.stdout.split())
+    assert "[env var: NRL_SLURM_RETRY]" in text and "(default 60, at most a day; 0: never)" in text
+    for command in ("watch", "status", "cancel", "logs"):
+        assert "--slurm-retry" in run_cli(command, "--help").stdout, command
+
+
+def test_a_slurm_that_does_not_answer_is_said_within_seconds(project: Project) -> None:
+    script = project.add_recipe("sft-a")
+
+    def silent(call: Call) -> Completed:  # a controller that takes seconds to say it cannot be reached
+        time.sleep(3.5)
+        return Completed(1, "", "sbatch: error: Batch job submission failed: Unable to contact slurm controller "
+                                "(connect failure)\n")
+
+    fake = FakeSlurm(answers={"sbatch": silent})
+    result = run_cli("launch", str(script), env={**BASE_ENV, "NRL_SLURM_RETRY": "0"}, slurm=fake)
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("[WARNING]: Slurm has not answered sbatch for 3 s: the controller may be busy or down")
+    assert lines[-1].startswith("[ERROR]: cannot reach Slurm: Unable to contact slurm controller")

@@ -382,3 +382,52 @@ def test_what_is_written_reads_back_the_same_with_either_parser(manifest: Manife
     except yaml.YAMLError:
         return  # libyaml refuses it: the pure-Python parser reads it (above)
     assert fast == yaml.load(text, Loader=yaml.SafeLoader)
+
+
+# ---------------------------------------------------------------- launch plans
+
+
+def test_an_open_launch_is_one_with_fewer_runs_than_planned(tmp_path: Path) -> None:
+    from nrl_launch.experiment.manifest import Plan, append_cancellation, append_plan
+
+    write_manifest(tmp_path, Manifest(experiment="x"))
+    assert read_manifest(tmp_path).open_launch is None
+    append_plan(tmp_path, Plan(3, "L1", "261206-120000", "d1"))
+    append_run(tmp_path, "11", "1/3", launch="L1", token="t1")
+    append_run(tmp_path, "12", "4", via="continue.sh")  # no run of the plan
+    opened = read_manifest(tmp_path).open_launch
+    assert opened is not None and opened.missing == (2, 3) and [r.job_id for r in opened.queued] == ["11"]
+    assert opened.plan.at and opened.plan.via == "launcher"  # planned_at written when appended
+    append_run(tmp_path, "13", "2/3", launch="L1")
+    append_run(tmp_path, "14", "3/3", launch="L1")
+    assert read_manifest(tmp_path).open_launch is None  # complete
+    append_plan(tmp_path, Plan(2, "L2", "261206-130000", "d2"))
+    append_run(tmp_path, "15", "1/2", launch="L2")
+    assert read_manifest(tmp_path).open_launch.missing == (2,)
+    append_cancellation(tmp_path, ["15"])
+    assert read_manifest(tmp_path).open_launch is None  # nrl-launch cancel closes it
+    manifest = read_manifest(tmp_path)
+    assert [p.launch for p in manifest.plans] == ["L1", "L2"] and manifest.next_run_number == 6
+
+
+def test_a_plan_entry_is_appended_text_no_run_for_older_readers(tmp_path: Path) -> None:
+    from nrl_launch.experiment.manifest import Plan, append_plan
+
+    write_manifest(tmp_path, Manifest(experiment="x"))
+    append_plan(tmp_path, Plan(3, "L1", "261206-120000", "abc", at="2026-01-02T03:04:05+00:00"))
+    text = (tmp_path / MANIFEST_NAME).read_text()
+    assert text.endswith("runs:\n- planned: '3'\n  launch: L1\n  stamp: 261206-120000\n  digest: abc\n"
+                         "  planned_at: '2026-01-02T03:04:05+00:00'\n  via: launcher\n")
+    # no job_id (continue.sh counts "- job_id:" lines) and no "cancelled": a reader that does not know
+    # plans keeps it as an entry of another kind, never a run
+    data = yaml.safe_load(text)["runs"][0]
+    assert "job_id" not in data and "cancelled" not in data
+    counted = subprocess.run(["grep", "-c", "^- job_id:", str(tmp_path / MANIFEST_NAME)], capture_output=True,
+                             text=True).stdout
+    assert counted.strip() == "0" and read_manifest(tmp_path).next_run_number == 1
+
+
+def test_a_plan_entry_without_a_count_is_kept_as_another_kind(tmp_path: Path) -> None:
+    text = "experiment: x\nruns:\n- planned: lots\n  launch: L\n"
+    read = parse_manifest(text, tmp_path / MANIFEST_NAME)
+    assert read.entries == (OtherEntry((("planned", "lots"), ("launch", "L"))),) and read.plans == ()
