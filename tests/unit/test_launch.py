@@ -937,7 +937,7 @@ def test_ctrl_c_while_submitting_says_what_is_queued(project: Project, fake_slur
     assert again.exit_code == 0, again.output
     assert stdout_lines(again)[1:] == ["Submitting 2/2 job with 1 nodes for sft-a.sh", "Submitted batch job 1002",
                                        "[INFO]: Total GPU hours: 64"]  # what the script costs, as planned
-    assert "finishing its launch" in again.stderr and "job 1002 is this run's" in again.stderr
+    assert "finishing the launch" in again.stderr and "job 1002 is this run's" in again.stderr
     assert sorted(fake_slurm.jobs) == ["1001", "1002"]
     runs = read_manifest(project.root / "code_snapshots" / "sft-a").runs
     assert [(r.job_id, r.run) for r in runs] == [("1001", "1/2"), ("1002", "2/2")]

@@ -130,22 +130,24 @@ def test_a_launch_stopped_by_a_final_error_is_finished_by_the_same_command(proje
     again = run_cli("launch", *scripts, env={**BASE_ENV, "SUBMIT_PARALLEL": "1"}, slurm=fake)
     assert again.exit_code == 0, again.output
     lines = again.stdout.splitlines()
-    # exp-00 was complete: a relaunch of it submits NUM_RUNS more, as the bash launcher does;
-    # exp-01 gets its runs 2/3 and 3/3 only; exp-02 was never started: all of it
+    # the launch is finished: exp-00, which it had completed, gets nothing more; exp-01 its runs 2/3
+    # and 3/3 only; exp-02, planned but never started, all of them
     assert [line for line in lines if line.startswith("Submitting")] == [
-        f"Submitting {i}/3 job with 1 nodes for exp-00.sh" for i in (1, 2, 3)] + [
         f"Submitting {i}/3 job with 1 nodes for exp-01.sh" for i in (2, 3)] + [
         f"Submitting {i}/3 job with 1 nodes for exp-02.sh" for i in (1, 2, 3)]
-    assert "[INFO]: exp-01: finishing its launch of " in again.stderr
-    assert job_names(fake) == {"acct:exp-00": 6, "acct:exp-01": 3, "acct:exp-02": 3}
-    finished = [job.option("output") for job in fake.jobs.values() if job.name() != "acct:exp-00"]
-    assert len(set(finished)) == 6  # each run of exp-01 and exp-02 once (exp-00's two launches may share a second)
+    assert lines[0].endswith("exp-00.sh") and lines[1].endswith("exp-01.sh")  # its info line, and no run
+    assert "[INFO]: exp-00: finishing the launch of " in again.stderr and "nothing more to submit" in again.stderr
+    assert "[INFO]: exp-01: finishing the launch of " in again.stderr
+    assert job_names(fake) == {"acct:exp-00": 3, "acct:exp-01": 3, "acct:exp-02": 3}
+    assert set(outputs(fake).values()) == {1}  # each run once
     runs = read_manifest(project.root / "code_snapshots" / "exp-01").runs
     assert [run.run for run in runs] == ["1/3", "2/3", "3/3"] and len({run.launch for run in runs}) == 1
     assert len({run.token for run in runs}) == 3 and all(run.token for run in runs)
     # the finished launch's runs have that launch's --output files (its stamp)
     stamps = {job.option("output").split("-%j-")[0] for job in fake.jobs.values() if job.name() == "acct:exp-01"}
     assert len(stamps) == 1
+    again_again = run_cli("launch", *scripts, env=BASE_ENV, slurm=fake)  # now complete: NUM_RUNS more of each
+    assert again_again.exit_code == 0 and len(fake.jobs) == 18
 
 
 def test_the_same_command_after_a_complete_launch_submits_num_runs_more(project: Project) -> None:
@@ -161,12 +163,13 @@ def test_the_same_command_after_a_complete_launch_submits_num_runs_more(project:
 def test_a_launch_killed_between_sbatch_and_its_record_is_finished_without_a_duplicate(
         project: Project, slurm_on_path: SlurmOnPath) -> None:
     scripts = recipes(project, 4)
-    env = launcher_env(FAKE_SQUEUE_POLLS="1000", SUBMIT_PARALLEL="2", FAKE_SBATCH_KILL_CALLER_AT="5")
+    env = launcher_env(FAKE_SQUEUE_POLLS="1000", SUBMIT_PARALLEL="2", FAKE_SBATCH_KILL_CALLER_AT="8")
     code, out, err = finish(start_nrl_launch("launch", *scripts, cwd=project.root, env=env))
     assert code == -signal.SIGKILL
-    # the 5th was queued, then its launcher killed before recording it (the other experiment's sbatch,
-    # running at that moment, may have queued its job too: an orphan of the killed launch as well)
-    assert len(slurm_on_path.submissions()) in (5, 6)
+    # the 8th was queued, then its launcher killed before recording it (the other experiment's sbatch,
+    # running at that moment, may have queued its job too: an orphan of the killed launch as well);
+    # by then an experiment or two had all their runs: those get nothing more
+    assert len(slurm_on_path.submissions()) in (8, 9)
     env.pop("FAKE_SBATCH_KILL_CALLER_AT")
     code, out, err = finish(start_nrl_launch("launch", *scripts, cwd=project.root, env=env))
     assert code == 0, err

@@ -51,7 +51,7 @@ from nrl_launch.experiment import gitrepo
 from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot, locked, name_problem
 from nrl_launch.experiment.gitrepo import RepoInfo
 from nrl_launch.experiment.joblogs import TOKEN_VARIABLE, TrackedExperiment, TrackedJob, epoch
-from nrl_launch.experiment.launches import Chain, decide, pin_changes, run_token
+from nrl_launch.experiment.launches import Chain, decide, finished_launches, new_launch_id, pin_changes, run_token
 from nrl_launch.experiment.manifest import VIA_LAUNCHER, Manifest, Source, build_manifest
 from nrl_launch.experiment.rerun import NextRun
 from nrl_launch.experiment.snapshot import SnapshotBatch
@@ -161,6 +161,7 @@ class Pipeline:
         self.out = out
         self.err = err
         self.progress = progress
+        self.launch_id = new_launch_id(settings.launch_stamp)  # on the plan and the runs of every experiment
 
     def launch(self, experiments: Sequence[Experiment]) -> Launched:
         """Plan, pre-flight, snapshot and submit ``experiments`` (or skip submitting, DRYRUN=2).
@@ -184,16 +185,29 @@ class Pipeline:
             planned = tuple(replace(p, submissions=chain.submissions) for p, chain in zip(planned, chains,
                                                                                           strict=True))
             self.write_continue_scripts(planned)
+            self.record_plans(planned, chains)
             jobs, tracked = self.submit_all(planned, chains)
         return Launched(planned, jobs, tracked)
 
     def chains(self, planned: Sequence[PlannedExperiment]) -> list[Chain]:
-        """What this launch submits for each experiment: all its runs, or the runs a launch cut
-        short lacks (DRYRUN=2 records nothing: every run, as planned)."""
-        stamp = self.settings.launch_stamp
+        """What this launch submits for each experiment: all its runs, or, finishing a launch that
+        was cut short, the runs it lacks (DRYRUN=2 records nothing: every run, as planned)."""
         dry = self.settings.dryrun is DryRun.NO_SUBMIT
-        return [decide(None if dry else p.folder.recorded(), p.submissions, partial(p.with_stamp, self.settings),
-                       stamp=stamp, where=p.experiment.script) for p in planned]
+        recorded = [None if dry else p.folder.recorded() for p in planned]
+        finishing = finished_launches(recorded)
+        return [decide(manifest, p.submissions, partial(p.with_stamp, self.settings),
+                       stamp=self.settings.launch_stamp, launch=self.launch_id, finishing=finishing,
+                       where=p.experiment.script) for p, manifest in zip(planned, recorded, strict=True)]
+
+    def record_plans(self, planned: Sequence[PlannedExperiment], chains: Sequence[Chain]) -> None:
+        """Record the plan of every experiment this launch starts, all before the first sbatch: a
+        launch cut short anywhere is then finished by the same command, and an experiment it had
+        completed is left as it is."""
+        if self.settings.dryrun is DryRun.NO_SUBMIT:
+            return
+        for p, chain in zip(planned, chains, strict=True):
+            if not chain.finishing:
+                p.folder.record_plan(chain.plan)
 
     # ---- snapshots
 
@@ -347,8 +361,6 @@ class Pipeline:
             outcome.err(finishing_note(p, chain))
             outcome.jobs.extend(run.job_id for run in chain.earlier)
             outcome.tracked.extend(folder.tracked_job(run) for run in chain.earlier)
-        else:
-            folder.record_plan(chain.plan)  # before the first sbatch: a launch cut short can be finished
         # a run the launch cut short had queued without recording it is adopted, not queued again
         listing = self._queued_as(chain, p) if chain.finishing else []
         for sub in chain.todo:
@@ -673,14 +685,17 @@ def raise_stopped(outcomes: Sequence[Outcome], jobs: dict[str, list[str]], inter
 
 
 def finishing_note(p: PlannedExperiment, chain: Chain) -> str:
-    """What finishing a launch cut short does (stderr)."""
+    """What finishing a launch cut short does for one experiment (stderr)."""
     plan = chain.plan
     queued = len(chain.earlier)
     jobs = f" (jobs {' '.join(run.job_id for run in chain.earlier)})" if chain.earlier else ""
+    head = (f"[INFO]: {p.name}: finishing the launch of {plan.at or plan.stamp}, which was cut short: {queued} of "
+            f"{plan.runs} run{'s' * (plan.runs != 1)} queued{jobs}")
+    if not chain.todo:
+        return f"{head}; nothing more to submit"
     labels = ", ".join(sub.run_label for sub in chain.todo)
-    return (f"[INFO]: {p.name}: finishing its launch of {plan.at or plan.stamp}, which was cut short: {queued} of "
-            f"{plan.runs} run{'s' * (plan.runs != 1)} queued{jobs}; submitting only run{'s' * (len(chain.todo) != 1)} "
-            f"{labels} (a run it queued without recording it is found in the queue and adopted)")
+    return (f"{head}; submitting only run{'s' * (len(chain.todo) != 1)} {labels} (a run it queued without "
+            "recording it is found in the queue and adopted)")
 
 
 def by_snapshot_root(planned: Iterable[PlannedExperiment]) -> dict[SnapshotRoot, list[str]]:

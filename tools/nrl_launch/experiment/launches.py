@@ -1,23 +1,27 @@
-"""One launch of an experiment as the manifest records it: its plan, and finishing it when cut short.
+"""One launch as the manifests record it: its plan, and finishing it when it was cut short.
 
-Before its first ``sbatch`` a launch records its *plan* in the experiment's
-manifest (:class:`~nrl_launch.experiment.manifest.Plan`: how many runs, the
-launch's id and stamp, a digest of what the runs submit), and every run it
-queues names the launch. A launch cut short -- sbatch failing for good,
-Ctrl-C, SIGKILL, a lost machine -- leaves its plan *open*: fewer runs
-recorded than planned (:attr:`Manifest.open_launch`). The same command run
-again then finishes it: it submits only the missing runs, with the launch's
-own stamp (so their ``--output`` files are the launch's), after adopting any
-run the cut-short launch had queued without recording it (found in the queue
-by its job name and ``--output`` file, :mod:`nrl_launch.slurm.submit`).
+A launch (one command: its experiments, one launch id and stamp) records in
+each experiment's manifest its *plan* -- how many runs, the launch's id and
+stamp, a digest of what the runs submit -- before its first ``sbatch``, and
+every run it queues names the launch. A launch cut short -- sbatch failing for
+good, Ctrl-C, SIGKILL, a lost machine -- leaves the plans of some experiments
+*open*: fewer runs recorded than planned (:attr:`Manifest.open_launch`). The
+same command run again then finishes that launch: an experiment whose plan is
+open gets only its missing runs, with the launch's own stamp (so their
+``--output`` files are the launch's), after adopting any run the cut-short
+launch had queued without recording it (found in the queue by its job name and
+``--output`` file, :mod:`nrl_launch.slurm.submit`); an experiment that launch
+completed gets nothing; an experiment the command names that the launch never
+planned gets all its runs.
 
-"The same command" is the same experiment in the same snapshot root whose
+"The same command" is the same experiments in the same snapshot root whose
 runs would submit the same thing: the same sbatch words, job environment and
 pinned CONFIG inputs (the digest; NUM_RUNS is part of it). A launch that would
-submit something else while the open one has runs queued is refused (finish it
-as it was, or close it with ``nrl-launch cancel``); an open launch with no run
-queued is simply replaced. A complete launch keeps the bash launcher's
-behaviour: running the command again submits NUM_RUNS more runs.
+submit something else for an experiment whose open launch has runs queued is
+refused (finish it as it was, or close it with ``nrl-launch cancel``); an open
+launch with no run queued is simply replaced. When no experiment of the
+command has an open launch, the bash launcher's behaviour holds: running the
+command again submits NUM_RUNS more runs of each.
 
 Each launcher run's token (:mod:`nrl_launch.experiment.joblogs`) is derived
 from the launch's id and the run's number, so the launch that finishes
@@ -33,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from nrl_launch.errors import PlanError
-from nrl_launch.experiment.manifest import Manifest, OpenLaunch, Plan, Run
+from nrl_launch.experiment.manifest import Manifest, Plan, PlannedLaunch, Run
 from nrl_launch.experiment.rerun import NextRun
 from nrl_launch.plan import Submission
 
@@ -71,25 +75,36 @@ class Chain:
     finishing: bool = False  # this launch finishes one that was cut short: its plan is recorded already
 
 
+def finished_launches(recorded: Sequence[Manifest | None]) -> set[str]:
+    """The launches a command finishes: those open in the manifest of one of its experiments."""
+    return {state.plan.launch for manifest in recorded if manifest is not None
+            for state in [manifest.open_launch] if state is not None}
+
+
 def decide(recorded: Manifest | None, submissions: tuple[Submission, ...],
-           rebuild: Callable[[str], tuple[Submission, ...]], *, stamp: str, where: str) -> Chain:
-    """This launch's chain for an experiment whose manifest is ``recorded`` (None: a new snapshot),
-    planned as ``submissions`` with this launch's ``stamp``; ``rebuild(stamp)`` plans the same runs
-    with another launch's stamp. PlanError (about ``where``) when an open launch with runs queued
-    would be finished with other runs than it planned."""
-    open_launch = recorded.open_launch if recorded is not None else None
-    if open_launch is not None:
-        theirs = rebuild(open_launch.plan.stamp)
-        if plan_digest(theirs) == open_launch.plan.digest and len(theirs) == open_launch.plan.runs:
-            todo = tuple(sub for sub in theirs if sub.index in open_launch.missing)
-            return Chain(open_launch.plan, theirs, todo, open_launch.queued, finishing=True)
-        if open_launch.queued:
-            raise PlanError(refusal(open_launch, theirs), where=where)
-    plan = Plan(len(submissions), new_launch_id(stamp), stamp, plan_digest(submissions))
+           rebuild: Callable[[str], tuple[Submission, ...]], *, stamp: str, launch: str, finishing: set[str],
+           where: str) -> Chain:
+    """This command's chain for an experiment whose manifest is ``recorded`` (None: a new snapshot),
+    planned as ``submissions`` with this command's ``stamp`` and ``launch`` id; ``rebuild(stamp)``
+    plans the same runs with another launch's stamp; ``finishing``: the launches this command
+    finishes (:func:`finished_launches`). PlanError (about ``where``) when an open launch with runs
+    queued would be finished with other runs than it planned."""
+    latest = recorded.latest_plan if recorded is not None else None
+    if latest is not None and latest.open:
+        theirs = rebuild(latest.plan.stamp)
+        if plan_digest(theirs) == latest.plan.digest and len(theirs) == latest.plan.runs:
+            todo = tuple(sub for sub in theirs if sub.index in latest.missing)
+            return Chain(latest.plan, theirs, todo, latest.queued, finishing=True)
+        if latest.queued:
+            raise PlanError(refusal(latest, theirs), where=where)
+    elif latest is not None and not latest.closed and latest.plan.launch in finishing:
+        # complete in the launch this command finishes: nothing more of it
+        return Chain(latest.plan, rebuild(latest.plan.stamp), (), latest.queued, finishing=True)
+    plan = Plan(len(submissions), launch, stamp, plan_digest(submissions))
     return Chain(plan, submissions, submissions)
 
 
-def refusal(open_launch: OpenLaunch, now: Sequence[Submission]) -> str:
+def refusal(open_launch: PlannedLaunch, now: Sequence[Submission]) -> str:
     """Why a launch does not finish the open launch it would duplicate, and the ways out."""
     plan = open_launch.plan
     what = (f"NUM_RUNS was {plan.runs}, is now {len(now)}" if len(now) != plan.runs else

@@ -289,13 +289,19 @@ _PLAN_KEYS = (PLANNED_KEY, "launch", "stamp", "digest", "planned_at", "via")
 
 
 @dataclass(frozen=True)
-class OpenLaunch:
-    """The latest launch when it queued fewer runs than it planned: cut short (a failure, Ctrl-C,
-    SIGKILL, a lost machine) and never cancelled since."""
+class PlannedLaunch:
+    """The latest launch recorded with its plan, and how far it got."""
 
     plan: Plan
     queued: tuple[Run, ...]  # its runs recorded so far, in order
     missing: tuple[int, ...]  # the ``i`` of its runs ``i/N`` not recorded, in order
+    closed: bool = False  # ``nrl-launch cancel`` ran since: the launch is over, however far it got
+
+    @property
+    def open(self) -> bool:
+        """True when it queued fewer runs than it planned -- cut short (a failure, Ctrl-C, SIGKILL,
+        a lost machine) -- and was not cancelled since."""
+        return bool(self.missing) and not self.closed
 
 
 @dataclass(frozen=True)
@@ -428,21 +434,25 @@ class Manifest:
         return tuple(entry for entry in self.entries if isinstance(entry, Plan))
 
     @property
-    def open_launch(self) -> OpenLaunch | None:
-        """The latest launch when it queued fewer runs than it planned and was not cancelled since
-        (``nrl-launch cancel`` closes it); None otherwise."""
+    def latest_plan(self) -> PlannedLaunch | None:
+        """The latest launch that recorded its plan, with its runs; None when none did."""
         at = next((i for i in range(len(self.entries) - 1, -1, -1) if isinstance(self.entries[i], Plan)), None)
         if at is None:
             return None
         plan = self.entries[at]
         assert isinstance(plan, Plan)
         since = self.entries[at + 1:]
-        if any(isinstance(entry, Cancellation) for entry in since):
-            return None
         queued = tuple(entry for entry in since if isinstance(entry, Run) and entry.launch == plan.launch)
         done = {run.index for run in queued}
         missing = tuple(i for i in range(1, plan.runs + 1) if i not in done)
-        return OpenLaunch(plan, queued, missing) if missing else None
+        return PlannedLaunch(plan, queued, missing, any(isinstance(entry, Cancellation) for entry in since))
+
+    @property
+    def open_launch(self) -> PlannedLaunch | None:
+        """The latest launch when it queued fewer runs than it planned and was not cancelled since
+        (``nrl-launch cancel`` closes it); None otherwise."""
+        latest = self.latest_plan
+        return latest if latest is not None and latest.open else None
 
     @property
     def next_run_number(self) -> int:
