@@ -22,8 +22,10 @@ of ``--experiments`` recipes of ``--runs`` runs each:
                                       [--state DIR] [--port N] [--phases floor,launch,faults,kill,status] [--keep]
 
 The cluster is made in ``--state`` (default /tmp/nrl-slurm-bench, port 6850)
-and taken down at the end unless ``--keep`` or it was already running. Never
-point it at a cluster that runs other work: it cancels every job of yours.
+and taken down at the end unless ``--keep`` or it was already running; each
+phase starts on a controller restarted with its job state wiped (a controller
+holding more jobs answers more slowly). Never point it at a cluster that runs
+other work: it forgets every job.
 Needs root (tools/local-slurm) and the test extra (``tests/testkit/faults.py``).
 """
 
@@ -80,6 +82,19 @@ def cluster_up(state: Path, port: int) -> tuple[dict[str, str], bool]:
     return env, not running
 
 
+def fresh_controller(env: dict[str, str], state: Path) -> None:
+    """Restart the controller with no job in memory, partition DOWN: every phase starts from the same
+    state (a controller answers more slowly the more jobs it holds, cancelled ones included)."""
+    sh(str(LOCAL_SLURM), "down", env=env)
+    for path in (state / "ctld").iterdir():
+        if path.is_file():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
+    sh(str(LOCAL_SLURM), "up", env=env)
+    sh("scontrol", "update", "partition=local", "state=down", env=env)
+
+
 def make_repo(root: Path, count: int, runs: int) -> list[str]:
     """A git repository with ray.sub and ``count`` recipes; their paths in a suite file's order."""
     suite = root / "tests" / "test_suites"
@@ -115,10 +130,6 @@ def launch(repo: Path, env: dict[str, str]) -> tuple[int, float, str]:
 
 def experiments(names: list[str]) -> list[str]:
     return [Path(name).stem for name in names]
-
-
-def cancel_all(env: dict[str, str]) -> None:
-    sh("scancel", "--me", env=env, check=False)
 
 
 def floor(repo: Path, cluster: dict[str, str], names: list[str], runs: int) -> float:
@@ -188,20 +199,20 @@ def main() -> None:
             total = len(bench) * args.runs
             print(f"{len(bench)} experiments x {args.runs} runs = {total} submissions; Slurm "
                   f"{sh('sinfo', '--version', env=cluster).split()[-1]}, partition DOWN (jobs never start)")
-            cancel_all(cluster)
+            fresh_controller(cluster, args.state)
             seconds = None
             if "floor" in phases:
                 seconds = floor(repo, cluster, bench, args.runs)
                 print(f"floor: sequential sbatch --parsable loop: {seconds:.2f} s ({seconds / total * 1000:.1f} ms "
                       "a submission)")
-                cancel_all(cluster)
+                fresh_controller(cluster, args.state)
             if "launch" in phases:
                 code, took, err = launch(repo, launch_env(cluster, "code_snapshots_launch"))
                 check = census(cluster, repo / "code_snapshots_launch", experiments(bench), job_name, args.runs)
                 ratio = f", ratio {took / seconds:.2f} (goal <= 1.0)" if seconds else ""
                 print(f"launch: exit {code}, {took:.2f} s (snapshots, pre-flight, submissions){ratio}; "
                       f"{check.line()}")
-                cancel_all(cluster)
+                fresh_controller(cluster, args.state)
             if "faults" in phases:
                 wrapper = install_sbatch(Path(tmp) / "flaky", every=10)
                 env = launch_env(cluster, "code_snapshots_faults", PATH=f"{wrapper}:{cluster['PATH']}")
@@ -210,7 +221,7 @@ def main() -> None:
                 adopted = err.count("had queued job")
                 print(f"faults: every 10th sbatch fails (half after queueing): exit {code}, {took:.2f} s; "
                       f"{check.line()}; {adopted} adopted after a lost reply")
-                cancel_all(cluster)
+                fresh_controller(cluster, args.state)
             if "kill" in phases:
                 env = launch_env(cluster, "code_snapshots_kill")
                 at = kill_half_way(repo, env, bench, args.runs)
@@ -218,7 +229,7 @@ def main() -> None:
                 check = census(cluster, repo / "code_snapshots_kill", experiments(bench), job_name, args.runs)
                 print(f"kill: SIGKILL with {at} jobs queued, then the same command: exit {code}, {took:.2f} s; "
                       f"{check.line()}")
-                cancel_all(cluster)
+                fresh_controller(cluster, args.state)
             if "status" in phases:
                 suite.write_text("\n".join(names[:args.status_experiments]) + "\n")
                 env = launch_env(cluster, "code_snapshots_status")
@@ -236,7 +247,7 @@ def main() -> None:
                 rows = len(done.stdout.splitlines()) - 2  # header and summary
                 print(f"status: {rows} experiments x {args.runs} runs (launched in {took:.1f} s): median "
                       f"{statistics.median(times):.2f} s, best {min(times):.2f} s (goal < 1 s)")
-                cancel_all(cluster)
+                fresh_controller(cluster, args.state)
     finally:
         if started and not args.keep:
             subprocess.run([str(LOCAL_SLURM), "down"], env=cluster, capture_output=True)

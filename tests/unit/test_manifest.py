@@ -37,6 +37,7 @@ from nrl_launch.experiment.manifest import (
     Source,
     append_run,
     build_manifest,
+    entry_field_line,
     parse_manifest,
     read_manifest,
     render_manifest,
@@ -372,11 +373,72 @@ MANIFESTS = st.builds(
     gpu_hours=st.none() | st.integers(0, 10**6), entries=st.lists(RUNS | CANCELLATIONS, max_size=4).map(tuple))
 
 
+# Text as a person or a tool may write it: YAML's tricky words and characters, in printable ASCII
+# (the fast reader's ground: anything else is PyYAML's at once).
+TRICKY = st.lists(st.sampled_from(["yes", "No", "on", "OFF", "true", "null", "~", "0123", "1e3", "1.5", "0x1A",
+                                   "12", "-3", "2026-01-02", "a: b", "a:b", "#c", " x", "x ", "'", "''", '"', "\\",
+                                   "- x", "[1]", "{}", "[]", "&a", "*a", "!!str", "|", ">", "?", "%", "@", "`", ",",
+                                   "a#b", "launcher", "1/5", "abc_DEF-9.x/y+z"]), max_size=3).map("".join)
+ASCII = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=10) | TRICKY
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(ASCII, ASCII | st.none() | st.booleans() | st.integers(-5, 10**6) |
+                       st.lists(ASCII, max_size=2) | st.dictionaries(ASCII, ASCII, max_size=2), max_size=4),
+       st.lists(st.dictionaries(ASCII, ASCII, min_size=1, max_size=3), max_size=3),
+       st.lists(st.tuples(st.sampled_from(["job_id", "run", "via", "token"]), ASCII), max_size=4))
+def test_the_fast_reader_reads_what_pyyaml_reads(head: dict, entries: list, lines: list) -> None:
+    # what PyYAML writes (the manifest, appended entries), then continue.sh's appended lines
+    text = yaml.dump(head, default_flow_style=False, sort_keys=False, allow_unicode=True) if head else ""
+    text += "runs:\n" + (yaml.dump(entries, default_flow_style=False, sort_keys=False) if entries else "")
+    if lines:
+        text += f"- job_id: '{len(lines)}'\n" + "".join(entry_field_line(key, value) + "\n" for key, value in lines)
+    try:
+        expected = yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        expected = "refused"
+    fast = manifest_mod._parse_fast(text)
+    assert fast is None or fast == expected
+
+
+WORDS = ["a", "job_id", "runs", "yes", "No", "null", "~", "0123", "0", "12", "-3", "+4", "1e3", "1.5", "x y", "'q'",
+         "'it''s'", '"d"', '"a\\nb"', "{}", "[]", "a:b", "a: b", "#c", "a#b", "- x", "/p/q", "git@h:r.git", "12:30",
+         "1:2:3", "2026-01-02", "&a", "*a", "!!str", "|", ">", "", "true", "on", ".5", "~x", "@x", "0x1A", "1_000",
+         "<<", "="]
+LINES = st.lists(st.tuples(st.sampled_from([0, 0, 2, 4]), st.sampled_from(["k: v", "k:", "- k: v", "- v", "- "]),
+                           st.sampled_from(WORDS[:30]), st.sampled_from(WORDS)), min_size=1, max_size=6)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(LINES)
+def test_the_fast_reader_reads_any_lines_as_pyyaml_does(lines: list) -> None:
+    # lines of the forms the fast reader knows, with YAML's tricky words in every place (found: "0123:" is 83)
+    text = "".join(" " * indent + form.replace("k", key, 1).replace("v", value) + "\n"
+                   for indent, form, key, value in lines)
+    try:
+        expected = yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        expected = "refused"
+    fast = manifest_mod._parse_fast(text)
+    assert fast is None or fast == expected
+
+
+def test_the_fast_reader_reads_the_launchers_own_manifests() -> None:
+    path, text = reference("rendered")
+    assert manifest_mod._parse_fast(text) == yaml.load(text, Loader=yaml.SafeLoader) is not None
+    appended = text + "- job_id: '7'\n  submitted_at: '2026-01-02T03:04:05+00:00'\n  run: '3'\n" + \
+        entry_field_line("via", "continue.sh") + "\n  token: '0123456789abcdef'\n"
+    assert manifest_mod._parse_fast(appended) == yaml.load(appended, Loader=yaml.SafeLoader)
+    assert manifest_mod._parse_fast(appended + "# a comment\n") is None  # left to PyYAML
+
+
 @settings(max_examples=150, deadline=None)
 @given(MANIFESTS)
 def test_what_is_written_reads_back_the_same_with_either_parser(manifest: Manifest) -> None:
     text = render_manifest(manifest)
     assert parse_manifest(text, Path("m.yaml")) == manifest
+    fast = manifest_mod._parse_fast(text)
+    assert fast is None or fast == yaml.load(text, Loader=yaml.SafeLoader)
     try:
         fast = yaml.load(text, Loader=manifest_mod.LOADER)
     except yaml.YAMLError:
