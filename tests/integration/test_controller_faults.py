@@ -161,17 +161,21 @@ def nrl_launch(lau: Launcher, *args: str, timeout: float = 120) -> subprocess.Co
                           text=True, timeout=timeout)
 
 
-def wipe(cluster: LocalSlurm, env: dict[str, str]) -> None:
-    """Stop the controller, forget every job (ids start again at 1), start it again."""
+def stop_and_forget(cluster: LocalSlurm, env: dict[str, str]) -> None:
+    """Stop the cluster and wipe its controller's state: started again, it knows no job and hands out
+    ids from 1 again (a reinstalled controller)."""
     assert _local_slurm(env, "down").returncode == 0
     for path in (cluster.state_dir / "ctld").iterdir():
         path.unlink() if path.is_file() else shutil.rmtree(path)
+
+
+def start(env: dict[str, str]) -> None:
     up = _local_slurm(env, "up")
     assert up.returncode == 0, up.stderr
 
 
-def first_stderr_line_after(proc: subprocess.Popen[str], seconds: float) -> tuple[str, float]:
-    """The first line ``proc`` writes on stderr and when (seconds after the start)."""
+def first_stderr_line(proc: subprocess.Popen[str]) -> tuple[str, float]:
+    """The first line ``proc`` writes on stderr and when (seconds after this call)."""
     started = time.monotonic()
     assert proc.stderr is not None
     line = proc.stderr.readline()
@@ -180,26 +184,26 @@ def first_stderr_line_after(proc: subprocess.Popen[str], seconds: float) -> tupl
 
 def test_a_job_id_handed_out_again_never_passes_on_an_earlier_jobs_log(private, tmp_path: Path) -> None:
     cluster, env = private
-    wipe(cluster, env)
+    stop_and_forget(cluster, env)
+    start(env)
     partition(cluster, "up")
     lau = Launcher(cluster, tmp_path, "ids")
     try:
         first = lau.run(QUICK, WATCH="1", WATCH_INTERVAL="1", MAX_STEPS="2")  # one run, which passes
         assert first.returncode == 0, first.describe()
-        assert f"[METRIC PASS]    {QUICK}" in first.stdout and first.job_ids == ["1"]
-        old_log = lau.repo / "code_snapshots" / QUICK / "1-logs" / "ray-driver.log"
+        assert f"[METRIC PASS]    {QUICK}" in first.stdout and len(first.job_ids) == 1
+        [old] = first.job_ids  # a low id: the pre-flight's test submission takes one too
+        old_log = lau.repo / "code_snapshots" / QUICK / f"{old}-logs" / "ray-driver.log"
         assert "Metric Checks" in old_log.read_text()
 
         # the controller is reinstalled: its state is wiped, job ids restart
-        assert _local_slurm(env, "down").returncode == 0
-        for path in (cluster.state_dir / "ctld").iterdir():
-            path.unlink() if path.is_file() else shutil.rmtree(path)
+        stop_and_forget(cluster, env)
         # ... and while it is down, a launch and a cancel say so within seconds (issue 22 item 11)
         started = time.monotonic()
         proc = subprocess.Popen([str(LAUNCH), script_arg(QUICK)], cwd=lau.suite_dir, text=True,
                                 env={**lau.env, "NRL_SLURM_RETRY": "0"}, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
-        line, after = first_stderr_line_after(proc, 30)
+        line, after = first_stderr_line(proc)
         assert line.startswith("[WARNING]: Slurm has not answered sbatch for 3 s") and after < 5, (line, after)
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 1 and "[ERROR]: cannot reach Slurm: " in err and "SLURM_CONF" in err
@@ -208,9 +212,9 @@ def test_a_job_id_handed_out_again_never_passes_on_an_earlier_jobs_log(private, 
         assert cancel.returncode == 1
         assert cancel.stderr.splitlines()[-1].startswith("[ERROR]: cannot reach Slurm: ")
         assert 'for the local cluster: eval "$(tools/local-slurm up | tail -n 1)"' in cancel.stderr  # the same hint
-        assert _local_slurm(env, "up").returncode == 0
+        start(env)
 
-        # the relaunch's job gets id 1 again; it never runs (cancelled while queued)
+        # the relaunch's job gets the same id again; it never runs (cancelled while queued)
         partition(cluster, "down")
         proc = subprocess.Popen([str(LAUNCH), script_arg(QUICK)], cwd=lau.suite_dir, text=True,
                                 env={**lau.env, "WATCH": "1", "WATCH_INTERVAL": "1", "MAX_STEPS": "2"},
@@ -219,19 +223,19 @@ def test_a_job_id_handed_out_again_never_passes_on_an_earlier_jobs_log(private, 
         while not lau.queued_names() and time.monotonic() < deadline:
             time.sleep(0.2)
         queued = cluster.run("squeue", "-h", "-o", "%i").stdout.split()
-        assert queued == ["1"]
-        lau.track("1")
-        cluster.run("scancel", "1", check=True)
+        assert queued == [old]
+        lau.track(old)
+        cluster.run("scancel", old, check=True)
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 1, (out, err)
         assert f"[GENERAL FAIL]   {QUICK}" in out and "[METRIC PASS]" not in out  # WATCH
-        assert re.search(r"Submitted batch job 1$", out, re.MULTILINE)
+        assert re.search(rf"Submitted batch job {old}$", out, re.MULTILINE)
 
         watched = nrl_launch(lau, "watch", "--watch-interval", "1", QUICK)
         assert watched.returncode == 1 and f"[GENERAL FAIL]   {QUICK}" in watched.stdout, watched.stderr
         status = nrl_launch(lau, "status", "--format", "json", QUICK)
         [row] = json.loads(status.stdout)
-        assert row["metric_checks"] != "PASS" and row["jobs"][0]["job_id"] == "1"
+        assert row["metric_checks"] != "PASS" and row["jobs"][0]["job_id"] == old
         assert "Metric Checks" in old_log.read_text()  # the earlier job's log is still there, and ignored
     finally:
         partition(cluster, "up")
