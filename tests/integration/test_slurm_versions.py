@@ -140,3 +140,19 @@ def test_a_root_folder_with_mounts_inside_is_not_deleted_through_them(local_slur
     assert res.stdout.splitlines()[-3:] == ["false", "rc=1", "precious"], res.stdout + res.stderr
     assert f"{root} has mounts inside ({root}/tmp): unmount them first" in res.stderr, res.stderr
     assert (root / "usr" / "sbin" / "slurmctld").exists()  # nothing deleted
+
+
+@pytest.mark.parametrize("binds, message", [
+    ("/usr", "cannot show /usr inside the Slurm 24.11 root folder"),
+    ("/etc/ssl", "cannot show /etc/ssl inside the Slurm 24.11 root folder"),
+    ("relative/folder", "LOCAL_SLURM_BINDS: 'relative/folder' is not an absolute path of a folder"),
+    ("/nonexistent-folder", "LOCAL_SLURM_BINDS: '/nonexistent-folder' is not an absolute path of a folder"),
+])
+def test_a_bad_bind_is_refused_before_anything_is_done(local_slurm: LocalSlurm, tmp_path: Path, binds: str,
+                                                       message: str) -> None:
+    del local_slurm
+    state = tmp_path / "st"
+    res = local_slurm_cmd(private_env(state, LOCAL_SLURM_BINDS=binds), "up", "--slurm", "24.11", timeout=120)
+    assert res.returncode == 1 and res.stdout == "false\n", res.stdout
+    assert message in res.stderr, res.stderr
+    assert not state.exists()
