@@ -75,7 +75,7 @@ def test_the_readme_first_command_works_with_debians_own_python(tmp_path_factory
     env = {k: v for k, v in private_env(state).items()
            if not k.startswith(("PYENV", "VIRTUAL_ENV", "NRL_", "PYTHON", "PIP_"))}
     # python3 is Debian's; nrl-launch's link goes to a folder of the test's (on PATH)
-    env.update(PATH=f"{bin_dir}:{SYSTEM_PATH}", NRL_LAUNCH_BIN_DIR=str(bin_dir), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env.update(PATH=f"{bin_dir}:{SYSTEM_PATH}", NRL_INSTALL_BIN_DIR=str(bin_dir), PIP_DISABLE_PIP_VERSION_CHECK="1")
     found = subprocess.run(["bash", "-c", "command -v python3"], env=env, capture_output=True, text=True)
     assert found.stdout.strip() in (str(DEBIAN_PYTHON), "/bin/python3"), found.stdout
     request.addfinalizer(lambda: subprocess.run([str(LOCAL_SLURM), "--state", str(state), "down"], env=env,
