@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -346,3 +347,31 @@ def test_cluster_verdict_fails_in_ci_instead_of_skipping(up_ok: bool, sbatch_fou
 def test_session_node_count(value: str | None, expected: str) -> None:
     env = {} if value is None else {"LOCAL_SLURM_NODES": value}
     assert cluster_node_count(env) == expected
+
+
+@pytest.mark.cluster_free
+@pytest.mark.parametrize("state", ["/tmp/st", "/tmp/a state/it's"])
+def test_the_export_line_is_what_bash_evaluates(state: str) -> None:
+    # the line as tools/local-slurm prints it (printf %q), evaluated by bash and read by the tests alike
+    script = ('printf \'export SLURM_CONF=%q PATH=%q:"$PATH"\\n\' "$1/slurm.conf" "$1/bin" > "$2"; '
+              'eval "$(cat "$2")"; printf "%s\\n" "$SLURM_CONF" "${PATH%%:*}"')
+    with tempfile.NamedTemporaryFile("r") as line_file:
+        shell = subprocess.run(["bash", "-c", script, "-", state, line_file.name], capture_output=True, text=True,
+                               check=True)
+        line = line_file.read().rstrip("\n")
+    assert shell.stdout.splitlines() == [f"{state}/slurm.conf", f"{state}/bin"]
+    assert parse_export_line(line) == (Path(state) / "slurm.conf", Path(state) / "bin")
+
+
+@pytest.mark.cluster_free
+@pytest.mark.parametrize("line", [
+    "false",
+    "",
+    "export SLURM_CONF=/tmp/st/slurm.conf",  # the line before the client commands went on PATH
+    'export SLURM_CONF=/tmp/st/slurm.conf PATH=/tmp/st/bin',
+    'export PATH=/tmp/st/bin:"$PATH" SLURM_CONF=/tmp/st/slurm.conf',
+    'export SLURM_CONF=/tmp/st/slurm.conf PATH=/tmp/st/bin:"$PATH" X=1',
+    "export SLURM_CONF='/tmp/st",
+])
+def test_other_lines_are_not_export_lines(line: str) -> None:
+    assert parse_export_line(line) is None

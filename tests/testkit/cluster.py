@@ -25,7 +25,6 @@ RAY_SUB = REPO / "ray.sub"
 # (22.05) or makes the root folder with debootstrap (24.11)
 UP_TIMEOUT_S = 900
 DEFAULT_TEST_NODES = 3
-SLURM_VERSIONS = ("22.05", "24.11")
 DEFAULT_SLURM_VERSION = "22.05"  # tools/local-slurm's, and the README's
 # tools/local-slurm's variables that name a cluster: a test's own cluster gets
 # its own, whatever the shell that started the tests points at
@@ -258,15 +257,3 @@ class LocalSlurm:
         if info is None:
             pytest.fail(f"job {job_id} left the queue but Slurm has no record of it")
         return info
-
-
-def daemons_up(state: Path) -> bool:
-    """Are all daemons of the cluster in ``state`` running (``status``)?"""
-    try:
-        res = subprocess.run([str(LOCAL_SLURM), "--state", str(state), "status"], capture_output=True,
-                             text=True, env=private_env(state), timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return res.returncode == 0
-
-
