@@ -1,0 +1,78 @@
+"""Snapshot folders as a launch and its recipes leave them, and a Slurm that remembers job times:
+what the report tests build on (``tests/unit/test_report*.py``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from nrl_launch.experiment.manifest import Manifest, Source, append_cancellation, append_run, write_manifest
+from nrl_launch.slurm.client import Completed
+from testkit import Call, FakeSlurm
+
+CHECKS_PASS = "Metric Checks\n  [PASS] train/loss@{step} = 0.1667 < 0.5\n  [PASS] train/accuracy@{step} = 0.9 > 0.5\n"
+CHECKS_FAIL = "Metric Checks\n  [PASS] train/loss@{step} = 0.1667 < 0.5\n  [FAIL] train/accuracy@{step} = 0.9 > 2\n"
+T0 = time.mktime(time.strptime("2026-12-01T01:00:00", "%Y-%m-%dT%H:%M:%S"))  # a night, local time
+
+
+def stamp(when: float) -> str:
+    """Slurm's way to print a time (local)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(when))
+
+
+def utc(when: float) -> str:
+    """The manifest's way (UTC ISO 8601)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(when))
+
+
+def metrics(steps: int, shift: float = 0.0) -> dict[str, dict[str, float]]:
+    """A recipe's metrics file: loss falling, accuracy rising."""
+    return {"train/loss": {str(i): round(1 / i + shift, 6) for i in range(1, steps + 1)},
+            "train/accuracy": {str(i): round(i / (steps + 1) + shift, 6) for i in range(1, steps + 1)}}
+
+
+def experiment(root: Path, name: str, *, jobs: Sequence[str], logs: Mapping[str, str] | None = None,
+               steps: int | None = 4, shift: float = 0.0, nodes: int = 1, gpus_per_node: int = 8,
+               submitted: float = T0, cancelled: Sequence[str] = (), gpu_hours: int = 4) -> Path:
+    """A snapshot folder: a manifest with one launch of ``jobs`` (run i/N each), driver logs
+    (``logs``: job id -> text) and the recipe's metrics file (``steps`` steps; None: none)."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    config = (("NUM_NODES", str(nodes)), ("GPUS_PER_NODE", str(gpus_per_node)), ("MAX_STEPS", str(steps or 4)))
+    write_manifest(folder, Manifest(name, f"tests/test_suites/llm/{name}.sh", source=Source(commit="c0ffee" * 6),
+                                    config=config, gpu_hours=gpu_hours))
+    for i, job_id in enumerate(jobs, start=1):
+        append_run(folder, job_id, f"{i}/{len(jobs)}", when=utc(submitted))
+    if cancelled:
+        append_cancellation(folder, cancelled)
+    for job_id, text in (logs or {}).items():
+        (folder / f"{job_id}-logs").mkdir()
+        (folder / f"{job_id}-logs" / "ray-driver.log").write_text(text)
+    if steps is not None:
+        out = folder / "tests/test_suites/llm" / name
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text(json.dumps(metrics(steps, shift)))
+    return folder
+
+
+def span_line(job_id: str, state: str, submit: float | None, start: float | None = None, end: float | None = None,
+              exit_code: str = "0:0", nodes: str = "node1", tres: str = "") -> str:
+    """One line of ``sacct -P -o JobID,Submit,Start,End,State,ExitCode,NodeList,AllocTRES``."""
+    def shown(when: float | None) -> str:
+        return "Unknown" if when is None else stamp(when)
+
+    return f"{job_id}|{shown(submit)}|{shown(start)}|{shown(end)}|{state}|{exit_code}|{nodes}|{tres}"
+
+
+def slurm_with_times(lines: Sequence[str], *, completion: bool = False, **knobs: object) -> FakeSlurm:
+    """A Slurm whose accounting (or, with ``completion``, only its job completion records:
+    ``sacct -c``) answers ``lines`` for the job ids asked."""
+    def sacct(call: Call) -> Completed:
+        if ("-c" in call.argv) != completion:
+            return Completed(1, "", "sacct: error: Slurm accounting storage is disabled\n")
+        wanted = call.argv[call.argv.index("-j") + 1].split(",")
+        return Completed(0, "".join(f"{line}\n" for line in lines if line.split("|")[0] in wanted), "")
+
+    return FakeSlurm(answers={"sacct": sacct}, **knobs)  # type: ignore[arg-type]
