@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from reportkit import CHECKS_FAIL, CHECKS_PASS, T0, experiment, slurm_with_times, span_line, stamp
 
 from nrl_launch.experiment.folder import SnapshotRoot
 from nrl_launch.report.checks import read_checks
@@ -16,7 +17,6 @@ from nrl_launch.report.compare import compare
 from nrl_launch.report.model import Check, ExperimentResult, Series, report_from_data, report_to_data
 from nrl_launch.report.timeline import LABEL_WIDTH, PLOT_WIDTH, layout
 from nrl_launch.slurm.states import JobSpan, parse_scontrol_span, parse_spans
-from reportkit import CHECKS_FAIL, CHECKS_PASS, T0, experiment, slurm_with_times, span_line, stamp
 from testkit import FakeSlurm, run_cli
 
 NOW = T0 + 3 * 3600
@@ -56,7 +56,8 @@ def test_each_experiment_has_its_verdict_reason_cost_and_curves(night: SnapshotR
     assert {name: row.status for name, row in rows.items()} == {
         "sft-pass": "METRIC PASS", "dpo-metric-fail": "METRIC FAIL", "grpo-crash": "GENERAL FAIL",
         "vlm-running": "RUNNING", "sft-cancelled": "CANCELLED"}
-    assert rows["sft-pass"].reason == "all 2 metric checks passed; jobs: 11 COMPLETED (exit 0:0), 12 COMPLETED (exit 0:0)"
+    assert rows["sft-pass"].reason == ("all 2 metric checks passed; "
+                                       "jobs: 11 COMPLETED (exit 0:0), 12 COMPLETED (exit 0:0)")
     assert rows["dpo-metric-fail"].reason == ("failing check: train/accuracy@4 = 0.9 > 2; "
                                               "jobs: 21 FAILED (exit 1:0)")
     assert rows["grpo-crash"].reason == "no Metric Checks in its driver logs; jobs: 31 FAILED (exit 3:0)"
@@ -69,7 +70,8 @@ def test_each_experiment_has_its_verdict_reason_cost_and_curves(night: SnapshotR
     assert rows["sft-cancelled"].gpu_hours_used is None  # never started
     assert rows["sft-pass"].wall_seconds == 1200
     assert (rows["sft-pass"].runs, rows["sft-pass"].steps, rows["sft-pass"].max_steps) == (2, 4, 4)
-    assert [c.text() for c in rows["sft-pass"].checks] == ["train/loss@4 = 0.1667 < 0.5", "train/accuracy@4 = 0.9 > 0.5"]
+    assert [c.text() for c in rows["sft-pass"].checks] == ["train/loss@4 = 0.1667 < 0.5",
+                                                            "train/accuracy@4 = 0.9 > 0.5"]
     assert [s.name for s in rows["grpo-crash"].series] == ["train/loss", "train/accuracy"]
     assert rows["grpo-crash"].series[0].points[:2] == ((1, 1.0), (2, 0.5))
     assert [Path(log).parent.name for log in rows["sft-pass"].logs] == ["11-logs", "12-logs"]

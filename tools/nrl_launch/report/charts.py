@@ -85,7 +85,8 @@ def curve_svg(series: Series, checks: Sequence[Check]) -> str:
     for check in bounds:  # named: leather then shows a legend ("min 0.5 FAIL")
         chart.add_line([(x0, check.bound), (x1, check.bound)], width=1, stroke_dasharray="5 3",
                        stroke_color=PASSED_COLOR if check.passed else FAILED_COLOR,
-                       name=f"{'max' if check.op == '<' else 'min'} {check.bound:g} {'PASS' if check.passed else 'FAIL'}")
+                       name=f"{'max' if check.op == '<' else 'min'} {check.bound:g} "
+                            f"{'PASS' if check.passed else 'FAIL'}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # leather warns about points on the very edge of the domain
         svg = str(chart.to_svg(width=WIDTH, height=HEIGHT))
