@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from reportkit import CHECKS_FAIL, CHECKS_PASS, experiment, slurm_with_times, span_line
 
 from nrl_launch.report import history
 from nrl_launch.report.model import ExperimentResult
-from reportkit import CHECKS_FAIL, CHECKS_PASS, experiment, slurm_with_times, span_line
 from testkit import REPO, FakeSlurm, run_cli
 
 DAY = 86400.0
