@@ -1104,7 +1104,7 @@ def test_bad_suite_files(project: Project, fake_slurm: FakeSlurm, suite: str, me
     [
         (["stauts"], "[ERROR]: unknown command 'stauts' (did you mean 'status'?)"),
         (["wacth", "exp"], "[ERROR]: unknown command 'wacth' (did you mean 'watch'?)"),
-        (["frobnicate"], "[ERROR]: unknown command 'frobnicate'; commands: cancel, launch, lint, logs, snapshot, "
+        (["frobnicate"], "[ERROR]: unknown command 'frobnicate'; commands: cancel, launch, lint, logs, report, snapshot, "
                          "status, watch, or a script path to launch"),
     ],
 )
