@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from nrl_launch.experiment.folder import SnapshotRoot
 from nrl_launch.experiment.manifest import Manifest, Source, append_cancellation, append_run, write_manifest
 from nrl_launch.slurm.client import Completed
 from testkit import Call, FakeSlurm
@@ -76,3 +77,45 @@ def slurm_with_times(lines: Sequence[str], *, completion: bool = False, **knobs:
         return Completed(0, "".join(f"{line}\n" for line in lines if line.split("|")[0] in wanted), "")
 
     return FakeSlurm(answers={"sacct": sacct}, **knobs)  # type: ignore[arg-type]
+
+
+def make_night(repo: Path) -> SnapshotRoot:
+    """A suite's snapshot root after a night: a pass (2 runs), a metric failure, a crash, one still
+    running, one cancelled; :data:`NIGHT_SPANS` are their Slurm times."""
+    root = repo / "code_snapshots"
+    experiment(root, "sft-pass", jobs=["11", "12"], logs={"11": "step 2\n", "12": CHECKS_PASS.format(step=4)})
+    experiment(root, "dpo-metric-fail", jobs=["21"], logs={"21": CHECKS_FAIL.format(step=4)}, nodes=2)
+    experiment(root, "grpo-crash", jobs=["31"], logs={"31": "Traceback (most recent call last):\nboom\n"})
+    experiment(root, "vlm-running", jobs=["41", "42"], logs={"41": "step 2\n"})
+    experiment(root, "sft-cancelled", jobs=["51"], cancelled=["51"])
+    return SnapshotRoot(repo, root.name)
+
+
+NIGHT_SPANS = [
+    span_line("11", "COMPLETED", T0, T0 + 60, T0 + 660),
+    span_line("12", "COMPLETED", T0, T0 + 660, T0 + 1260),
+    span_line("21", "FAILED", T0, T0 + 120, T0 + 1920, exit_code="1:0", nodes="node[1-2]"),
+    span_line("31", "FAILED", T0, T0 + 30, T0 + 90, exit_code="3:0"),
+    span_line("41", "COMPLETED", T0, T0 + 60, T0 + 600),
+    span_line("42", "RUNNING", T0, T0 + 600, None),
+    span_line("51", "CANCELLED by 0", T0, None, T0 + 10, exit_code="0:15", nodes="None assigned"),
+]
+
+
+def make_suite(repo: Path, count: int, steps: int = 100) -> tuple[SnapshotRoot, list[str]]:
+    """A snapshot root of ``count`` experiments of 3 chained runs each, as a big nightly leaves it
+    (one in 10 fails a check, one in 25 crashes), and the sacct lines of their jobs: for the
+    benchmark and for the test that opens such a report in the browser."""
+    root = repo / "code_snapshots"
+    lines = []
+    for index in range(count):
+        name = f"{('sft', 'dpo', 'grpo')[index % 3]}-model{index:03d}-1n8g-fsdp2tp1"
+        ids = [str(10000 + 3 * index + run) for run in range(3)]
+        last = "" if index % 25 == 7 else (CHECKS_FAIL if index % 10 == 3 else CHECKS_PASS).format(step=steps)
+        experiment(root, name, jobs=ids, logs={ids[0]: "step 1\n", ids[1]: "step 2\n", ids[2]: last}, steps=steps,
+                   shift=(index % 17) / 100, nodes=1 + index % 2, gpu_hours=12)
+        start = T0 + (index % 40) * 300  # the cluster takes 40 at a time
+        for run, job_id in enumerate(ids):
+            began, ended = start + run * 1200, start + (run + 1) * 1200 - 60
+            lines.append(span_line(job_id, "COMPLETED", T0, began, ended, nodes=f"node{index % 40 + 1}"))
+    return SnapshotRoot(repo, root.name), lines

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from reportkit import CHECKS_FAIL, CHECKS_PASS, T0, experiment, slurm_with_times, span_line, stamp
+from reportkit import NIGHT_SPANS, T0, experiment, make_night, slurm_with_times, span_line, stamp
 
 from nrl_launch.experiment.folder import SnapshotRoot
 from nrl_launch.report.checks import read_checks
@@ -24,26 +24,8 @@ NOW = T0 + 3 * 3600
 
 @pytest.fixture
 def night(tmp_path: Path) -> SnapshotRoot:
-    """A suite's snapshot root after a night: a pass (2 runs), a metric failure, a crash, one still
-    running, one cancelled, on a Slurm that remembers when each job waited and ran."""
-    root = tmp_path / "repo" / "code_snapshots"
-    experiment(root, "sft-pass", jobs=["11", "12"], logs={"11": "step 2\n", "12": CHECKS_PASS.format(step=4)})
-    experiment(root, "dpo-metric-fail", jobs=["21"], logs={"21": CHECKS_FAIL.format(step=4)}, nodes=2)
-    experiment(root, "grpo-crash", jobs=["31"], logs={"31": "Traceback (most recent call last):\nboom\n"})
-    experiment(root, "vlm-running", jobs=["41", "42"], logs={"41": "step 2\n"})
-    experiment(root, "sft-cancelled", jobs=["51"], cancelled=["51"])
-    return SnapshotRoot(root.parent, root.name)
-
-
-NIGHT_SPANS = [
-    span_line("11", "COMPLETED", T0, T0 + 60, T0 + 660),
-    span_line("12", "COMPLETED", T0, T0 + 660, T0 + 1260),
-    span_line("21", "FAILED", T0, T0 + 120, T0 + 1920, exit_code="1:0", nodes="node[1-2]"),
-    span_line("31", "FAILED", T0, T0 + 30, T0 + 90, exit_code="3:0"),
-    span_line("41", "COMPLETED", T0, T0 + 60, T0 + 600),
-    span_line("42", "RUNNING", T0, T0 + 600, None),
-    span_line("51", "CANCELLED by 0", T0, None, T0 + 10, exit_code="0:15", nodes="None assigned"),
-]
+    """A suite's snapshot root after a night (reportkit.make_night)."""
+    return make_night(tmp_path / "repo")
 
 
 def by_name(rows: tuple[ExperimentResult, ...]) -> dict[str, ExperimentResult]:
