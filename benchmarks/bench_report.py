@@ -2,7 +2,7 @@
 
     python benchmarks/bench_report.py [--experiments 200] [--steps 100] [--runs 5] [--libraries]
 
-Generates a snapshot root as a big nightly leaves it (``tests/unit/reportkit.make_suite``:
+Generates a snapshot root as a big nightly leaves it (``tests/reportkit.make_suite``:
 3 chained runs per experiment, driver logs with Metric Checks, a metrics file of 2
 series x ``--steps`` steps, one in ten failing a check, one in 25 crashed) and a Slurm
 that answers sacct for its 600 jobs at once (in process: the Slurm query's own time is
@@ -29,10 +29,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests"), str(ROOT / "tests" / "unit")]
+sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests")]
+
+from reportkit import make_suite, slurm_with_times  # noqa: E402
 
 from nrl_launch.report.command import run_report  # noqa: E402
-from reportkit import make_suite, slurm_with_times  # noqa: E402
 
 
 def time_report(experiments: int, steps: int, runs: int) -> tuple[list[float], list[float]]:

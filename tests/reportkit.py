@@ -1,17 +1,27 @@
-"""Snapshot folders as a launch and its recipes leave them, and a Slurm that remembers job times:
-what the report tests build on (``tests/unit/test_report*.py``)."""
+"""What the report tests build on (``tests/unit/test_report*.py``, ``tests/integration/test_report*.py``,
+``benchmarks/bench_report.py``): snapshot folders as a launch and its recipes leave them, a Slurm
+that remembers job times, and a real browser (Debian's chromium, headless, through Selenium).
+
+Without chromium, chromedriver or Selenium the browser is skipped on a laptop and FAILS in CI
+(``CI=true``), as the Slurm tests do."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from nrl_launch.experiment.folder import SnapshotRoot
 from nrl_launch.experiment.manifest import Manifest, Source, append_cancellation, append_run, write_manifest
 from nrl_launch.slurm.client import Completed
-from testkit import Call, FakeSlurm
+from testkit import Call, FakeSlurm, slurm_required
 
 CHECKS_PASS = "Metric Checks\n  [PASS] train/loss@{step} = 0.1667 < 0.5\n  [PASS] train/accuracy@{step} = 0.9 > 0.5\n"
 CHECKS_FAIL = "Metric Checks\n  [PASS] train/loss@{step} = 0.1667 < 0.5\n  [FAIL] train/accuracy@{step} = 0.9 > 2\n"
@@ -119,3 +129,83 @@ def make_suite(repo: Path, count: int, steps: int = 100) -> tuple[SnapshotRoot, 
             began, ended = start + run * 1200, start + (run + 1) * 1200 - 60
             lines.append(span_line(job_id, "COMPLETED", T0, began, ended, nodes=f"node{index % 40 + 1}"))
     return SnapshotRoot(repo, root.name), lines
+
+
+# ---------------------------------------------------------------- a real browser
+
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run")
+INSTALL = "apt-get install chromium chromium-driver && pip install -e '.[test]'"
+
+
+def _missing() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed"
+    for program in ("chromium", "chromedriver"):
+        if shutil.which(program) is None:
+            return f"{program} is not on PATH"
+    return None
+
+
+@contextmanager
+def browser(profile: Path) -> Iterator[Any]:
+    """A headless chromium with a fresh profile in ``profile``, logging the console and the network;
+    skipped without one (failed in CI)."""
+    missing = _missing()
+    if missing is not None:
+        if slurm_required(os.environ):
+            pytest.fail(f"{missing} (CI: the browser tests must run; {INSTALL})", pytrace=False)
+        pytest.skip(f"{missing}: {INSTALL}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(shutil.which("chromium"))
+    for flag in (*FLAGS, f"--user-data-dir={profile}", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(shutil.which("chromedriver"))), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def open_page(driver: Any, page: Path, shot: Path) -> None:
+    """Load the page, keep a screenshot of all of it at ``shot``, and check that nothing was
+    fetched and nothing complained."""
+    driver.get("about:blank")
+    driver.get_log("performance")  # drop what the browser's own start page asked for
+    driver.get_log("browser")
+    driver.get(page.as_uri())
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1400, min(int(height), 16000))
+    assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10000
+    errors = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+    assert errors == []
+    requests = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            requests.append(message["params"]["request"]["url"])
+    assert requests == [page.as_uri()]  # the page itself, and nothing else
+    assert driver.execute_script("return performance.getEntriesByType('resource').length") == 0
+
+
+def drawn(driver: Any, selector: str) -> list[dict[str, float]]:
+    """Width, height and shape count of every SVG matching ``selector``."""
+    return list(driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map(s => {"
+        " const r = s.getBoundingClientRect();"
+        " return {w: r.width, h: r.height, shapes: s.querySelectorAll('path, rect').length}; })", selector))
+
+
+def shown_rows(driver: Any) -> dict[str, tuple[str, str]]:
+    """Each experiment row of the page: name -> (verdict, reason) as the browser shows them."""
+    from selenium.webdriver.common.by import By
+
+    return {row.get_attribute("data-experiment"): (row.find_element(By.CSS_SELECTOR, ".verdict").text,
+                                                   row.find_element(By.CSS_SELECTOR, ".reason").text)
+            for row in driver.find_elements(By.CSS_SELECTOR, "tr.experiment-row")}
