@@ -15,7 +15,7 @@ from reportkit import CHECKS_FAIL, CHECKS_PASS, experiment, slurm_with_times, sp
 
 from nrl_launch.report import history
 from nrl_launch.report.model import ExperimentResult
-from testkit import REPO, FakeSlurm, run_cli
+from testkit import REPO, FakeSlurm, finish, launcher_env, run_cli, start_nrl_launch
 
 DAY = 86400.0
 
@@ -195,3 +195,24 @@ def test_record_keeps_only_judged_rows(tmp_path: Path) -> None:
             [("a", "METRIC PASS"), ("b", "RUNNING"), ("c", "NO SNAPSHOT"), ("d", "CANCELLED"), ("e", "GENERAL FAIL")]]
     assert history.record(db, made, time.time()) == 3
     assert [name for name, _, _ in rows(db)] == ["a", "d", "e"]
+
+
+def test_two_watches_at_once_lose_nothing(tmp_path: Path, slurm_on_path: object) -> None:
+    """Two ``nrl-launch watch`` processes ending together, 30 experiments each, one database."""
+    root = tmp_path / "repo" / "code_snapshots"
+    groups = {side: [f"{side}-{i:02d}" for i in range(30)] for side in ("a", "b")}
+    for side, names in groups.items():
+        for i, name in enumerate(names):
+            job = str(5000 + 100 * (side == "b") + i)
+            experiment(root, name, jobs=[job], logs={job: CHECKS_PASS.format(step=4)}, steps=None)
+    db = tmp_path / "h.sqlite3"
+    env = launcher_env(NRL_REPORT_DB=str(db))
+    watches = [start_nrl_launch("watch", "--project-root", str(root.parent), "--watch-interval", "0.2", *names,
+                                cwd=tmp_path, env=env) for names in groups.values()]
+    for proc in watches:
+        code, out, err = finish(proc, timeout=120)
+        assert code == 0, err
+        assert out.endswith("[INFO]: All tests passed. Exiting with status 0.\n") and "[WARNING]" not in err
+    assert sorted(name for name, _, _ in rows(db)) == sorted(groups["a"] + groups["b"])
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
