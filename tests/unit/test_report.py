@@ -142,14 +142,17 @@ def row(name: str, status: str, **series: dict[int, float]) -> ExperimentResult:
 
 def test_compare_lists_exactly_the_verdict_changes_and_sorts_deltas_by_size() -> None:
     before = [row("a", "METRIC PASS", train_loss={1: 1.0, 4: 0.5}), row("b", "METRIC FAIL", train_loss={4: 2.0}),
-              row("c", "METRIC PASS", train_loss={4: 1.0}, train_acc={4: 0.5}), row("gone", "METRIC PASS")]
+              row("c", "METRIC PASS", train_loss={4: 1.0}, train_acc={4: 0.5}), row("gone", "METRIC PASS"),
+              row("later", "NO SNAPSHOT")]
     now = [row("a", "GENERAL FAIL", train_loss={1: 1.0, 3: 0.7}), row("b", "METRIC PASS", train_loss={4: 2.0}),
-           row("c", "METRIC PASS", train_loss={4: 1.1, 6: 0.1}, train_acc={4: 0.0}), row("new", "RUNNING")]
+           row("c", "METRIC PASS", train_loss={4: 1.1, 6: 0.1}, train_acc={4: 0.0}), row("new", "RUNNING"),
+           row("later", "METRIC PASS")]
     result = compare(now, before, "last night")
     assert [(c.name, c.before, c.after) for c in result.newly_failing] == [("a", "METRIC PASS", "GENERAL FAIL")]
     assert [(c.name, c.before, c.after) for c in result.newly_passing] == [("b", "METRIC FAIL", "METRIC PASS")]
     assert [c.name for c in result.changed] == ["a", "b"]
-    assert (result.only_here, result.only_there) == (("new",), ("gone",))
+    # a suite entry that was not launched last night is new tonight, not newly passing
+    assert (result.only_here, result.only_there) == (("new", "later"), ("gone",))
     # at the last step both have (a: step 1, c: step 4); unchanged ones left out; -100 % before +10 %
     assert [(d.experiment, d.metric, d.step, d.change) for d in result.deltas] == [
         ("c", "train/acc", 4, -0.5), ("c", "train/loss", 4, pytest.approx(0.1))]
@@ -259,6 +262,7 @@ def test_compare_with_another_reports_json(night: SnapshotRoot, tmp_path: Path) 
     (["../etc"], 1, "is not an experiment name"),
     (["sft-pass", "nope"], 1, "no snapshot of experiment 'nope'"),
     (["--format", "pdf"], 2, "Invalid value for '--format'"),
+    (["--code-snapshot-dirname", "elsewhere"], 1, "no snapshots to report: "),
 ])
 def test_bad_arguments_write_nothing(night: SnapshotRoot, tmp_path: Path, args: list[str], code: int,
                                      message: str) -> None:

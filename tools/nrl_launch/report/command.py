@@ -98,6 +98,9 @@ def run_report(snapshots: SnapshotRoot, args: Sequence[str], slurm: SlurmClient,
     """Collect, compare, record in and read the history, write the page (or JSON); its path."""
     now = time.time()
     age = parse_age(since) if since is not None else None
+    if not args and not snapshots.path.is_dir():
+        raise ReportError(f"no snapshots to report: {snapshots.path} does not exist (see --project-root and "
+                          "--code-snapshot-dirname)")
     names, suite = targets(snapshots, args)
     for name in names or ():
         snapshots.experiment(name)  # the name rule, before anything is asked or written

@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 
 from nrl_launch.follow.verdict import PASS
-from nrl_launch.report.model import FAILED, Comparison, Delta, ExperimentResult, VerdictChange
+from nrl_launch.report.model import FAILED, MISSING, Comparison, Delta, ExperimentResult, VerdictChange
 
 
 def _deltas(now: ExperimentResult, before: ExperimentResult) -> list[Delta]:
@@ -40,7 +40,10 @@ def _size(delta: Delta) -> tuple[float, float]:
 
 
 def compare(current: Sequence[ExperimentResult], other: Sequence[ExperimentResult], other_name: str) -> Comparison:
-    """What changed from ``other`` to ``current``."""
+    """What changed from ``other`` to ``current``. A suite entry one side never launched (``NO
+    SNAPSHOT``) is only on the other side, not a verdict change."""
+    current = [r for r in current if r.status != MISSING]
+    other = [r for r in other if r.status != MISSING]
     before = {r.name: r for r in other}
     here = {r.name: r for r in current}
     changed, deltas = [], []

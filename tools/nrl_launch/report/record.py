@@ -11,6 +11,7 @@ stderr.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -46,7 +47,7 @@ class HistoryRecorder:
             rows = [experiment_result(folder, spans, now=now, verdict=verdict)
                     for folder, verdict in zip(folders, verdicts, strict=True)]
             history.record(self.database, rows, now)
-        except (LauncherError, OSError) as e:
+        except (LauncherError, OSError, sqlite3.Error) as e:  # never the watch's outcome
             self.err(f"[WARNING]: the verdicts were not recorded in the history database {self.database}: {e}")
 
 
