@@ -181,9 +181,11 @@ def test_timeline_places_each_span_in_time(night: SnapshotRoot) -> None:
         return LABEL_WIDTH + (when - T0) / length * PLOT_WIDTH
 
     bars = rows["sft-pass"].bars
+    # the waits first, the runs drawn over them (run 2 waited while run 1 ran)
     assert [(b.kind, round(b.x, 3), round(b.x + b.width, 3)) for b in bars] == [
-        ("pending", round(x(T0), 3), round(x(T0 + 60), 3)), ("running", round(x(T0 + 60), 3), round(x(T0 + 660), 3)),
-        ("pending", round(x(T0), 3), round(x(T0 + 660), 3)), ("running", round(x(T0 + 660), 3), round(x(T0 + 1260), 3))]
+        ("pending", round(x(T0), 3), round(x(T0 + 60), 3)), ("pending", round(x(T0), 3), round(x(T0 + 660), 3)),
+        ("running", round(x(T0 + 60), 3), round(x(T0 + 660), 3)),
+        ("running", round(x(T0 + 660), 3), round(x(T0 + 1260), 3))]
     assert rows["vlm-running"].bars[-1].x + rows["vlm-running"].bars[-1].width == pytest.approx(x(NOW))
     assert [b.kind for b in rows["sft-cancelled"].bars] == ["pending"]
     assert all(LABEL_WIDTH <= t.x <= LABEL_WIDTH + PLOT_WIDTH for t in timeline.ticks) and timeline.ticks

@@ -117,7 +117,10 @@ def layout(experiments: Sequence[ExperimentResult], now: float) -> Timeline | No
     length = max(end - start, 60.0)
     rows = []
     for index, exp in enumerate(experiments):
-        bars = [bar for job in exp.jobs for bar in _bars(job, start, length, now)]
+        spans = [bar for job in exp.jobs for bar in _bars(job, start, length, now)]
+        # a later run of a chain waits while the one before runs: its wait is drawn first, thinner,
+        # and the runs on top of it
+        bars = [b for b in spans if b.kind == "pending"] + [b for b in spans if b.kind == "running"]
         rows.append(Row(exp.name, exp.status, AXIS_HEIGHT + index * ROW_HEIGHT, tuple(bars)))
     height = AXIS_HEIGHT + len(rows) * ROW_HEIGHT + 4
     return Timeline(LABEL_WIDTH + PLOT_WIDTH + 10, height, LABEL_WIDTH, AXIS_HEIGHT, ROW_HEIGHT, tuple(rows),
