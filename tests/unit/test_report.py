@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
-from reportkit import NIGHT_SPANS, T0, experiment, make_night, slurm_with_times, span_line, stamp
+from reportkit import CHECKS_PASS, NIGHT_SPANS, T0, experiment, make_night, slurm_with_times, span_line, stamp
 
 from nrl_launch.experiment.folder import SnapshotRoot
+from nrl_launch.experiment.manifest import VIA_RETRY, RetryOrigin, append_run
 from nrl_launch.report.checks import read_checks
 from nrl_launch.report.collect import collect
 from nrl_launch.report.compare import compare
@@ -274,3 +275,22 @@ def test_bad_arguments_write_nothing(night: SnapshotRoot, tmp_path: Path, args: 
     assert (result.exit_code, result.stdout) == (code, "")
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists() and not (tmp_path / "h.db").exists()
+
+
+def test_retries_and_continue_runs_count_in_the_latest_launch(tmp_path: Path) -> None:
+    root = tmp_path / "code_snapshots"
+    folder = experiment(root, "exp", jobs=["1", "2"], logs={"4": CHECKS_PASS.format(step=4)})
+    append_run(folder, "3", "3", VIA_RETRY, retry=RetryOrigin("2", "NODE_FAIL", "node2", "node2"))
+    append_run(folder, "4", "4", "continue.sh")
+    lines = [span_line(str(i), "COMPLETED", T0, T0 + 100 * i, T0 + 100 * i + 50) for i in range(1, 5)]
+    row = collect(SnapshotRoot(tmp_path, "code_snapshots"), None, slurm_with_times(lines).client(),
+                  now=NOW).experiments[0]
+    assert (row.status, row.runs, row.retries) == ("METRIC PASS", 4, 1)
+    assert [(j.job_id, j.run, j.via) for j in row.jobs] == [("1", "1/2", "launcher"), ("2", "2/2", "launcher"),
+                                                             ("3", "3", "retry"), ("4", "4", "continue.sh")]
+    assert row.wall_seconds == 350 and row.gpu_hours_used == pytest.approx(4 * 50 / 3600 * 8, abs=1e-3)
+    # a relaunch starts a new launch: the report shows it alone
+    append_run(folder, "5", "1/1")
+    row = collect(SnapshotRoot(tmp_path, "code_snapshots"), None, slurm_with_times(lines).client(),
+                  now=NOW).experiments[0]
+    assert (row.runs, row.retries, [j.job_id for j in row.jobs], row.status) == (1, 0, ["5"], "GENERAL FAIL")
