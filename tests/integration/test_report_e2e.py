@@ -30,6 +30,7 @@ pytestmark = pytest.mark.slurm
 
 CRASH = "grpo-qwen2.5-1.5b-1n8g-megatron-long"
 SUITE = [SFT, QUICK, DPO_1N, CRASH]
+GPUS = {SFT: 8, QUICK: 4, DPO_1N: 8, CRASH: 8}  # NUM_NODES x GPUS_PER_NODE of each recipe's CONFIG block
 END = "# ===== END CONFIG =====\n"
 # What each recipe does on the first night (and, inverted, on the second).
 BEHAVIOUR = {
@@ -95,8 +96,13 @@ def test_two_nightlies_reported_compared_and_remembered(local_slurm, tmp_path: P
     summary = data["summary"]
     assert (summary["passed"], summary["failed"], summary["running"]) == (2, 2, 0)
     assert summary["gpu_hours_planned"] == sum(e["gpu_hours_planned"] for e in rows.values()) > 0
-    # every job ran and has Slurm's times (the local cluster: job completion records, no accounting)
-    assert summary["without_times"] == 0 and summary["gpu_hours_used"] > 0
+    # every job ran and has Slurm's times (the local cluster: job completion records, no accounting);
+    # used = running time x the CONFIG's GPUs (Slurm's times have whole seconds: a fast job may show 0)
+    assert summary["without_times"] == 0
+    for name, exp in rows.items():
+        seconds = sum(j["end"] - j["start"] for j in exp["jobs"])
+        assert exp["gpu_hours_used"] == pytest.approx(seconds / 3600 * GPUS[name], abs=1e-3), name
+    assert summary["gpu_hours_used"] == pytest.approx(sum(e["gpu_hours_used"] for e in rows.values()), abs=1e-3)
     assert all(j["start"] and j["end"] >= j["start"] >= j["submit"] for e in rows.values() for j in e["jobs"])
     assert [len(rows[n]["series"]) > 0 for n in SUITE] == [True, True, True, False]  # the crash never trained
 
