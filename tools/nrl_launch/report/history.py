@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -107,13 +109,35 @@ def opened(path: Path) -> Iterator[sqlite3.Connection]:
         raise ReportError(f"cannot open the history database {path}: {e}") from e
     try:
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            _check_schema(db, path)
+            _when_unlocked(lambda: _prepare(db, path))
         except sqlite3.DatabaseError as e:
             raise ReportError(f"cannot use the history database {path}: {e}") from e
         yield db
     finally:
         db.close()
+
+
+def _prepare(db: sqlite3.Connection, path: Path) -> None:
+    """WAL mode (kept by the file once set) and the schema."""
+    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        db.execute("PRAGMA journal_mode=WAL")
+    _check_schema(db, path)
+
+
+def _when_unlocked(step: Callable[[], None]) -> None:
+    """Run ``step``, again after a short pause while another process holds the lock it needs, for
+    up to the busy timeout. Switching to WAL mode, and a read that must turn into a write, get
+    "database is locked" at once from SQLite, without waiting (which could deadlock): two
+    processes opening a new database together meet exactly this."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+        time.sleep(random.uniform(0.01, 0.05))
 
 
 def _check_schema(db: sqlite3.Connection, path: Path) -> None:
@@ -150,10 +174,13 @@ def record(path: Path, results: Sequence[ExperimentResult], now: float) -> int:
     rows = [_row(r, str(Path(r.snapshot).parent), now) for r in results if r.status in JUDGED and r.launch]
     if not rows:
         return 0
+    def write(db: sqlite3.Connection) -> None:
+        with _transaction(db):
+            db.executemany(_UPSERT, rows)
+
     with opened(path) as db:
         try:
-            with _transaction(db):
-                db.executemany(_UPSERT, rows)
+            _when_unlocked(lambda: write(db))
         except sqlite3.Error as e:
             raise ReportError(f"cannot record in the history database {path}: {e}") from e
     return len(rows)
