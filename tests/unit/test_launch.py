@@ -1104,8 +1104,8 @@ def test_bad_suite_files(project: Project, fake_slurm: FakeSlurm, suite: str, me
     [
         (["stauts"], "[ERROR]: unknown command 'stauts' (did you mean 'status'?)"),
         (["wacth", "exp"], "[ERROR]: unknown command 'wacth' (did you mean 'watch'?)"),
-        (["frobnicate"], "[ERROR]: unknown command 'frobnicate'; commands: cancel, launch, lint, logs, snapshot, "
-                         "status, watch, or a script path to launch"),
+        (["frobnicate"], "[ERROR]: unknown command 'frobnicate'; commands: cancel, launch, lint, logs, report, "
+                         "snapshot, status, watch, or a script path to launch"),
     ],
 )
 def test_a_typo_is_not_taken_for_a_script(args: list[str], message: str, tmp_path: Path,
