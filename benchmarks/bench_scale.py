@@ -46,7 +46,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from testkit.faults import census, install_sbatch  # noqa: E402  (after the path above)
+from testkit.cluster import parse_export_line  # noqa: E402  (after the path above)
+from testkit.faults import census, install_sbatch  # noqa: E402
 
 LAUNCH = REPO / "tools" / "launch"
 LOCAL_SLURM = REPO / "tools" / "local-slurm"
@@ -72,12 +73,13 @@ def sh(*argv: str, env: dict[str, str], cwd: Path | None = None, check: bool = T
 def cluster_up(state: Path, port: int) -> tuple[dict[str, str], bool]:
     """The environment of a bench cluster (SLURM_CONF set), and whether this run started it."""
     env = {**os.environ, "LOCAL_SLURM_STATE": str(state), "LOCAL_SLURM_PORT": str(port),
-           "LOCAL_SLURM_NODES": "1", "LOCAL_SLURM_MAX_JOBS": "200000"}
+           "LOCAL_SLURM_NODES": "1", "LOCAL_SLURM_MAX_JOBS": "200000", "LOCAL_SLURM_VERSION": "22.05"}
     running = subprocess.run([str(LOCAL_SLURM), "status"], env=env, capture_output=True).returncode == 0
     last = sh(str(LOCAL_SLURM), "up", env=env).strip().splitlines()[-1]
-    if not last.startswith("export SLURM_CONF="):
+    parsed = parse_export_line(last)
+    if parsed is None:
         sys.exit(f"tools/local-slurm up: {last}")
-    env["SLURM_CONF"] = last.split("=", 1)[1]
+    env["SLURM_CONF"], env["PATH"] = str(parsed[0]), f"{parsed[1]}:{env['PATH']}"
     sh("scontrol", "update", "partition=local", "state=down", env=env)
     return env, not running
 

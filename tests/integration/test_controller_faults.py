@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,7 @@ from testkit import (
     LOCAL_SLURM,
     QUICK,
     REPO,
+    SYSTEM_PATH,
     UP_TIMEOUT_S,
     Launcher,
     LocalSlurm,
@@ -44,26 +43,15 @@ from testkit import (
     cluster_verdict,
     install_sbatch,
     no_traceback,
+    parse_export_line,
+    private_env,
     sbatch_calls,
     script_arg,
+    session_slurm_version,
 )
 
 RUNS = 3  # STEPS_PER_RUN=2, MAX_STEPS=6 (the Launcher's environment)
 QUICK_TEXT = (REPO / "tests" / "test_suites" / "llm" / f"{QUICK}.sh").read_text()
-
-
-def _free_port_pair() -> int:
-    """A port p with p and p + 1 free (the controller's and the node's)."""
-    for _ in range(200):
-        port = random.randrange(20000, 40000)
-        try:
-            for candidate in (port, port + 1):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", candidate))
-        except OSError:
-            continue
-        return port
-    pytest.fail("no free port pair for a private cluster")
 
 
 def _local_slurm(cluster_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -73,22 +61,32 @@ def _local_slurm(cluster_env: dict[str, str], *args: str) -> subprocess.Complete
 
 @pytest.fixture(scope="module")
 def private() -> Iterator[tuple[LocalSlurm, dict[str, str]]]:
-    """A one-node local Slurm of this module's own: (the cluster, the environment of tools/local-slurm)."""
+    """A one-node local Slurm of this module's own, of the session's Slurm version, on free ports:
+    (the cluster, the environment of tools/local-slurm)."""
     state = Path(tempfile.mkdtemp(prefix="nrl-slurm-ctl-t-", dir="/tmp"))  # short: munge's socket path
-    env = {**os.environ, "LOCAL_SLURM_STATE": str(state), "LOCAL_SLURM_PORT": str(_free_port_pair()),
-           "LOCAL_SLURM_NODES": "1"}
+    version = session_slurm_version(os.environ)
+    env = private_env(state, LOCAL_SLURM_NODES="1", LOCAL_SLURM_VERSION=version)
     up = _local_slurm(env, "up")
-    action, reason = cluster_verdict(up.returncode == 0, shutil.which("sbatch") is not None,
-                                     (up.stdout + up.stderr)[-2000:], env)
-    if action != "run":
+    parsed = parse_export_line(up.stdout.strip().splitlines()[-1]) if up.stdout.strip() else None
+    action, reason = cluster_verdict(up.returncode == 0 and parsed is not None, shutil.which("sbatch", path=SYSTEM_PATH)
+                                     is not None or parsed is not None, (up.stdout + up.stderr)[-2000:], env)
+    if action != "run" or parsed is None:
+        _local_slurm(env, "down")
         shutil.rmtree(state, ignore_errors=True)
         (pytest.skip if action == "skip" else pytest.fail)(reason)
-    conf = Path(up.stdout.strip().splitlines()[-1].split("=", 1)[1])
+    conf, bin_dir = parsed
     try:
-        yield LocalSlurm(state_dir=state, slurm_conf=conf, started_here=True), env
+        yield LocalSlurm(state_dir=state, slurm_conf=conf, bin_dir=bin_dir, version=version, started_here=True), env
     finally:
         _local_slurm(env, "down")
         shutil.rmtree(state, ignore_errors=True)
+
+
+def launcher(cluster: LocalSlurm, base: Path, tag: str, files: dict[str, str] | None = None) -> Launcher:
+    """A Launcher on the private cluster: its client commands first on PATH."""
+    lau = Launcher(cluster, base, tag, extra_files=files)
+    lau.env["PATH"] = cluster.env()["PATH"]
+    return lau
 
 
 def partition(cluster: LocalSlurm, state: str) -> None:
@@ -108,7 +106,7 @@ def test_sbatch_failing_every_tenth_call_queues_every_run_exactly_once(private, 
     cluster, _ = private
     partition(cluster, "down")
     files = recipes(8, "flaky")
-    lau = Launcher(cluster, tmp_path, "faults", extra_files=files)
+    lau = launcher(cluster, tmp_path, "faults", files)
     try:
         flaky = install_sbatch(tmp_path / "flaky", every=10)  # half of those failures after queueing the job
         run = lau.run(*names_of(files), PATH=f"{flaky}:{lau.env['PATH']}")
@@ -128,7 +126,7 @@ def test_a_launch_killed_half_way_then_run_again_queues_every_run_exactly_once(p
     cluster, _ = private
     partition(cluster, "down")
     files = recipes(8, "killed")
-    lau = Launcher(cluster, tmp_path, "kill", extra_files=files)
+    lau = launcher(cluster, tmp_path, "kill", files)
     try:
         slow = install_sbatch(tmp_path / "slow", delay=0.15)  # a busy controller: the launch takes seconds
         env = {**lau.env, "PATH": f"{slow}:{lau.env['PATH']}", "SUBMIT_PARALLEL": "2"}
@@ -187,7 +185,7 @@ def test_a_job_id_handed_out_again_never_passes_on_an_earlier_jobs_log(private, 
     stop_and_forget(cluster, env)
     start(env)
     partition(cluster, "up")
-    lau = Launcher(cluster, tmp_path, "ids")
+    lau = launcher(cluster, tmp_path, "ids")
     try:
         first = lau.run(QUICK, WATCH="1", WATCH_INTERVAL="1", MAX_STEPS="2")  # one run, which passes
         assert first.returncode == 0, first.describe()

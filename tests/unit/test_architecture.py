@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "tools" / "nrl_launch"
-LAYERS = ("bashcfg", "plan", "slurm", "experiment", "follow", "pipeline", "launch", "cli")
+LAYERS = ("bashcfg", "plan", "slurm", "experiment", "follow", "report", "pipeline", "launch", "cli")
 # What knows the folder's files: a string piece of a path to one of them.
 LAYOUT = re.compile(r"\.nrl_launch|ray-driver\.log|nrl-run-identity|metrics\.json|(^|/)continue\.sh$|\.lock$|-logs$|"
                     r"^-logs|-logs/")

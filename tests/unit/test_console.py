@@ -86,8 +86,10 @@ def test_a_launch_whose_stdout_fills_up_submits_everything_then_exits_1(project:
     result = run_cli("launch", *scripts, env=BASE_ENV, slurm=fake_slurm)
     assert result.exit_code == 1
     assert [job.job_id for job in fake_slurm.submissions()] == ["1001", "1002", "1003", "1004"]
-    for name, ids in (("sft-a", ["1001", "1002"]), ("sft-b", ["1003", "1004"])):
-        assert [r.job_id for r in read_manifest(project.root / "code_snapshots" / name).runs] == ids
+    recorded = {name: [r.job_id for r in read_manifest(project.root / "code_snapshots" / name).runs]
+                for name in ("sft-a", "sft-b")}  # (the experiments are submitted at once: SUBMIT_PARALLEL)
+    assert sorted(recorded["sft-a"] + recorded["sft-b"]) == ["1001", "1002", "1003", "1004"]
+    assert [len(ids) for ids in recorded.values()] == [2, 2]
     assert result.stderr.count("[WARNING]: cannot write to stdout (No space left on device)") == 1
     assert result.stderr.splitlines()[-1] == ("[ERROR]: the launch finished but its output could not be written to "
                                               "stdout (No space left on device); see what it did with: "

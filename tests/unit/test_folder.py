@@ -158,7 +158,13 @@ def test_the_manifest_is_read_once_and_again_only_when_it_changed(tmp_path: Path
             assert folder.manifest.next_run_number == 3
             folder.record_run("3", "3", "continue.sh")
             assert [run.job_id for run in folder.manifest.runs] == ["1", "2", "3"]
-    assert opens == [("read", MANIFEST_NAME), ("append", MANIFEST_NAME), ("read", MANIFEST_NAME)]
+    # its own entry joins the manifest in memory: not read again
+    assert opens == [("read", MANIFEST_NAME), ("append", MANIFEST_NAME)]
+    with opens_of(folder.path) as opens:
+        append_run(folder.path, "4", "4", via="continue.sh")  # another process, while this one holds no lock
+        folder.record_run("5", "5", "continue.sh")  # the file changed since it was read: read again when asked
+        assert [run.job_id for run in folder.manifest.runs] == ["1", "2", "3", "4", "5"]
+    assert opens == [("append", MANIFEST_NAME), ("append", MANIFEST_NAME), ("read", MANIFEST_NAME)]
 
 
 def test_a_manifest_written_through_the_folder_is_not_read_back(tmp_path: Path) -> None:

@@ -728,7 +728,7 @@ def test_shim_without_dependencies_prints_one_install_line(tmp_path: Path) -> No
     env = {**os.environ, "NRL_LAUNCH_PYTHON": str(venv / "bin" / "python")}
     proc = subprocess.run([str(REPO / "tools" / "launch"), "--help"], env=env, capture_output=True, text=True)
     assert proc.returncode == 1
-    assert proc.stderr.count("\n") == 1 and "pip install" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "tools/install" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_shim_does_not_leak_its_search_path_into_jobs(project: Project, slurm_on_path: SlurmOnPath) -> None:
@@ -755,7 +755,7 @@ def test_installed_console_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("PATH", f"{tmp_path / 'decoy'}{os.pathsep}{os.environ['PATH']}")
     script = Path(sys.executable).parent / "nrl-launch"
     if not script.is_file():
-        pytest.skip(f"{script} is not installed: run pip install -e . (the README's set-up does)")
+        pytest.skip(f"{script} is not installed: run tools/install (the README's set-up does)")
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert all(command in proc.stdout for command in ("launch", "lint", "status", "watch"))
@@ -1116,8 +1116,8 @@ def test_bad_suite_files(project: Project, fake_slurm: FakeSlurm, suite: str, me
     [
         (["stauts"], "[ERROR]: unknown command 'stauts' (did you mean 'status'?)"),
         (["wacth", "exp"], "[ERROR]: unknown command 'wacth' (did you mean 'watch'?)"),
-        (["frobnicate"], "[ERROR]: unknown command 'frobnicate'; commands: cancel, launch, lint, logs, snapshot, "
-                         "status, watch, or a script path to launch"),
+        (["frobnicate"], "[ERROR]: unknown command 'frobnicate'; commands: cancel, launch, lint, logs, report, "
+                         "snapshot, status, watch, or a script path to launch"),
     ],
 )
 def test_a_typo_is_not_taken_for_a_script(args: list[str], message: str, tmp_path: Path,

@@ -434,9 +434,13 @@ class Pipeline:
             books = {p.name: RetryBook(p.folder, NextRun.of(p.submissions[-1])) for p in launched.planned}
             retrier = Retrier(self.slurm, self.settings.watching.max_retries, books, out=self.out, err=self.err,
                               clock=watch.timestamp)
+        from nrl_launch.report.record import recorder_for  # the results history (nrl-launch report)
+
         watcher = watch.Watcher(self.slurm, self.settings.watching, out=self.out, err=self.err,
                                 wait=wait or watch.wait_or_enter, interactive=interactive,
-                                resume_hint=resume_hint(launched.planned, self.settings), retrier=retrier)
+                                resume_hint=resume_hint(launched.planned, self.settings), retrier=retrier,
+                                recorder=recorder_for({p.name: p.folder for p in launched.planned}, self.slurm,
+                                                      self.err))
         return watcher.watch(experiments)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +36,7 @@ from nrl_launch.experiment.locks import experiment_locks
 from nrl_launch.experiment.manifest import (
     MANIFEST_NAME,
     VIA_LAUNCHER,
+    Cancellation,
     Manifest,
     Plan,
     RetryOrigin,
@@ -219,19 +220,26 @@ class ExperimentDir:
                    retry: RetryOrigin | None = None, launch: str = "", token: str = "",
                    when: str | None = None) -> None:
         """Append a run submitted now (or ``when``) to the manifest (the caller holds the lock)."""
-        self._read = None  # read again at the next look: it holds one more entry
-        append_run(self.path, job_id, run_label, via, base_log_dir=base_log_dir, retry=retry, launch=launch,
-                   token=token, when=when)
+        self._recording(lambda: append_run(self.path, job_id, run_label, via, base_log_dir=base_log_dir, retry=retry,
+                                           launch=launch, token=token, when=when))
 
     def record_plan(self, plan: Plan) -> None:
         """Append what a launch is about to submit, before its first sbatch (the caller holds the lock)."""
-        self._read = None
-        append_plan(self.path, plan)
+        self._recording(lambda: append_plan(self.path, plan))
 
     def record_cancellation(self, cancelled: Sequence[str]) -> None:
         """Append that ``nrl-launch cancel`` cancelled ``cancelled`` now (the caller holds the lock)."""
-        self._read = None
-        append_cancellation(self.path, cancelled)
+        self._recording(lambda: append_cancellation(self.path, cancelled))
+
+    def _recording(self, append: Callable[[], Run | Plan | Cancellation]) -> None:
+        """Append an entry; the manifest in memory gets it too when the file was as read until then
+        (else it is read again at the next look): one read per command, however many entries."""
+        path = manifest_path(self.path)
+        before = _signature(path)
+        read, self._read = self._read, None
+        entry = append()
+        if read is not None and isinstance(read[0], Manifest) and read[1] == before:
+            self._read = (replace(read[0], entries=(*read[0].entries, entry)), _signature(path))
 
     # ---- the lock
 

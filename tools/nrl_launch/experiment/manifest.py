@@ -766,25 +766,32 @@ def write_manifest(folder: Path, manifest: Manifest) -> os.stat_result:
 
 def append_run(folder: Path, job_id: str, run_label: str, via: str = VIA_LAUNCHER, *,
                base_log_dir: str | None = None, retry: RetryOrigin | None = None,
-               when: dt.datetime | str | None = None, launch: str = "", token: str = "") -> None:
-    """Record in ``folder``'s manifest a run submitted now (or ``when``); SnapshotError for an
-    unknown ``via`` or when the entry cannot be appended."""
+               when: dt.datetime | str | None = None, launch: str = "", token: str = "") -> Run:
+    """Record in ``folder``'s manifest a run submitted now (or ``when``); the entry. SnapshotError
+    for an unknown ``via`` or when the entry cannot be appended."""
     if via not in VIA_VALUES:
         raise SnapshotError(f"invalid run origin {via!r}: expected one of {', '.join(VIA_VALUES)}")
-    append_entry(folder, Run(str(job_id), str(run_label), via, _iso(when), base_log_dir or "", retry, launch=launch,
-                             token=token))
+    run = Run(str(job_id), str(run_label), via, _iso(when), base_log_dir or "", retry, launch=launch, token=token)
+    append_entry(folder, run)
+    return run
 
 
-def append_plan(folder: Path, plan: Plan) -> None:
-    """Record in ``folder``'s manifest what a launch is about to submit (``planned_at``: now when unset)."""
-    append_entry(folder, plan if plan.at else replace(plan, at=utc_now_iso()))
+def append_plan(folder: Path, plan: Plan) -> Plan:
+    """Record in ``folder``'s manifest what a launch is about to submit (``planned_at``: now when
+    unset); the entry."""
+    entry = plan if plan.at else replace(plan, at=utc_now_iso())
+    append_entry(folder, entry)
+    return entry
 
 
-def append_cancellation(folder: Path, job_ids: Sequence[str], when: dt.datetime | str | None = None) -> None:
-    """Record in ``folder``'s manifest that ``nrl-launch cancel`` cancelled ``job_ids`` now (or ``when``)."""
+def append_cancellation(folder: Path, job_ids: Sequence[str], when: dt.datetime | str | None = None) -> Cancellation:
+    """Record in ``folder``'s manifest that ``nrl-launch cancel`` cancelled ``job_ids`` now (or
+    ``when``); the entry."""
     if not job_ids:
         raise SnapshotError("a cancellation entry needs at least one job id")
-    append_entry(folder, Cancellation(tuple(job_ids), _iso(when)))
+    entry = Cancellation(tuple(job_ids), _iso(when))
+    append_entry(folder, entry)
+    return entry
 
 
 def append_entry(folder: Path, entry: Run | Cancellation | Plan) -> None:

@@ -71,6 +71,15 @@ class RetryHook(Protocol):
         ...
 
 
+class VerdictRecorder(Protocol):
+    """What a watch calls once its verdicts are final (:class:`nrl_launch.report.record.HistoryRecorder`,
+    which records them in the results history); it never raises."""
+
+    def record(self, experiments: Sequence[TrackedExperiment], verdicts: Sequence[Verdict]) -> None:
+        """Keep the verdicts of ``experiments`` (in the same order)."""
+        ...
+
+
 class Watcher:
     """Follows the jobs of some experiments until none is queued, then judges them.
 
@@ -81,8 +90,10 @@ class Watcher:
     def __init__(self, slurm: SlurmClient, settings: WatchSettings, *, out: Emit, err: Emit,
                  wait: Callable[[float], None] = wait_or_enter, clock: Callable[[], str] = timestamp,
                  now: Callable[[], float] = time.monotonic, resume_hint: str = "nrl-launch watch <experiment>…",
-                 interactive: bool = False, retrier: RetryHook | None = None) -> None:
+                 interactive: bool = False, retrier: RetryHook | None = None,
+                 recorder: VerdictRecorder | None = None) -> None:
         self.retrier = retrier  # MAX_RETRIES: resubmits runs lost to the infrastructure
+        self.recorder = recorder  # the results history of nrl-launch report
         self.slurm = slurm
         self.settings = settings
         self.out = out
@@ -104,6 +115,8 @@ class Watcher:
             if verdict.failed:
                 for line in explain(exp, verdict, self.slurm):
                     self.err(line)
+        if self.recorder is not None:
+            self.recorder.record(tracked, verdicts)
         return verdicts
 
     def follow(self, experiments: Sequence[TrackedExperiment]) -> list[TrackedExperiment]:
@@ -291,8 +304,8 @@ def watch_command(snapshots: SnapshotRoot, watching: WatchSettings, names: Seque
 
 
 def watch_recorded(snapshots: SnapshotRoot, names: Sequence[str], settings: WatchSettings, slurm: SlurmClient, *,
-                   out: Emit, err: Emit, interactive: bool,
-                   wait: Callable[[float], None] = wait_or_enter) -> list[Verdict]:
+                   out: Emit, err: Emit, interactive: bool, wait: Callable[[float], None] = wait_or_enter,
+                   recorder: VerdictRecorder | None = None) -> list[Verdict]:
     """``nrl-launch watch``: follow the jobs of each experiment's latest launch as its manifest
     records them (an earlier launch's logs must not pass this one) until they end, retrying runs
     lost to the infrastructure with MAX_RETRIES; the verdicts. SnapshotError for an unknown
@@ -302,5 +315,5 @@ def watch_recorded(snapshots: SnapshotRoot, names: Sequence[str], settings: Watc
     retrier = retrier_for(slurm, settings.max_retries, folders, out=out, err=err, clock=timestamp) \
         if settings.max_retries else None
     watcher = Watcher(slurm, settings, out=out, err=err, wait=wait, interactive=interactive,
-                      resume_hint=watch_command(snapshots, settings, names), retrier=retrier)
+                      resume_hint=watch_command(snapshots, settings, names), retrier=retrier, recorder=recorder)
     return watcher.watch(tracked)

@@ -39,13 +39,17 @@ from nrl_launch.slurm.states import (
     HOSTLIST_RE,
     SACCT_FIELDS,
     SINFO_FORMAT,
+    SPAN_FIELDS,
     SQUEUE_FORMAT,
     JobInfo,
+    JobSpan,
     job_ids,
     parse_sacct,
     parse_scontrol,
     parse_scontrol_all,
+    parse_scontrol_span,
     parse_sinfo,
+    parse_spans,
     parse_squeue,
     unhealthy_state,
 )
@@ -54,8 +58,8 @@ if TYPE_CHECKING:
     from nrl_launch.slurm.runner import Runner
 
 # What callers of the client use, from the modules that hold it.
-__all__ = ["SBATCH_EXPORT", "Completed", "JobInfo", "QueuedJob", "Runner", "SbatchAnswer", "SlurmClient", "job_ids",
-           "parse_answer", "run_command", "unhealthy_state"]
+__all__ = ["SBATCH_EXPORT", "Completed", "JobInfo", "JobSpan", "QueuedJob", "Runner", "SbatchAnswer", "SlurmClient",
+           "job_ids", "parse_answer", "run_command", "unhealthy_state"]
 
 # sbatch's answer: "Submitted batch job 123" or "... 123 on cluster foo".
 _SUBMITTED_RE = re.compile(r"^Submitted batch job (\d+)(?: on cluster \S+)?$", re.MULTILINE)
@@ -333,6 +337,27 @@ class SlurmClient:
         elif missing:  # one call lists every job the controller holds: one per job took 30 s for 5,000
             proc = self._ask(["scontrol", "show", "job", "-o"])
             found.update(parse_scontrol_all(proc.stdout, set(missing)) if proc else {})
+        return {i: found[i] for i in wanted if i in found}
+
+    def spans(self, ids: Iterable[str]) -> dict[str, JobSpan]:
+        """When each job was submitted, started and ended, its state and nodes (``nrl-launch report``):
+        sacct from accounting, then ``sacct -c`` from the job completion records (a cluster with a
+        jobcomp plugin but no slurmdbd), then scontrol for the jobs the controller still holds.
+
+        Ids no source knows are left out. Raises SlurmError only when there is no Slurm to ask.
+        """
+        wanted = job_ids(ids)
+        found: dict[str, JobSpan] = {}
+        for completion in ([], ["-c"]):
+            missing = [i for i in wanted if i not in found]
+            if missing:
+                proc = self._ask(["sacct", *completion, "-n", "-X", "-P", "-o", SPAN_FIELDS, "-j", ",".join(missing)])
+                found.update(parse_spans(proc.stdout, missing) if proc else {})
+        for job_id in [i for i in wanted if i not in found]:
+            proc = self._ask(["scontrol", "show", "job", "-o", job_id])
+            span = parse_scontrol_span(job_id, proc.stdout) if proc else None
+            if span is not None:
+                found[job_id] = span
         return {i: found[i] for i in wanted if i in found}
 
     def unhealthy_nodes(self, nodes: str) -> list[str]:
