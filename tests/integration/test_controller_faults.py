@@ -102,6 +102,12 @@ def names_of(files: dict[str, str]) -> list[str]:
     return [Path(path).stem for path in files]
 
 
+def queued_exactly_once(lau: Launcher, names: list[str]) -> None:
+    """Every run of ``names`` queued once and recorded, no other job of theirs."""
+    check = census(lau.env, lau.repo / "code_snapshots", names, "acct:{}" + lau.suffix, RUNS)
+    assert check.exact, check
+
+
 def test_sbatch_failing_every_tenth_call_queues_every_run_exactly_once(private, tmp_path: Path) -> None:
     cluster, _ = private
     partition(cluster, "down")
@@ -114,8 +120,7 @@ def test_sbatch_failing_every_tenth_call_queues_every_run_exactly_once(private, 
         no_traceback(run.stderr)
         assert sbatch_calls(flaky) >= 8 * RUNS + 1 and "had queued job" in run.stderr
         assert "reject" not in run.stderr.lower()  # the pre-flight never calls a lost reply a rejection
-        check = census(lau.env, lau.repo / "code_snapshots", names_of(files), "acct:{}" + lau.suffix, RUNS)
-        assert check.exact, check
+        queued_exactly_once(lau, names_of(files))
         assert sorted(run.job_ids) == sorted(i for name in names_of(files) for i in run.jobs_of(name))
         assert len(run.job_ids) == 8 * RUNS  # sbatch's line of every job on stdout, adopted ones included
     finally:
@@ -145,8 +150,7 @@ def test_a_launch_killed_half_way_then_run_again_queues_every_run_exactly_once(p
         again = lau.run(*names_of(files), PATH=env["PATH"])
         assert again.returncode == 0, again.describe()
         no_traceback(again.stderr)
-        check = census(lau.env, lau.repo / "code_snapshots", names_of(files), "acct:{}" + lau.suffix, RUNS)
-        assert check.exact, check
+        queued_exactly_once(lau, names_of(files))
         assert "finishing the launch of" in again.stderr
     finally:
         lau.close()

@@ -373,6 +373,16 @@ MANIFESTS = st.builds(
     gpu_hours=st.none() | st.integers(0, 10**6), entries=st.lists(RUNS | CANCELLATIONS, max_size=4).map(tuple))
 
 
+def assert_read_as_pyyaml_reads(text: str) -> None:
+    """The fast reader reads ``text`` as PyYAML does, or leaves it to PyYAML."""
+    try:
+        expected = yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        expected = "refused"
+    fast = manifest_mod._parse_fast(text)
+    assert fast is None or fast == expected
+
+
 # Text as a person or a tool may write it: YAML's tricky words and characters, in printable ASCII
 # (the fast reader's ground: anything else is PyYAML's at once).
 TRICKY = st.lists(st.sampled_from(["yes", "No", "on", "OFF", "true", "null", "~", "0123", "1e3", "1.5", "0x1A",
@@ -393,12 +403,7 @@ def test_the_fast_reader_reads_what_pyyaml_reads(head: dict, entries: list, line
     text += "runs:\n" + (yaml.dump(entries, default_flow_style=False, sort_keys=False) if entries else "")
     if lines:
         text += f"- job_id: '{len(lines)}'\n" + "".join(entry_field_line(key, value) + "\n" for key, value in lines)
-    try:
-        expected = yaml.load(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        expected = "refused"
-    fast = manifest_mod._parse_fast(text)
-    assert fast is None or fast == expected
+    assert_read_as_pyyaml_reads(text)
 
 
 WORDS = ["a", "job_id", "runs", "yes", "No", "null", "~", "0123", "0", "12", "-3", "+4", "1e3", "1.5", "x y", "'q'",
@@ -415,12 +420,7 @@ def test_the_fast_reader_reads_any_lines_as_pyyaml_does(lines: list) -> None:
     # lines of the forms the fast reader knows, with YAML's tricky words in every place (found: "0123:" is 83)
     text = "".join(" " * indent + form.replace("k", key, 1).replace("v", value) + "\n"
                    for indent, form, key, value in lines)
-    try:
-        expected = yaml.load(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        expected = "refused"
-    fast = manifest_mod._parse_fast(text)
-    assert fast is None or fast == expected
+    assert_read_as_pyyaml_reads(text)
 
 
 def test_the_fast_reader_reads_the_launchers_own_manifests() -> None:

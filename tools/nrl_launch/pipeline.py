@@ -50,9 +50,9 @@ from nrl_launch.errors import (
 from nrl_launch.experiment import gitrepo
 from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot, locked, name_problem
 from nrl_launch.experiment.gitrepo import RepoInfo
-from nrl_launch.experiment.joblogs import TOKEN_VARIABLE, TrackedExperiment, TrackedJob, epoch
+from nrl_launch.experiment.joblogs import TOKEN_VARIABLE, TrackedExperiment, TrackedJob
 from nrl_launch.experiment.launches import Chain, decide, finished_launches, new_launch_id, pin_changes, run_token
-from nrl_launch.experiment.manifest import VIA_LAUNCHER, Manifest, Source, build_manifest
+from nrl_launch.experiment.manifest import VIA_LAUNCHER, Manifest, Source, build_manifest, epoch
 from nrl_launch.experiment.rerun import NextRun
 from nrl_launch.experiment.snapshot import SnapshotBatch
 from nrl_launch.follow import watch

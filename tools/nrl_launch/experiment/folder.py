@@ -44,6 +44,7 @@ from nrl_launch.experiment.manifest import (
     append_cancellation,
     append_plan,
     append_run,
+    epoch,
     manifest_path,
     read_manifest,
     write_manifest,
@@ -284,7 +285,7 @@ class ExperimentDir:
 
     def tracked_job(self, run: Run) -> TrackedJob:
         """The job of a recorded run, with what tells its log folders from an earlier job's of the same id."""
-        return TrackedJob(run.job_id, self.log_root(run.base_log_dir), run.token, joblogs.epoch(run.submitted_at))
+        return TrackedJob(run.job_id, self.log_root(run.base_log_dir), run.token, epoch(run.submitted_at))
 
     def output_file(self, job_id: str) -> Path | None:
         """The job's Slurm ``--output`` file, if it exists."""

@@ -21,7 +21,6 @@ written after the run was submitted (give or take :data:`TIME_SLACK`).
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 import secrets
@@ -89,15 +88,6 @@ def _attempts(root: Path) -> dict[str, list[tuple[int, str]]]:
         if match:
             found.setdefault(match.group(1), []).append((int(match.group(2) or 0), name))
     return found
-
-
-def epoch(timestamp: str) -> float | None:
-    """Seconds since the epoch of a manifest timestamp (None when it is not one)."""
-    try:
-        when = dt.datetime.fromisoformat(timestamp)
-    except ValueError:
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()
 
 
 def folder_token(folder: Path) -> str:

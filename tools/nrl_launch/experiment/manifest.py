@@ -85,6 +85,15 @@ def utc_now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime(TIMESTAMP_FORMAT)
 
 
+def epoch(timestamp: str) -> float | None:
+    """Seconds since the epoch of a manifest timestamp (UTC ISO 8601); None when it is not one."""
+    try:
+        when = dt.datetime.fromisoformat(timestamp)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()
+
+
 def _iso(when: dt.datetime | str | None) -> str:
     """``when`` as a UTC ISO string (now when None)."""
     if when is None:

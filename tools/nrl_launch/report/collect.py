@@ -12,7 +12,6 @@ and the report says why.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,7 @@ from pathlib import Path
 from nrl_launch.errors import SlurmError, SnapshotError
 from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot
 from nrl_launch.experiment.joblogs import driver_logs
-from nrl_launch.experiment.manifest import VIA_RETRY, Manifest, Run
+from nrl_launch.experiment.manifest import VIA_RETRY, Manifest, Run, epoch
 from nrl_launch.follow.status import QUEUED, UNKNOWN, max_step
 from nrl_launch.follow.verdict import GENERAL_FAIL, METRIC_FAIL, PASS, Verdict, judge_jobs
 from nrl_launch.report.checks import read_checks
@@ -65,15 +64,6 @@ def read_series(path: Path | None) -> tuple[Series, ...]:
         if points:
             found.append(Series(str(name), tuple(sorted(points))))
     return tuple(found)
-
-
-def epoch(stamp: str) -> float | None:
-    """Seconds since the epoch of a manifest timestamp (UTC ISO 8601); None when it is none."""
-    try:
-        when = dt.datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()
 
 
 def _whole(text: str | None) -> int | None:
