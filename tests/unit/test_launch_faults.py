@@ -280,3 +280,30 @@ def test_a_slurm_that_does_not_answer_is_said_within_seconds(project: Project) -
     lines = result.stderr.splitlines()
     assert lines[0].startswith("[WARNING]: Slurm has not answered sbatch for 3 s: the controller may be busy or down")
     assert lines[-1].startswith("[ERROR]: cannot reach Slurm: Unable to contact slurm controller")
+
+
+def test_a_watch_gives_up_within_its_bound_however_long_slurm_takes() -> None:
+    # issue 22 item 11: `watch --watch-give-up 3` was silent for 60 s and gave up after 61 s
+    from nrl_launch.experiment.joblogs import TrackedExperiment, TrackedJob
+    from nrl_launch.follow.watch import Watcher
+    from nrl_launch.settings import WatchSettings
+
+    fake = FakeSlurm()
+    calls: list[float] = []
+
+    def slow_squeue(argv, *, cwd, env, timeout, executable=None) -> Completed:  # a controller that is down
+        calls.append(timeout)
+        took = min(9.0, timeout)  # Slurm's client gives up after 9 s; the runner kills it at its timeout
+        fake.clock += took
+        if took < 9.0:
+            raise TimeoutError("squeue did not finish")
+        return Completed(1, "", "squeue: error: Unable to contact slurm controller (connect failure)\n")
+
+    client = fake.client(timeout=120)  # the default timeout, and NRL_SLURM_RETRY's 60 s
+    client.runner = slow_squeue
+    watcher = Watcher(client, WatchSettings(interval=1, give_up=3), out=lambda _: None, err=lambda _: None,
+                      wait=fake.sleep, now=fake.now)
+    with pytest.raises(Exception, match="gave up watching: Slurm has not answered for 3 s"):
+        watcher.follow([TrackedExperiment("x", (TrackedJob("5", Path("/nowhere")),))])
+    assert fake.clock <= 1 + 3 + 2  # the first poll after 1 s, then the bound (give or take MIN_CALL)
+    assert max(calls) <= 3
