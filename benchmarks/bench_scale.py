@@ -9,7 +9,8 @@ of ``--experiments`` recipes of ``--runs`` runs each:
   ``sbatch --parsable`` (the options, working folders and job environments of
   a ``DRYRUN=2`` launch), the physical floor on this controller;
 * **launch**: ``tools/launch`` of the suite, snapshots and pre-flight included;
-  prints its time and the ratio to the floor (goal: at most 1.0);
+  floor and launch alternate ``--reps`` times (the machine's load drifts),
+  printing each pair's ratio and their median (goal: at most 1.0);
 * **faults**: the same launch with an ``sbatch`` first on PATH that fails every
   10th call, half of those after really queueing the job; prints queued /
   expected / duplicates / unrecorded (goal: exact) and the exit status (goal 0);
@@ -18,8 +19,11 @@ of ``--experiments`` recipes of ``--runs`` runs each:
 * **status**: ``nrl-launch status`` over ``--status-experiments`` experiments of
   ``--runs`` runs each, launched for it (goal: under 1 s).
 
-    python3 benchmarks/bench_scale.py [--experiments 200] [--runs 5] [--status-experiments 1000]
-                                      [--state DIR] [--port N] [--phases floor,launch,faults,kill,status] [--keep]
+    python3 benchmarks/bench_scale.py [--experiments 200] [--runs 5] [--status-experiments 1000] [--reps 3]
+                                      [--state DIR] [--port N] [--phases launch,faults,kill,status] [--keep]
+
+The repositories hold the recipes and ``ray.sub`` (each snapshot holds them all:
+a repository of more files costs every launch more, the floor nothing).
 
 The cluster is made in ``--state`` (default /tmp/nrl-slurm-bench, port 6850)
 and taken down at the end unless ``--keep`` or it was already running; each
@@ -134,15 +138,15 @@ def experiments(names: list[str]) -> list[str]:
     return [Path(name).stem for name in names]
 
 
-def floor(repo: Path, cluster: dict[str, str], names: list[str], runs: int) -> float:
+def floor(repo: Path, cluster: dict[str, str], names: list[str], runs: int, dirname: str) -> float:
     """Seconds of a sequential bash loop of the launch's sbatch --parsable submissions."""
-    env = launch_env(cluster, "code_snapshots_floor", DRYRUN="2")
+    env = launch_env(cluster, dirname, DRYRUN="2")
     code, _, err = launch(repo, env)
     if code != 0:
         sys.exit(f"DRYRUN=2 launch failed: {err}")
     lines = ["set -e"]
     for name in experiments(names):
-        record = json.loads((repo / "code_snapshots_floor" / name / ".nrl_launch.next-run.json").read_text())
+        record = json.loads((repo / dirname / name / ".nrl_launch.next-run.json").read_text())
         lines.append(f"cd {shlex.quote(record['cwd'])}")
         lines.append("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in record["env"]))
         last = "--output=" + f"slurm-{record['stamp']}-%j-{name}-{record['index']}.{record['total']}.out"
@@ -182,7 +186,8 @@ def main() -> None:
     parser.add_argument("--status-experiments", type=int, default=1000)
     parser.add_argument("--state", type=Path, default=Path("/tmp/nrl-slurm-bench"))
     parser.add_argument("--port", type=int, default=6850)
-    parser.add_argument("--phases", default="floor,launch,faults,kill,status")
+    parser.add_argument("--reps", type=int, default=3, help="floor/launch pairs (default 3)")
+    parser.add_argument("--phases", default="launch,faults,kill,status")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
     parser.add_argument("--workdir", type=Path, default=None, help="make the repository here and keep it "
                         "(default: a temporary folder, removed)")
@@ -194,46 +199,45 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="nrl-bench-scale-") as scratch:
             tmp = args.workdir or Path(scratch)
             repo = Path(tmp) / "repo"
-            names = make_repo(repo, max(args.experiments, args.status_experiments), args.runs)
-            suite = repo / "tests" / "test_suites" / "bench.txt"
-            suite.write_text("\n".join(names[:args.experiments]) + "\n")  # untracked edits of a suite are read as is
-            bench = names[:args.experiments]
+            bench = make_repo(repo, args.experiments, args.runs)
             total = len(bench) * args.runs
             print(f"{len(bench)} experiments x {args.runs} runs = {total} submissions; Slurm "
                   f"{sh('sinfo', '--version', env=cluster).split()[-1]}, partition DOWN (jobs never start)")
-            fresh_controller(cluster, args.state)
-            seconds = None
-            if "floor" in phases:
-                seconds = floor(repo, cluster, bench, args.runs)
-                print(f"floor: sequential sbatch --parsable loop: {seconds:.2f} s ({seconds / total * 1000:.1f} ms "
-                      "a submission)")
-                fresh_controller(cluster, args.state)
             if "launch" in phases:
-                code, took, err = launch(repo, launch_env(cluster, "code_snapshots_launch"))
-                check = census(cluster, repo / "code_snapshots_launch", experiments(bench), job_name, args.runs)
-                ratio = f", ratio {took / seconds:.2f} (goal <= 1.0)" if seconds else ""
-                print(f"launch: exit {code}, {took:.2f} s (snapshots, pre-flight, submissions){ratio}; "
-                      f"{check.line()}")
-                fresh_controller(cluster, args.state)
+                ratios = []
+                for rep in range(args.reps):
+                    fresh_controller(cluster, args.state)
+                    seconds = floor(repo, cluster, bench, args.runs, f"code_snapshots_floor{rep}")
+                    fresh_controller(cluster, args.state)
+                    dirname = f"code_snapshots_launch{rep}"
+                    code, took, err = launch(repo, launch_env(cluster, dirname))
+                    check = census(cluster, repo / dirname, experiments(bench), job_name, args.runs)
+                    ratios.append(took / seconds)
+                    print(f"floor {seconds:.2f} s ({seconds / total * 1000:.1f} ms a submission); launch: exit {code}, "
+                          f"{took:.2f} s (snapshots, pre-flight, submissions), ratio {took / seconds:.2f}; "
+                          f"{check.line()}", flush=True)
+                print(f"launch/floor: median ratio {statistics.median(ratios):.2f} of {len(ratios)} (goal <= 1.0)")
             if "faults" in phases:
+                fresh_controller(cluster, args.state)
                 wrapper = install_sbatch(Path(tmp) / "flaky", every=10)
                 env = launch_env(cluster, "code_snapshots_faults", PATH=f"{wrapper}:{cluster['PATH']}")
                 code, took, err = launch(repo, env)
                 check = census(cluster, repo / "code_snapshots_faults", experiments(bench), job_name, args.runs)
                 adopted = err.count("had queued job")
                 print(f"faults: every 10th sbatch fails (half after queueing): exit {code}, {took:.2f} s; "
-                      f"{check.line()}; {adopted} adopted after a lost reply")
-                fresh_controller(cluster, args.state)
+                      f"{check.line()}; {adopted} adopted after a lost reply", flush=True)
             if "kill" in phases:
+                fresh_controller(cluster, args.state)
                 env = launch_env(cluster, "code_snapshots_kill")
                 at = kill_half_way(repo, env, bench, args.runs)
                 code, took, err = launch(repo, env)
                 check = census(cluster, repo / "code_snapshots_kill", experiments(bench), job_name, args.runs)
                 print(f"kill: SIGKILL with {at} jobs queued, then the same command: exit {code}, {took:.2f} s; "
-                      f"{check.line()}")
-                fresh_controller(cluster, args.state)
+                      f"{check.line()}", flush=True)
             if "status" in phases:
-                suite.write_text("\n".join(names[:args.status_experiments]) + "\n")
+                fresh_controller(cluster, args.state)
+                repo = Path(tmp) / "status-repo"
+                make_repo(repo, args.status_experiments, args.runs)
                 env = launch_env(cluster, "code_snapshots_status")
                 code, took, err = launch(repo, env)
                 if code != 0:
@@ -247,9 +251,9 @@ def main() -> None:
                     if done.returncode != 0:
                         sys.exit(f"status failed: {done.stderr}")
                 rows = len(done.stdout.splitlines()) - 2  # header and summary
-                print(f"status: {rows} experiments x {args.runs} runs (launched in {took:.1f} s): median "
-                      f"{statistics.median(times):.2f} s, best {min(times):.2f} s (goal < 1 s)")
-                fresh_controller(cluster, args.state)
+                print(f"status: {rows} experiments x {args.runs} runs (launched in {took:.1f} s): first "
+                      f"{times[0]:.2f} s, median {statistics.median(times):.2f} s, best {min(times):.2f} s (goal < 1 s)")
+            fresh_controller(cluster, args.state)  # none of the bench's jobs is left
     finally:
         if started and not args.keep:
             subprocess.run([str(LOCAL_SLURM), "down"], env=cluster, capture_output=True)

@@ -478,8 +478,8 @@ def test_a_plan_entry_is_appended_text_no_run_for_older_readers(tmp_path: Path) 
     write_manifest(tmp_path, Manifest(experiment="x"))
     append_plan(tmp_path, Plan(3, "L1", "261206-120000", "abc", at="2026-01-02T03:04:05+00:00"))
     text = (tmp_path / MANIFEST_NAME).read_text()
-    assert text.endswith("runs:\n- planned: '3'\n  launch: L1\n  stamp: 261206-120000\n  digest: abc\n"
-                         "  planned_at: '2026-01-02T03:04:05+00:00'\n  via: launcher\n")
+    assert text.endswith("runs:\n- planned: '3'\n  launch: 'L1'\n  stamp: '261206-120000'\n  digest: 'abc'\n"
+                         "  planned_at: '2026-01-02T03:04:05+00:00'\n  via: 'launcher'\n")
     # no job_id (continue.sh counts "- job_id:" lines) and no "cancelled": a reader that does not know
     # plans keeps it as an entry of another kind, never a run
     data = yaml.safe_load(text)["runs"][0]
@@ -487,6 +487,15 @@ def test_a_plan_entry_is_appended_text_no_run_for_older_readers(tmp_path: Path) 
     counted = subprocess.run(["grep", "-c", "^- job_id:", str(tmp_path / MANIFEST_NAME)], capture_output=True,
                              text=True).stdout
     assert counted.strip() == "0" and read_manifest(tmp_path).next_run_number == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.from_regex(r"[a-z_]{1,8}", fullmatch=True), TEXT | ASCII, min_size=1, max_size=4))
+def test_an_entry_reads_back_as_written(fields: dict) -> None:
+    # single-quoted printable ASCII, or PyYAML's own text for anything else
+    text = "runs:\n" + manifest_mod.entry_text(fields)
+    assert yaml.load(text, Loader=yaml.SafeLoader)["runs"] == [fields]
+    assert_read_as_pyyaml_reads(text)
 
 
 def test_a_plan_entry_without_a_count_is_kept_as_another_kind(tmp_path: Path) -> None:
