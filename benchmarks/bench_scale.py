@@ -251,8 +251,9 @@ def main() -> None:
                     if done.returncode != 0:
                         sys.exit(f"status failed: {done.stderr}")
                 rows = len(done.stdout.splitlines()) - 2  # header and summary
+                median, best = statistics.median(times), min(times)
                 print(f"status: {rows} experiments x {args.runs} runs (launched in {took:.1f} s): first "
-                      f"{times[0]:.2f} s, median {statistics.median(times):.2f} s, best {min(times):.2f} s (goal < 1 s)")
+                      f"{times[0]:.2f} s, median {median:.2f} s, best {best:.2f} s (goal < 1 s)")
             fresh_controller(cluster, args.state)  # none of the bench's jobs is left
     finally:
         if started and not args.keep:
