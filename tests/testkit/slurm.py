@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -123,9 +124,15 @@ class FakeSlurm:
     first_id: int = 1001
     clock: float = 0.0  # virtual seconds (see sleep)
     slept: list[float] = field(default_factory=list)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def __call__(self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str],
                  timeout: float, executable: str | None = None) -> Completed:
+        with self._lock:  # a parallel launch calls it from several threads: one call at a time, as a controller
+            return self._answer(argv, cwd=cwd, env=env, executable=executable)
+
+    def _answer(self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str],
+                executable: str | None) -> Completed:
         call = Call(tuple(argv), cwd, dict(env), executable)
         self.calls.append(call)
         program = call.argv[0]
