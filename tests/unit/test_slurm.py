@@ -597,3 +597,12 @@ def test_named_lists_the_jobs_of_a_name_with_their_output(fake_slurm: FakeSlurm)
                                          "JobID:0|,StdOut:0")
     client.submit(["--job-name=a,b:x|y", "--output=o-%j.out", "x.sub"], cwd="/s", job_env={})
     assert client.named("a,b:x|y") == [("1003", "/s/o-%j.out")]  # -n would split the name at its comma
+
+
+def test_many_jobs_are_looked_up_in_the_users_whole_queue() -> None:
+    fake = FakeSlurm()
+    for number in range(150):
+        fake.add_job(str(number), "PENDING")
+    states = fake.client(ENV).states([str(n) for n in range(150)] + ["999"])
+    assert len(states) == 150
+    assert fake.calls[0].argv == ("squeue", "-h", "-o", "%i|%T|%r|%N", "--me")  # not a -j list of 151 ids

@@ -106,6 +106,7 @@ SLOW_AFTER = 3.0  # seconds without an answer after which the client says that S
 _SLOW_REPEAT = 30.0  # ... and not again for this long (a launch runs many commands at once)
 FIRST_DELAY, MAX_DELAY = 1.0, 15.0  # the first delay before trying again, and the longest
 MIN_CALL = 2.0  # the least time a call is given, however close its deadline
+SQUEUE_IDS = 100  # job ids up to which squeue is given them (-j); more: all of the user's jobs are listed
 Emit = Callable[[str], None]
 
 
@@ -322,8 +323,10 @@ class SlurmClient:
         wanted = job_ids(ids)
         if not wanted:
             return {}
-        listed = ",".join(wanted)
-        proc = self._ask(["squeue", "-h", "-o", SQUEUE_FORMAT, "-j", listed])
+        # squeue filters a long -j list slowly (0.27 s for 5,000 ids, 0.09 s to list all 5,000 of yours):
+        # many ids are looked up in the whole of your queue (another user's are found by scontrol below)
+        which = ["--me"] if len(wanted) > SQUEUE_IDS else ["-j", ",".join(wanted)]
+        proc = self._ask(["squeue", "-h", "-o", SQUEUE_FORMAT, *which])
         found = parse_squeue(proc.stdout, set(wanted)) if proc else {}
         missing = [i for i in wanted if i not in found]
         if missing:
