@@ -296,9 +296,11 @@ class ExperimentDir:
         script the manifest names, else under a default recipe root."""
         recorded = self.manifest
         name = recorded.experiment or self.name
-        candidates = [self.path / Path(recorded.script).parent / name / METRICS_FILE] if recorded.script else []
-        candidates += [self.path / root / name / METRICS_FILE for root in DEFAULT_LAYOUT.recipe_roots]
-        return next((candidate for candidate in candidates if candidate.is_file()), None)
+        folders = [os.path.dirname(recorded.script)] if recorded.script else []
+        # strings, not Paths: status asks a thousand experiments
+        candidates = [os.path.join(self.path, folder, name, METRICS_FILE)
+                      for folder in (*folders, *DEFAULT_LAYOUT.recipe_roots)]
+        return next((Path(candidate) for candidate in candidates if os.path.isfile(candidate)), None)
 
 
 @contextmanager
