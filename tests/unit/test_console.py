@@ -8,6 +8,7 @@ import io
 import sys
 
 import pytest
+import yaml
 
 from nrl_launch.console import Console
 from nrl_launch.errors import LauncherError
@@ -115,8 +116,8 @@ def test_cancel_records_every_experiment_when_its_stdout_is_gone(project: Projec
     result = run_cli("cancel", "sft-a", "sft-b", slurm=fake_slurm)
     assert result.exit_code == 1
     for name, job in (("sft-a", "1001"), ("sft-b", "1002")):  # both cancellations recorded
-        recorded = (project.root / "code_snapshots" / name / MANIFEST_NAME).read_text().split("\n- ")[-1]
-        assert "via: nrl-launch cancel" in recorded and job in recorded, recorded
+        last = yaml.safe_load((project.root / "code_snapshots" / name / MANIFEST_NAME).read_text())["runs"][-1]
+        assert (last["via"], last["cancelled"]) == ("nrl-launch cancel", job), last
     assert result.stderr.splitlines()[-1] == ("[ERROR]: the cancel finished but its output could not be written to "
                                               "stdout (No space left on device)")
 
