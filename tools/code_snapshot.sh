@@ -23,6 +23,10 @@ if [[ -L $shim ]]; then
 fi
 [[ $shim == */* ]] || shim=./$shim
 # As in tools/launch: this checkout's package first, without exporting PYTHONPATH.
-exec "${NRL_LAUNCH_PYTHON:-python3}" -S -c \
+# The interpreter: NRL_LAUNCH_PYTHON, else the checkout's own environment
+# (.venv, made by tools/install), else python3 on PATH.
+py=${NRL_LAUNCH_PYTHON:-${shim%/*}/../.venv/bin/python3}
+[[ -n ${NRL_LAUNCH_PYTHON:-} || -x $py ]] || py=python3
+exec "$py" -S -c \
     'import sys; sys.version_info >= (3, 10) or sys.exit("[ERROR]: nrl_launch needs Python 3.10 or newer; %s is %s (set NRL_LAUNCH_PYTHON to a newer python3)" % (sys.executable, sys.version.split()[0])); sys.path[0] = sys.argv.pop(1); import nrl_launch.__main__ as m; m.run(fast_start=True)' \
     "${shim%/*}" snapshot --project-root "${shim%/*}" -- "$1"

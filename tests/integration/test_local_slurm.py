@@ -1,10 +1,11 @@
 """Tests of the local Slurm cluster (tools/local-slurm) and the session
-fixture's policy.
+fixture's policy, on the session's Slurm version (tools/run-tests runs this
+module on each version of its matrix).
 
 Most tests use the session cluster (``local_slurm``: LOCAL_SLURM_NODES nodes,
-default 3).  The node-count tests run a private cluster of their own in a
-temporary state folder, on LOCAL_SLURM_PORT + 100 (so two sessions on
-different LOCAL_SLURM_PORTs never collide), and take it down again.
+default 3).  The node-count tests run a private cluster of their own, of the
+session's version, in a temporary state folder on free ports
+(``LOCAL_SLURM_PORT=auto``), and take it down again.
 """
 
 from __future__ import annotations
@@ -12,21 +13,24 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from testkit import LOCAL_SLURM, LocalSlurm, cluster_node_count, cluster_verdict
-
-PRIVATE_PORT_OFFSET = 100
+from testkit import (
+    LOCAL_SLURM,
+    LocalSlurm,
+    cluster_node_count,
+    cluster_verdict,
+    parse_export_line,
+    private_env,
+    session_slurm_version,
+)
 
 
 def _node_names(count: int) -> list[str]:
     return [f"node{k}" for k in range(1, count + 1)]
-
-
-def _base_port() -> int:
-    return int(os.environ.get("LOCAL_SLURM_PORT") or 6817)
 
 
 def _local_slurm(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -35,12 +39,8 @@ def _local_slurm(env: dict[str, str], *args: str, timeout: float = 180) -> subpr
 
 
 def _private_env(state: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LOCAL_SLURM_NODES", "SLURM_CONF")}
-    env.update(LOCAL_SLURM_STATE=str(state),
-               LOCAL_SLURM_PORT=str(_base_port() + PRIVATE_PORT_OFFSET))
-    env.update(extra)
-    return env
+    """A private cluster of the session's Slurm version in ``state``, on free ports."""
+    return private_env(state, **{"LOCAL_SLURM_VERSION": session_slurm_version(os.environ), **extra})
 
 
 def _alive(pid: int) -> bool:
@@ -154,11 +154,32 @@ def test_sbatch_test_only(local_slurm: LocalSlurm, tmp_path: Path) -> None:
         "--job-name=a:b", "--wrap", "true", cwd=tmp_path,
     )
     assert ok.returncode == 0, ok.stderr
-    bad = local_slurm.run(
-        "sbatch", "--test-only", "--segment=1", "--wrap", "true", cwd=tmp_path,
+    segment = local_slurm.run(
+        "sbatch", "--test-only", "--nodes=2", "--segment=2", "--wrap", "true", cwd=tmp_path,
     )
-    assert bad.returncode != 0
-    assert "segment" in bad.stderr, bad.stderr
+    if local_slurm.has_segment:  # 23.02 and newer
+        assert segment.returncode == 0, segment.stderr
+    else:
+        assert segment.returncode != 0
+        assert "unrecognized option '--segment=2'" in segment.stderr, segment.stderr
+
+
+def test_the_export_line_points_at_the_clusters_own_commands(local_slurm: LocalSlurm, tmp_path: Path) -> None:
+    # what `eval "$(tools/local-slurm up | tail -n 1)"` gives a shell: this
+    # cluster's SLURM_CONF, and sbatch of this cluster's version first on PATH
+    status = _local_slurm(_private_env(local_slurm.state_dir), "status")
+    line = status.stdout.splitlines()[-1]
+    assert parse_export_line(line) == (local_slurm.slurm_conf, local_slurm.bin_dir), line
+    assert f"slurm: {local_slurm.version}" in status.stdout.splitlines(), status.stdout
+    # a shell that knows nothing of the cluster yet
+    path = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if d != str(local_slurm.bin_dir))
+    env = {**{k: v for k, v in os.environ.items() if k != "SLURM_CONF"}, "PATH": path}
+    shell = subprocess.run(["bash", "-c", 'eval "$1"; command -v sbatch; sbatch --version; squeue -h -o %P', "-",
+                            line], capture_output=True, text=True, cwd=tmp_path, timeout=60, env=env)
+    assert shell.returncode == 0, shell.stderr
+    found, version = shell.stdout.splitlines()[:2]
+    assert found == f"{local_slurm.bin_dir}/sbatch"
+    assert version.startswith(f"slurm-wlm {local_slurm.version}."), version
 
 
 # --------------------------------------------------------------------------
@@ -184,8 +205,9 @@ def _assert_cluster_of(cluster: LocalSlurm, state: Path, count: int) -> None:
 def test_up_changes_the_node_count_and_down_stops_every_daemon(tmp_path_factory: pytest.TempPathFactory) -> None:
     state = tmp_path_factory.mktemp("ls") / "st"  # short: the munge socket path is limited
     env = _private_env(state)
-    cluster = LocalSlurm(state_dir=state, slurm_conf=state / "slurm.conf")
-    export = f"export SLURM_CONF={state}/slurm.conf"
+    version = session_slurm_version(os.environ)
+    cluster = LocalSlurm(state_dir=state, slurm_conf=state / "slurm.conf", bin_dir=state / "bin", version=version)
+    export = f'export SLURM_CONF={state}/slurm.conf PATH={state}/bin:"$PATH"'
     seen: dict[str, int] = {}
     try:
         for step, (count, how) in enumerate(((2, "flag"), (3, "env"), (2, "flag"))):
@@ -208,6 +230,10 @@ def test_up_changes_the_node_count_and_down_stops_every_daemon(tmp_path_factory:
         status = _local_slurm(env, "status")
         assert status.returncode == 0, status.stdout
         assert re.findall(r"^slurmd:(\S+)\s+up ", status.stdout, re.M) == _node_names(2)
+        assert f"slurm: {version}" in status.stdout.splitlines(), status.stdout
+        # the port it picked (LOCAL_SLURM_PORT=auto) stays when 'up' comes again
+        port = re.search(r"^SlurmctldPort=(\d+)$", (state / "slurm.conf").read_text(), re.M)
+        assert port and 10000 <= int(port.group(1)) < 32000, port
     finally:
         down = _local_slurm(env, "down")
     assert down.returncode == 0, down.stderr
@@ -218,6 +244,8 @@ def test_up_changes_the_node_count_and_down_stops_every_daemon(tmp_path_factory:
     # no process at all still names this state folder (-f $CONF, --key-file=...)
     pgrep = subprocess.run(["pgrep", "-a", "-f", str(state)], capture_output=True, text=True)
     assert pgrep.returncode == 1 and pgrep.stdout == "", pgrep.stdout
+    # and nothing is left mounted (24.11's binds live in the daemons' own mount namespaces)
+    assert str(state) not in Path("/proc/self/mountinfo").read_text()
 
 
 def _assert_failed_up(env: dict[str, str], args: tuple[str, ...], message: str) -> None:
@@ -247,7 +275,11 @@ def _assert_failed_up(env: dict[str, str], args: tuple[str, ...], message: str) 
     (("--nodes", "2", "up", "--bogus"), {}, "unknown argument '--bogus'"),
     (("up", "status"), {}, "only one command allowed"),
     (("up",), {"LOCAL_SLURM_GPUS": "0"}, "LOCAL_SLURM_GPUS must be a whole number from 1 to 64"),
-    (("up",), {"LOCAL_SLURM_PORT": "65500"}, "LOCAL_SLURM_PORT must be a port number below 65471"),
+    (("up",), {"LOCAL_SLURM_PORT": "65500"}, "LOCAL_SLURM_PORT must be 'auto' or a port number below 65471"),
+    (("up",), {"LOCAL_SLURM_PORT": "any"}, "LOCAL_SLURM_PORT must be 'auto' or a port number below 65471"),
+    (("up", "--slurm", "23.02"), {}, "Slurm version must be one of: 22.05 24.11 (got '23.02')"),
+    (("up",), {"LOCAL_SLURM_VERSION": "24"}, "Slurm version must be one of: 22.05 24.11 (got '24')"),
+    (("up", "--slurm"), {}, "--slurm needs a version"),
     (("up",), {"LOCAL_SLURM_TIMEOUT": "soon"}, "LOCAL_SLURM_TIMEOUT must be a whole number of seconds"),
 ])
 def test_bad_up_arguments_print_false_last_so_eval_stops(tmp_path: Path, args: tuple[str, ...],
@@ -264,10 +296,12 @@ def test_up_on_a_busy_port_prints_false_last_so_eval_stops(local_slurm: LocalSlu
 
 @pytest.mark.cluster_free
 @pytest.mark.parametrize("command", ["down", "status"])
-def test_nodes_option_is_only_for_up(tmp_path: Path, command: str) -> None:
-    res = _local_slurm(_private_env(tmp_path / "st"), command, "--nodes", "2")
+@pytest.mark.parametrize("option", ["--nodes", "--slurm"])
+def test_nodes_and_slurm_options_are_only_for_up(tmp_path: Path, command: str, option: str) -> None:
+    value = "2" if option == "--nodes" else "24.11"
+    res = _local_slurm(_private_env(tmp_path / "st"), command, option, value)
     assert res.returncode == 1 and res.stdout == "", res.stdout
-    assert "--nodes only applies to 'up'" in res.stderr, res.stderr
+    assert f"{option} only applies to 'up'" in res.stderr, res.stderr
 
 
 # --------------------------------------------------------------------------
@@ -313,3 +347,31 @@ def test_cluster_verdict_fails_in_ci_instead_of_skipping(up_ok: bool, sbatch_fou
 def test_session_node_count(value: str | None, expected: str) -> None:
     env = {} if value is None else {"LOCAL_SLURM_NODES": value}
     assert cluster_node_count(env) == expected
+
+
+@pytest.mark.cluster_free
+@pytest.mark.parametrize("state", ["/tmp/st", "/tmp/a state/it's"])
+def test_the_export_line_is_what_bash_evaluates(state: str) -> None:
+    # the line as tools/local-slurm prints it (printf %q), evaluated by bash and read by the tests alike
+    script = ('printf \'export SLURM_CONF=%q PATH=%q:"$PATH"\\n\' "$1/slurm.conf" "$1/bin" > "$2"; '
+              'eval "$(cat "$2")"; printf "%s\\n" "$SLURM_CONF" "${PATH%%:*}"')
+    with tempfile.NamedTemporaryFile("r") as line_file:
+        shell = subprocess.run(["bash", "-c", script, "-", state, line_file.name], capture_output=True, text=True,
+                               check=True)
+        line = line_file.read().rstrip("\n")
+    assert shell.stdout.splitlines() == [f"{state}/slurm.conf", f"{state}/bin"]
+    assert parse_export_line(line) == (Path(state) / "slurm.conf", Path(state) / "bin")
+
+
+@pytest.mark.cluster_free
+@pytest.mark.parametrize("line", [
+    "false",
+    "",
+    "export SLURM_CONF=/tmp/st/slurm.conf",  # the line before the client commands went on PATH
+    'export SLURM_CONF=/tmp/st/slurm.conf PATH=/tmp/st/bin',
+    'export PATH=/tmp/st/bin:"$PATH" SLURM_CONF=/tmp/st/slurm.conf',
+    'export SLURM_CONF=/tmp/st/slurm.conf PATH=/tmp/st/bin:"$PATH" X=1',
+    "export SLURM_CONF='/tmp/st",
+])
+def test_other_lines_are_not_export_lines(line: str) -> None:
+    assert parse_export_line(line) is None

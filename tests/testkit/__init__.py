@@ -23,12 +23,15 @@ Modules, by what they provide or fake:
   commands in process), locks held as another process would.
 * :mod:`testkit.e2e`: launches of a private copy of this repository.
 * :mod:`testkit.cluster`: the local Slurm cluster.
+* :mod:`testkit.faults`: a flaky or slow ``sbatch`` on a real cluster, and a census of the
+  jobs a launch queued against what its manifests record.
 
 Everything is importable from ``testkit`` itself.
 """
 
 from testkit.cluster import *  # noqa: F403
 from testkit.e2e import *  # noqa: F403
+from testkit.faults import *  # noqa: F403
 from testkit.procs import *  # noqa: F403
 from testkit.repos import *  # noqa: F403
 from testkit.slurm import *  # noqa: F403

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
@@ -21,9 +22,49 @@ LOCAL_SLURM = REPO / "tools" / "local-slurm"
 RAY_SUB = REPO / "ray.sub"
 
 # generous: the first `up` on a fresh machine apt-installs Slurm and MUNGE
+# (22.05) or makes the root folder with debootstrap (24.11)
 UP_TIMEOUT_S = 900
-EXPORT_RE = re.compile(r"^export SLURM_CONF=(\S+)\s*$")
 DEFAULT_TEST_NODES = 3
+DEFAULT_SLURM_VERSION = "22.05"  # tools/local-slurm's, and the README's
+# tools/local-slurm's variables that name a cluster: a test's own cluster gets
+# its own, whatever the shell that started the tests points at
+CLUSTER_VARS = ("LOCAL_SLURM_STATE", "LOCAL_SLURM_PORT", "LOCAL_SLURM_VERSION", "LOCAL_SLURM_NODES", "SLURM_CONF")
+# where a machine's own Slurm is (tools/local-slurm's SYSTEM_PATH)
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def parse_export_line(line: str) -> tuple[Path, Path] | None:
+    """``(SLURM_CONF, folder of the client commands)`` from the last line of
+    ``tools/local-slurm up``, ``export SLURM_CONF=<conf> PATH=<bin>:"$PATH"``;
+    None for any other line."""
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        return None
+    if len(words) != 3 or words[0] != "export":
+        return None
+    conf, path = words[1], words[2]
+    if not (conf.startswith("SLURM_CONF=") and path.startswith("PATH=") and path.endswith(":$PATH")):
+        return None
+    conf, bin_dir = conf.removeprefix("SLURM_CONF="), path.removeprefix("PATH=").removesuffix(":$PATH")
+    if not (conf and bin_dir):
+        return None
+    return Path(conf), Path(bin_dir)
+
+
+def session_slurm_version(env: Mapping[str, str]) -> str:
+    """The Slurm version of the test session's cluster: ``NRL_TEST_SLURM_VERSION``
+    (tools/run-tests sets it for each version of its matrix), else 22.05."""
+    return env.get("NRL_TEST_SLURM_VERSION", "").strip() or DEFAULT_SLURM_VERSION
+
+
+def private_env(state: Path, **extra: str) -> dict[str, str]:
+    """The environment of ``tools/local-slurm`` for a cluster of a test's own
+    in ``state``, on free ports: nothing of the cluster the shell points at."""
+    env = {k: v for k, v in os.environ.items() if k not in CLUSTER_VARS}
+    env.update(LOCAL_SLURM_STATE=str(state), LOCAL_SLURM_PORT="auto")
+    env.update(extra)
+    return env
 
 
 def slurm_required(env: Mapping[str, str]) -> bool:
@@ -98,8 +139,15 @@ def _job_info(job_id: str, fields: dict[str, str], source: str) -> SlurmJob:
 class LocalSlurm:
     state_dir: Path
     slurm_conf: Path
+    bin_dir: Path | None = None  # its client commands (first on PATH in env())
+    version: str = DEFAULT_SLURM_VERSION
     partition: str = "local"
     started_here: bool = False
+
+    @property
+    def has_segment(self) -> bool:
+        """Does this Slurm know ``--segment`` (23.02 and newer)?"""
+        return self.version != "22.05"
 
     def nodes(self) -> list[str]:
         """Names of the cluster's nodes, in order (node1, node2, ...)."""
@@ -119,7 +167,7 @@ class LocalSlurm:
         """``tools/local-slurm up`` on this cluster, keeping its node count:
         restarts a missing daemon, resumes DOWN nodes, waits until all are
         idle (fails the test if it cannot)."""
-        env = {k: v for k, v in os.environ.items() if k != "LOCAL_SLURM_NODES"}
+        env = {k: v for k, v in os.environ.items() if k not in CLUSTER_VARS}
         res = subprocess.run([str(LOCAL_SLURM), "--state", str(self.state_dir), "up"],
                              capture_output=True, text=True, env=env, timeout=120)
         if res.returncode != 0:
@@ -136,8 +184,12 @@ class LocalSlurm:
         return self.state_dir / "log" / "jobcomp.txt"
 
     def env(self, **extra: str) -> dict[str, str]:
+        """The environment of a command of this cluster: SLURM_CONF, and its
+        client commands first on PATH (as ``up``'s export line sets them)."""
         env = dict(os.environ)
         env["SLURM_CONF"] = str(self.slurm_conf)
+        if self.bin_dir is not None and not env.get("PATH", "").startswith(f"{self.bin_dir}:"):
+            env["PATH"] = f"{self.bin_dir}:{env.get('PATH', '')}"
         env.update(extra)
         return env
 
@@ -205,14 +257,3 @@ class LocalSlurm:
         if info is None:
             pytest.fail(f"job {job_id} left the queue but Slurm has no record of it")
         return info
-
-
-def daemons_up(env: dict[str, str]) -> bool:
-    try:
-        res = subprocess.run([str(LOCAL_SLURM), "status"], capture_output=True,
-                             text=True, env=env, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return res.returncode == 0
-
-

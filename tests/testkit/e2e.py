@@ -235,8 +235,10 @@ def verdict_blocks(lines: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def manifest_runs(snapshot: Path) -> list[dict]:
-    """The runs a snapshot's manifest records (read as YAML, independently of the launcher)."""
-    return yaml.safe_load((snapshot / MANIFEST_NAME).read_text()).get("runs") or []
+    """The runs a snapshot's manifest records (read as YAML, independently of the launcher): its
+    entries with a ``job_id`` (a launch's plan and a cancellation have none)."""
+    entries = yaml.safe_load((snapshot / MANIFEST_NAME).read_text()).get("runs") or []
+    return [entry for entry in entries if "job_id" in entry]
 
 
 

@@ -88,12 +88,12 @@ def run_cli(*args: str, env: Mapping[str, str | None] | None = None, slurm: Any 
             **invoke: Any) -> Any:
     """``nrl-launch ARGS`` in process through click: the launcher's variables exactly ``env``
     (the developer's own CONTAINER, DRYRUN, WATCH… hidden), Slurm through ``slurm`` (a
-    :class:`testkit.slurm.FakeSlurm`) when given. The click ``Result``."""
+    :class:`testkit.slurm.FakeSlurm`, on its virtual clock) when given. The click ``Result``."""
     from click.testing import CliRunner
 
     from nrl_launch.cli import CliContext, main
     from testkit.repos import launch_env
 
     return CliRunner().invoke(main, list(args), env=launch_env(env),
-                              obj=CliContext(slurm) if slurm is not None else None,
+                              obj=CliContext(slurm, (slurm.sleep, slurm.now)) if slurm is not None else None,
                               **{"prog_name": "nrl-launch", **invoke})

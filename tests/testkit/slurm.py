@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ class Call:
     cwd: str | None
     env: dict[str, str]
     timeout: float = 0.0  # the seconds the client let the command take
+    executable: str | None = None  # the program the client found on its own PATH, when it gave one
 
 
 @dataclass
@@ -53,10 +55,25 @@ class FakeJob:
     exit_code: str = "0:0"
     nodes: str = ""
 
+    def option(self, name: str) -> str:
+        """The value of sbatch option ``--<name>=…`` of the job ("" without it)."""
+        prefix = f"--{name}="
+        return next((word[len(prefix):] for word in self.argv if word.startswith(prefix)), "")
+
+    def name(self) -> str:
+        """The job's name (``--job-name``)."""
+        return self.option("job-name")
+
+    def stdout(self) -> str:
+        """The job's --output path as squeue shows it (``%j`` not expanded), absolute."""
+        output = self.option("output") or "slurm-%j.out"
+        return output if output.startswith("/") else f"{self.cwd.rstrip('/')}/{output}"
+
 
 QUEUED_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING")
 NO_CONTROLLER = "error: Unable to contact slurm controller (connect failure)"
 INVALID_ACCOUNT = "Batch job submission failed: Invalid account or account/partition combination specified"
+REPLY_LOST = "Batch job submission failed: Socket timed out on send/recv operation"
 
 
 @dataclass
@@ -67,20 +84,30 @@ class FakeSlurm:
     changes their state (:meth:`finish`) or ``on_poll`` does. Knobs:
     ``reject`` (test-only refuses with that reason), ``down`` (every command
     fails as with no controller), ``squeue_down`` (the first N squeue calls
-    do), ``fail_at`` / ``garbage_at`` (the N-th real submission fails, or
-    exits 0 without a job id), ``noise`` (every real submission also prints a
-    line with non-UTF-8 bytes), ``id_on_stderr`` (sbatch says its job id on
-    stderr, as some site wrappers), ``accounting`` (sacct answers instead of
-    failing), ``answers`` (per program, a function returning a
-    :class:`Completed` to answer instead), ``on_submit(job)`` and
-    ``on_poll(fake)`` hooks (e.g. write a driver log, finish jobs after some
-    polls), ``node_states`` (sinfo's %T per node; absent: idle).
+    do), ``squeue_flaky`` (the first N squeue calls lose their reply: "Socket
+    timed out"), ``fail_at`` / ``garbage_at`` (the N-th real submission fails, or
+    exits 0 without a job id), ``flaky_every`` (every N-th sbatch call, test-only
+    ones included, fails with a lost reply -- the 1st, 3rd, 5th… of those real
+    submissions after queueing the job, as a controller that accepted it),
+    ``noise`` (every real submission also prints a line with non-UTF-8 bytes),
+    ``id_on_stderr`` (sbatch says its job id on stderr, as some site wrappers),
+    ``accounting`` (sacct answers instead of failing), ``answers`` (per program,
+    a function returning a :class:`Completed` to answer instead),
+    ``on_submit(job)`` and ``on_poll(fake)`` hooks (e.g. write a driver log,
+    finish jobs after some polls), ``node_states`` (sinfo's %T per node;
+    absent: idle), ``first_id`` (the first job id).
+
+    Time is virtual: a client made by :meth:`client` (or ``run_cli(…,
+    slurm=fake)``) waits between its tries with :meth:`sleep`, which only
+    advances :attr:`clock` and records the delay in :attr:`slept`.
     """
 
     reject: str | None = None
     down: bool = False
     squeue_down: int = 0
+    squeue_flaky: int = 0
     fail_at: int = 0
+    flaky_every: int = 0
     garbage_at: int = 0
     noise: bool = False
     id_on_stderr: bool = False
@@ -93,10 +120,21 @@ class FakeSlurm:
     node_states: dict[str, str] = field(default_factory=dict)
     attempts: int = 0  # real submissions tried
     squeue_calls: int = 0
+    sbatch_calls: int = 0  # test-only ones included
+    flaky_failures: int = 0  # sbatch calls that lost their reply (flaky_every)
+    first_id: int = 1001
+    clock: float = 0.0  # virtual seconds (see sleep)
+    slept: list[float] = field(default_factory=list)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def __call__(self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str],
-                 timeout: float) -> Completed:
-        call = Call(tuple(argv), cwd, dict(env), timeout)
+                 timeout: float, executable: str | None = None) -> Completed:
+        with self._lock:  # a parallel launch calls it from several threads: one call at a time, as a controller
+            return self._answer(argv, cwd=cwd, env=env, timeout=timeout, executable=executable)
+
+    def _answer(self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str], timeout: float,
+                executable: str | None) -> Completed:
+        call = Call(tuple(argv), cwd, dict(env), timeout, executable)
         self.calls.append(call)
         program = call.argv[0]
         if program in self.answers:
@@ -105,17 +143,29 @@ class FakeSlurm:
             self.squeue_calls += 1
         if self.down or (program == "squeue" and self.squeue_calls <= self.squeue_down):
             return Completed(1, "", f"{program}: {NO_CONTROLLER}\n")
+        if program == "squeue" and self.squeue_calls <= self.squeue_down + self.squeue_flaky:
+            return Completed(1, "", "squeue: error: slurm_load_jobs error: Socket timed out on send/recv operation\n")
         handler = getattr(self, f"_{program}", None)
         if handler is None:
             raise FileNotFoundError(program)
         result: Completed = handler(call)
         return result
 
-    def client(self, environ: Mapping[str, str] | None = None, timeout: float = 5.0) -> SlurmClient:
-        """A client that runs its commands through this fake."""
+    def sleep(self, seconds: float) -> None:
+        """The client's wait between tries: virtual (advances :attr:`clock`)."""
+        self.slept.append(seconds)
+        self.clock += seconds
+
+    def now(self) -> float:
+        """The virtual clock."""
+        return self.clock
+
+    def client(self, environ: Mapping[str, str] | None = None, timeout: float = 5.0, **options: Any) -> SlurmClient:
+        """A client that runs its commands through this fake (on its virtual clock)."""
         from nrl_launch.slurm.client import SlurmClient
 
-        return SlurmClient(dict(os.environ if environ is None else environ), self, timeout=timeout)
+        return SlurmClient(dict(os.environ if environ is None else environ), self, timeout=timeout,
+                           **{"sleep": self.sleep, "now": self.now, **options})
 
     # ---- what the test looks at
 
@@ -142,42 +192,64 @@ class FakeSlurm:
     def state(self) -> dict[str, Any]:
         """The queue as JSON data (jobs without their environment: calls.jsonl has it)."""
         jobs = [{**asdict(job), "env": {}} for job in self.jobs.values()]
-        return {"jobs": jobs, "attempts": self.attempts, "squeue_calls": self.squeue_calls}
+        return {"jobs": jobs, "attempts": self.attempts, "squeue_calls": self.squeue_calls,
+                "sbatch_calls": self.sbatch_calls, "flaky_failures": self.flaky_failures}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Take back a queue saved by :meth:`state`."""
         self.jobs = {job["job_id"]: FakeJob(**{**job, "argv": tuple(job["argv"])}) for job in state.get("jobs", [])}
         self.attempts = state.get("attempts", 0)
         self.squeue_calls = state.get("squeue_calls", 0)
+        self.sbatch_calls = state.get("sbatch_calls", 0)
+        self.flaky_failures = state.get("flaky_failures", 0)
 
     # ---- the commands
 
     def _sbatch(self, call: Call) -> Completed:
+        self.sbatch_calls += 1
+        flaky = bool(self.flaky_every) and self.sbatch_calls % self.flaky_every == 0
+        lost = Completed(1, "", f"sbatch: error: {REPLY_LOST}\n")
         if call.argv[1] == "--test-only":
+            if flaky:
+                return lost
             if self.reject:
                 return Completed(1, "", f"sbatch: error: {self.reject}\n")
             return Completed(0, "", "sbatch: Job 999 to start at 2026-01-01T00:00:00 using 8 processors\n")
         self.attempts += 1
         if self.attempts == self.fail_at:
             return Completed(1, "", f"sbatch: error: {INVALID_ACCOUNT}\n")
+        if flaky:
+            self.flaky_failures += 1
+            if self.flaky_failures % 2 == 0:
+                return lost  # the request never reached the controller
         noise = "sbatch: warning: \udcff\udcfe not UTF-8\n" if self.noise else ""  # the bytes ff fe
         if self.attempts == self.garbage_at:
             return Completed(0, f"{noise}sbatch: something unexpected\n", "")
-        job = FakeJob(str(1001 + len(self.jobs)), call.argv[1:], call.cwd or "", call.env)
+        job = FakeJob(str(self.first_id + len(self.jobs)), call.argv[1:], call.cwd or "", call.env)
         self.jobs[job.job_id] = job
         if self.on_submit is not None:
             self.on_submit(job)
+        if flaky:
+            return lost  # queued, but the controller's reply was lost
         answer = f"Submitted batch job {job.job_id}\n"
         return Completed(0, noise, answer) if self.id_on_stderr else Completed(0, noise + answer, "")
 
     def _squeue(self, call: Call) -> Completed:
         if self.on_poll is not None:
             self.on_poll(self)
-        queued = [job for job in self.jobs.values() if job.state in QUEUED_STATES]
+        listed = list(self.jobs.values())
+        if "-t" not in call.argv or call.argv[call.argv.index("-t") + 1] != "all":
+            listed = [job for job in listed if job.state in QUEUED_STATES]
         if "-j" in call.argv:
             wanted = call.argv[call.argv.index("-j") + 1].split(",")
-            queued = [job for job in queued if job.job_id in wanted]
-        return Completed(0, "".join(f"{j.job_id}|{j.state}|{j.reason}|{j.nodes}\n" for j in queued), "")
+            listed = [job for job in listed if job.job_id in wanted]
+        if "-n" in call.argv:
+            listed = [job for job in listed if job.name() in call.argv[call.argv.index("-n") + 1].split(",")]
+        if "-O" in call.argv:  # JobID, [Name,] StdOut: the fields the client asks for
+            named = "Name" in call.argv[call.argv.index("-O") + 1]
+            return Completed(0, "".join(f"{j.job_id}|{j.name() + '|' if named else ''}{j.stdout()}\n"
+                                        for j in listed), "")
+        return Completed(0, "".join(f"{j.job_id}|{j.state}|{j.reason}|{j.nodes}\n" for j in listed), "")
 
     def _sacct(self, call: Call) -> Completed:
         if not self.accounting:
@@ -190,11 +262,17 @@ class FakeSlurm:
     def _scontrol(self, call: Call) -> Completed:
         if call.argv[1:] == ("ping",):
             return Completed(0, "Slurmctld(primary) at fake is UP\n", "")
+        if call.argv[1:] == ("show", "job", "-o"):  # every job the controller holds
+            return Completed(0, "".join(self._scontrol_line(job) for job in self.jobs.values()), "")
         job = self.jobs.get(call.argv[-1])
         if job is None:
             return Completed(1, "", "slurm_load_jobs error: Invalid job id specified\n")
-        return Completed(0, f"JobId={job.job_id} JobName=x JobState={job.state} Reason={job.reason} "
-                            f"ExitCode={job.exit_code} NodeList={job.nodes or '(null)'}\n", "")
+        return Completed(0, self._scontrol_line(job), "")
+
+    @staticmethod
+    def _scontrol_line(job: FakeJob) -> str:
+        return (f"JobId={job.job_id} JobName={job.name() or 'x'} JobState={job.state} Reason={job.reason} "
+                f"ExitCode={job.exit_code} NodeList={job.nodes or '(null)'}\n")
 
     def _sinfo(self, call: Call) -> Completed:
         names = expand_hostlist(call.argv[call.argv.index("-n") + 1]) if "-n" in call.argv else list(self.node_states)
@@ -284,6 +362,9 @@ class SlurmOnPath:
 #   FAKE_SBATCH_REJECT="why"   sbatch --test-only rejects every request (reject)
 #   FAKE_SBATCH_FAIL_AT=N      the N-th real submission fails, exit 1 (fail_at)
 #   FAKE_SBATCH_GARBAGE_AT=N   the N-th real submission exits 0 without a job id (garbage_at)
+#   FAKE_SBATCH_FLAKY_EVERY=N  every N-th sbatch call loses its reply, half of them after queueing (flaky_every)
+#   FAKE_SBATCH_KILL_CALLER_AT=N  the N-th real submission queues its job, then SIGKILLs its caller (the
+#                              launcher) before answering: a launch killed between sbatch's answer and its record
 #   FAKE_SBATCH_NOISE=1        every real submission also prints non-UTF-8 bytes (noise)
 #   FAKE_SBATCH_ID_ON_STDERR=1 "Submitted batch job N" on stderr (id_on_stderr)
 #   FAKE_SLURM_DOWN=1          every command fails as with no controller (down)
@@ -302,6 +383,7 @@ def on_path_model(env: Mapping[str, str]) -> FakeSlurm:
     fake = FakeSlurm(reject=env.get("FAKE_SBATCH_REJECT") or None, down=bool(env.get("FAKE_SLURM_DOWN")),
                      squeue_down=number("FAKE_SQUEUE_DOWN"), fail_at=number("FAKE_SBATCH_FAIL_AT"),
                      garbage_at=number("FAKE_SBATCH_GARBAGE_AT"), noise=bool(env.get("FAKE_SBATCH_NOISE")),
+                     flaky_every=number("FAKE_SBATCH_FLAKY_EVERY"),
                      id_on_stderr=bool(env.get("FAKE_SBATCH_ID_ON_STDERR")))
     prefix = "FAKE_DRIVER_LOG_"
     fake.on_submit = driver_log({name[len(prefix):]: text for name, text in env.items() if name.startswith(prefix)})
@@ -342,6 +424,12 @@ def serve_on_path(program: str, args: list[str], state_dir: Path) -> int:
         except FileNotFoundError:
             answer = Completed(127, "", f"{program}: not modelled by the fake Slurm\n")
         queue.write_text(json.dumps(fake.state()))
+        kill_at = int(os.environ.get("FAKE_SBATCH_KILL_CALLER_AT") or 0)
+        if program == "sbatch" and args[:1] != ["--test-only"] and fake.attempts == kill_at:
+            import signal
+
+            os.kill(os.getppid(), signal.SIGKILL)
+            return 1
     for stream, text in ((sys.stdout, answer.stdout), (sys.stderr, answer.stderr)):
         stream.flush()
         stream.buffer.write(text.encode("utf-8", "surrogateescape"))

@@ -20,12 +20,14 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "tools" / "nrl_launch"
-LAYERS = ("bashcfg", "plan", "slurm", "experiment", "follow", "pipeline", "launch", "cli")
+LAYERS = ("bashcfg", "plan", "slurm", "experiment", "follow", "report", "pipeline", "launch", "cli")
 # What knows the folder's files: a string piece of a path to one of them.
-LAYOUT = re.compile(r"\.nrl_launch|ray-driver\.log|metrics\.json|(^|/)continue\.sh$|\.lock$|-logs$|^-logs|-logs/")
+LAYOUT = re.compile(r"\.nrl_launch|ray-driver\.log|nrl-run-identity|metrics\.json|(^|/)continue\.sh$|\.lock$|-logs$|"
+                    r"^-logs|-logs/")
 # The experiment/ functions that touch the folder's files: ExperimentDir calls them.
 FILE_FUNCTIONS = {
     "nrl_launch.experiment.manifest": {"read_manifest", "write_manifest", "append_run", "append_cancellation",
+                                       "append_plan",
                                        "append_entry", "parse_manifest", "render_manifest", "manifest_path",
                                        "MANIFEST_NAME"},
     "nrl_launch.experiment.rerun": {"load_next_run", "save_next_run", "NEXT_RUN_NAME"},

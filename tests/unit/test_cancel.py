@@ -53,7 +53,8 @@ def test_cancel_stops_every_queued_job_in_one_scancel_and_records_it(launched: P
     assert result.stdout.splitlines() == ["[INFO]: sft-a: cancelled 3 jobs: 1001 1002 1003",
                                           "[INFO]: sft-b: cancelled 2 jobs: 1005 1006"]
     assert {job.state for job in fake_slurm.jobs.values()} == {"CANCELLED", "COMPLETED"}
-    entries = [e.to_data() for e in read_manifest(launched.root / "code_snapshots" / "sft-a").entries]
+    entries = [e.to_data() for e in read_manifest(launched.root / "code_snapshots" / "sft-a").entries
+               if "planned" not in e.to_data()]  # (the launch's plan, recorded before its runs)
     assert [e.get("job_id") for e in entries] == ["1001", "1002", "1003", None]
     assert (entries[-1]["cancelled"], entries[-1]["via"]) == ("1001 1002 1003", "nrl-launch cancel")
     assert read_manifest(launched.root / "code_snapshots" / "sft-b").entries[-1].to_data()["cancelled"] == "1005 1006"
@@ -148,7 +149,7 @@ def test_continue_sh_and_status_after_a_cancel(launched: Project, fake_slurm: Fa
     env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "HOME": str(tmp_path)}
     done = subprocess.run(["bash", str(snapshot / "continue.sh")], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    runs = [e.to_data() for e in read_manifest(snapshot).entries]
+    runs = [e.to_data() for e in read_manifest(snapshot).entries if "planned" not in e.to_data()]
     assert [(r.get("job_id"), r.get("run")) for r in runs] == [("1001", "1/3"), ("1002", "2/3"), ("1003", "3/3"),
                                                               (None, None), ("2001", "4")]
     fake_slurm.add_job("2001", "PENDING")

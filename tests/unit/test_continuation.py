@@ -129,9 +129,9 @@ def test_bash_own_variables_are_neither_unset_nor_exported() -> None:
     # `unset UID` is an error in bash (read-only): with `set -e` the script would stop there.
     text = render_continue_script(reference_submission(), script="x.sh", version="0")
     # (BASH_ENV is only read by bash: pinning it is what the launch's own jobs had)
-    assert re.findall(r"^(?:unset|export) (\w+)", text, re.MULTILINE) == [
+    assert re.findall(r"^\s*(?:unset|export) (\w+)", text, re.MULTILINE) == [
         "MAX_STEPS", "STEPS_PER_RUN", "NUM_NODES", "BASH_ENV", "FOO", "HF_HOME", "MOUNTS", "BASE_LOG_DIR", "COMMAND",
-        "SBATCH_EXPORT"]
+        "SBATCH_EXPORT", "NRL_RUN_TOKEN"]
 
 
 @pytest.mark.parametrize("value", ["plain", "with space", "it's", '"dq"', "$HOME", "`cmd`", "a\nb", "back\\slash", ""])
@@ -140,8 +140,8 @@ def test_exported_values_survive_bash_exactly(tmp_path: Path, value: str) -> Non
                      (("VALUE", value),), stamp=STAMP)
     script = render_continue_script(sub, script="x.sh", version="0")
     # Run only the exports, then print the value.
-    exports = script.split("# Added to your environment for the job, as the launcher did.\n")[1]
-    exports = exports.split("if ! answer=$(")[0]
+    exports = script.split("# Added to your environment for the job, as the launcher did, with this run's token.\n")[1]
+    exports = exports.split('exec "$sbatch"')[0]
     proc = subprocess.run(["bash", "-c", exports + 'printf %s "$VALUE"\n'], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == value

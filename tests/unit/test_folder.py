@@ -158,7 +158,13 @@ def test_the_manifest_is_read_once_and_again_only_when_it_changed(tmp_path: Path
             assert folder.manifest.next_run_number == 3
             folder.record_run("3", "3", "continue.sh")
             assert [run.job_id for run in folder.manifest.runs] == ["1", "2", "3"]
-    assert opens == [("read", MANIFEST_NAME), ("append", MANIFEST_NAME), ("read", MANIFEST_NAME)]
+    # its own entry joins the manifest in memory: not read again
+    assert opens == [("read", MANIFEST_NAME), ("append", MANIFEST_NAME)]
+    with opens_of(folder.path) as opens:
+        append_run(folder.path, "4", "4", via="continue.sh")  # another process, while this one holds no lock
+        folder.record_run("5", "5", "continue.sh")  # the file changed since it was read: read again when asked
+        assert [run.job_id for run in folder.manifest.runs] == ["1", "2", "3", "4", "5"]
+    assert opens == [("append", MANIFEST_NAME), ("append", MANIFEST_NAME), ("read", MANIFEST_NAME)]
 
 
 def test_a_manifest_written_through_the_folder_is_not_read_back(tmp_path: Path) -> None:
@@ -195,7 +201,7 @@ def test_jobs_and_their_log_folders(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- one relaunch, one read
 
 
-@pytest.mark.parametrize(("dryrun", "appends"), [("2", 0), (None, 2)])
+@pytest.mark.parametrize(("dryrun", "appends"), [("2", 0), (None, 3)])  # the launch's plan, then its 2 runs
 def test_a_relaunch_of_a_reused_snapshot_reads_its_manifest_once(project: Project, fake_slurm: FakeSlurm,
                                                                  dryrun: str | None, appends: int) -> None:
     script = project.add_recipe("sft-a", config=TWO_RUNS)

@@ -483,7 +483,7 @@ def test_sbatch_failing_half_way_says_what_was_submitted(project: Project, slurm
     first = project.add_recipe("sft-a")
     second = project.add_recipe("sft-b")
     monkeypatch.setenv("FAKE_SBATCH_FAIL_AT", "3")  # run 1/2 of sft-b
-    result = run_cli("launch", str(first), str(second), env=BASE_ENV)
+    result = run_cli("launch", str(first), str(second), env={**BASE_ENV, "SUBMIT_PARALLEL": "1"})
     assert result.exit_code == 1
     assert "Submitted batch job 1002" in result.stdout
     assert "Total GPU hours" not in result.stdout
@@ -650,7 +650,8 @@ def test_watch_prints_verdicts_and_fails_on_metric_fail(project: Project, slurm_
     monkeypatch.setenv("FAKE_DRIVER_LOG_1003", "Traceback: out of memory\n")
     monkeypatch.setenv("FAKE_SQUEUE_POLLS", "2")
     monkeypatch.setenv("FAKE_SQUEUE_DOWN", "1")
-    result = run_cli("launch", str(a), str(b), str(c), env={**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01"})
+    result = run_cli("launch", str(a), str(b), str(c), env={**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01",
+                                                              "SUBMIT_PARALLEL": "1"})
     assert result.exit_code == 1
     snaps = project.root / "code_snapshots"
     log_a, log_b, log_c = (snaps / name / f"{job}-logs" / "ray-driver.log"
@@ -727,7 +728,7 @@ def test_shim_without_dependencies_prints_one_install_line(tmp_path: Path) -> No
     env = {**os.environ, "NRL_LAUNCH_PYTHON": str(venv / "bin" / "python")}
     proc = subprocess.run([str(REPO / "tools" / "launch"), "--help"], env=env, capture_output=True, text=True)
     assert proc.returncode == 1
-    assert proc.stderr.count("\n") == 1 and "pip install" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "tools/install" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_shim_does_not_leak_its_search_path_into_jobs(project: Project, slurm_on_path: SlurmOnPath) -> None:
@@ -754,7 +755,7 @@ def test_installed_console_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("PATH", f"{tmp_path / 'decoy'}{os.pathsep}{os.environ['PATH']}")
     script = Path(sys.executable).parent / "nrl-launch"
     if not script.is_file():
-        pytest.skip(f"{script} is not installed: run pip install -e . (the README's set-up does)")
+        pytest.skip(f"{script} is not installed: run tools/install (the README's set-up does)")
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert all(command in proc.stdout for command in ("launch", "lint", "status", "watch"))
@@ -930,8 +931,16 @@ def test_ctrl_c_while_submitting_says_what_is_queued(project: Project, fake_slur
     assert "scancel 1001" in str(info.value)
     # exit 130 as for any Ctrl-C: `git bisect run` would read 1 as "bad commit"
     assert info.value.exit_code == 130
+    # the same command again finishes that launch: job 1002 (queued as sbatch got the Ctrl-C) is the
+    # missing run 2/2, found in the queue and adopted; nothing is submitted twice
     again = run_cli("launch", str(script), env=BASE_ENV, slurm=fake_slurm)
-    assert again.exit_code == 130 and "[ERROR]: " in again.stderr and "interrupted while submitting" in again.stderr
+    assert again.exit_code == 0, again.output
+    assert stdout_lines(again)[1:] == ["Submitting 2/2 job with 1 nodes for sft-a.sh", "Submitted batch job 1002",
+                                       "[INFO]: Total GPU hours: 64"]  # what the script costs, as planned
+    assert "finishing the launch" in again.stderr and "job 1002 is this run's" in again.stderr
+    assert sorted(fake_slurm.jobs) == ["1001", "1002"]
+    runs = read_manifest(project.root / "code_snapshots" / "sft-a").runs
+    assert [(r.job_id, r.run) for r in runs] == [("1001", "1/2"), ("1002", "2/2")]
 
 
 def test_watch_resume_hint_names_where_the_snapshots_are(project: Project, fake_slurm: FakeSlurm) -> None:
@@ -1064,7 +1073,10 @@ def test_a_suite_file_launches_every_entry_as_listed(project: Project, fake_slur
     ]
     full = run_cli("launch", "test_suites/nightly.txt", env=BASE_ENV, slurm=fake_slurm)
     assert full.exit_code == 0, full.output
-    assert [job.cwd.rsplit("/", 1)[-1] for job in fake_slurm.submissions()] == ["sft-a", "vlm_sft-b"]
+    # submitted at once (SUBMIT_PARALLEL), printed in the suite's order
+    assert sorted(job.cwd.rsplit("/", 1)[-1] for job in fake_slurm.submissions()) == ["sft-a", "vlm_sft-b"]
+    assert [line for line in stdout_lines(full) if line.startswith("Submitting")] == [
+        "Submitting 1/1 job with 1 nodes for sft-a.sh", "Submitting 1/1 job with 2 nodes for vlm_sft-b.sh"]
 
 
 def test_a_suite_file_is_read_as_utf8_whatever_the_locale(project: Project, tmp_path: Path) -> None:
@@ -1104,8 +1116,8 @@ def test_bad_suite_files(project: Project, fake_slurm: FakeSlurm, suite: str, me
     [
         (["stauts"], "[ERROR]: unknown command 'stauts' (did you mean 'status'?)"),
         (["wacth", "exp"], "[ERROR]: unknown command 'wacth' (did you mean 'watch'?)"),
-        (["frobnicate"], "[ERROR]: unknown command 'frobnicate'; commands: cancel, launch, lint, logs, snapshot, "
-                         "status, watch, or a script path to launch"),
+        (["frobnicate"], "[ERROR]: unknown command 'frobnicate'; commands: cancel, launch, lint, logs, report, "
+                         "snapshot, status, watch, or a script path to launch"),
     ],
 )
 def test_a_typo_is_not_taken_for_a_script(args: list[str], message: str, tmp_path: Path,
@@ -1141,26 +1153,37 @@ def test_watch_is_a_flag_and_the_variable_still_works(project: Project, fake_slu
 
 
 def test_preflight_comes_before_any_snapshot_and_names_every_refusal(project: Project, fake_slurm: FakeSlurm) -> None:
-    a = project.add_recipe("sft-a")
-    b = project.add_recipe("sft-b")
-    c = project.add_recipe("sft-c")
+    a = project.add_recipe("sft-a", config="NUM_NODES=4\nNUM_RUNS=2\nNUM_MINUTES=60\n")
+    b = project.add_recipe("sft-b", config="NUM_NODES=4\nNUM_RUNS=1\nNUM_MINUTES=60\n")
+    c = project.add_recipe("sft-c", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=60\n")
     seen: list[list[str]] = []
 
-    def refuse_two(call: Call) -> Completed:
+    def refuse_four_nodes(call: Call) -> Completed:
         seen.append(sorted(os.listdir(call.cwd or ".")))  # what Slurm sees beside the submission
-        if call.argv[1] == "--test-only" and ":sft-c" not in " ".join(call.argv):
+        if call.argv[1] == "--test-only" and "--nodes=4" in call.argv:
             return Completed(1, "", "sbatch: error: Requested node configuration is not available\n")
         return Completed(0, "", "sbatch: Job 9 to start at 2026-01-01T00:00:00\n")
 
-    fake_slurm.answers["sbatch"] = refuse_two
+    fake_slurm.answers["sbatch"] = refuse_four_nodes
     result = run_cli("launch", str(a), str(b), str(c), env=BASE_ENV, slurm=fake_slurm)
     assert result.exit_code == 1
     [error] = [line for line in result.stderr.splitlines() if line.startswith("[ERROR]")]
     assert f"{a}: Slurm would reject experiment sft-a: sbatch: error: Requested node configuration" in error
     assert f"{b}: Slurm would reject experiment sft-b" in error and "sft-c" not in error
     assert error.endswith("Nothing was submitted.")
-    assert seen == [["ray.sub"]] * 3  # the batch script, and nothing else yet
+    # one question per distinct submission, the name aside (NUM_RUNS is not in the first run's options)
+    assert seen == [["ray.sub"]] * 2  # the batch script, and nothing else yet
     assert not (project.root / "code_snapshots").exists()  # a refused plan leaves no snapshot
+
+
+def test_preflight_asks_once_for_experiments_that_differ_by_name_only(project: Project, fake_slurm: FakeSlurm) -> None:
+    scripts = [str(project.add_recipe(f"sft-{n}", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=60\n"))
+               for n in range(6)]
+    scripts.append(str(project.add_recipe("sft-long", config="NUM_NODES=1\nNUM_RUNS=2\nNUM_MINUTES=90\n")))
+    result = run_cli("launch", *scripts, env=BASE_ENV, slurm=fake_slurm)
+    assert result.exit_code == 0, result.output
+    assert fake_slurm.programs().count("sbatch-test") == 2  # 6 alike, 1 with another --time
+    assert len(fake_slurm.submissions()) == 14
 
 
 def test_relaunching_says_what_the_snapshot_holds_and_runs_its_code(project: Project, fake_slurm: FakeSlurm) -> None:

@@ -37,6 +37,7 @@ from nrl_launch.experiment.manifest import (
     Source,
     append_run,
     build_manifest,
+    entry_field_line,
     parse_manifest,
     read_manifest,
     render_manifest,
@@ -277,7 +278,7 @@ def test_unknown_keys_survive_a_rewrite(tmp_path: Path) -> None:
     read = parse_manifest(text, path)
     assert read.extra == (("launches", [{"stamp": "260102-030405", "planned": 2}]),)
     assert read.source is not None and read.source.extra == (("origin_url", "git@example.com:RL.git"),)
-    assert read.runs[0].extra == (("token", "a1b2"),)
+    assert read.runs[0].extra == () and read.runs[0].token == "a1b2"  # (a key this version knows, since)
     assert read.entries[-1] == OtherEntry((("note", "an entry of another kind"),))
     write_manifest(tmp_path, read.with_snapshot("copy", 1, 2))
     append_run(tmp_path, "1236", "3", via="continue.sh", when=WHEN)
@@ -372,13 +373,132 @@ MANIFESTS = st.builds(
     gpu_hours=st.none() | st.integers(0, 10**6), entries=st.lists(RUNS | CANCELLATIONS, max_size=4).map(tuple))
 
 
+def assert_read_as_pyyaml_reads(text: str) -> None:
+    """The fast reader reads ``text`` as PyYAML does, or leaves it to PyYAML."""
+    try:
+        expected = yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        expected = "refused"
+    fast = manifest_mod._parse_fast(text)
+    assert fast is None or fast == expected
+
+
+# Text as a person or a tool may write it: YAML's tricky words and characters, in printable ASCII
+# (the fast reader's ground: anything else is PyYAML's at once).
+TRICKY = st.lists(st.sampled_from(["yes", "No", "on", "OFF", "true", "null", "~", "0123", "1e3", "1.5", "0x1A",
+                                   "12", "-3", "2026-01-02", "a: b", "a:b", "#c", " x", "x ", "'", "''", '"', "\\",
+                                   "- x", "[1]", "{}", "[]", "&a", "*a", "!!str", "|", ">", "?", "%", "@", "`", ",",
+                                   "a#b", "launcher", "1/5", "abc_DEF-9.x/y+z"]), max_size=3).map("".join)
+ASCII = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=10) | TRICKY
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(ASCII, ASCII | st.none() | st.booleans() | st.integers(-5, 10**6) |
+                       st.lists(ASCII, max_size=2) | st.dictionaries(ASCII, ASCII, max_size=2), max_size=4),
+       st.lists(st.dictionaries(ASCII, ASCII, min_size=1, max_size=3), max_size=3),
+       st.lists(st.tuples(st.sampled_from(["job_id", "run", "via", "token"]), ASCII), max_size=4))
+def test_the_fast_reader_reads_what_pyyaml_reads(head: dict, entries: list, lines: list) -> None:
+    # what PyYAML writes (the manifest, appended entries), then continue.sh's appended lines
+    text = yaml.dump(head, default_flow_style=False, sort_keys=False, allow_unicode=True) if head else ""
+    text += "runs:\n" + (yaml.dump(entries, default_flow_style=False, sort_keys=False) if entries else "")
+    if lines:
+        text += f"- job_id: '{len(lines)}'\n" + "".join(entry_field_line(key, value) + "\n" for key, value in lines)
+    assert_read_as_pyyaml_reads(text)
+
+
+WORDS = ["a", "job_id", "runs", "yes", "No", "null", "~", "0123", "0", "12", "-3", "+4", "1e3", "1.5", "x y", "'q'",
+         "'it''s'", '"d"', '"a\\nb"', "{}", "[]", "a:b", "a: b", "#c", "a#b", "- x", "/p/q", "git@h:r.git", "12:30",
+         "1:2:3", "2026-01-02", "&a", "*a", "!!str", "|", ">", "", "true", "on", ".5", "~x", "@x", "0x1A", "1_000",
+         "<<", "="]
+LINES = st.lists(st.tuples(st.sampled_from([0, 0, 2, 4]), st.sampled_from(["k: v", "k:", "- k: v", "- v", "- "]),
+                           st.sampled_from(WORDS[:30]), st.sampled_from(WORDS)), min_size=1, max_size=6)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(LINES)
+def test_the_fast_reader_reads_any_lines_as_pyyaml_does(lines: list) -> None:
+    # lines of the forms the fast reader knows, with YAML's tricky words in every place (found: "0123:" is 83)
+    text = "".join(" " * indent + form.replace("k", key, 1).replace("v", value) + "\n"
+                   for indent, form, key, value in lines)
+    assert_read_as_pyyaml_reads(text)
+
+
+def test_the_fast_reader_reads_the_launchers_own_manifests() -> None:
+    path, text = reference("rendered")
+    assert manifest_mod._parse_fast(text) == yaml.load(text, Loader=yaml.SafeLoader) is not None
+    appended = text + "- job_id: '7'\n  submitted_at: '2026-01-02T03:04:05+00:00'\n  run: '3'\n" + \
+        entry_field_line("via", "continue.sh") + "\n  token: '0123456789abcdef'\n"
+    assert manifest_mod._parse_fast(appended) == yaml.load(appended, Loader=yaml.SafeLoader)
+    assert manifest_mod._parse_fast(appended + "# a comment\n") is None  # left to PyYAML
+
+
 @settings(max_examples=150, deadline=None)
 @given(MANIFESTS)
 def test_what_is_written_reads_back_the_same_with_either_parser(manifest: Manifest) -> None:
     text = render_manifest(manifest)
     assert parse_manifest(text, Path("m.yaml")) == manifest
+    fast = manifest_mod._parse_fast(text)
+    assert fast is None or fast == yaml.load(text, Loader=yaml.SafeLoader)
     try:
         fast = yaml.load(text, Loader=manifest_mod.LOADER)
     except yaml.YAMLError:
         return  # libyaml refuses it: the pure-Python parser reads it (above)
     assert fast == yaml.load(text, Loader=yaml.SafeLoader)
+
+
+# ---------------------------------------------------------------- launch plans
+
+
+def test_an_open_launch_is_one_with_fewer_runs_than_planned(tmp_path: Path) -> None:
+    from nrl_launch.experiment.manifest import Plan, append_cancellation, append_plan
+
+    write_manifest(tmp_path, Manifest(experiment="x"))
+    assert read_manifest(tmp_path).open_launch is None
+    append_plan(tmp_path, Plan(3, "L1", "261206-120000", "d1"))
+    append_run(tmp_path, "11", "1/3", launch="L1", token="t1")
+    append_run(tmp_path, "12", "4", via="continue.sh")  # no run of the plan
+    opened = read_manifest(tmp_path).open_launch
+    assert opened is not None and opened.missing == (2, 3) and [r.job_id for r in opened.queued] == ["11"]
+    assert opened.plan.at and opened.plan.via == "launcher"  # planned_at written when appended
+    append_run(tmp_path, "13", "2/3", launch="L1")
+    append_run(tmp_path, "14", "3/3", launch="L1")
+    assert read_manifest(tmp_path).open_launch is None  # complete
+    append_plan(tmp_path, Plan(2, "L2", "261206-130000", "d2"))
+    append_run(tmp_path, "15", "1/2", launch="L2")
+    assert read_manifest(tmp_path).open_launch.missing == (2,)
+    append_cancellation(tmp_path, ["15"])
+    assert read_manifest(tmp_path).open_launch is None  # nrl-launch cancel closes it
+    manifest = read_manifest(tmp_path)
+    assert [p.launch for p in manifest.plans] == ["L1", "L2"] and manifest.next_run_number == 6
+
+
+def test_a_plan_entry_is_appended_text_no_run_for_older_readers(tmp_path: Path) -> None:
+    from nrl_launch.experiment.manifest import Plan, append_plan
+
+    write_manifest(tmp_path, Manifest(experiment="x"))
+    append_plan(tmp_path, Plan(3, "L1", "261206-120000", "abc", at="2026-01-02T03:04:05+00:00"))
+    text = (tmp_path / MANIFEST_NAME).read_text()
+    assert text.endswith("runs:\n- planned: '3'\n  launch: 'L1'\n  stamp: '261206-120000'\n  digest: 'abc'\n"
+                         "  planned_at: '2026-01-02T03:04:05+00:00'\n  via: 'launcher'\n")
+    # no job_id (continue.sh counts "- job_id:" lines) and no "cancelled": a reader that does not know
+    # plans keeps it as an entry of another kind, never a run
+    data = yaml.safe_load(text)["runs"][0]
+    assert "job_id" not in data and "cancelled" not in data
+    counted = subprocess.run(["grep", "-c", "^- job_id:", str(tmp_path / MANIFEST_NAME)], capture_output=True,
+                             text=True).stdout
+    assert counted.strip() == "0" and read_manifest(tmp_path).next_run_number == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.from_regex(r"[a-z_]{1,8}", fullmatch=True), TEXT | ASCII, min_size=1, max_size=4))
+def test_an_entry_reads_back_as_written(fields: dict) -> None:
+    # single-quoted printable ASCII, or PyYAML's own text for anything else
+    text = "runs:\n" + manifest_mod.entry_text(fields)
+    assert yaml.load(text, Loader=yaml.SafeLoader)["runs"] == [fields]
+    assert_read_as_pyyaml_reads(text)
+
+
+def test_a_plan_entry_without_a_count_is_kept_as_another_kind(tmp_path: Path) -> None:
+    text = "experiment: x\nruns:\n- planned: lots\n  launch: L\n"
+    read = parse_manifest(text, tmp_path / MANIFEST_NAME)
+    assert read.entries == (OtherEntry((("planned", "lots"), ("launch", "L"))),) and read.plans == ()

@@ -121,14 +121,15 @@ def test_sbatch_printing_its_id_on_stderr_is_accepted(project: Project, slurm_on
 
 
 def sbatch_timing_out_at(n: int, fake: FakeSlurm):
-    """An ``answers`` entry: real submission ``n`` times out (the runner's TimeoutError), the others are queued."""
+    """An ``answers`` entry: real submission ``n`` and every later one time out (the runner's TimeoutError),
+    the earlier ones are queued."""
     seen = [0]
 
     def answer(call: Call) -> Completed:
         if call.argv[1] == "--test-only":
             return Completed(0, "", "sbatch: Job 999 to start at 2026-01-01T00:00:00\n")
         seen[0] += 1
-        if seen[0] == n:
+        if seen[0] >= n:
             raise TimeoutError("sbatch did not finish")
         job_id = str(1000 + seen[0])
         fake.add_job(job_id, "PENDING")
@@ -153,6 +154,7 @@ def test_an_sbatch_timeout_never_claims_nothing_was_submitted(project: Project, 
     assert result.exit_code == 1
     assert "sbatch did not answer within" in result.stderr and "Nothing was submitted" not in result.stderr
     assert result.stderr.rstrip("\n").endswith(summary)
+    assert "(tried " in result.stderr  # tried again (the queue said it was not queued) until NRL_SLURM_RETRY ran out
 
 
 @pytest.mark.parametrize(
@@ -169,7 +171,7 @@ def test_an_sbatch_timeout_never_claims_nothing_was_submitted(project: Project, 
 def test_no_slurm_configuration_is_one_clear_line(project: Project, stderr: str, reason: str) -> None:
     script = project.add_recipe("sft-a", config=ONE_RUN)
     fake = FakeSlurm(answers={"sbatch": lambda call: Completed(1, "", stderr)})
-    result = run_cli("launch", str(script), env=BASE_ENV, slurm=fake)
+    result = run_cli("launch", str(script), env={**BASE_ENV, "NRL_SLURM_RETRY": "0"}, slurm=fake)
     assert result.exit_code == 128  # spec sections 7 and 9: not a failing experiment (git bisect run aborts)
     assert result.stderr.splitlines()[-1] == f"[ERROR]: cannot reach Slurm: {reason}; {LOCAL_HINT}"
     assert fake.programs() == ["sbatch-test"]  # the pre-flight; nothing queued
@@ -185,7 +187,9 @@ def test_a_poll_that_cannot_reach_slurm_says_so_once(project: Project, fake_slur
 
     fake_slurm.answers["squeue"] = squeue
     fake_slurm.on_submit = lambda job: fake_slurm.finish(job.job_id)
-    result = run_cli("launch", str(script), env={**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01"}, slurm=fake_slurm)
+    # (NRL_SLURM_RETRY=0: the client does not try again itself, so the watch's own retry speaks)
+    result = run_cli("launch", str(script), env={**BASE_ENV, "WATCH": "1", "WATCH_INTERVAL": "0.01",
+                                                 "NRL_SLURM_RETRY": "0"}, slurm=fake_slurm)
     [warning] = [line for line in result.stderr.splitlines() if "[WARNING]" in line]
     assert warning.endswith("[WARNING]: cannot reach Slurm: Unable to contact slurm controller (connect failure); "
                             f"{LOCAL_HINT}; retrying in 0.01s")

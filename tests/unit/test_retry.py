@@ -268,8 +268,9 @@ def test_a_node_failure_is_retried_on_the_other_nodes(tmp_path: Path) -> None:
     assert "UID" not in retry.env  # bash's own variables are never pinned
     last = read_manifest(snapshot).runs[-1]
     assert last.to_data() == {
-        "job_id": "1002", "submitted_at": last.submitted_at, "run": "2",
-        "via": "retry", "retry_of": "101", "after": "NODE_FAIL", "failed_on": "n[1-2]", "exclude": "n2"}
+        "job_id": "1002", "submitted_at": last.submitted_at, "run": "2", "via": "retry", "token": last.token,
+        "retry_of": "101", "after": "NODE_FAIL", "failed_on": "n[1-2]", "exclude": "n2"}
+    assert retry.env["NRL_RUN_TOKEN"] == last.token != ""  # its log folders are told by it
 
 
 def test_a_run_another_watch_already_retried_is_followed_not_submitted_again(tmp_path: Path) -> None:
@@ -526,9 +527,10 @@ def test_a_retry_submits_what_continue_sh_submits(project: Project, slurm_on_pat
     continued, retried = slurm_on_path.submissions()[-2:]
     assert retried["argv"] == [*continued["argv"][:-1], "--exclude=n2", continued["argv"][-1]]
     assert retried["cwd"] == continued["cwd"] == str(snapshot)
-    bash_own = {"PWD", "OLDPWD", "SHLVL", "_"}
+    bash_own = {"PWD", "OLDPWD", "SHLVL", "_", "NRL_RUN_TOKEN"}  # (and each run has its own token)
     assert ({k: v for k, v in retried["env"].items() if k not in bash_own} ==
             {k: v for k, v in continued["env"].items() if k not in bash_own})
+    assert retried["env"]["NRL_RUN_TOKEN"] != continued["env"]["NRL_RUN_TOKEN"]
     assert (retried["env"]["MAX_STEPS"], "NUM_NODES" in retried["env"]) == ("6", False)
 
 
@@ -546,7 +548,10 @@ def test_watch_with_max_retries_through_the_launch(project: Project, fake_slurm:
     # run 2 of the chain, as continue.sh would submit it, avoiding the failed node
     again = [word.replace("-1.1.out", "-2.1.out") if word.startswith("--output=") else word for word in first.argv]
     assert retry.argv == (*again[:-1], "--exclude=n2", again[-1]) != first.argv
-    assert (retry.cwd, retry.env) == (first.cwd, first.env)
+    def without_token(env: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in env.items() if k != "NRL_RUN_TOKEN"}
+
+    assert (retry.cwd, without_token(retry.env)) == (first.cwd, without_token(first.env))
     lines = [line.split("] ", 1)[-1] for line in result.stdout.splitlines()]
     assert "[WATCH]: Retrying sft-a after NODE_FAIL on n[1-2] (1/1): job 1002" in lines
     assert lines[-1] == "[INFO]: All tests passed. Exiting with status 0."

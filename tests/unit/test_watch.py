@@ -216,7 +216,9 @@ def squeue_script(*answers: set[str] | str) -> Callable[[Call], Completed]:
 
 def watcher(fake: FakeSlurm, out: list[str], err: list[str], waits: list[float] | None = None,
             **settings: Any) -> Watcher:
-    return Watcher(fake.client(), WatchSettings(**{"interval": 7, **settings}), out=out.append, err=err.append,
+    # (the client does not try a failed squeue again itself: the watch's own retrying is what is tested)
+    return Watcher(fake.client(retry_for=0), WatchSettings(**{"interval": 7, **settings}), out=out.append,
+                   err=err.append,
                    wait=(waits if waits is not None else []).append, clock=lambda: "T",
                    resume_hint="nrl-launch watch exp")
 

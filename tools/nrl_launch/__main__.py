@@ -3,8 +3,8 @@
 The shim starts Python with ``-S`` and calls ``run(fast_start=True)``: site
 start-up hooks (``.pth`` files) can cost more than a whole DRYRUN=1 launch,
 so we add the site-packages folders ourselves without running those hooks.
-In a virtual environment, or when a dependency is not found that way, the
-normal ``site`` start-up runs after all.
+In a virtual environment its own site-packages folder is added; when a
+dependency is not found that way, the normal ``site`` start-up runs after all.
 """
 
 import os
@@ -15,21 +15,23 @@ def _fast_site() -> None:
     """Make site-packages importable under ``python -S``, skipping .pth hooks."""
     import site
 
-    in_venv = os.path.exists(os.path.join(os.path.dirname(os.path.dirname(sys.executable)), "pyvenv.cfg"))
-    if not in_venv:
+    env = os.path.dirname(os.path.dirname(sys.executable))
+    if os.path.exists(os.path.join(env, "pyvenv.cfg")):
+        # Under -S, site has not read pyvenv.cfg: the environment's own folder is known from
+        # where its python is (tools/install's .venv, or the one a CI job activated).
+        folders = [os.path.join(env, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "site-packages")]
+    else:
         user = [site.getusersitepackages()] if site.check_enableusersite() else []
-        for folder in (*user, *site.getsitepackages()):
-            if folder not in sys.path and os.path.isdir(folder):
-                sys.path.append(folder)
-    # venvs are only found by site itself, and an editable dependency needs its
-    # .pth hook: then take the normal start-up path after all.
-    if not in_venv:
-        try:
-            import click  # noqa: F401  (the CLI imports it next anyway)
+        folders = [*user, *site.getsitepackages()]
+    for folder in folders:
+        if folder not in sys.path and os.path.isdir(folder):
+            sys.path.append(folder)
+    try:
+        import click  # noqa: F401  (the CLI imports it next anyway)
 
-            return
-        except ImportError:
-            pass
+        return
+    except ImportError:  # e.g. an editable dependency (its .pth hook) or a venv's system packages
+        pass
     site.main()
 
 
@@ -41,7 +43,7 @@ def run(fast_start: bool = False) -> None:
         from nrl_launch.cli import main
     except ImportError as e:  # a missing dependency: one line, not a traceback
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        print(f"[ERROR]: nrl_launch cannot start ({e}); install it with: pip install -e {root}", file=sys.stderr)
+        print(f"[ERROR]: nrl_launch cannot start ({e}); install it with: {root}/tools/install", file=sys.stderr)
         sys.exit(1)
     code = main.run(prog_name="nrl-launch")
     if fast_start:

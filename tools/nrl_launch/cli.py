@@ -40,21 +40,29 @@ class CliContext:
     instructions (``benchmarks/bench_dryrun.py --instructions``).
     """
 
-    __slots__ = ("slurm_runner",)
+    __slots__ = ("slurm_clock", "slurm_runner")
 
-    def __init__(self, slurm_runner: Runner | None = None) -> None:
+    def __init__(self, slurm_runner: Runner | None = None,
+                 slurm_clock: tuple[Callable[[float], None], Callable[[], float]] | None = None) -> None:
         self.slurm_runner = slurm_runner  # None: subprocess.run (slurm.run_command)
+        self.slurm_clock = slurm_clock  # (sleep, now) between tries; None: time.sleep, time.monotonic
 
 
 def slurm_client() -> SlurmClient:
-    """The Slurm client of the running command, made from its environment (and --slurm-timeout)."""
-    from nrl_launch.settings import SLURM_TIMEOUT
+    """The Slurm client of the running command, made from its environment (and --slurm-timeout,
+    --slurm-retry); it says on the command's stderr when Slurm is slow to answer or retried."""
+    from nrl_launch.settings import SLURM_RETRY, SLURM_TIMEOUT
     from nrl_launch.slurm.client import SlurmClient, run_command
 
     ctx = click.get_current_context()
-    chosen = ctx.obj.slurm_runner if isinstance(ctx.obj, CliContext) and ctx.obj.slurm_runner else run_command
-    raw = kept_slurm_timeout(ctx)  # None: the client reads NRL_SLURM_TIMEOUT from the environment itself
-    return SlurmClient(os.environ, chosen, timeout=None if raw is None else SLURM_TIMEOUT.read(raw))
+    given = ctx.obj if isinstance(ctx.obj, CliContext) else CliContext()
+    sleep, now = given.slurm_clock or (time.sleep, time.monotonic)
+    # None: the client reads NRL_SLURM_TIMEOUT / NRL_SLURM_RETRY from the environment itself
+    timeout, retry = kept_slurm_timeout(ctx, SLURM_TIMEOUT), kept_slurm_timeout(ctx, SLURM_RETRY)
+    return SlurmClient(os.environ, given.slurm_runner or run_command,
+                       timeout=None if timeout is None else SLURM_TIMEOUT.read(timeout),
+                       retry_for=None if retry is None else SLURM_RETRY.read(retry), notify=console().err,
+                       sleep=sleep, now=now)
 
 
 def console() -> Console:
@@ -74,9 +82,20 @@ class LauncherCommand(click.Command):
     a stdout that is gone must not stop it half-way (see :class:`Console`).
     """
 
-    def __init__(self, *args: Any, keep_going: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, keep_going: bool = False,
+                 deferred_params: Callable[[Callable[..., None]], Callable[..., None]] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.keep_going = keep_going
+        # ``deferred_params``: click's argument and option decorators of the command, applied at its
+        # first use: options made at import cost every start, DRYRUN=1 too (bench_dryrun.py --instructions)
+        self.deferred_params = deferred_params
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if self.deferred_params is not None:
+            self.params = click.command()(self.deferred_params(lambda **_: None)).params
+            self.deferred_params = None
+        return super().get_params(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         made = ctx.meta[_CONSOLE] = Console(self.name or "command", keep_going=self.keep_going)
@@ -321,14 +340,50 @@ def watch(experiments: tuple[str, ...], project_root: str | None, code_snapshot_
     again as the snapshot's continue.sh would (retries recorded earlier count).
     """
     from nrl_launch.follow.watch import watch_recorded
+    from nrl_launch.report.record import recorder_for
     from nrl_launch.settings import make_watch_settings
 
     settings = make_watch_settings(raw_settings(values, WATCH_VARIABLES))
     shown = console()
-    verdicts = watch_recorded(_snapshot_root(project_root, code_snapshot_dirname), experiments, settings,
-                              slurm_client(), out=shown.out, err=shown.err, interactive=sys.stdin.isatty())
+    snapshots, slurm = _snapshot_root(project_root, code_snapshot_dirname), slurm_client()
+    verdicts = watch_recorded(snapshots, experiments, settings, slurm, out=shown.out, err=shown.err,
+                              interactive=sys.stdin.isatty(), recorder=recorder_for(snapshots.experiment, slurm,
+                                                                                    shown.err))
     if any(v.failed for v in verdicts):
         click.get_current_context().exit(1)
+
+
+def _report_params(func: Callable[..., None]) -> Callable[..., None]:
+    """The report command's argument and options (made at its first use: ``deferred_params``)."""
+    for option in reversed((
+        click.argument("targets", nargs=-1, metavar="[EXPERIMENT...|SUITE.txt]"),
+        click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+                     help="File to write (default: <snapshot root>/nrl-report.html, or .json)."),
+        click.option("--format", "fmt", type=click.Choice(["html", "json"]), default="html", show_default=True,
+                     help="html: one self-contained page; json: the same data for other tools."),
+        click.option("--compare", "compare_with", default=None, metavar="OTHER",
+                     help="Another report's JSON, or another snapshot root (e.g. last night's "
+                          "CODE_SNAPSHOT_DIRNAME): verdict changes and metric deltas."),
+        click.option("--since", default=None, metavar="AGE", help="Add each recipe's nights from the history "
+                     "database launched within AGE (7d, 36h, 2w)."),
+        click.option("--db", default=None, metavar="FILE", help="The history database (default: NRL_REPORT_DB, "
+                     "else $XDG_STATE_HOME/nrl-launch/history.sqlite3)."),
+        project_root_option, slurm_timeout_option)):
+        func = option(func)
+    return func
+
+
+@main.command(keep_going=True, deferred_params=_report_params)
+def report(targets: tuple[str, ...], output: str | None, fmt: str, compare_with: str | None, since: str | None,
+           db: str | None, project_root: str | None, code_snapshot_dirname: str | None) -> None:
+    """Write one page (or JSON) of EXPERIMENTS or a suite's: verdicts and why, GPU-hours, a timeline,
+    metric curves; print its path. Judged experiments are recorded in the history database.
+    """
+    from nrl_launch.report.command import run_report
+
+    path = run_report(_snapshot_root(project_root, code_snapshot_dirname), targets, slurm_client(), output=output,
+                      fmt=fmt, compare_with=compare_with, since=since, db=db, err=console().err)
+    console().out(str(path))
 
 
 @main.command(keep_going=True)

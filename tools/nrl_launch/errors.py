@@ -83,7 +83,15 @@ class SnapshotError(LauncherError):
 
 
 class SlurmError(LauncherError):
-    """A Slurm client command failed or answered something unexpected."""
+    """A Slurm client command failed or answered something unexpected.
+
+    ``transient``: the failure may not happen again (a busy or restarting
+    controller, a lost reply, a timeout): worth trying again, unlike a refusal.
+    """
+
+    def __init__(self, message: str, *, where: str | None = None, transient: bool = False) -> None:
+        super().__init__(message, where=where)
+        self.transient = transient
 
 
 class SlurmUnreachable(SlurmError):

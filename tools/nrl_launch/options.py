@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from nrl_launch.settings import BY_VARIABLE, LAUNCH_SETTINGS, SLURM_TIMEOUT, Setting
+from nrl_launch.settings import BY_VARIABLE, CLIENT_SETTINGS, LAUNCH_SETTINGS, Setting
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,20 +73,24 @@ def project_root_option(func: F) -> F:
 
 
 def _keep_for_client(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    ctx.meta[SLURM_TIMEOUT.envvar] = _set_but_empty(ctx, param, value)
+    ctx.meta[str(param.envvar)] = _set_but_empty(ctx, param, value)
 
 
 def slurm_timeout_option(func: F) -> F:
-    """``--slurm-timeout`` (NRL_SLURM_TIMEOUT) on a command that talks to Slurm.
+    """``--slurm-timeout`` (NRL_SLURM_TIMEOUT) and ``--slurm-retry`` (NRL_SLURM_RETRY) on a
+    command that talks to Slurm.
 
-    A setting of the command's Slurm client rather than of the command: its raw
-    value is kept in the context for :func:`nrl_launch.cli.slurm_client`, so the
-    command function takes no parameter for it.
+    Settings of the command's Slurm client rather than of the command: their raw
+    values are kept in the context for :func:`nrl_launch.cli.slurm_client`, so the
+    command function takes no parameter for them.
     """
-    return _decorator(SLURM_TIMEOUT, expose_value=False, callback=_keep_for_client)(func)
+    for setting in reversed(CLIENT_SETTINGS):
+        func = _decorator(setting, expose_value=False, callback=_keep_for_client)(func)
+    return func
 
 
-def kept_slurm_timeout(ctx: click.Context) -> str | None:
-    """The raw ``--slurm-timeout``/NRL_SLURM_TIMEOUT the running command was given (None: neither)."""
-    raw = ctx.meta.get(SLURM_TIMEOUT.envvar)
+def kept_slurm_timeout(ctx: click.Context, setting: Setting[float] = CLIENT_SETTINGS[0]) -> str | None:
+    """The raw value of a client setting (default ``--slurm-timeout``/NRL_SLURM_TIMEOUT) the
+    running command was given (None: neither option nor variable)."""
+    raw = ctx.meta.get(setting.envvar)
     return raw if isinstance(raw, str) else None

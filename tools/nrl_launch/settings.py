@@ -27,6 +27,7 @@ EnvPairs = tuple[tuple[str, str], ...]  # EXTRA_ENV: (name, value) in order
 # Longer is a mistake, and beyond what time.sleep() accepts ("1e300") a crash.
 DAY, WEEK = 86400.0, 7 * 86400.0
 MAX_RETRIES_LIMIT = 100  # more is a typo: each retry is a whole run of the recipe
+MAX_PARALLEL = 64  # sbatch processes at once: more only loads the controller
 
 
 class DryRun(IntEnum):
@@ -148,9 +149,9 @@ def _shell_words(setting: Setting[str], text: str) -> str:
     return check_shell_words(setting.envvar, text)
 
 
-def seconds(maximum: float) -> Callable[[Setting[float], str], float]:
-    """The parser of a positive number of seconds up to ``maximum`` (blank: the default):
-    the one seconds parser of every setting that takes a duration."""
+def seconds(maximum: float, *, zero: bool = False) -> Callable[[Setting[float], str], float]:
+    """The parser of a positive number of seconds up to ``maximum`` (blank: the default; ``zero``:
+    0 too): the one seconds parser of every setting that takes a duration."""
     def parse(setting: Setting[float], text: str) -> float:
         if not text.strip():
             return setting.default
@@ -158,13 +159,23 @@ def seconds(maximum: float) -> Callable[[Setting[float], str], float]:
             value = float(text)
         except ValueError as e:
             raise UsageProblem(f"{setting.envvar} must be a number of seconds (got {text!r})") from e
-        if not 0 < value <= maximum:  # also refuses nan and inf
+        lowest_ok = value >= 0 if zero else value > 0
+        if not lowest_ok or not value <= maximum:  # also refuses nan and inf
             span = "one day" if maximum == DAY else "one week"
-            raise UsageProblem(f"{setting.envvar} must be a positive number of seconds, at most {maximum:g} "
-                               f"({span}) (got {text!r})")
+            kind = "a number of seconds from 0" if zero else "a positive number of seconds"
+            raise UsageProblem(f"{setting.envvar} must be {kind}, at most {maximum:g} ({span}) (got {text!r})")
         return value
 
     return parse
+
+
+def _parallel(setting: Setting[int], text: str) -> int:
+    count = text.strip()
+    if not count:
+        return setting.default
+    if not (count.isascii() and count.isdigit()) or not 1 <= int(count) <= MAX_PARALLEL:
+        raise UsageProblem(f"{setting.envvar} must be a whole number from 1 to {MAX_PARALLEL} (got {text!r})")
+    return int(count)
 
 
 def _retries(setting: Setting[int], text: str) -> int:
@@ -227,18 +238,26 @@ BATCH_SCRIPT = Setting("BATCH_SCRIPT", "--batch-script", "Batch script submitted
 BASE_LOG_DIR = Setting("BASE_LOG_DIR", "--base-log-dir", "Folder the jobs write their <job id>-logs folders to "
                        "(default: the snapshot; a relative one is taken from the current directory); passed into "
                        "the job and recorded for watch/status.", _folder, "", metavar="DIR")
+SUBMIT_PARALLEL = Setting("SUBMIT_PARALLEL", "--submit-parallel", "Experiments submitted at once, the runs of each "
+                          "chain in order (default {default}; 1: one after another).", _parallel, 4, metavar="N")
 SLURM_TIMEOUT = Setting("NRL_SLURM_TIMEOUT", "--slurm-timeout", "Seconds any Slurm command may take (default "
                         "{default}, at most a day); a timeout is an error that says what was already queued.",
                         seconds(DAY), 120.0, metavar="SECONDS")
+SLURM_RETRY = Setting("NRL_SLURM_RETRY", "--slurm-retry", "Seconds during which a Slurm command that failed "
+                      "transiently (busy or restarting controller, lost reply, timeout) is tried again, with "
+                      "exponential backoff (default {default}, at most a day; 0: never).", seconds(DAY, zero=True),
+                      60.0, metavar="SECONDS")
 
-# What ``nrl-launch launch`` takes, in the order --help lists them; NRL_SLURM_TIMEOUT is the
-# Slurm client's (every command that talks to Slurm takes it, see options.slurm_timeout_option).
+# What ``nrl-launch launch`` takes, in the order --help lists them; NRL_SLURM_TIMEOUT and
+# NRL_SLURM_RETRY are the Slurm client's (every command that talks to Slurm takes them, see
+# options.slurm_timeout_option).
 LAUNCH_SETTINGS: tuple[Setting[Any], ...] = (
     CONTAINER, ACCOUNT, PARTITION, HF_HOME, HF_DATASETS_CACHE, DRYRUN, EXTRA_ENV, MOUNTS, IS_RELEASE, EXCLUDE_GRES,
     SLURM_JOB_SUFFIX, EXTRA_SCRIPT_ARGS, SANDBOX_CONTAINER, SANDBOX_COMMAND, SANDBOX_ENV_VARS, WATCH,
     WATCH_INTERVAL, WATCH_GIVE_UP, STOP_CHAIN_ON_FAILURE, MAX_RETRIES, CODE_SNAPSHOT_DIRNAME, SNAPSHOT_MODE,
-    BATCH_SCRIPT, BASE_LOG_DIR)
-SETTINGS: tuple[Setting[Any], ...] = (*LAUNCH_SETTINGS, SLURM_TIMEOUT)
+    BATCH_SCRIPT, BASE_LOG_DIR, SUBMIT_PARALLEL)
+CLIENT_SETTINGS: tuple[Setting[float], ...] = (SLURM_TIMEOUT, SLURM_RETRY)
+SETTINGS: tuple[Setting[Any], ...] = (*LAUNCH_SETTINGS, *CLIENT_SETTINGS)
 BY_VARIABLE = {setting.envvar: setting for setting in SETTINGS}
 
 
@@ -284,6 +303,7 @@ class LaunchSettings(NamedTuple):
     batch_script: str = BATCH_SCRIPT.default
     base_log_dir: str = ""  # BASE_LOG_DIR: where jobs write their <id>-logs (default: the snapshot)
     launch_stamp: str = ""  # YYMMDD-HHMMSS of the launch
+    submit_parallel: int = SUBMIT_PARALLEL.default  # experiments submitted at once
 
 
 def parse_snapshot_dirname(raw: str | None) -> str:
@@ -380,4 +400,5 @@ def make_settings(raw: Raw, launch_stamp: str) -> LaunchSettings:
         batch_script=BATCH_SCRIPT.of(raw),
         base_log_dir=BASE_LOG_DIR.of(raw),
         launch_stamp=launch_stamp,
+        submit_parallel=SUBMIT_PARALLEL.of(raw),
     )

@@ -40,6 +40,19 @@ if [ ! -r "$MANIFEST" ]; then
 fi
 run=$(( $(grep -c '^- job_id:' "$MANIFEST" || true) + 1 ))
 
+# This run's token: its log folders carry it, so that watch and status never take the logs
+# of an earlier job that had the same id (a controller handing ids out again) for this run's.
+token=$(printf '%04x%04x%04x%04x' "$RANDOM" "$RANDOM" "$RANDOM" "$RANDOM")
+
+# sbatch, like every command of this script, comes from your PATH (the job's may differ).
+if ! sbatch=$(command -v sbatch); then
+    printf '%s\n' "[ERROR]: sbatch not found on PATH: is the Slurm client installed?" >&2
+    exit 1
+fi
+
+# sbatch runs with the job's environment, set in this function's subshell only.
+# (Not indented: a quoted value may hold a line break.)
+submit_run() (
 # What the recipe's CONFIG block read from the launcher's environment, pinned
 # so that this run plans the same steps and resources as the launcher's runs.
 export MAX_STEPS=6
@@ -47,25 +60,28 @@ export STEPS_PER_RUN=2
 unset NUM_NODES
 export BASH_ENV=/x
 
-# Added to your environment for the job, as the launcher did.
+# Added to your environment for the job, as the launcher did, with this run's token.
 export FOO='a '"'"'quoted'"'"' $value'
 export HF_HOME=/hf
 export MOUNTS='/snap shots/x:/snap shots/x'
 export BASE_LOG_DIR='/logs/it'"'"'s here'
 export COMMAND='uv run tests/x.sh logger.wandb.name=x '"'"'a b=c'"'"''
 unset SBATCH_EXPORT
+export NRL_RUN_TOKEN="$token"
 
-if ! answer=$(sbatch \
-    --nodes=1 \
-    --account=acct \
-    --job-name=acct:grpo-x-1n8g-megatron \
-    --partition=batch \
-    --time=0:30:0 \
-    --gres=gpu:8 \
-    '--comment={"Reaper": "it'"'"'s long"}' \
-    --output=slurm-261129-010203-%j-grpo-x-1n8g-megatron-"$run".2.out \
-    --dependency=singleton \
-    ray.sub 2>&1); then
+    exec "$sbatch" \
+        --nodes=1 \
+        --account=acct \
+        --job-name=acct:grpo-x-1n8g-megatron \
+        --partition=batch \
+        --time=0:30:0 \
+        --gres=gpu:8 \
+        '--comment={"Reaper": "it'"'"'s long"}' \
+        --output=slurm-261129-010203-%j-grpo-x-1n8g-megatron-"$run".2.out \
+        --dependency=singleton \
+        ray.sub
+)
+if ! answer=$(submit_run 2>&1); then
     printf '%s\n' "[ERROR]: sbatch failed: $answer" >&2
     exit 1
 fi
@@ -90,7 +106,8 @@ printf -v entry '%s\n' "- job_id: '$job_id'" \
     "  submitted_at: '$(date -u +%Y-%m-%dT%H:%M:%S+00:00)'" \
     "  run: '$run'" \
     '  via: "continue.sh"' \
-    '  base_log_dir: "/logs/it'"'"'s here"'
+    '  base_log_dir: "/logs/it'"'"'s here"' \
+    "  token: '$token'"
 if [ -n "$(tail -c 1 "$MANIFEST")" ]; then
     entry=$'\n'"$entry"
 fi

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from nrl_launch.bashcfg.config import BASH_OWN_VARIABLES
 from nrl_launch.errors import PlanError
+from nrl_launch.experiment.joblogs import TOKEN_VARIABLE
 from nrl_launch.experiment.locks import lock_path, waiting_line
 from nrl_launch.experiment.manifest import MANIFEST_NAME, TIMESTAMP_FORMAT, entry_field_line
 from nrl_launch.plan import LOG_DIR_VARIABLE, Submission, output_file, unset_for_job
@@ -31,9 +32,9 @@ _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _RUN_MARK = "\0"  # stands for the run number while splitting the --output word (never in a file name)
 
 
-def _continued(words: list[str]) -> str:
+def _continued(words: list[str], indent: str = "") -> str:
     """One shell word per line, continuation lines indented, for reading."""
-    return " \\\n    ".join(words)
+    return f" \\\n{indent}    ".join(words)
 
 
 def _name(name: str) -> str:
@@ -80,7 +81,7 @@ def render_continue_script(sub: Submission, *, script: str, version: str) -> str
     chains it behind any run of the same job name still queued or running.
     """
     sections = (_header(sub, script=script, version=version), _lock_section(sub), _numbering_section(),
-                _environment_section(sub), _submit_section(sub), _record_section(sub))
+                _submit_section(sub), _record_section(sub))
     return "\n".join(sections)
 
 
@@ -143,20 +144,38 @@ run=$(( $(grep -c '^- job_id:' "$MANIFEST" || true) + 1 ))
 def _environment_section(sub: Submission) -> str:
     """The pinned CONFIG-block inputs and the variables the launcher added for the job."""
     exports = "\n".join([*(f"export {_name(name)}={shlex.quote(value)}" for name, value in sub.env),
-                         *(f"unset {name}" for name in (*unset_for_job(sub.env), SBATCH_EXPORT))])
+                         *(f"unset {name}" for name in (*unset_for_job(sub.env), SBATCH_EXPORT)),
+                         f'export {TOKEN_VARIABLE}="$token"'])
     return f"""# What the recipe's CONFIG block read from the launcher's environment, pinned
 # so that this run plans the same steps and resources as the launcher's runs.
 {_pinned(sub)}
 
-# Added to your environment for the job, as the launcher did.
+# Added to your environment for the job, as the launcher did, with this run's token.
 {exports}
 """
 
 
 def _submit_section(sub: Submission) -> str:
-    """Run sbatch, print its answer, and take the job id from it."""
-    sbatch = _continued(["sbatch", *_sbatch_words(sub)])
-    return f"""if ! answer=$({sbatch} 2>&1); then
+    """Run sbatch with the job's environment (in a subshell: this script's own commands keep your
+    PATH), print its answer, and take the job id from it."""
+    sbatch = _continued(['exec "$sbatch"', *_sbatch_words(sub)], "    ")
+    return f"""# This run's token: its log folders carry it, so that watch and status never take the logs
+# of an earlier job that had the same id (a controller handing ids out again) for this run's.
+token=$(printf '%04x%04x%04x%04x' "$RANDOM" "$RANDOM" "$RANDOM" "$RANDOM")
+
+# sbatch, like every command of this script, comes from your PATH (the job's may differ).
+if ! sbatch=$(command -v sbatch); then
+    printf '%s\\n' "[ERROR]: sbatch not found on PATH: is the Slurm client installed?" >&2
+    exit 1
+fi
+
+# sbatch runs with the job's environment, set in this function's subshell only.
+# (Not indented: a quoted value may hold a line break.)
+submit_run() (
+{_environment_section(sub)}
+    {sbatch}
+)
+if ! answer=$(submit_run 2>&1); then
     printf '%s\\n' "[ERROR]: sbatch failed: $answer" >&2
     exit 1
 fi
@@ -184,7 +203,8 @@ def _record_section(sub: Submission) -> str:
 printf -v entry '%s\\n' "- job_id: '$job_id'" \\
     "  submitted_at: '$(date -u {shlex.quote('+' + TIMESTAMP_FORMAT)})'" \\
     "  run: '$run'" \\
-    {_entry_fields(sub)}
+    {_entry_fields(sub)} \\
+    "  token: '$token'"
 if [ -n "$(tail -c 1 "$MANIFEST")" ]; then
     entry=$'\\n'"$entry"
 fi

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,11 +36,15 @@ from nrl_launch.experiment.locks import experiment_locks
 from nrl_launch.experiment.manifest import (
     MANIFEST_NAME,
     VIA_LAUNCHER,
+    Cancellation,
     Manifest,
+    Plan,
     RetryOrigin,
     Run,
     append_cancellation,
+    append_plan,
     append_run,
+    epoch,
     manifest_path,
     read_manifest,
     write_manifest,
@@ -200,15 +204,29 @@ class ExperimentDir:
         return recorded.stale_reasons(now)
 
     def record_run(self, job_id: str, run_label: str, via: str = VIA_LAUNCHER, *, base_log_dir: str | None = None,
-                   retry: RetryOrigin | None = None) -> None:
-        """Append a run submitted now to the manifest (the caller holds the lock)."""
-        self._read = None  # read again at the next look: it holds one more entry
-        append_run(self.path, job_id, run_label, via, base_log_dir=base_log_dir, retry=retry)
+                   retry: RetryOrigin | None = None, launch: str = "", token: str = "",
+                   when: str | None = None) -> None:
+        """Append a run submitted now (or ``when``) to the manifest (the caller holds the lock)."""
+        self._recording(lambda: append_run(self.path, job_id, run_label, via, base_log_dir=base_log_dir, retry=retry,
+                                           launch=launch, token=token, when=when))
+
+    def record_plan(self, plan: Plan) -> None:
+        """Append what a launch is about to submit, before its first sbatch (the caller holds the lock)."""
+        self._recording(lambda: append_plan(self.path, plan))
 
     def record_cancellation(self, cancelled: Sequence[str]) -> None:
         """Append that ``nrl-launch cancel`` cancelled ``cancelled`` now (the caller holds the lock)."""
-        self._read = None
-        append_cancellation(self.path, cancelled)
+        self._recording(lambda: append_cancellation(self.path, cancelled))
+
+    def _recording(self, append: Callable[[], Run | Plan | Cancellation]) -> None:
+        """Append an entry; the manifest in memory gets it too when the file was as read until then
+        (else it is read again at the next look): one read per command, however many entries."""
+        path = manifest_path(self.path)
+        before = _signature(path)
+        read, self._read = self._read, None
+        entry = append()
+        if read is not None and isinstance(read[0], Manifest) and read[1] == before:
+            self._read = (replace(read[0], entries=(*read[0].entries, entry)), _signature(path))
 
     # ---- the lock
 
@@ -248,8 +266,12 @@ class ExperimentDir:
         """The jobs of ``runs`` (default: the latest launch's, as the manifest records them) and
         their log folders, in submission order."""
         chosen = self.manifest.latest_launch.runs if runs is None else runs
-        roots = {run.job_id: self.log_root(run.base_log_dir) for run in chosen}
-        return TrackedExperiment(self.name, tuple(TrackedJob(i, roots[i]) for i in job_ids(roots)))
+        by_id = {run.job_id: run for run in chosen}  # an id recorded twice (ids restarted): the later run
+        return TrackedExperiment(self.name, tuple(self.tracked_job(by_id[i]) for i in job_ids(by_id)))
+
+    def tracked_job(self, run: Run) -> TrackedJob:
+        """The job of a recorded run, with what tells its log folders from an earlier job's of the same id."""
+        return TrackedJob(run.job_id, self.log_root(run.base_log_dir), run.token, epoch(run.submitted_at))
 
     def output_file(self, job_id: str) -> Path | None:
         """The job's Slurm ``--output`` file, if it exists."""
@@ -260,9 +282,11 @@ class ExperimentDir:
         script the manifest names, else under a default recipe root."""
         recorded = self.manifest
         name = recorded.experiment or self.name
-        candidates = [self.path / Path(recorded.script).parent / name / METRICS_FILE] if recorded.script else []
-        candidates += [self.path / root / name / METRICS_FILE for root in DEFAULT_LAYOUT.recipe_roots]
-        return next((candidate for candidate in candidates if candidate.is_file()), None)
+        folders = [os.path.dirname(recorded.script)] if recorded.script else []
+        # strings, not Paths: status asks a thousand experiments
+        candidates = [os.path.join(self.path, folder, name, METRICS_FILE)
+                      for folder in (*folders, *DEFAULT_LAYOUT.recipe_roots)]
+        return next((Path(candidate) for candidate in candidates if os.path.isfile(candidate)), None)
 
 
 @contextmanager

@@ -23,7 +23,7 @@ record to retry from, and WATCH says so instead of guessing.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,10 @@ from typing import Any
 from nrl_launch.bashcfg.config import BASH_OWN_VARIABLES
 from nrl_launch.errors import SnapshotError
 from nrl_launch.experiment.atomic import replace_file
+from nrl_launch.experiment.joblogs import TOKEN_VARIABLE, new_token
 from nrl_launch.plan import LOG_DIR_VARIABLE, Submission, output_file, unset_for_job
 from nrl_launch.slurm.client import SbatchAnswer, SlurmClient
+from nrl_launch.slurm.submit import submit_run
 
 NEXT_RUN_NAME = ".nrl_launch.next-run.json"
 FORMAT = 1  # bumped when the file's fields change meaning
@@ -93,10 +95,15 @@ class NextRun:
         return env
 
 
-def submit(slurm: SlurmClient, run: NextRun, number: int, exclude: str = "") -> SbatchAnswer:
-    """``sbatch`` run ``number`` of the experiment (SlurmError when sbatch refuses or fails)."""
-    return slurm.submit(run.sbatch_args(number, exclude), cwd=run.cwd, job_env={},
-                        environ=run.environment(slurm.environ))
+def submit(slurm: SlurmClient, run: NextRun, number: int, exclude: str = "", *,
+           known: Collection[str] = ()) -> SbatchAnswer:
+    """``sbatch`` run ``number`` of the experiment with a new token (the answer holds it), tried
+    again after a transient failure without queueing it twice (``known``: the experiment's
+    recorded jobs; :func:`nrl_launch.slurm.submit.submit_run`). SlurmError when sbatch refuses
+    or fails for good."""
+    token = new_token()
+    return submit_run(slurm, run.sbatch_args(number, exclude), cwd=run.cwd, job_env={TOKEN_VARIABLE: token},
+                      environ=run.environment(slurm.environ), known=known, token=token)
 
 
 # ---------------------------------------------------------------- the file in the snapshot

@@ -231,16 +231,17 @@ class Retrier:
                 return None
             exclude = exclusion(failure, self.slurm.unhealthy_nodes)
             number = recorded.next_run_number
-            answer = submit(self.slurm, run, number, exclude)
+            answer = submit(self.slurm, run, number, exclude, known={r.job_id for r in recorded.runs})
             self._record(exp.name, folder, run, RetryOrigin(failure.job_id, failure.state, failure.nodes, exclude),
-                         answer.job_id, number)
+                         answer.job_id, number, answer.token)
         return _Made(answer.job_id, str(number), answer.text, made + 1, exclude)
 
     def _record(self, name: str, folder: ExperimentDir, run: NextRun, origin: RetryOrigin, job_id: str,
-                number: int) -> None:
+                number: int, token: str = "") -> None:
         """The retry's manifest entry: a run (``via: retry``) saying which job it replaces and why."""
         try:
-            folder.record_run(job_id, str(number), VIA_RETRY, base_log_dir=run.base_log_dir, retry=origin)
+            folder.record_run(job_id, str(number), VIA_RETRY, base_log_dir=run.base_log_dir, retry=origin,
+                              token=token)
         except SnapshotError as e:
             # the job is queued: losing its entry is not worth stopping the watch
             self.err(f"[{self.clock()}] [WARNING]: {name}: could not record retry job {job_id} in the manifest: {e}")

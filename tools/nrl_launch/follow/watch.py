@@ -71,6 +71,15 @@ class RetryHook(Protocol):
         ...
 
 
+class VerdictRecorder(Protocol):
+    """What a watch calls once its verdicts are final (:class:`nrl_launch.report.record.HistoryRecorder`,
+    which records them in the results history); it never raises."""
+
+    def record(self, experiments: Sequence[TrackedExperiment], verdicts: Sequence[Verdict]) -> None:
+        """Keep the verdicts of ``experiments`` (in the same order)."""
+        ...
+
+
 class Watcher:
     """Follows the jobs of some experiments until none is queued, then judges them.
 
@@ -86,9 +95,11 @@ class Watcher:
                  wait: Callable[[float], None] = wait_or_enter, clock: Callable[[], str] = timestamp,
                  now: Callable[[], float] = time.monotonic, resume_hint: str = "nrl-launch watch <experiment>…",
                  interactive: bool = False, retrier: RetryHook | None = None,
-                 folders: Mapping[str, ExperimentDir] | None = None) -> None:
+                 folders: Mapping[str, ExperimentDir] | None = None,
+                 recorder: VerdictRecorder | None = None) -> None:
         self.folders = dict(folders or {})
         self.retrier = retrier  # MAX_RETRIES: resubmits runs lost to the infrastructure
+        self.recorder = recorder  # the results history of nrl-launch report
         self.slurm = slurm
         self.settings = settings
         self.out = out
@@ -110,6 +121,8 @@ class Watcher:
             if verdict.failed:
                 for line in explain(exp, verdict, self.slurm):
                     self.err(line)
+        if self.recorder is not None:
+            self.recorder.record(tracked, verdicts)
         return verdicts
 
     def follow(self, experiments: Sequence[TrackedExperiment]) -> list[TrackedExperiment]:
@@ -138,12 +151,15 @@ class Watcher:
         while remaining or self._discover(experiments, remaining):
             self.wait(self._next_wait(failing_since))
             self._discover(experiments, remaining)
+            started = self.now()
+            # Polls have failed since failing_since: this one (the client's retries included) ends
+            # when WATCH_GIVE_UP is reached, however long Slurm takes not to answer.
+            left = self.settings.give_up - (started - failing_since if failing_since is not None else 0.0)
             try:
-                queue = self.slurm.queue(remaining)
+                queue = self.slurm.until(self.slurm.now() + left).queue(remaining)
             except SlurmError as e:
-                moment = self.now()
-                failing_since = moment if failing_since is None else failing_since
-                self._unreachable(e, moment - failing_since)
+                failing_since = started if failing_since is None else failing_since
+                self._unreachable(e, self.now() - failing_since)
                 continue
             failing_since = None
             finished = [j for j in remaining if j not in queue]
@@ -328,8 +344,8 @@ def watch_command(snapshots: SnapshotRoot, watching: WatchSettings, names: Seque
 
 
 def watch_recorded(snapshots: SnapshotRoot, names: Sequence[str], settings: WatchSettings, slurm: SlurmClient, *,
-                   out: Emit, err: Emit, interactive: bool,
-                   wait: Callable[[float], None] = wait_or_enter) -> list[Verdict]:
+                   out: Emit, err: Emit, interactive: bool, wait: Callable[[float], None] = wait_or_enter,
+                   recorder: VerdictRecorder | None = None) -> list[Verdict]:
     """``nrl-launch watch``: follow the jobs of each experiment's latest launch as its manifest
     records them (an earlier launch's logs must not pass this one) until they end, retrying runs
     lost to the infrastructure with MAX_RETRIES; the verdicts. SnapshotError for an unknown
@@ -340,5 +356,5 @@ def watch_recorded(snapshots: SnapshotRoot, names: Sequence[str], settings: Watc
         if settings.max_retries else None
     watcher = Watcher(slurm, settings, out=out, err=err, wait=wait, interactive=interactive,
                       resume_hint=watch_command(snapshots, settings, names), retrier=retrier,
-                      folders={folder.name: folder for folder in folders})
+                      folders={folder.name: folder for folder in folders}, recorder=recorder)
     return watcher.watch(tracked)

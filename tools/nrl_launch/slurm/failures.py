@@ -14,8 +14,17 @@ one of four classes (``errors.py``):
   submission.
 * :class:`SlurmError`: any other failure, with Slurm's own reason.
 
-Deciding what to do about a failure (retry it, wait, give up) builds on this
-classification, here.
+Orthogonal to the class, every error says whether it is *transient*
+(``SlurmError.transient``): a failure that may not happen again when the
+command is tried a little later -- a reply lost on a busy controller ("Socket
+timed out on send/recv operation"), a controller that is restarting ("Unable to
+contact slurm controller"), "Resource temporarily unavailable", a connection
+cut, a command killed at its timeout. A *final* error (a refusal: invalid
+account, partition or option; no Slurm configuration at all; no client
+installed) is never worth trying again. The client retries transient failures
+(:mod:`nrl_launch.slurm.client`); a submission whose failure is transient is
+reconciled with the queue before it is tried again
+(:mod:`nrl_launch.slurm.submit`).
 """
 
 from __future__ import annotations
@@ -45,30 +54,46 @@ LOCAL_CLUSTER_HINT = 'eval "$(tools/local-slurm up | tail -n 1)"'
 # controller): a job may have been queued, or cancelled, all the same.
 _REPLY_LOST = re.compile(r"Socket timed out on send/recv operation|Zero Bytes were transmitted or received")
 _ACTING = frozenset({"sbatch", "scancel"})  # the commands that change something when they succeed
+# What Slurm says when trying again later may work: the controller was busy, restarting, or the
+# connection to it was cut. Anything else a command says is taken as final (Slurm's refusal).
+_TRANSIENT = re.compile(
+    r"Socket timed out on send/recv operation|Zero Bytes were transmitted or received|"
+    r"Unable to contact slurm controller|Resource temporarily unavailable|Connection reset by peer|"
+    r"Connection refused|Connection timed out|Transport endpoint is not connected|Broken pipe|"
+    r"Communication connection failure|Slurm backup controller in standby mode|Interrupted system call|"
+    r"Slurmctld is busy|Too many open files",
+    re.IGNORECASE)
 
 
 def failure(argv: Sequence[str], outcome: Completed | OSError, timeout: float) -> SlurmError:
     """The error for a Slurm command ``argv`` that did not succeed: its non-zero
-    answer, or the runner's ``OSError`` (``TimeoutError`` after ``timeout`` seconds)."""
+    answer, or the runner's ``OSError`` (``TimeoutError`` after ``timeout`` seconds).
+    Its ``transient`` flag says whether trying again may work."""
     program = argv[0]
     if isinstance(outcome, FileNotFoundError):
         return SlurmUnreachable(f"{program} not found on PATH: is the Slurm client installed (or SLURM_CONF set)?")
     if isinstance(outcome, TimeoutError):  # killed at the timeout: whether it acted is unknown
         return SlurmUncertain(f"{program} did not answer within {timeout:g} s (set {SLURM_TIMEOUT.envvar} to wait "
-                              "longer)")
+                              "longer)", transient=True)
     if isinstance(outcome, OSError):
         return SlurmError(f"could not run {program}: {outcome}")
+    said = outcome.stderr.strip() or outcome.stdout.strip() or f"exit status {outcome.returncode}"
+    transient = transient_answer(said)
     reason = unreachable_reason(outcome)
     if reason is not None:
-        return SlurmUnreachable(unreachable_message(reason))
-    said = outcome.stderr.strip() or outcome.stdout.strip() or f"exit status {outcome.returncode}"
+        return SlurmUnreachable(unreachable_message(reason), transient=transient)
     test_only = tuple(argv[:2]) == ("sbatch", "--test-only")
-    if _REPLY_LOST.search(said):  # the controller's answer was lost: it did not refuse
-        if program in _ACTING and not test_only:
-            return SlurmUncertain(f"{program} failed, but Slurm may have done it all the same: {said}")
-    elif test_only:
+    if _REPLY_LOST.search(said) and program in _ACTING and not test_only:
+        # the controller's answer was lost: it did not refuse, and it may have done it
+        return SlurmUncertain(f"{program} failed, but Slurm may have done it all the same: {said}", transient=True)
+    if test_only and not transient:
         return SlurmRejected(said)
-    return SlurmError(f"{program} failed: {said}")
+    return SlurmError(f"{program} failed: {said}", transient=transient)
+
+
+def transient_answer(said: str) -> bool:
+    """True when what a failed Slurm command said means that trying again later may work."""
+    return _TRANSIENT.search(said) is not None
 
 
 def unreachable_reason(proc: Completed) -> str | None:

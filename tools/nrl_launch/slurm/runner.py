@@ -28,15 +28,19 @@ if TYPE_CHECKING:  # only the type checker needs the protocol class
 
         Raises ``FileNotFoundError`` when the program does not exist, another
         ``OSError`` when it cannot be started, and ``TimeoutError`` when it did
-        not finish within ``timeout`` seconds (the runner kills it).
+        not finish within ``timeout`` seconds (the runner kills it). ``executable``,
+        when given, is the program to run (``argv[0]`` is then only its name).
         """
 
         def __call__(self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str],
-                     timeout: float) -> Completed: ...
+                     timeout: float, executable: str | None = None) -> Completed: ...
 
 
-def run_command(argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str], timeout: float) -> Completed:
-    """The default runner: :func:`subprocess.run`, output captured and decoded.
+def run_command(argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str], timeout: float,
+                executable: str | None = None) -> Completed:
+    """The default runner: :func:`subprocess.run`, output captured and decoded. ``executable``:
+    the program to run instead of looking ``argv[0]`` up on the PATH of ``env`` (the client
+    gives it when ``env`` is a job's environment with another PATH).
 
     Output is decoded leniently: a stray non-UTF-8 byte in Slurm's answer must
     not cost the job id in the same answer.
@@ -44,7 +48,8 @@ def run_command(argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str],
     import subprocess  # not on the DRYRUN=1 path, which never runs a command
 
     try:
-        proc = subprocess.run(list(argv), cwd=cwd, env=dict(env), capture_output=True, timeout=timeout, check=False)
+        proc = subprocess.run(list(argv), cwd=cwd, env=dict(env), capture_output=True, timeout=timeout, check=False,
+                              executable=executable)
     except subprocess.TimeoutExpired as e:
         raise TimeoutError(f"{argv[0]} did not finish within {timeout:g} s") from e
     return Completed(proc.returncode, _decode(proc.stdout), _decode(proc.stderr))

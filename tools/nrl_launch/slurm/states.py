@@ -5,6 +5,7 @@ client asks for (squeue, sacct, scontrol, sinfo lines)."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -80,6 +81,21 @@ def parse_scontrol(job_id: str, stdout: str) -> JobInfo | None:
                    _node_field(fields.get("NodeList", "")))
 
 
+def parse_scontrol_all(stdout: str, wanted: set[str]) -> dict[str, JobInfo]:
+    """The jobs of ``wanted`` in ``scontrol show job -o``'s answer for every job (one line each)."""
+    found = {}
+    for line in stdout.splitlines():
+        match = _SCONTROL_ID_RE.match(line)
+        if match is not None and match.group(1) in wanted:
+            info = parse_scontrol(match.group(1), line)
+            if info is not None:
+                found[info.job_id] = info
+    return found
+
+
+_SCONTROL_ID_RE = re.compile(r"JobId=(\d+)\s")
+
+
 def parse_sinfo(stdout: str) -> list[str]:
     """The nodes of sinfo's answer (``SINFO_FORMAT`` lines) in an unhealthy state, each once."""
     bad: list[str] = []
@@ -96,3 +112,66 @@ def _reason_field(text: str) -> str:
 
 def _node_field(text: str) -> str:
     return "" if text in ("None assigned", "(null)", "None") else text
+
+
+# ---------------------------------------------------------------- when jobs waited and ran (nrl-launch report)
+
+
+class JobSpan(NamedTuple):
+    """When one job waited and ran, as Slurm recorded it: times in seconds since the epoch, None
+    when not (yet) known (a pending job has no start, a running one no end)."""
+
+    job_id: str
+    state: str
+    submit: float | None
+    start: float | None
+    end: float | None
+    exit_code: str = ""  # "<status>:<signal>" ("" when unknown)
+    nodes: str = ""  # Slurm's host list
+    gpus: int | None = None  # GPUs allocated (AllocTRES gres/gpu), None when Slurm does not say
+
+
+SPAN_FIELDS = "JobID,Submit,Start,End,State,ExitCode,NodeList,AllocTRES"
+_GPU_TRES_RE = re.compile(r"(?:^|,)gres/gpu=(\d+)(?:,|$)")
+_SCONTROL_SPAN_RE = re.compile(r"\b(JobState|SubmitTime|StartTime|EndTime|ExitCode|NodeList)=(\S*)")
+_NOT_STARTED = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"})
+_NOT_ENDED = _NOT_STARTED | {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING", "STOPPED", "SIGNALING"}
+
+
+def slurm_time(text: str) -> float | None:
+    """Seconds since the epoch of a Slurm timestamp (``2026-12-06T12:08:28``, the local time
+    Slurm prints); None for ``Unknown``, ``None`` and anything else that is not a time."""
+    try:
+        return time.mktime(time.strptime(text.strip(), "%Y-%m-%dT%H:%M:%S"))
+    except (ValueError, OverflowError):
+        return None
+
+
+def _span(job_id: str, state: str, submit: str, start: str, end: str, exit_code: str, nodes: str,
+          gpus: int | None) -> JobSpan:
+    """A span whose times mean what they say: Slurm prints a pending job's expected start and a
+    running job's time limit as StartTime/EndTime, which are no start or end yet."""
+    return JobSpan(job_id, state, slurm_time(submit), None if state in _NOT_STARTED else slurm_time(start),
+                   None if state in _NOT_ENDED else slurm_time(end), exit_code, _node_field(nodes), gpus)
+
+
+def parse_spans(stdout: str, wanted: Iterable[str]) -> dict[str, JobSpan]:
+    """The jobs of ``wanted`` in sacct's answer (``-P -o SPAN_FIELDS`` lines, ``sacct -c`` too)."""
+    chosen, found = set(wanted), {}
+    for line in stdout.splitlines():
+        fields = line.split("|")
+        if len(fields) == 8 and fields[0] in chosen and fields[4]:
+            gpus = _GPU_TRES_RE.search(fields[7])
+            # "CANCELLED by 0" -> "CANCELLED"
+            found[fields[0]] = _span(fields[0], fields[4].split()[0], fields[1], fields[2], fields[3], fields[5],
+                                     fields[6], int(gpus.group(1)) if gpus else None)
+    return found
+
+
+def parse_scontrol_span(job_id: str, stdout: str) -> JobSpan | None:
+    """The job in ``scontrol show job -o``'s answer; None when it names no state."""
+    fields = dict(_SCONTROL_SPAN_RE.findall(stdout))
+    if "JobState" not in fields:
+        return None
+    return _span(job_id, fields["JobState"], fields.get("SubmitTime", ""), fields.get("StartTime", ""),
+                 fields.get("EndTime", ""), fields.get("ExitCode", ""), fields.get("NodeList", ""), None)
