@@ -165,8 +165,8 @@ def test_every_error_is_one_line_and_its_exit_status(project: Project, fake_slur
         (["x"], 0, ""),  # a script without .sh that exists
         # otherwise a mistyped command, with a suggestion or the list
         (["stauts"], 2, "[ERROR]: unknown command 'stauts' (did you mean 'status'?) (see 'nrl-launch --help')"),
-        (["zzz"], 2, "[ERROR]: unknown command 'zzz'; commands: cancel, launch, lint, logs, snapshot, status, watch, "
-                     "or a script path to launch (see 'nrl-launch --help')"),
+        (["zzz"], 2, "[ERROR]: unknown command 'zzz'; commands: cancel, launch, lint, logs, report, snapshot, status, "
+                     "watch, or a script path to launch (see 'nrl-launch --help')"),
         (["-h"], 0, ""), (["--help"], 0, ""), (["--version"], 0, ""),
     ],
 )
