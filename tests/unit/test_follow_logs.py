@@ -311,9 +311,9 @@ def test_following_gives_up_when_watch_give_up_says(tmp_path: Path) -> None:
     fake.answers["squeue"] = lambda call: (asked.append(clock[0]), FakeSlurm(down=True)(call.argv, cwd=None, env={},
                                                                                           timeout=1))[1]
     printed = Printed()
-    follower = Follower(folder_of(snapshot), fake.client(), write=printed.write, err=printed.stderr.append,
-                        wait=lambda s: clock.__setitem__(0, clock[0] + s), interval=1, now=lambda: clock[0],
-                        ask_every=5, give_up=12, resume_hint="nrl-launch logs --follow exp")
+    follower = Follower(folder_of(snapshot), fake.client(retry_for=0), write=printed.write,
+                        err=printed.stderr.append, wait=lambda s: clock.__setitem__(0, clock[0] + s), interval=1,
+                        now=lambda: clock[0], ask_every=5, give_up=12, resume_hint="nrl-launch logs --follow exp")
     with pytest.raises(SlurmUnreachable) as info:
         follower.run()
     # asked at 1 s, then every 5 s, the last wait cut short so that the give-up comes at 12 s after the first failure
@@ -322,6 +322,20 @@ def test_following_gives_up_when_watch_give_up_says(tmp_path: Path) -> None:
     assert str(info.value).endswith("Resume with: nrl-launch logs --follow exp")
     assert len(printed.stderr) == 3 + 1  # the header, and a warning for each failure before the last
 
+
+def test_the_client_s_own_retries_end_when_following_gives_up(tmp_path: Path) -> None:
+    from nrl_launch.errors import SlurmUnreachable
+
+    snapshot = snapshot_with_runs(tmp_path, "101")
+    driver(snapshot, "101", "x\n")
+    fake = FakeSlurm(down=True)  # "Unable to contact slurm controller": transient, tried again for a minute
+    follower = Follower(folder_of(snapshot), fake.client(), write=Printed().write, err=lambda _: None,
+                        wait=fake.sleep, interval=1, now=fake.now, ask_every=5, give_up=12,
+                        resume_hint="nrl-launch logs --follow exp")
+    with pytest.raises(SlurmUnreachable):
+        follower.run()
+    assert fake.squeue_calls > 1  # the client did try again
+    assert fake.now() <= 1 + 12 + 2  # but not past the give-up (the first ask is after 1 s), not NRL_SLURM_RETRY's 60 s
 
 def test_the_follow_command_carries_the_options_given(tmp_path: Path) -> None:
     from nrl_launch.follow.logs import follow_command

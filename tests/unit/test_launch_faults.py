@@ -276,7 +276,7 @@ def test_a_slurm_that_does_not_answer_is_said_within_seconds(project: Project) -
 
     fake = FakeSlurm(answers={"sbatch": silent})
     result = run_cli("launch", str(script), env={**BASE_ENV, "NRL_SLURM_RETRY": "0"}, slurm=fake)
-    assert result.exit_code == 1
+    assert result.exit_code == 128  # spec section 7: Slurm cannot be reached
     lines = result.stderr.splitlines()
     assert lines[0].startswith("[WARNING]: Slurm has not answered sbatch for 3 s: the controller may be busy or down")
     assert lines[-1].startswith("[ERROR]: cannot reach Slurm: Unable to contact slurm controller")

@@ -276,8 +276,10 @@ class Follower:
         moment = self.now()
         if self.next_ask is not None and moment < self.next_ask:
             return True
+        # The client's own retries end when the give-up comes, however long Slurm takes not to answer.
+        left = self.give_up - (moment - self.failing_since if self.failing_since is not None else 0.0)
         try:
-            queued = bool(self.slurm.queued(job.job_id for job in jobs))
+            queued = bool(self.slurm.until(self.slurm.now() + left).queued(job.job_id for job in jobs))
         except SlurmError as e:
             self.failing_since = moment if self.failing_since is None else self.failing_since
             failing_for = moment - self.failing_since

@@ -21,7 +21,7 @@ from nrl_launch.errors import SlurmError, SnapshotError
 from nrl_launch.experiment.folder import ExperimentDir, SnapshotRoot
 from nrl_launch.experiment.joblogs import driver_logs
 from nrl_launch.experiment.manifest import VIA_RETRY, Manifest, Run, epoch
-from nrl_launch.follow.status import QUEUED, UNKNOWN, max_step
+from nrl_launch.follow.status import UNKNOWN, max_step
 from nrl_launch.follow.verdict import GENERAL_FAIL, METRIC_FAIL, PASS, Verdict, judge_jobs
 from nrl_launch.report.checks import read_checks
 from nrl_launch.report.model import (
@@ -36,6 +36,7 @@ from nrl_launch.report.model import (
     summarize,
 )
 from nrl_launch.slurm.client import JobSpan, SlurmClient
+from nrl_launch.slurm.states import NOT_ENDED
 
 DEFAULT_GPUS_PER_NODE = 8  # spec section 3: GPUS_PER_NODE is optional, default 8
 
@@ -112,7 +113,7 @@ def _states(jobs: Sequence[Job]) -> str:
     """``101 COMPLETED (exit 0:0), 102 FAILED (exit 1:0)``: how each job ended, or where it is."""
     shown = []
     for job in jobs:
-        detail = f" (exit {job.exit_code})" if job.exit_code and job.state not in QUEUED else ""
+        detail = f" (exit {job.exit_code})" if job.exit_code and job.state not in NOT_ENDED else ""
         shown.append(f"{job.job_id} {job.state}{detail}")
     return ", ".join(shown) or "none"
 
@@ -122,7 +123,7 @@ def reason(status: str, checks: Sequence[Check], jobs: Sequence[Job], has_logs: 
     left a driver log, and each job's final Slurm state and exit code (what WATCH's [WHY] says)."""
     states = f"jobs: {_states(jobs)}"
     if status == RUNNING:
-        queued = [j for j in jobs if j.state in QUEUED]
+        queued = [j for j in jobs if j.state in NOT_ENDED]
         return f"{len(queued)} of {len(jobs)} jobs still queued; {states}"
     if status == CANCELLED:
         return f"cancelled with nrl-launch cancel at {cancelled_at or '?'}; {states}"
@@ -164,7 +165,7 @@ def experiment_result(folder: ExperimentDir, spans: Mapping[str, JobSpan], *, no
     judged = verdict if verdict is not None else judge_jobs(folder.name, tracked.jobs)
     checks = read_checks(judged.evidence) if judged.status != GENERAL_FAIL else ()
     cancelled_at = _cancelled_at(manifest, tracked.ids)
-    if any(job.state in QUEUED for job in jobs) and verdict is None:
+    if any(job.state in NOT_ENDED for job in jobs) and verdict is None:
         status = RUNNING
     elif judged.status != PASS and cancelled_at is not None:
         status = CANCELLED

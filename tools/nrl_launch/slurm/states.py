@@ -135,7 +135,8 @@ SPAN_FIELDS = "JobID,Submit,Start,End,State,ExitCode,NodeList,AllocTRES"
 _GPU_TRES_RE = re.compile(r"(?:^|,)gres/gpu=(\d+)(?:,|$)")
 _SCONTROL_SPAN_RE = re.compile(r"\b(JobState|SubmitTime|StartTime|EndTime|ExitCode|NodeList)=(\S*)")
 _NOT_STARTED = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"})
-_NOT_ENDED = _NOT_STARTED | {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING", "STOPPED", "SIGNALING"}
+# The states of a job still queued or running (one home: spans, the report's RUNNING rows).
+NOT_ENDED = _NOT_STARTED | {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING", "STOPPED", "SIGNALING"}
 
 
 def slurm_time(text: str) -> float | None:
@@ -152,7 +153,7 @@ def _span(job_id: str, state: str, submit: str, start: str, end: str, exit_code:
     """A span whose times mean what they say: Slurm prints a pending job's expected start and a
     running job's time limit as StartTime/EndTime, which are no start or end yet."""
     return JobSpan(job_id, state, slurm_time(submit), None if state in _NOT_STARTED else slurm_time(start),
-                   None if state in _NOT_ENDED else slurm_time(end), exit_code, _node_field(nodes), gpus)
+                   None if state in NOT_ENDED else slurm_time(end), exit_code, _node_field(nodes), gpus)
 
 
 def parse_spans(stdout: str, wanted: Iterable[str]) -> dict[str, JobSpan]:
