@@ -731,6 +731,25 @@ def test_shim_without_dependencies_prints_one_install_line(tmp_path: Path) -> No
     assert proc.stderr.count("\n") == 1 and "tools/install" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_shim_in_a_venv_that_sees_the_system_packages(project: Project, slurm_on_path: SlurmOnPath,
+                                                      tmp_path: Path) -> None:
+    # A venv made with --system-site-packages holding click but not GitPython (the one mutmut runs
+    # in): finding click there must not stop the system's packages from being added.
+    import click
+    import git
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    [own] = venv.glob("lib/python3.*/site-packages")
+    (own / "click").symlink_to(Path(click.__file__).parent)
+    assert own not in Path(git.__file__).parents  # GitPython only from the system's packages
+    script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
+    env = {**os.environ, **BASE_ENV, "NRL_LAUNCH_PYTHON": str(venv / "bin" / "python3")}
+    proc = subprocess.run([str(REPO / "tools" / "launch"), str(script)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr  # was: [ERROR]: cannot launch: No module named 'git'
+    assert len(slurm_on_path.submissions()) == 1
+
+
 def test_shim_does_not_leak_its_search_path_into_jobs(project: Project, slurm_on_path: SlurmOnPath) -> None:
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -16,7 +16,13 @@ def _fast_site() -> None:
     import site
 
     env = os.path.dirname(os.path.dirname(sys.executable))
-    if os.path.exists(os.path.join(env, "pyvenv.cfg")):
+    config = os.path.join(env, "pyvenv.cfg")
+    if os.path.exists(config):
+        if _system_packages_too(config):
+            # Its packages are split between the environment and the system: finding one
+            # (click) says nothing of the others, so site does it all.
+            site.main()
+            return
         # Under -S, site has not read pyvenv.cfg: the environment's own folder is known from
         # where its python is (tools/install's .venv, or the one a CI job activated).
         folders = [os.path.join(env, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "site-packages")]
@@ -33,6 +39,20 @@ def _fast_site() -> None:
     except ImportError:  # e.g. an editable dependency (its .pth hook) or a venv's system packages
         pass
     site.main()
+
+
+def _system_packages_too(config: str) -> bool:
+    """Whether the virtual environment of ``config`` (its pyvenv.cfg) sees the system's packages."""
+    try:
+        with open(config, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except OSError:
+        return True  # unreadable: let site decide, as without -S
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key.strip().lower() == "include-system-site-packages":
+            return value.strip().lower() == "true"
+    return False
 
 
 def run(fast_start: bool = False) -> None:

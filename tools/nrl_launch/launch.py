@@ -72,8 +72,11 @@ def _load_pipeline() -> type[Pipeline]:
     try:
         from nrl_launch.pipeline import Pipeline
     except ImportError as e:  # GitPython fails at import when git is not on PATH
+        from pathlib import Path  # only here: the DRYRUN=1 path imports as little as it can
+
+        root = Path(__file__).resolve().parents[2]  # the checkout: its tools/install sets everything up
         raise LauncherError(f"cannot launch: {e}. Install git and the package's dependencies "
-                            "(pip install -e <checkout>); DRYRUN=1 works without them") from e
+                            f"({root}/tools/install); DRYRUN=1 works without them") from e
     return Pipeline
 
 
