@@ -91,7 +91,7 @@ MODULES: dict[str, tuple[str, ...]] = {
                "tests/unit/test_follow_logs.py", "tests/unit/test_cancel.py", "tests/unit/test_status.py",
                "tests/unit/test_verdict_rule.py", "tests/unit/test_exit_status.py", "tests/unit/test_small_truths.py",
                "tests/unit/test_planted.py", "tests/unit/test_snapshot_writable.py", "tests/unit/test_launch.py",
-               "tests/unit/test_lint_cli.py", "tests/unit/test_code_snapshot.py"),
+               "tests/unit/test_lint_cli.py", "tests/unit/test_code_snapshot.py", "tests/unit/test_cli_progress.py"),
     "slurm/client.py": ("tests/unit/test_slurm.py",),
     "slurm/states.py": ("tests/unit/test_slurm.py", "tests/unit/test_retry.py"),
     "slurm/failures.py": ("tests/unit/test_slurm.py",),
