@@ -224,6 +224,9 @@ EQUIVALENT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
      ("status.x_max_step__mutmut_3", "status.x_max_step__mutmut_5")),
     ("the name given to the verdict rule: status reads only the verdict's status",
      ("status.x__judged__mutmut_13",)),
+    # experiment/locks.py (issue 22)
+    ("a soft limit of open files exactly what the locks need is set again to the same value",
+     ("locks.x__make_room_for__mutmut_7",)),
 )
 # A mutant above is named by its module's file name (``verdict.x_…``); mutmut names it by its dotted path
 # in the package (``nrl_launch.follow.verdict.x_…``).
