@@ -17,6 +17,7 @@ import pytest
 from nrl_launch.cli import SnapshotProgress, _snapshot_progress
 
 ESCAPE_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+SHOW_CURSOR = "\x1b[?25h"
 
 
 @contextlib.contextmanager
@@ -52,7 +53,10 @@ def test_a_slow_copy_shows_its_progress_on_a_terminal() -> None:
         time.sleep(0.1)  # the copy takes longer than the delay
         for done in (1, 3, 4):
             progress(done, 4)
-        shown = frames(terminal())
+        raw = terminal()
+    # the finished bar ends its line and shows the cursor again: what stderr says next starts on a line of its own
+    assert raw.endswith("\n") and raw.rstrip("\r\n").endswith(SHOW_CURSOR)
+    shown = frames(raw)
     assert [re.sub(r"\s+", " ", line) for line in shown] == [
         "snapshot exp-x [------------------------------------] 0%",
         "snapshot exp-x [#########---------------------------] 25%",
