@@ -8,6 +8,7 @@ import contextlib
 import io
 import os
 import re
+import select
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,13 +27,14 @@ def terminal_stderr() -> Iterator[Callable[[], str]]:
     pytest puts its own stderr back after a fixture's setup); yields what the terminal was shown so far."""
     master, slave = os.openpty()
     stream = io.TextIOWrapper(os.fdopen(slave, "wb", buffering=0), write_through=True)
-    os.set_blocking(master, False)
 
     def shown() -> str:
-        try:
-            return os.read(master, 1 << 16).decode()
-        except BlockingIOError:
-            return ""
+        # the kernel hands what was written over to the master side a moment later, and in pieces:
+        # read until nothing more comes for a while
+        chunks = []
+        while select.select([master], [], [], 0.3)[0]:
+            chunks.append(os.read(master, 1 << 16))
+        return b"".join(chunks).decode()
 
     try:
         with stream, contextlib.redirect_stderr(stream):
