@@ -91,7 +91,9 @@ MODULES: dict[str, tuple[str, ...]] = {
                "tests/unit/test_follow_logs.py", "tests/unit/test_cancel.py", "tests/unit/test_status.py",
                "tests/unit/test_verdict_rule.py", "tests/unit/test_exit_status.py", "tests/unit/test_small_truths.py",
                "tests/unit/test_planted.py", "tests/unit/test_snapshot_writable.py", "tests/unit/test_launch.py",
-               "tests/unit/test_lint_cli.py", "tests/unit/test_code_snapshot.py"),
+               "tests/unit/test_lint_cli.py", "tests/unit/test_code_snapshot.py", "tests/unit/test_cli_progress.py",
+               "tests/unit/test_cli_entry.py", "tests/unit/test_report.py", "tests/unit/test_report_history.py",
+               "tests/unit/test_cli_help.py", "tests/unit/test_launch_faults.py"),
     "slurm/client.py": ("tests/unit/test_slurm.py",),
     "slurm/states.py": ("tests/unit/test_slurm.py", "tests/unit/test_retry.py"),
     "slurm/failures.py": ("tests/unit/test_slurm.py",),
@@ -224,6 +226,20 @@ EQUIVALENT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
      ("status.x_max_step__mutmut_3", "status.x_max_step__mutmut_5")),
     ("the name given to the verdict rule: status reads only the verdict's status",
      ("status.x__judged__mutmut_13",)),
+    # experiment/locks.py (issue 22)
+    ("a soft limit of open files exactly what the locks need is set again to the same value",
+     ("locks.x__make_room_for__mutmut_7",)),
+    # cli.py (issue 22)
+    ("kept_slurm_timeout's default setting is SLURM_TIMEOUT",
+     ("cli.x_slurm_client__mutmut_11",)),
+    ("click's command decorator builds a command with keyword arguments only: no positional ones to pass on",
+     ("cli.xǁLauncherCommandǁ__init____mutmut_2",)),
+    ("every ClickException that reaches _report is a UsageError with its context (click makes its own with one, "
+     "ours are made with the command's; no click.File or prompt is used): the hint's default and the test of "
+     "the context never decide",
+     ("cli.x__report__mutmut_17", "cli.x__report__mutmut_18", "cli.x__report__mutmut_19")),
+    ("a copy that has taken exactly the delay, to the nanosecond, shows its bar now or at the next file",
+     ("cli.xǁSnapshotProgressǁ__call____mutmut_4",)),
 )
 # A mutant above is named by its module's file name (``verdict.x_…``); mutmut names it by its dotted path
 # in the package (``nrl_launch.follow.verdict.x_…``).
