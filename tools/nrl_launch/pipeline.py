@@ -532,12 +532,14 @@ def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings
     scripts the launch has: a suite is hundreds of scripts of one repo.
     """
     repos: dict[Path, Repository] = {}
+    roots: dict[Path, Path] = {}  # recipe folder -> project root (a suite's recipes share a few folders)
     planned = []
     for exp in experiments:
         check_experiment_name(exp)
         try:
             # A recipe inside a submodule runs in the superproject's tree.
-            root = gitrepo.project_root(Path(exp.path).parent)
+            where = Path(exp.path).parent
+            root = roots[where] if where in roots else roots.setdefault(where, gitrepo.project_root(where))
             if root not in repos:
                 repos[root] = Repository.describe(root)
             repo = repos[root]
