@@ -467,6 +467,26 @@ def test_libyaml_writes_what_pyyaml_writes_where_the_launcher_lets_it(data: dict
                 yaml.dump(part, Dumper=manifest_mod._Dumper, **options)
 
 
+ENTRY_LINE = st.tuples(st.sampled_from(["- ", "  ", "", " ", "-  "]),
+                       st.sampled_from(["job_id", "run", "true", "null", "on", "x_1", "1a", "a b", "via"]),
+                       st.sampled_from([": ", ":", ": '", " : "]), ASCII | ASCII_SCALARS.map(str))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(ENTRY_LINE, max_size=8), st.lists(st.dictionaries(st.sampled_from(["job_id", "run", "token", "via"]),
+                                                                   ASCII, min_size=1), max_size=3))
+def test_the_fast_reader_reads_runs_entries_as_pyyaml_does(lines: list[tuple[str, str, str, str]],
+                                                           entries: list[dict[str, str]]) -> None:
+    # the runs: section is read a line at a time: whatever the lines, the same data as PyYAML or none
+    text = "experiment: x\nruns:\n" + "".join(manifest_mod.entry_text(entry) for entry in entries) + \
+        "".join(f"{lead}{key}{colon}{value}\n" for lead, key, colon, value in lines)
+    fast = manifest_mod._parse_fast(text)
+    if fast is not None:
+        assert fast == yaml.load(text, Loader=yaml.SafeLoader)
+    if not lines:  # what the launcher appends is read the fast way
+        assert fast == yaml.load(text, Loader=yaml.SafeLoader)
+
+
 # ---------------------------------------------------------------- launch plans
 
 

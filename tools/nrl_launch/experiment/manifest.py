@@ -128,7 +128,7 @@ def _number(value: Any) -> int | None:
 
 
 def _unknown(data: Mapping[Any, Any], known: Iterable[str]) -> Extra:
-    names = set(known)
+    names = known if isinstance(known, frozenset) else frozenset(known)
     return tuple((str(key), value) for key, value in data.items() if str(key) not in names)
 
 
@@ -255,7 +255,7 @@ class Run:
         if any(key in fields for key in _RETRY_KEYS):
             retry = RetryOrigin(*(fields.get(key, "") for key in _RETRY_KEYS))
         return cls(fields["job_id"], fields.get("run", ""), fields.get("via", ""), fields.get("submitted_at", ""),
-                   fields.get("base_log_dir", ""), retry, _unknown(fields, (*_RUN_KEYS, *_RETRY_KEYS)),
+                   fields.get("base_log_dir", ""), retry, _unknown(fields, _RUN_FIELDS),
                    launch=fields.get("launch", ""), token=fields.get("token", ""))
 
     def to_data(self) -> dict[str, str]:
@@ -272,6 +272,7 @@ class Run:
 
 
 _RUN_KEYS = ("job_id", "submitted_at", "run", "via", "base_log_dir", "launch", "token")
+_RUN_FIELDS = frozenset((*_RUN_KEYS, *_RETRY_KEYS))
 
 
 @dataclass(frozen=True)
@@ -295,7 +296,7 @@ class Plan:
         if runs < 1:
             raise ValueError(runs)
         return cls(runs, fields.get("launch", ""), fields.get("stamp", ""), fields.get("digest", ""),
-                   fields.get("planned_at", ""), fields.get("via", ""), _unknown(fields, _PLAN_KEYS))
+                   fields.get("planned_at", ""), fields.get("via", ""), _unknown(fields, frozenset(_PLAN_KEYS)))
 
     def to_data(self) -> dict[str, str]:
         """The entry as written."""
@@ -645,7 +646,56 @@ class _Unread(Exception):
 
 def _parse_fast(text: str) -> Any:
     """The file's data exactly as ``yaml.load`` gives it, for a file written as the launcher and
-    continue.sh write manifests; None for any other file (then PyYAML reads it)."""
+    continue.sh write manifests; None for any other file (then PyYAML reads it).
+
+    The ``runs:`` entries, most of a manifest that has runs, are read a whole line at a time
+    (:func:`_entries_fast`); anything else there, and the whole file is read line by line."""
+    head, mark, runs = text.partition("\nruns:\n")
+    if mark and runs:
+        entries = _entries_fast(runs)
+        if entries is not None:
+            data = _parse_lines(head + mark)
+            if data is not None and "runs" in data and data["runs"] is None:
+                data["runs"] = entries
+                return data
+    return _parse_lines(text)
+
+
+# One field of a ``runs:`` entry, as the launcher and continue.sh append them: ``- key: value`` (an
+# entry's first) or ``  key: value``, a plain key and a one-line value.
+_ENTRY_FIELD = re.compile(r"(- |  )([A-Za-z_][A-Za-z0-9_]*): ([^\n]+)\n")
+
+
+def _entries_fast(text: str) -> list[dict[Any, Any]] | None:
+    """The entries of the text after ``runs:`` when every line of it is an entry's field
+    (:data:`_ENTRY_FIELD`) with a scalar :func:`_scalar` reads; None otherwise."""
+    if not (text.isascii() and text.replace("\n", "").isprintable()):
+        return None
+    items: list[dict[Any, Any]] = []
+    item: dict[Any, Any] = {}
+    at = 0
+    try:
+        for match in _ENTRY_FIELD.finditer(text):
+            if match.start() != at:
+                return None
+            at = match.end()
+            lead, word, raw = match.groups()
+            if lead == "- ":
+                item = {}
+                items.append(item)
+            elif not items:
+                return None
+            key = _plain(word)
+            if key is _Unread or key in item:
+                return None  # (PyYAML keeps the last of a duplicate key: left to it)
+            item[key] = _scalar(raw)
+    except _Unread:
+        return None
+    return items if at == len(text) else None
+
+
+def _parse_lines(text: str) -> Any:
+    """:func:`_parse_fast` line by line."""
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # the final line break
