@@ -376,7 +376,9 @@ def _entries(runs: Any, where: Path) -> tuple[Entry, ...]:
         return ()
     if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
         raise SnapshotError(f"{where}: 'runs' is not a list of entries")
-    return tuple(_entry({str(key): _field(value) for key, value in run.items()}) for run in runs)
+    # (a text, which nearly every value is, is taken as it is: a thousand manifests are read by status)
+    return tuple(_entry({key if type(key) is str else str(key): value if type(value) is str else _field(value)
+                         for key, value in run.items()}) for run in runs)
 
 
 @dataclass(frozen=True)
@@ -663,7 +665,8 @@ def _parse_fast(text: str) -> Any:
 
 # One field of a ``runs:`` entry, as the launcher and continue.sh append them: ``- key: value`` (an
 # entry's first) or ``  key: value``, a plain key and a one-line value.
-_ENTRY_FIELD = re.compile(r"(- |  )([A-Za-z_][A-Za-z0-9_]*): ([^\n]+)\n")
+# A value single-quoted without a quote inside (what the launcher writes) is taken from the match.
+_ENTRY_FIELD = re.compile(r"(- |  )([A-Za-z_][A-Za-z0-9_]*): (?:'([^'\n]*)'|([^\n]+))\n")
 
 
 def _entries_fast(text: str) -> list[dict[Any, Any]] | None:
@@ -679,7 +682,7 @@ def _entries_fast(text: str) -> list[dict[Any, Any]] | None:
             if match.start() != at:
                 return None
             at = match.end()
-            lead, word, raw = match.groups()
+            lead, word, quoted, raw = match.groups()
             if lead == "- ":
                 item = {}
                 items.append(item)
@@ -688,7 +691,7 @@ def _entries_fast(text: str) -> list[dict[Any, Any]] | None:
             key = _plain(word)
             if key is _Unread or key in item:
                 return None  # (PyYAML keeps the last of a duplicate key: left to it)
-            item[key] = _scalar(raw)
+            item[key] = quoted if quoted is not None else _scalar(raw)
     except _Unread:
         return None
     return items if at == len(text) else None
