@@ -446,6 +446,47 @@ def test_what_is_written_reads_back_the_same_with_either_parser(manifest: Manife
     assert fast == yaml.load(text, Loader=yaml.SafeLoader)
 
 
+ASCII = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=120)
+ASCII_SCALARS = st.none() | st.booleans() | st.integers() | ASCII | st.sampled_from(["", "null", "1/2", "'x'"])
+ASCII_DATA = st.recursive(ASCII_SCALARS,
+                          lambda inner: st.lists(inner, max_size=4) | st.dictionaries(ASCII, inner, max_size=4),
+                          max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(MANIFESTS.map(lambda manifest: manifest.to_data()), st.dictionaries(ASCII, ASCII_DATA, min_size=1)))
+def test_libyaml_writes_what_pyyaml_writes_where_the_launcher_lets_it(data: dict[str, object]) -> None:
+    # the launcher writes with libyaml's emitter only what _emitted_alike accepts: byte for byte
+    # what PyYAML's own emitter writes (reference files and readers depend on the text)
+    if manifest_mod._CDumper is None:
+        pytest.skip("PyYAML without libyaml")
+    for part in (data, data.pop("runs", [])):
+        if part and manifest_mod._emitted_alike(part):
+            options = {"default_flow_style": False, "sort_keys": False, "allow_unicode": True}
+            assert yaml.dump(part, Dumper=manifest_mod._CDumper, **options) == \
+                yaml.dump(part, Dumper=manifest_mod._Dumper, **options)
+
+
+ENTRY_LINE = st.tuples(st.sampled_from(["- ", "  ", "", " ", "-  "]),
+                       st.sampled_from(["job_id", "run", "true", "null", "on", "x_1", "1a", "a b", "via"]),
+                       st.sampled_from([": ", ":", ": '", " : "]), ASCII | ASCII_SCALARS.map(str))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(ENTRY_LINE, max_size=8), st.lists(st.dictionaries(st.sampled_from(["job_id", "run", "token", "via"]),
+                                                                   ASCII, min_size=1), max_size=3))
+def test_the_fast_reader_reads_runs_entries_as_pyyaml_does(lines: list[tuple[str, str, str, str]],
+                                                           entries: list[dict[str, str]]) -> None:
+    # the runs: section is read a line at a time: whatever the lines, the same data as PyYAML or none
+    text = "experiment: x\nruns:\n" + "".join(manifest_mod.entry_text(entry) for entry in entries) + \
+        "".join(f"{lead}{key}{colon}{value}\n" for lead, key, colon, value in lines)
+    fast = manifest_mod._parse_fast(text)
+    if fast is not None:
+        assert fast == yaml.load(text, Loader=yaml.SafeLoader)
+    if not lines:  # what the launcher appends is read the fast way
+        assert fast == yaml.load(text, Loader=yaml.SafeLoader)
+
+
 # ---------------------------------------------------------------- launch plans
 
 

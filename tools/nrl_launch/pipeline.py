@@ -236,11 +236,14 @@ class Pipeline:
         of the experiments whose snapshot was reused."""
         maker = SnapshotMaker(self.settings.snapshot_mode, self.err, self.progress)
         reused = set()
-        for p in planned:
-            if not maker.provide(p.repo, p.folder, new_manifest(p)):
-                reused.add(p.name)
-                for line in reuse_notes(p, self.settings):
-                    self.err(line)
+        try:
+            for p in planned:
+                if not maker.provide(p.repo, p.folder, new_manifest(p)):
+                    reused.add(p.name)
+                    for line in reuse_notes(p, self.settings):
+                        self.err(line)
+        finally:
+            maker.close()
         return reused
 
     # ---- Slurm
@@ -464,6 +467,11 @@ class SnapshotMaker:
         self.batches: dict[Path, SnapshotBatch] = {}
         self.said_shared = False  # the note about read-only shared files, once per command
 
+    def close(self) -> None:
+        """Stop the copying threads of every batch."""
+        for batch in self.batches.values():
+            batch.close()
+
     def provide(self, repo: Repository, folder: ExperimentDir, new_manifest: Manifest) -> bool:
         """Make sure a complete snapshot of ``repo`` is in ``folder``, saying which on stderr;
         True when it was created, False when an existing one is reused.
@@ -508,8 +516,12 @@ def take_snapshot(project_dir: Path, name: str, *, dirname: str, mode: SnapshotM
     check_snapshot_root(dirname, repo.tracked, where=name)
     folder = SnapshotRoot(root, dirname).experiment(name)
     fresh = build_manifest(repo.info, config_values={}, gpu_hours=None, experiment=name, script=None)
+    maker = SnapshotMaker(mode, err, progress)
     with folder.lock(err):
-        SnapshotMaker(mode, err, progress).provide(repo, folder, fresh)
+        try:
+            maker.provide(repo, folder, fresh)
+        finally:
+            maker.close()
     return folder.path
 
 
@@ -520,12 +532,14 @@ def plan_submissions(experiments: Sequence[Experiment], settings: LaunchSettings
     scripts the launch has: a suite is hundreds of scripts of one repo.
     """
     repos: dict[Path, Repository] = {}
+    roots: dict[Path, Path] = {}  # recipe folder -> project root (a suite's recipes share a few folders)
     planned = []
     for exp in experiments:
         check_experiment_name(exp)
         try:
             # A recipe inside a submodule runs in the superproject's tree.
-            root = gitrepo.project_root(Path(exp.path).parent)
+            where = Path(exp.path).parent
+            root = roots[where] if where in roots else roots.setdefault(where, gitrepo.project_root(where))
             if root not in repos:
                 repos[root] = Repository.describe(root)
             repo = repos[root]

@@ -128,7 +128,7 @@ def _number(value: Any) -> int | None:
 
 
 def _unknown(data: Mapping[Any, Any], known: Iterable[str]) -> Extra:
-    names = set(known)
+    names = known if isinstance(known, frozenset) else frozenset(known)
     return tuple((str(key), value) for key, value in data.items() if str(key) not in names)
 
 
@@ -255,7 +255,7 @@ class Run:
         if any(key in fields for key in _RETRY_KEYS):
             retry = RetryOrigin(*(fields.get(key, "") for key in _RETRY_KEYS))
         return cls(fields["job_id"], fields.get("run", ""), fields.get("via", ""), fields.get("submitted_at", ""),
-                   fields.get("base_log_dir", ""), retry, _unknown(fields, (*_RUN_KEYS, *_RETRY_KEYS)),
+                   fields.get("base_log_dir", ""), retry, _unknown(fields, _RUN_FIELDS),
                    launch=fields.get("launch", ""), token=fields.get("token", ""))
 
     def to_data(self) -> dict[str, str]:
@@ -272,6 +272,7 @@ class Run:
 
 
 _RUN_KEYS = ("job_id", "submitted_at", "run", "via", "base_log_dir", "launch", "token")
+_RUN_FIELDS = frozenset((*_RUN_KEYS, *_RETRY_KEYS))
 
 
 @dataclass(frozen=True)
@@ -295,7 +296,7 @@ class Plan:
         if runs < 1:
             raise ValueError(runs)
         return cls(runs, fields.get("launch", ""), fields.get("stamp", ""), fields.get("digest", ""),
-                   fields.get("planned_at", ""), fields.get("via", ""), _unknown(fields, _PLAN_KEYS))
+                   fields.get("planned_at", ""), fields.get("via", ""), _unknown(fields, frozenset(_PLAN_KEYS)))
 
     def to_data(self) -> dict[str, str]:
         """The entry as written."""
@@ -375,7 +376,9 @@ def _entries(runs: Any, where: Path) -> tuple[Entry, ...]:
         return ()
     if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
         raise SnapshotError(f"{where}: 'runs' is not a list of entries")
-    return tuple(_entry({str(key): _field(value) for key, value in run.items()}) for run in runs)
+    # (a text, which nearly every value is, is taken as it is: a thousand manifests are read by status)
+    return tuple(_entry({key if type(key) is str else str(key): value if type(value) is str else _field(value)
+                         for key, value in run.items()}) for run in runs)
 
 
 @dataclass(frozen=True)
@@ -574,11 +577,33 @@ def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
 
 
 _Dumper.add_representer(str, _represent_text)
+# libyaml's emitter, when PyYAML has it: the same text for the data _emitted_alike accepts (a property
+# test checks it), ten times faster (PyYAML's emitter took 5 ms a manifest: a launch writes hundreds)
+_CDumper: Any = None
+if yaml.__with_libyaml__:
+    class _CDumper(yaml.CSafeDumper):  # type: ignore[no-redef]
+        """:class:`_Dumper`'s representers with libyaml's emitter."""
+
+    _CDumper.add_representer(str, _represent_text)
+
+
+def _emitted_alike(data: Any) -> bool:
+    """True for data both emitters write the same: texts of printable ASCII, no empty key, and
+    only mappings, lists, numbers, booleans and null besides (libyaml writes an empty key, and
+    every text that is not plain ASCII, otherwise)."""
+    if isinstance(data, str):
+        return data.isascii() and data.isprintable()
+    if isinstance(data, dict):
+        return all(key != "" and _emitted_alike(key) and _emitted_alike(value) for key, value in data.items())
+    if isinstance(data, list):
+        return all(_emitted_alike(item) for item in data)
+    return data is None or isinstance(data, (bool, int, float))
 
 
 def _dump(data: Any) -> str:
     """Block-style YAML, keys in insertion order."""
-    return yaml.dump(data, Dumper=_Dumper, default_flow_style=False, sort_keys=False, allow_unicode=True)
+    dumper = _CDumper if _CDumper is not None and _emitted_alike(data) else _Dumper
+    return yaml.dump(data, Dumper=dumper, default_flow_style=False, sort_keys=False, allow_unicode=True)
 
 
 def render_manifest(manifest: Manifest) -> str:
@@ -623,7 +648,53 @@ class _Unread(Exception):
 
 def _parse_fast(text: str) -> Any:
     """The file's data exactly as ``yaml.load`` gives it, for a file written as the launcher and
-    continue.sh write manifests; None for any other file (then PyYAML reads it)."""
+    continue.sh write manifests; None for any other file (then PyYAML reads it).
+
+    The ``runs:`` entries, most of a manifest that has runs, are read a whole line at a time
+    (:func:`_entries_fast`); anything else there, and the whole file is read line by line."""
+    head, mark, runs = text.partition("\nruns:\n")
+    if mark and runs:
+        entries = _entries_fast(runs)
+        if entries is not None:
+            data = _parse_lines(head + mark)
+            if data is not None and "runs" in data and data["runs"] is None:
+                data["runs"] = entries
+                return data
+    return _parse_lines(text)
+
+
+# One field of a ``runs:`` entry, as the launcher and continue.sh append them: ``- key: value`` (an
+# entry's first) or ``  key: value``, a plain key and a one-line value; a value single-quoted without
+# a quote inside (what the launcher writes) is taken from the match. _ENTRY_FIELDS: lines of them.
+_ENTRY_FIELD = re.compile(r"(- |  )([A-Za-z_][A-Za-z0-9_]*): (?:'([^'\n]*)'(?=\n)|([^\n]+))\n")
+_ENTRY_FIELDS = re.compile(r"(?:(?:- |  )[A-Za-z_][A-Za-z0-9_]*: [^\n]+\n)+")
+
+
+def _entries_fast(text: str) -> list[dict[Any, Any]] | None:
+    """The entries of the text after ``runs:`` when every line of it is an entry's field
+    (:data:`_ENTRY_FIELD`) with a scalar :func:`_scalar` reads; None otherwise. (The lines are
+    checked and split by the regex engine: a thousand manifests of many runs are read by status.)"""
+    if not (text.startswith("- ") and text.isascii() and text.replace("\n", "").isprintable()
+            and _ENTRY_FIELDS.fullmatch(text)):
+        return None
+    items: list[dict[Any, Any]] = []
+    item: dict[Any, Any] = {}
+    try:
+        for lead, word, quoted, raw in _ENTRY_FIELD.findall(text):
+            if lead == "- ":
+                item = {}
+                items.append(item)
+            key = _plain(word)
+            if key is _Unread or key in item:
+                return None  # (PyYAML keeps the last of a duplicate key: left to it)
+            item[key] = _scalar(raw) if raw else quoted
+    except _Unread:
+        return None
+    return items
+
+
+def _parse_lines(text: str) -> Any:
+    """:func:`_parse_fast` line by line."""
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # the final line break

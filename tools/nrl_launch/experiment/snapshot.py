@@ -83,10 +83,12 @@ class _Listing(NamedTuple):
     # Folders of submodules that are registered but not checked out: they
     # appear empty in the snapshot, as rsync --files-from would leave them.
     empty_dirs: tuple[str, ...]
+    parents: tuple[str, ...] = ()  # the folders of the entries, parents first (found once, made for each snapshot)
 
     def make_folders(self, root: Path) -> None:
         """Create every folder the listing needs under ``root``."""
-        _make_dirs(root, (e.rel for e in self.entries))
+        for parent in self.parents:
+            os.makedirs(os.path.join(root, parent), exist_ok=True)
         for rel in self.empty_dirs:
             os.makedirs(root / rel, exist_ok=True)
 
@@ -166,11 +168,9 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _make_dirs(root: Path, rels: Iterable[str]) -> None:
-    """Create every parent folder of ``rels`` under ``root``."""
-    parents = sorted({os.path.dirname(rel) for rel in rels} - {""})
-    for parent in parents:
-        os.makedirs(root / parent, exist_ok=True)
+def _parents(rels: Iterable[str]) -> tuple[str, ...]:
+    """The parent folders of ``rels``, each once, sorted (a folder before the ones inside it)."""
+    return tuple(sorted({os.path.dirname(rel) for rel in rels} - {""}))
 
 
 _Item = TypeVar("_Item")
@@ -182,25 +182,26 @@ def _chunks(items: Sequence[_Item], size: int) -> list[Sequence[_Item]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _run_parallel(work: Callable[[Sequence[_Item]], _Result], items: Sequence[_Item], workers: int,
+def _run_parallel(work: Callable[[Sequence[_Item]], _Result], items: Sequence[_Item], pool: _Pool,
                   progress: Progress | None) -> list[_Result]:
-    """Run ``work`` on chunks of ``items`` in a thread pool; return the results
-    in order. The first exception cancels what has not started and is raised
-    once the running chunks have finished."""
+    """Run ``work`` on chunks of ``items`` in ``pool``'s threads; return the results in order.
+    The first exception cancels what has not started and is raised once the running chunks
+    have finished."""
     chunks = _chunks(items, CHUNK)
     total = len(items)
     if progress is not None:
         progress(0, total)
-    if workers <= 1 or len(chunks) <= 1:
+    executor = pool.get() if len(chunks) > 1 else None
+    if executor is None:
         results: list[_Result] = []
         for chunk in chunks:
             results.append(work(chunk))
             if progress is not None:
                 progress(sum(len(c) for c in chunks[:len(results)]), total)
         return results
-    pool = ThreadPoolExecutor(max_workers=workers)
+    futures: dict[Future[_Result], int] = {}
     try:
-        futures: dict[Future[_Result], int] = {pool.submit(work, chunk): len(chunk) for chunk in chunks}
+        futures.update((executor.submit(work, chunk), len(chunk)) for chunk in chunks)
         pending = set(futures)
         done_count = 0
         while pending:
@@ -215,7 +216,33 @@ def _run_parallel(work: Callable[[Sequence[_Item]], _Result], items: Sequence[_I
         return [future.result() for future in futures]
     finally:
         # on any exit (error, Ctrl-C): drop the chunks not started, wait for the running ones
-        pool.shutdown(wait=True, cancel_futures=True)
+        for future in futures:
+            future.cancel()
+        wait(futures)
+
+
+class _Pool:
+    """The worker threads of one batch, started at the first snapshot that needs them and kept
+    for the next ones (a launch makes hundreds of snapshots: starting threads for each cost more
+    than linking a small tree)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._executor: ThreadPoolExecutor | None = None
+
+    def get(self) -> ThreadPoolExecutor | None:
+        """The threads (None: one worker, the caller's thread does the work)."""
+        if self.workers <= 1:
+            return None
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="nrl-snapshot")
+        return self._executor
+
+    def close(self) -> None:
+        """Stop the threads (a later snapshot starts new ones)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
 
 def _default_workers() -> int:
@@ -276,8 +303,11 @@ def clean_stale_tmps(dest: Path) -> list[Path]:
     host, now = socket.gethostname(), time.time()
     removed: list[Path] = []
     try:
-        # folders only: a lock file (``.<experiment>.lock``, locks.py) may share the prefix
-        candidates = [p for p in dest.parent.iterdir() if p.name.startswith(prefix) and p.is_dir()]
+        # folders only: a lock file (``.<experiment>.lock``, locks.py) may share the prefix. One scandir,
+        # no Path per entry: a launch looks here once per snapshot, in a folder of hundreds
+        with os.scandir(dest.parent) as entries:
+            candidates = [Path(entry.path) for entry in entries
+                          if entry.name.startswith(prefix) and entry.is_dir(follow_symlinks=True)]
     except OSError:
         return removed
     for path in candidates:
@@ -355,9 +385,14 @@ class SnapshotBatch:
         self.mode = validate_mode(mode)
         self.progress = progress
         self.workers = workers if workers is not None else _default_workers()
+        self._pool = _Pool(self.workers)
         self._base: _BaseCopy | None = None  # set once, by the first snapshot published
         self._try_reflink = True
         self._base_shared = False  # the base's files were made read-only: snapshots link to them
+
+    def close(self) -> None:
+        """Stop the batch's worker threads (it can still make snapshots: it starts new ones)."""
+        self._pool.close()
 
     def ensure(self, dest: Path, *, manifest: ManifestSource = None,
                progress: Progress | None = None) -> SnapshotResult:
@@ -446,7 +481,7 @@ class SnapshotBatch:
                 continue  # deleted from the working tree
             except OSError as e:
                 raise SnapshotError(f"cannot read {src}: {e}") from e
-        return _Listing(tuple(entries), tuple(empty_dirs))
+        return _Listing(tuple(entries), tuple(empty_dirs), _parents(entry.rel for entry in entries))
 
     def _copy_from(self, src_root: Path, listing: _Listing, tmp: Path,
                    progress: Progress | None) -> SnapshotResult:
@@ -470,7 +505,7 @@ class SnapshotBatch:
             return regular, cloned
 
         try:
-            counts = _run_parallel(work, entries, self.workers, progress)
+            counts = _run_parallel(work, entries, self._pool, progress)
         except OSError as e:
             raise SnapshotError(f"cannot copy {src_root} into {tmp}: {e}") from e
         regular = sum(c[0] for c in counts)
@@ -516,7 +551,7 @@ class SnapshotBatch:
                     os.link(os.path.join(base_text, entry.rel), dst, follow_symlinks=False)
 
         try:
-            _run_parallel(work, entries, self.workers, progress)
+            _run_parallel(work, entries, self._pool, progress)
         except OSError as e:
             if e.errno == errno.EXDEV:
                 raise _CrossDevice(str(tmp)) from e
@@ -585,4 +620,8 @@ def ensure_snapshot(src_root: Path, files: Sequence[str], dest: Path, *, mode: s
 
     See ``SnapshotBatch.ensure``. Raises SnapshotError.
     """
-    return SnapshotBatch(src_root, files, mode=mode, progress=progress).ensure(dest, manifest=manifest)
+    batch = SnapshotBatch(src_root, files, mode=mode, progress=progress)
+    try:
+        return batch.ensure(dest, manifest=manifest)
+    finally:
+        batch.close()

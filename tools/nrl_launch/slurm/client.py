@@ -29,6 +29,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 from nrl_launch.errors import SlurmError, SlurmUncertain, SlurmUnreachable
@@ -119,13 +120,67 @@ def backoff(rng: random.Random, first: float = FIRST_DELAY, cap: float = MAX_DEL
         delay = min(cap, delay * 2)
 
 
+class _Watchdog:
+    """One thread that says that Slurm is slow when a call has not answered in time, for every call
+    of a client and its copies (a timer thread per call cost about 1 ms of each sbatch of a
+    launch). It ends when no call has been watched for a while; the next call starts another."""
+
+    IDLE = 2.0  # seconds without a call after which the thread ends
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._calls: dict[int, tuple[float, Callable[[], None]]] = {}  # key -> (when to say, say)
+        self._count = 0
+        self._running = False
+        self._until = float("inf")  # when the thread wakes up next on its own
+
+    def watch(self, after: float, say: Callable[[], None]) -> int:
+        """Call ``say`` in ``after`` seconds unless :meth:`done` comes first; the key for it."""
+        with self._cond:
+            self._count += 1
+            key = self._count
+            when = time.monotonic() + after
+            self._calls[key] = (when, say)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="nrl-slurm-watchdog", daemon=True).start()
+            elif when < self._until:
+                self._cond.notify()
+            return key
+
+    def done(self, key: int) -> None:
+        """The call of ``key`` answered: nothing to say about it."""
+        with self._cond:
+            self._calls.pop(key, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._calls:
+                    self._until = time.monotonic() + self.IDLE
+                    self._cond.wait(self.IDLE)
+                    if not self._calls:
+                        self._running, self._until = False, float("inf")
+                        return
+                    continue
+                key, (when, say) = min(self._calls.items(), key=lambda item: item[1][0])
+                now = time.monotonic()
+                if when > now:
+                    self._until = when
+                    self._cond.wait(when - now)
+                    continue
+                del self._calls[key]
+            say()
+
+
 class _Notices:
-    """When the client last said that Slurm is slow (shared by the copies :meth:`SlurmClient.until`
-    makes, and by the threads of a parallel launch)."""
+    """When the client last said that Slurm is slow, and the watchdog that says it (shared by the
+    copies :meth:`SlurmClient.until` makes, and by the threads of a parallel launch)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.last_slow = float("-inf")
+        self.watchdog = _Watchdog()
 
 
 class SlurmClient:
@@ -210,11 +265,9 @@ class SlurmClient:
             # finished): the answers must be the ones we ask for and parse.
             env = {name: value for name, value in env.items() if not name.startswith(_QUERY_DEFAULTS)}
         timeout = self._call_timeout()
-        watchdog = None
+        watched = None
         if self.notify is not None and self.slow_after < timeout:
-            watchdog = threading.Timer(self.slow_after, self._slow, (argv[0], timeout))
-            watchdog.daemon = True
-            watchdog.start()
+            watched = self._notices.watchdog.watch(self.slow_after, partial(self._slow, argv[0], timeout))
         try:
             executable = self._executable(argv[0], env)
             extra = {} if executable is None else {"executable": executable}
@@ -222,8 +275,8 @@ class SlurmClient:
         except OSError as e:  # not found, not startable, or killed at the timeout
             raise failure(argv, e, timeout) from e
         finally:
-            if watchdog is not None:
-                watchdog.cancel()
+            if watched is not None:
+                self._notices.watchdog.done(watched)
 
     def _succeed(self, argv: Sequence[str], *, cwd: str | None = None, job_env: Mapping[str, str] | None = None,
                  environ: Mapping[str, str] | None = None, retry: bool = True) -> Completed:
