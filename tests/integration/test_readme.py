@@ -129,7 +129,7 @@ def test_the_readme_first_session_works_as_written(local_slurm, tmp_path: Path, 
     lines = done.stdout.splitlines()
     assert any(re.fullmatch(r"\[INFO\]: Total GPU hours: \d+", line) for line in lines)  # the estimate
     assert lines.count(f"[METRIC PASS]    {EXPERIMENT}") == 2  # the launch, then the watch after continue.sh
-    # the status row (a long name may be cut in the middle to fit 120 columns)
-    assert re.search(rf"^{re.escape(EXPERIMENT[:12])}\S*\s+\w{{12}}\s+no\s+2\s.*\s4/4\s+PASS\s", done.stdout,
+    # the status row: the whole name (never cut), commit, not dirty, 2 runs, steps, WATCH's verdict
+    assert re.search(rf"^{re.escape(EXPERIMENT)}\s+\w{{12}}\s+no\s+2\s.*\s4/4\s+METRIC PASS\s", done.stdout,
                      re.M), done.stdout
     assert re.search(r"^Submitted batch job \d+$", done.stdout, re.M)
