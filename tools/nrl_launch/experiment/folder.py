@@ -50,7 +50,6 @@ from nrl_launch.experiment.manifest import (
     write_manifest,
 )
 from nrl_launch.experiment.rerun import NextRun, load_next_run, save_next_run
-from nrl_launch.experiment.snapshot import is_published
 from nrl_launch.plan import Submission
 from nrl_launch.recipes.experiments import name_problem as name_problem  # the one name rule
 from nrl_launch.recipes.layout import DEFAULT_LAYOUT
@@ -132,6 +131,8 @@ class ExperimentDir:
 
     def exists(self) -> bool:
         """True when a complete snapshot is there (SnapshotError when something else is)."""
+        from nrl_launch.experiment.snapshot import is_published  # the copying machinery: only for this
+
         return is_published(self.path)
 
     # ---- the manifest

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nrl_launch.errors import EnvironmentProblem, GitError
 from nrl_launch.experiment.folder import SnapshotRoot
-from nrl_launch.experiment.gitrepo import project_root as git_root
+from nrl_launch.experiment.worktree import plain_work_tree
 from nrl_launch.settings import parse_snapshot_dirname
 
 
@@ -20,6 +20,11 @@ def snapshot_root(project_root: str | None, dirname: str | None) -> SnapshotRoot
     if project_root is not None:
         return SnapshotRoot(Path(project_root).resolve(), chosen)
     here = Path.cwd()
+    plain = plain_work_tree(here)
+    if plain is not None:
+        return SnapshotRoot(plain, chosen)
+    from nrl_launch.experiment.gitrepo import project_root as git_root  # GitPython: submodules, worktrees
+
     try:
         return SnapshotRoot(git_root(here), chosen)
     except GitError as e:
