@@ -167,6 +167,8 @@ def _judged(row: StatusRow, launch: TrackedExperiment | None, states_known: bool
         return replace(row, waiting=NO_RUNS)
     if not states_known:
         return replace(row, waiting=STATES_UNKNOWN)
+    # The logs are listed again here, after Slurm said which jobs are done (not reused from the row):
+    # a run that started and ended meanwhile must not be judged on its predecessors' logs alone.
     verdict = verdict_once_done(launch.name, launch.jobs, {j.job_id for j in row.jobs if still_queued(j.state)})
     if verdict is None:
         return replace(row, waiting=QUEUED)
