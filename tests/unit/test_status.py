@@ -384,3 +384,22 @@ def test_the_width_of_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(sys, "stdout", terminal)
         assert terminal_width() == 93
     os.close(master)
+
+
+def test_a_run_that_ends_while_slurm_is_asked_is_judged_on_its_own_log(tmp_path: Path) -> None:
+    # Run 2 is queued when the snapshot is read, writes a failing log and ends while Slurm is asked:
+    # the verdict must read that log (listed after Slurm's answer), never pass on run 1's log alone.
+    folder = make_snapshot(tmp_path, "x", runs=[("11", "1/2"), ("12", "2/2")], logs={"11": PASS_LOG})
+    fake = fake_slurm({"11": "COMPLETED", "12": "RUNNING"})
+    squeue = fake._squeue
+
+    def run_2_ends_meanwhile(call: Call) -> Completed:
+        (folder / "12-logs").mkdir()
+        (folder / "12-logs" / "ray-driver.log").write_text(FAIL_LOG)
+        fake.jobs["12"].state = "COMPLETED"
+        return squeue(call)
+
+    fake.answers["squeue"] = run_2_ends_meanwhile
+    [row] = collect_status(tmp_path, ["x"], fake.client()).rows
+    assert (row.verdict, row.metric_checks) == ("METRIC FAIL", "FAIL")
+    assert row.log == str(folder / "12-logs" / "ray-driver.log")

@@ -133,7 +133,6 @@ def _row(folder: ExperimentDir) -> tuple[StatusRow, TrackedExperiment | None]:
     launch = folder.tracked()  # jobs and verdict: the latest launch's (a relaunch reuses the snapshot)
     metrics = folder.metrics_file()
     max_steps = recorded.config_values.get("MAX_STEPS", "")
-    logs = driver_logs(launch.jobs)
     row = StatusRow(
         experiment=name,
         snapshot=str(folder.path),
@@ -143,7 +142,6 @@ def _row(folder: ExperimentDir) -> tuple[StatusRow, TrackedExperiment | None]:
         jobs=tuple(JobState(r.job_id, r.run, UNKNOWN) for r in recorded.latest_launch.runs),
         steps=max_step(metrics) if metrics else None,
         max_steps=int(max_steps) if max_steps.isdigit() else None,
-        log=str(logs[-1]) if logs else None,
         retries=tuple(_retry(run) for run in recorded.retries),
         cancellations=_cancellations(recorded),
     )
@@ -159,20 +157,26 @@ def _cancellations(recorded: Manifest) -> tuple[Cancellation, ...]:
     return tuple(Cancellation(entry.at, entry.jobs) for entry in recorded.cancellations)
 
 
-def _judged(row: StatusRow, launch: TrackedExperiment | None, states_known: bool) -> StatusRow:
-    """``row`` with WATCH's verdict, or why there is none (the one rule: nothing of it queued)."""
+def _judged(row: StatusRow, launch: TrackedExperiment | None, jobs: tuple[JobState, ...],
+            states_known: bool) -> StatusRow:
+    """``row`` with its jobs' states, its newest driver log and WATCH's verdict, or why there is
+    none (the one rule: nothing of it queued)."""
     if launch is None:  # no snapshot, or no usable manifest: the problem says why
         return row
+    # The logs are listed here, after Slurm said which jobs are done, once for the log column and the
+    # verdict: listed before, a run that started and ended meanwhile would be judged on its
+    # predecessors' logs alone.
+    logs = driver_logs(launch.jobs)
+    log = str(logs[-1]) if logs else None
     if not launch.jobs:
-        return replace(row, waiting=NO_RUNS)
+        return replace(row, jobs=jobs, log=log, waiting=NO_RUNS)
     if not states_known:
-        return replace(row, waiting=STATES_UNKNOWN)
-    # The logs are listed again here, after Slurm said which jobs are done (not reused from the row):
-    # a run that started and ended meanwhile must not be judged on its predecessors' logs alone.
-    verdict = verdict_once_done(launch.name, launch.jobs, {j.job_id for j in row.jobs if still_queued(j.state)})
+        return replace(row, jobs=jobs, log=log, waiting=STATES_UNKNOWN)
+    queued = {j.job_id for j in jobs if still_queued(j.state)}
+    verdict = verdict_once_done(launch.name, launch.jobs, queued, logs)
     if verdict is None:
-        return replace(row, waiting=QUEUED)
-    return replace(row, verdict=verdict.status, metric_checks=_CHECKS[verdict.status])
+        return replace(row, jobs=jobs, log=log, waiting=QUEUED)
+    return replace(row, jobs=jobs, log=log, verdict=verdict.status, metric_checks=_CHECKS[verdict.status])
 
 
 def collect(snapshots: SnapshotRoot, experiments: Sequence[str] | None, slurm: SlurmClient) -> StatusReport:
@@ -191,9 +195,9 @@ def collect(snapshots: SnapshotRoot, experiments: Sequence[str] | None, slurm: S
             slurm_error = str(e)
     rows = []
     for row, launch in found:
-        jobs = tuple(replace(j, state=infos[j.job_id].state, reason=infos[j.job_id].reason)
+        jobs = tuple(JobState(j.job_id, j.run, infos[j.job_id].state, infos[j.job_id].reason)
                      if j.job_id in infos else j for j in row.jobs)
-        rows.append(_judged(replace(row, jobs=jobs), launch, states_known=slurm_error is None))
+        rows.append(_judged(row, launch, jobs, states_known=slurm_error is None))
     return StatusReport(tuple(rows), slurm_error)
 
 

@@ -120,12 +120,13 @@ def judge(experiment: str, logs: Sequence[Path], missing: str = "no driver log w
     return Verdict(experiment, METRIC_FAIL if failed else PASS, tuple(grep_output(logs)))
 
 
-def judge_jobs(experiment: str, jobs: Sequence[TrackedJob]) -> Verdict:
+def judge_jobs(experiment: str, jobs: Sequence[TrackedJob], logs: Sequence[Path] | None = None) -> Verdict:
     """The verdict of an experiment from every driver log its jobs left (retries and requeued
-    attempts included), as WATCH, ``status`` and a relaunch's note give it."""
+    attempts included), as WATCH, ``status`` and a relaunch's note give it. ``logs``: the jobs'
+    :func:`driver_logs`, when the caller listed them after Slurm said the jobs were done."""
     if not jobs:
         return judge(experiment, [], missing="no runs were submitted")
-    logs = driver_logs(jobs)
+    logs = driver_logs(jobs) if logs is None else logs
     if logs:
         return judge(experiment, logs)
     # (the places looked at are named only when nothing was found: status judges a thousand)
@@ -146,13 +147,14 @@ def still_queued(state: str, unknown: str = "unknown") -> bool:
     return state not in ENDED_STATES and state != unknown
 
 
-def verdict_once_done(experiment: str, jobs: Sequence[TrackedJob], queued: Collection[str]) -> Verdict | None:
+def verdict_once_done(experiment: str, jobs: Sequence[TrackedJob], queued: Collection[str],
+                      logs: Sequence[Path] | None = None) -> Verdict | None:
     """The one rule of WATCH, ``nrl-launch watch`` and ``status``: an experiment is judged
     (:func:`judge_jobs`) only when none of its jobs is in ``queued`` (the ids still queued or
     running); None while one is, as a later run could still fail the experiment."""
     if any(job.job_id in queued for job in jobs):
         return None
-    return judge_jobs(experiment, jobs)
+    return judge_jobs(experiment, jobs, logs)
 
 
 # ---- ls -lah
