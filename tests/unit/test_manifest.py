@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 import nrl_launch
 from nrl_launch.errors import SnapshotError
 from nrl_launch.experiment import manifest as manifest_mod
+from nrl_launch.experiment import yamlsubset
 from nrl_launch.experiment.manifest import (
     MANIFEST_NAME,
     Cancellation,
@@ -379,7 +380,7 @@ def assert_read_as_pyyaml_reads(text: str) -> None:
         expected = yaml.load(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
         expected = "refused"
-    fast = manifest_mod._parse_fast(text)
+    fast = yamlsubset.parse(text)
     assert fast is None or fast == expected
 
 
@@ -425,11 +426,11 @@ def test_the_fast_reader_reads_any_lines_as_pyyaml_does(lines: list) -> None:
 
 def test_the_fast_reader_reads_the_launchers_own_manifests() -> None:
     path, text = reference("rendered")
-    assert manifest_mod._parse_fast(text) == yaml.load(text, Loader=yaml.SafeLoader) is not None
+    assert yamlsubset.parse(text) == yaml.load(text, Loader=yaml.SafeLoader) is not None
     appended = text + "- job_id: '7'\n  submitted_at: '2026-01-02T03:04:05+00:00'\n  run: '3'\n" + \
         entry_field_line("via", "continue.sh") + "\n  token: '0123456789abcdef'\n"
-    assert manifest_mod._parse_fast(appended) == yaml.load(appended, Loader=yaml.SafeLoader)
-    assert manifest_mod._parse_fast(appended + "# a comment\n") is None  # left to PyYAML
+    assert yamlsubset.parse(appended) == yaml.load(appended, Loader=yaml.SafeLoader)
+    assert yamlsubset.parse(appended + "# a comment\n") is None  # left to PyYAML
 
 
 @settings(max_examples=150, deadline=None)
@@ -437,7 +438,7 @@ def test_the_fast_reader_reads_the_launchers_own_manifests() -> None:
 def test_what_is_written_reads_back_the_same_with_either_parser(manifest: Manifest) -> None:
     text = render_manifest(manifest)
     assert parse_manifest(text, Path("m.yaml")) == manifest
-    fast = manifest_mod._parse_fast(text)
+    fast = yamlsubset.parse(text)
     assert fast is None or fast == yaml.load(text, Loader=yaml.SafeLoader)
     try:
         fast = yaml.load(text, Loader=manifest_mod.LOADER)
@@ -480,7 +481,7 @@ def test_the_fast_reader_reads_runs_entries_as_pyyaml_does(lines: list[tuple[str
     # the runs: section is read a line at a time: whatever the lines, the same data as PyYAML or none
     text = "experiment: x\nruns:\n" + "".join(manifest_mod.entry_text(entry) for entry in entries) + \
         "".join(f"{lead}{key}{colon}{value}\n" for lead, key, colon, value in lines)
-    fast = manifest_mod._parse_fast(text)
+    fast = yamlsubset.parse(text)
     if fast is not None:
         assert fast == yaml.load(text, Loader=yaml.SafeLoader)
     if not lines:  # what the launcher appends is read the fast way

@@ -22,7 +22,7 @@ Python ``SafeLoader`` otherwise, and for the texts libyaml refuses but
 PyYAML reads, e.g. a ``\\uDCxx`` escape of a non-UTF-8 byte). PyYAML builds
 each value in Python even then (about 1 ms for a manifest of a few runs: most
 of ``nrl-launch status`` over a thousand experiments), so a file is first
-read by :func:`_parse_fast`: what the launcher's writers and ``continue.sh``
+read by :func:`nrl_launch.experiment.yamlsubset.parse`: what the launcher's writers and ``continue.sh``
 put there -- block mappings and sequences, one scalar a line in one of the
 simplest YAML forms, whose meaning PyYAML's own resolver decides; anything
 else, anywhere, and the whole file is left to PyYAML. Both read every file the
@@ -46,7 +46,6 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +54,7 @@ import yaml
 
 from nrl_launch import __version__
 from nrl_launch.errors import SnapshotError
+from nrl_launch.experiment import yamlsubset
 from nrl_launch.experiment.atomic import replace_file
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -615,7 +615,7 @@ def render_manifest(manifest: Manifest) -> str:
 
 def parse_manifest(text: str, where: Path) -> Manifest:
     """The manifest of a file's text; SnapshotError naming ``where`` when it is not one."""
-    data = _parse_fast(text)
+    data = yamlsubset.parse(text)
     if data is None:
         try:
             data = yaml.load(text, Loader=LOADER)
@@ -624,173 +624,6 @@ def parse_manifest(text: str, where: Path) -> Manifest:
     if not isinstance(data, dict):
         raise SnapshotError(f"{where}: corrupt manifest: not a mapping")
     return Manifest.from_data(data, where)
-
-
-# What the launcher's own writers (PyYAML's dump of the manifest and of an entry, continue.sh's
-# printf lines) put in a manifest, read without PyYAML: block mappings and sequences, one scalar a
-# line in one of the simplest forms, printable ASCII only. PyYAML builds every value in Python even
-# with libyaml's parser (about 1 ms for a manifest of a few runs: most of ``nrl-launch status`` over
-# a thousand experiments); anything else, anywhere in the file, and the whole file is PyYAML's.
-_KEY = re.compile(r"('(?:[^']|'')*'|\"[^\"\\]*\"|[A-Za-z0-9_][A-Za-z0-9_./+-]*):(?: (.+))?\Z")
-_SINGLE_QUOTED = re.compile(r"'((?:[^']|'')*)'\Z")
-_DOUBLE_QUOTED = re.compile(r'"([^"\\]*)"\Z')  # without escapes
-# plain: no quote, '#', indicator first, ": " or colon last; spaces only between words
-_PLAIN = re.compile(r"(?!.*: )[A-Za-z0-9_~./](?:[A-Za-z0-9_./+ @:-]*[A-Za-z0-9_./+@-])?\Z")
-_DECIMAL = re.compile(r"(?:0|[1-9][0-9]*)\Z")
-_RESOLVER = yaml.resolver.Resolver()
-_TAGS = "tag:yaml.org,2002:"
-_EMPTY: dict[str, Any] = {"{}": {}, "[]": []}
-
-
-class _Unread(Exception):
-    """A line the fast reader leaves to PyYAML (and with it, the whole file)."""
-
-
-def _parse_fast(text: str) -> Any:
-    """The file's data exactly as ``yaml.load`` gives it, for a file written as the launcher and
-    continue.sh write manifests; None for any other file (then PyYAML reads it).
-
-    The ``runs:`` entries, most of a manifest that has runs, are read a whole line at a time
-    (:func:`_entries_fast`); anything else there, and the whole file is read line by line."""
-    head, mark, runs = text.partition("\nruns:\n")
-    if mark and runs:
-        entries = _entries_fast(runs)
-        if entries is not None:
-            data = _parse_lines(head + mark)
-            if data is not None and "runs" in data and data["runs"] is None:
-                data["runs"] = entries
-                return data
-    return _parse_lines(text)
-
-
-# One field of a ``runs:`` entry, as the launcher and continue.sh append them: ``- key: value`` (an
-# entry's first) or ``  key: value``, a plain key and a one-line value; a value single-quoted without
-# a quote inside (what the launcher writes) is taken from the match. _ENTRY_FIELDS: lines of them.
-_ENTRY_FIELD = re.compile(r"(- |  )([A-Za-z_][A-Za-z0-9_]*): (?:'([^'\n]*)'(?=\n)|([^\n]+))\n")
-_ENTRY_FIELDS = re.compile(r"(?:(?:- |  )[A-Za-z_][A-Za-z0-9_]*: [^\n]+\n)+")
-
-
-def _entries_fast(text: str) -> list[dict[Any, Any]] | None:
-    """The entries of the text after ``runs:`` when every line of it is an entry's field
-    (:data:`_ENTRY_FIELD`) with a scalar :func:`_scalar` reads; None otherwise. (The lines are
-    checked and split by the regex engine: a thousand manifests of many runs are read by status.)"""
-    if not (text.startswith("- ") and text.isascii() and text.replace("\n", "").isprintable()
-            and _ENTRY_FIELDS.fullmatch(text)):
-        return None
-    items: list[dict[Any, Any]] = []
-    item: dict[Any, Any] = {}
-    try:
-        for lead, word, quoted, raw in _ENTRY_FIELD.findall(text):
-            if lead == "- ":
-                item = {}
-                items.append(item)
-            key = _plain(word)
-            if key is _Unread or key in item:
-                return None  # (PyYAML keeps the last of a duplicate key: left to it)
-            item[key] = _scalar(raw) if raw else quoted
-    except _Unread:
-        return None
-    return items
-
-
-def _parse_lines(text: str) -> Any:
-    """:func:`_parse_fast` line by line."""
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the final line break
-    parsed = []
-    for line in lines:
-        content = line.lstrip(" ")
-        if not content or not (content.isascii() and content.isprintable()):  # printable ASCII: 0x20-0x7e
-            return None
-        parsed.append((len(line) - len(content), content))
-    try:
-        data, end = _mapping(parsed, 0, 0)
-    except _Unread:
-        return None
-    return data if end == len(parsed) and data else None
-
-
-def _mapping(lines: list[tuple[int, str]], at: int, indent: int) -> tuple[dict[Any, Any], int]:
-    """The block mapping whose keys are the lines from ``at`` indented by ``indent``; with the index
-    of the first line after it."""
-    data: dict[Any, Any] = {}
-    while at < len(lines) and lines[at][0] == indent and not lines[at][1].startswith("- "):
-        match = _KEY.match(lines[at][1])
-        if match is None:
-            raise _Unread
-        key = _scalar(match.group(1))
-        if key in data or isinstance(key, (dict, list)):
-            raise _Unread  # (PyYAML keeps the last of a duplicate key: left to it)
-        at += 1
-        if match.group(2) is not None:
-            data[key] = _scalar(match.group(2))
-        elif at < len(lines) and lines[at][0] == indent + 2:
-            nested = _sequence if lines[at][1].startswith("- ") else _mapping
-            data[key], at = nested(lines, at, indent + 2)
-        elif at < len(lines) and lines[at][0] == indent and lines[at][1].startswith("- "):
-            data[key], at = _sequence(lines, at, indent)  # PyYAML writes sequences unindented
-        else:
-            data[key] = None
-    return data, at
-
-
-def _sequence(lines: list[tuple[int, str]], at: int, indent: int) -> tuple[list[Any], int]:
-    """The block sequence of the ``- `` lines from ``at`` indented by ``indent``; an item ``- key: …``
-    is a mapping whose other keys are indented by two more."""
-    items: list[Any] = []
-    while at < len(lines) and lines[at][0] == indent and lines[at][1].startswith("- "):
-        rest = lines[at][1][2:]
-        if _KEY.match(rest) is not None and not rest.startswith(("'", '"')):
-            lines[at] = (indent + 2, rest)  # the item's first key, where its other keys are
-            item, at = _mapping(lines, at, indent + 2)
-            items.append(item)
-        else:
-            items.append(_scalar(rest))
-            at += 1
-    return items, at
-
-
-def _scalar(raw: str) -> Any:
-    """The value of a scalar written in one of the simplest forms, as PyYAML reads it: quoted
-    without escapes, ``{}`` or ``[]``, or plain when PyYAML's resolver takes it for text, a decimal
-    number, null or a boolean; _Unread otherwise."""
-    if not raw:
-        raise _Unread
-    if raw[0] == "'":
-        single = _SINGLE_QUOTED.match(raw)
-        if single is None:
-            raise _Unread
-        return single.group(1).replace("''", "'")
-    if raw[0] == '"':
-        double = _DOUBLE_QUOTED.match(raw)
-        if double is None:
-            raise _Unread
-        return double.group(1)
-    if raw in _EMPTY:
-        return type(_EMPTY[raw])()
-    value = _plain(raw)
-    if value is _Unread:
-        raise _Unread
-    return value
-
-
-@lru_cache(maxsize=4096)
-def _plain(raw: str) -> Any:
-    """A plain scalar as PyYAML reads it when that is text, a decimal number, null or a boolean;
-    _Unread otherwise, or when it is not plain (cached: the same keys and words fill every manifest)."""
-    if _PLAIN.match(raw) is None:
-        return _Unread
-    tag = _RESOLVER.resolve(yaml.ScalarNode, raw, (True, False))  # type: ignore[no-untyped-call]
-    if tag == _TAGS + "str":
-        return raw
-    if tag == _TAGS + "int" and _DECIMAL.match(raw):
-        return int(raw)
-    if tag == _TAGS + "null":
-        return None
-    if tag == _TAGS + "bool":
-        return yaml.constructor.SafeConstructor.bool_values[raw.lower()]
-    return _Unread
 
 
 def _parse_slowly(text: str, where: Path) -> Any:
@@ -903,7 +736,7 @@ def entry_text(fields: Mapping[str, str]) -> str:
     most of a launch's own time per run)."""
     lines: list[str] = []
     for key, value in fields.items():
-        if not (_ENTRY_KEY.match(key) and _plain(key) == key and value.isascii() and value.isprintable()):
+        if not (_ENTRY_KEY.match(key) and yamlsubset.reads_as_itself(key) and value.isascii() and value.isprintable()):
             return _dump([dict(fields)])
         quoted = value.replace("'", "''")
         lines.append(f"{'  ' if lines else '- '}{key}: '{quoted}'\n")
