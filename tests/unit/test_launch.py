@@ -734,7 +734,9 @@ def test_shim_without_dependencies_prints_one_install_line(tmp_path: Path) -> No
 def test_shim_in_a_venv_that_sees_the_system_packages(project: Project, slurm_on_path: SlurmOnPath,
                                                       tmp_path: Path) -> None:
     # A venv made with --system-site-packages holding click but not GitPython (the one mutmut runs
-    # in): finding click there must not stop the system's packages from being added.
+    # in): finding click there must not stop site from adding the rest. The base interpreter of
+    # the test machine may hold no GitPython, so a .pth file of the venv stands in for the
+    # system's packages: only site (never the fast start) reads it.
     import click
     import git
 
@@ -742,7 +744,8 @@ def test_shim_in_a_venv_that_sees_the_system_packages(project: Project, slurm_on
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
     [own] = venv.glob("lib/python3.*/site-packages")
     (own / "click").symlink_to(Path(click.__file__).parent)
-    assert own not in Path(git.__file__).parents  # GitPython only from the system's packages
+    (own / "elsewhere.pth").write_text(f"{Path(git.__file__).parent.parent}\n")
+    assert own not in Path(git.__file__).parents  # GitPython only from elsewhere
     script = project.add_recipe("sft-a", config="NUM_NODES=1\nNUM_RUNS=1\nNUM_MINUTES=10\n")
     env = {**os.environ, **BASE_ENV, "NRL_LAUNCH_PYTHON": str(venv / "bin" / "python3")}
     proc = subprocess.run([str(REPO / "tools" / "launch"), str(script)], env=env, capture_output=True, text=True)
